@@ -1,0 +1,168 @@
+// Bindings of the HNSW index. Arrays come in with their exact dtype (the Python
+// face in lookalike.index converts and checks them), results go out as numpy
+// arrays allocated before the GIL is released and filled in place, and every
+// call into the index runs without the GIL.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
+
+#include "bindings/bindings.h"
+#include "hnsw/hnsw_index.h"
+
+namespace py = pybind11;
+
+namespace lookalike::bindings {
+
+using hnsw::HnswIndex;
+using hnsw::Metric;
+using distance::Scalar;
+
+namespace {
+
+template <class T>
+using CArray = py::array_t<T, py::array::c_style>;
+
+Metric parse_metric(const std::string& name) {
+  if (name == "l2") return Metric::L2;
+  if (name == "ip") return Metric::InnerProduct;
+  if (name == "cosine") return Metric::Cosine;
+  throw std::invalid_argument("metric must be 'cosine', 'ip' or 'l2', got '" + name + "'");
+}
+
+Scalar parse_storage(const std::string& name) {
+  if (name == "float32") return Scalar::F32;
+  if (name == "float16") return Scalar::F16;
+  if (name == "int8") return Scalar::I8;
+  throw std::invalid_argument("storage must be 'float32', 'float16' or 'int8', got '" + name + "'");
+}
+
+// Rows of a (n, dim) float32 array, checked against the index's dimension.
+size_t rows(const CArray<float>& vectors, size_t dim) {
+  if (vectors.ndim() != 2 || size_t(vectors.shape(1)) != dim)
+    throw std::invalid_argument("expected vectors of shape (n, " + std::to_string(dim) + ")");
+  return size_t(vectors.shape(0));
+}
+
+py::dict memory_dict(const hnsw::MemoryUsage& m) {
+  py::dict d;
+  d["node_bytes"] = m.node_bytes;
+  d["upper_link_bytes"] = m.upper_link_bytes;
+  d["exact_vector_bytes"] = m.exact_vector_bytes;
+  d["id_map_bytes"] = m.id_map_bytes;
+  d["scratch_bytes"] = m.scratch_bytes;
+  d["total_bytes"] = m.total_bytes;
+  d["live"] = m.live;
+  d["deleted"] = m.deleted;
+  d["capacity"] = m.capacity;
+  return d;
+}
+
+}  // namespace
+
+void bind_hnsw(py::module_& m) {
+  py::register_exception<hnsw::UnknownIdError>(m, "UnknownIdError", PyExc_KeyError);
+  py::register_exception<hnsw::DuplicateIdError>(m, "DuplicateIdError", PyExc_ValueError);
+
+  py::class_<hnsw::Filter>(m, "Filter", "A native predicate over ids, evaluated inside the search.");
+  py::class_<hnsw::IdFilter, hnsw::Filter>(m, "IdFilter")
+      .def(py::init([](const CArray<int64_t>& ids, bool exclude) {
+             return std::make_unique<hnsw::IdFilter>(ids.data(), size_t(ids.size()), exclude);
+           }),
+           py::arg("ids"), py::arg("exclude") = false)
+      .def("__len__", &hnsw::IdFilter::size)
+      .def_property_readonly("exclude", &hnsw::IdFilter::exclude);
+
+  py::class_<HnswIndex>(m, "HnswIndex")
+      .def(py::init([](size_t dim, const std::string& metric, const std::string& storage, size_t M,
+                       size_t ef_construction, size_t ef_search, bool keep_exact, uint64_t seed) {
+             hnsw::IndexConfig c;
+             c.dim = dim;
+             c.metric = parse_metric(metric);
+             c.storage = parse_storage(storage);
+             c.M = M;
+             c.ef_construction = ef_construction;
+             c.ef_search = ef_search;
+             c.keep_exact = keep_exact;
+             c.seed = seed;
+             return std::make_unique<HnswIndex>(c);
+           }),
+           py::arg("dim"), py::arg("metric"), py::arg("storage"), py::arg("M"), py::arg("ef_construction"),
+           py::arg("ef_search"), py::arg("keep_exact"), py::arg("seed"))
+      .def(
+          "add",
+          [](HnswIndex& ix, const CArray<int64_t>& ids, const CArray<float>& vectors, bool replace, size_t threads) {
+            size_t n = rows(vectors, ix.config().dim);
+            if (size_t(ids.size()) != n)
+              throw std::invalid_argument("got " + std::to_string(ids.size()) + " ids for " + std::to_string(n) +
+                                          " vectors");
+            py::gil_scoped_release nogil;
+            ix.add(ids.data(), vectors.data(), n, replace, threads);
+          },
+          py::arg("ids"), py::arg("vectors"), py::arg("replace"), py::arg("threads"))
+      .def(
+          "remove",
+          [](HnswIndex& ix, const CArray<int64_t>& ids) {
+            py::gil_scoped_release nogil;
+            ix.remove(ids.data(), size_t(ids.size()));
+          },
+          py::arg("ids"))
+      .def("contains", &HnswIndex::contains, py::arg("id"))
+      .def(
+          "get",
+          [](const HnswIndex& ix, const CArray<int64_t>& ids) {
+            CArray<float> out({size_t(ids.size()), ix.config().dim});
+            float* dst = out.mutable_data();
+            {
+              py::gil_scoped_release nogil;
+              ix.get(ids.data(), size_t(ids.size()), dst);
+            }
+            return out;
+          },
+          py::arg("ids"))
+      .def(
+          "search",
+          [](const HnswIndex& ix, const CArray<float>& queries, size_t k, size_t ef, const hnsw::Filter* filter,
+             bool rerank, bool exact, size_t threads) {
+            size_t n = rows(queries, ix.config().dim);
+            hnsw::SearchParams p;
+            p.k = k;
+            p.ef = ef;
+            p.filter = filter;
+            p.rerank = rerank;
+            p.exact = exact;
+            CArray<int64_t> ids({n, k});
+            CArray<float> dists({n, k});
+            int64_t* id_out = ids.mutable_data();
+            float* dist_out = dists.mutable_data();
+            {
+              py::gil_scoped_release nogil;
+              if (n == 1)
+                ix.search(queries.data(), p, id_out, dist_out);
+              else
+                ix.search_batch(queries.data(), n, p, id_out, dist_out, threads);
+            }
+            return py::make_tuple(ids, dists);
+          },
+          py::arg("queries"), py::arg("k"), py::arg("ef"), py::arg("filter"), py::arg("rerank"), py::arg("exact"),
+          py::arg("threads"))
+      .def("compact", &HnswIndex::compact, py::call_guard<py::gil_scoped_release>())
+      .def("save", &HnswIndex::save, py::arg("path"), py::call_guard<py::gil_scoped_release>())
+      .def_static("load", &HnswIndex::load, py::arg("path"), py::call_guard<py::gil_scoped_release>())
+      .def("memory_usage", [](const HnswIndex& ix) { return memory_dict(ix.memory_usage()); })
+      .def("__len__", &HnswIndex::size)
+      .def_property_readonly("deleted_count", &HnswIndex::deleted_count)
+      .def_property_readonly("dim", [](const HnswIndex& ix) { return ix.config().dim; })
+      .def_property_readonly("metric", [](const HnswIndex& ix) { return hnsw::metric_name(ix.config().metric); })
+      .def_property_readonly("storage", [](const HnswIndex& ix) { return hnsw::storage_name(ix.config().storage); })
+      .def_property_readonly("M", [](const HnswIndex& ix) { return ix.config().M; })
+      .def_property_readonly("ef_construction", [](const HnswIndex& ix) { return ix.config().ef_construction; })
+      .def_property("ef_search", [](const HnswIndex& ix) { return ix.config().ef_search; },
+                    &HnswIndex::set_ef_search)
+      .def_property_readonly("keep_exact", [](const HnswIndex& ix) { return ix.config().keep_exact; })
+      .def_property_readonly("seed", [](const HnswIndex& ix) { return ix.config().seed; })
+      .def_property_readonly("int8_scale", &HnswIndex::int8_scale);
+}
+
+}  // namespace lookalike::bindings

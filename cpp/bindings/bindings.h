@@ -1,0 +1,11 @@
+// One registration function per component of the native core.
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+namespace lookalike::bindings {
+
+void bind_distance(pybind11::module_& m);
+void bind_hnsw(pybind11::module_& m);
+
+}  // namespace lookalike::bindings

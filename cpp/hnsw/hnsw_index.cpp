@@ -1,0 +1,485 @@
+// Building and searching the graph. Persistence is in hnsw_persist.cpp,
+// compaction in hnsw_compact.cpp.
+#include "hnsw/hnsw_index.h"
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <thread>
+#include <unordered_set>
+
+#include "hnsw/parallel.h"
+
+namespace lookalike::hnsw {
+
+
+namespace {
+constexpr int kMaxLevel = 31;
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+size_t round_up(size_t x, size_t to) { return (x + to - 1) / to * to; }
+
+std::string id_text(int64_t id) { return std::to_string(id); }
+}  // namespace
+
+void IndexConfig::validate() const {
+  if (dim == 0 || dim > 65536) throw std::invalid_argument("dim must be in [1, 65536], got " + std::to_string(dim));
+  if (M < 2 || M > 256) throw std::invalid_argument("M must be in [2, 256], got " + std::to_string(M));
+  if (ef_construction < 1) throw std::invalid_argument("ef_construction must be >= 1");
+  if (ef_search < 1) throw std::invalid_argument("ef_search must be >= 1");
+  if (int(metric) > 2) throw std::invalid_argument("unknown metric");
+  if (int(storage) > 2) throw std::invalid_argument("unknown storage");
+}
+
+HnswIndex::HnswIndex(const IndexConfig& config)
+    : config_((config.validate(), config)),
+      codec_(config.dim, config.metric, config.storage),
+      exact_codec_(config.dim, config.metric, distance::Scalar::F32),
+      block_bytes_(round_up(kHeaderBytes + 2 * config.M * sizeof(uint32_t) + codec_.code_bytes(), 8)),
+      code_offset_(kHeaderBytes + 2 * config.M * sizeof(uint32_t)),
+      nodes_(std::make_unique<BlockArray>(block_bytes_)),
+      upper_(std::make_unique<BlockArray>(sizeof(uint32_t*))),
+      level_rng_(config.seed),
+      level_mult_(1.0 / std::log(double(config.M))) {
+  // Exact copies only mean something when the graph's codes are not exact.
+  if (config_.storage == distance::Scalar::F32) config_.keep_exact = false;
+  if (config_.keep_exact) exact_ = std::make_unique<BlockArray>(config_.dim * sizeof(float));
+}
+
+HnswIndex::~HnswIndex() {
+  for (uint32_t s = 0, n = slot_count_.load(); s < n; ++s) delete[] upper_of(s);
+}
+
+// --- node access ---------------------------------------------------------------
+
+HnswIndex::NodeHeader& HnswIndex::header(uint32_t slot) const {
+  return *reinterpret_cast<NodeHeader*>(nodes_->at(slot));
+}
+
+const uint8_t* HnswIndex::code(uint32_t slot) const { return nodes_->at(slot) + code_offset_; }
+
+uint32_t*& HnswIndex::upper_of(uint32_t slot) const { return *reinterpret_cast<uint32_t**>(upper_->at(slot)); }
+
+HnswIndex::LinkList HnswIndex::link_list(uint32_t slot, int level) const {
+  if (level == 0) {
+    uint8_t* block = nodes_->at(slot);
+    return {std::atomic_ref<uint32_t>(reinterpret_cast<NodeHeader*>(block)->link_count),
+            reinterpret_cast<uint32_t*>(block + kHeaderBytes)};
+  }
+  uint32_t* list = upper_of(slot) + size_t(level - 1) * (config_.M + 1);
+  return {std::atomic_ref<uint32_t>(list[0]), list + 1};
+}
+
+bool HnswIndex::is_deleted(uint32_t slot) const {
+  return std::atomic_ref<uint8_t>(header(slot).flags).load(std::memory_order_relaxed) & kDeleted;
+}
+
+void HnswIndex::lock_node(uint32_t slot) const {
+  std::atomic_ref<uint8_t> flags(header(slot).flags);
+  while (flags.fetch_or(kLocked, std::memory_order_acquire) & kLocked) std::this_thread::yield();
+}
+
+void HnswIndex::unlock_node(uint32_t slot) const {
+  std::atomic_ref<uint8_t>(header(slot).flags).fetch_and(uint8_t(~kLocked), std::memory_order_release);
+}
+
+bool HnswIndex::admitted(uint32_t slot, const Filter* filter, bool skip_deleted) const {
+  if (skip_deleted && is_deleted(slot)) return false;
+  return !filter || filter->allows(header(slot).id);
+}
+
+// --- the graph algorithm ---------------------------------------------------------
+
+int HnswIndex::draw_level() {
+  double u = std::uniform_real_distribution<double>(0.0, 1.0)(level_rng_);
+  double level = -std::log(1.0 - u) * level_mult_;  // 1 - u lies in (0, 1]
+  return int(std::min<double>(level, kMaxLevel));
+}
+
+uint32_t HnswIndex::greedy_descend(const uint8_t* query, uint32_t entry, int from_level, int to_level) const {
+  float best = codec_.distance(query, code(entry));
+  for (int level = from_level; level > to_level; --level) {
+    for (bool moved = true; moved;) {
+      moved = false;
+      LinkList list = link_list(entry, level);
+      uint32_t n = std::min<uint32_t>(list.count.load(std::memory_order_acquire), max_links(level));
+      for (uint32_t i = 0; i < n; ++i) {
+        uint32_t next = std::atomic_ref<uint32_t>(list.slots[i]).load(std::memory_order_acquire);
+        float d = codec_.distance(query, code(next));
+        if (d < best) {
+          best = d;
+          entry = next;
+          moved = true;
+        }
+      }
+    }
+  }
+  return entry;
+}
+
+void HnswIndex::search_level(const uint8_t* query, uint32_t entry, size_t ef, int level, const Filter* filter,
+                             SearchScratch& s) const {
+  // Nodes reserved after this point may get linked while we walk; skipping
+  // them keeps the visited set in bounds and costs nothing a later search won't see.
+  const uint32_t limit = slot_count_.load(std::memory_order_acquire);
+  const bool skip_deleted = deleted_.load(std::memory_order_relaxed) > 0;
+  // Prefetch the head of a neighbour's block (flags, id) and the first lines of
+  // its code; the hardware prefetcher follows the rest of the code.
+  const size_t prefetch_end = code_offset_ + std::min<size_t>(codec_.code_bytes(), 256);
+
+  s.visited.reset(limit);
+  s.candidates.clear();
+  s.top.clear();
+  float d = codec_.distance(query, code(entry));
+  s.visited.test_and_set(entry);
+  s.candidates.push_back({d, entry});
+  if (admitted(entry, filter, skip_deleted)) s.top.push_back({d, entry});
+  float bound = s.top.empty() ? kInf : d;
+
+  while (!s.candidates.empty()) {
+    Candidate current = s.candidates.front();
+    if (current.dist > bound && s.top.size() >= ef) break;
+    std::pop_heap(s.candidates.begin(), s.candidates.end(), CloserFirst());
+    s.candidates.pop_back();
+
+    LinkList list = link_list(current.slot, level);
+    uint32_t n = std::min<uint32_t>(list.count.load(std::memory_order_acquire), max_links(level));
+    s.batch.clear();
+    for (uint32_t i = 0; i < n; ++i) {
+      uint32_t next = std::atomic_ref<uint32_t>(list.slots[i]).load(std::memory_order_acquire);
+      if (next >= limit || s.visited.test_and_set(next)) continue;
+      s.batch.push_back(next);
+      const uint8_t* block = nodes_->at(next);
+      for (size_t off = 0; off < prefetch_end; off += 64) __builtin_prefetch(block + off);
+    }
+    for (uint32_t next : s.batch) {
+      float dn = codec_.distance(query, code(next));
+      if (s.top.size() < ef || dn < bound) {
+        s.candidates.push_back({dn, next});
+        std::push_heap(s.candidates.begin(), s.candidates.end(), CloserFirst());
+        if (admitted(next, filter, skip_deleted)) {
+          s.top.push_back({dn, next});
+          std::push_heap(s.top.begin(), s.top.end(), FartherFirst());
+          if (s.top.size() > ef) {
+            std::pop_heap(s.top.begin(), s.top.end(), FartherFirst());
+            s.top.pop_back();
+          }
+          bound = s.top.front().dist;
+        }
+      }
+    }
+  }
+}
+
+void HnswIndex::select_neighbours(std::vector<Candidate>& candidates, size_t m) const {
+  std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) { return a.dist < b.dist; });
+  if (candidates.size() <= m) return;
+  size_t kept = 0;
+  for (size_t i = 0; i < candidates.size() && kept < m; ++i) {
+    const Candidate c = candidates[i];
+    bool diverse = true;
+    for (size_t j = 0; j < kept && diverse; ++j)
+      diverse = codec_.distance(code(c.slot), code(candidates[j].slot)) >= c.dist;
+    if (diverse) candidates[kept++] = c;
+  }
+  candidates.resize(kept);
+}
+
+void HnswIndex::link_to(uint32_t from, uint32_t to, int level) {
+  lock_node(from);
+  LinkList list = link_list(from, level);
+  uint32_t n = list.count.load(std::memory_order_relaxed);
+  if (n < max_links(level)) {
+    std::atomic_ref<uint32_t>(list.slots[n]).store(to, std::memory_order_release);
+    list.count.store(n + 1, std::memory_order_release);
+  } else {
+    // Full: keep the most useful max_links of the old links plus the new one.
+    thread_local std::vector<Candidate> pool;
+    pool.clear();
+    const uint8_t* base = code(from);
+    pool.push_back({codec_.distance(base, code(to)), to});
+    for (uint32_t i = 0; i < n; ++i) pool.push_back({codec_.distance(base, code(list.slots[i])), list.slots[i]});
+    select_neighbours(pool, max_links(level));
+    for (size_t i = 0; i < pool.size(); ++i)
+      std::atomic_ref<uint32_t>(list.slots[i]).store(pool[i].slot, std::memory_order_release);
+    list.count.store(uint32_t(pool.size()), std::memory_order_release);
+  }
+  unlock_node(from);
+}
+
+void HnswIndex::insert(uint32_t slot, const uint8_t* query) {
+  const int level = header(slot).level;
+  uint64_t entry = entry_.load(std::memory_order_acquire);
+  // A node that becomes the new top holds entry_mutex_ for its whole insert, so
+  // two new tops cannot both take over the entry point.
+  std::unique_lock<std::mutex> top_lock(entry_mutex_, std::defer_lock);
+  if (entry == kNoEntry || level > entry_level(entry)) {
+    top_lock.lock();
+    entry = entry_.load(std::memory_order_acquire);
+    if (entry == kNoEntry) {
+      entry_.store(pack_entry(slot, level), std::memory_order_release);
+      return;
+    }
+    if (level <= entry_level(entry)) top_lock.unlock();
+  }
+  const int top = entry_level(entry);
+  uint32_t nearest = greedy_descend(query, entry_slot(entry), top, level);
+
+  auto s = scratch_.acquire();
+  std::vector<Candidate> chosen;
+  for (int l = std::min(level, top); l >= 0; --l) {
+    search_level(query, nearest, config_.ef_construction, l, nullptr, *s);
+    chosen.clear();
+    for (const Candidate& c : s->top)
+      if (c.slot != slot) chosen.push_back(c);  // a node re-linked by compact() can find itself
+    if (chosen.empty()) continue;
+    select_neighbours(chosen, config_.M);
+    nearest = chosen.front().slot;
+
+    lock_node(slot);
+    LinkList own = link_list(slot, l);
+    for (size_t i = 0; i < chosen.size(); ++i)
+      std::atomic_ref<uint32_t>(own.slots[i]).store(chosen[i].slot, std::memory_order_release);
+    own.count.store(uint32_t(chosen.size()), std::memory_order_release);
+    unlock_node(slot);
+    for (const Candidate& c : chosen) link_to(c.slot, slot, l);
+  }
+  if (top_lock.owns_lock()) entry_.store(pack_entry(slot, level), std::memory_order_release);
+}
+
+// --- writes ----------------------------------------------------------------------
+
+void HnswIndex::check_vectors(const float* vectors, size_t n) const {
+  const size_t dim = config_.dim;
+  for (size_t i = 0; i < n; ++i) {
+    const float* v = vectors + i * dim;
+    double norm2 = 0.0;
+    for (size_t j = 0; j < dim; ++j) {
+      if (!std::isfinite(v[j]))
+        throw std::invalid_argument("vector " + std::to_string(i) + " has a non-finite value (" +
+                                    std::to_string(v[j]) + ") at component " + std::to_string(j));
+      norm2 += double(v[j]) * v[j];
+    }
+    if (config_.metric == Metric::Cosine && norm2 == 0.0)
+      throw std::invalid_argument("vector " + std::to_string(i) +
+                                  " is all zeros: cosine distance is undefined for it");
+  }
+}
+
+uint32_t HnswIndex::slot_of(int64_t id) const {
+  auto it = slot_by_id_.find(id);
+  if (it == slot_by_id_.end()) throw UnknownIdError("id " + id_text(id) + " is not in the index");
+  return it->second;
+}
+
+uint32_t HnswIndex::reserve_slots(const int64_t* ids, size_t n) {
+  const uint32_t first = slot_count_.load(std::memory_order_relaxed);
+  if (size_t(first) + n >= kNoSlot) throw std::length_error("the index is full (2^32 - 1 slots)");
+  nodes_->reserve(first + n);
+  upper_->reserve(first + n);
+  if (exact_) exact_->reserve(first + n);
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t slot = first + uint32_t(i);
+    NodeHeader& h = header(slot);
+    h.id = ids[i];
+    h.level = uint8_t(draw_level());
+    if (h.level > 0) {
+      size_t words = size_t(h.level) * (config_.M + 1);
+      upper_of(slot) = new uint32_t[words]();
+      upper_bytes_ += words * sizeof(uint32_t);
+    }
+    auto [it, inserted] = slot_by_id_.try_emplace(ids[i], slot);
+    if (!inserted) {  // replace: the old node stays in the graph as a tombstone
+      std::atomic_ref<uint8_t>(header(it->second).flags).fetch_or(kDeleted);
+      deleted_.fetch_add(1);
+      it->second = slot;
+    }
+  }
+  slot_count_.store(first + uint32_t(n), std::memory_order_release);
+  return first;
+}
+
+void HnswIndex::add(const int64_t* ids, const float* vectors, size_t n, bool replace, size_t threads) {
+  if (n == 0) return;
+  check_vectors(vectors, n);
+  std::shared_lock<std::shared_mutex> writes(writes_mutex_);
+  std::shared_lock<std::shared_mutex> graph(graph_mutex_);
+
+  uint32_t first;
+  {
+    std::lock_guard<std::mutex> lock(ids_mutex_);
+    std::unordered_set<int64_t> batch;
+    batch.reserve(n);
+    for (size_t i = 0; i < n; ++i) {
+      if (ids[i] < 0) throw std::invalid_argument("ids must be >= 0, got " + id_text(ids[i]));
+      if (!batch.insert(ids[i]).second) throw DuplicateIdError("id " + id_text(ids[i]) + " appears twice in the batch");
+      if (!replace && slot_by_id_.count(ids[i]))
+        throw DuplicateIdError("id " + id_text(ids[i]) + " is already in the index (use upsert to replace it)");
+    }
+    if (codec_.needs_int8_scale()) {
+      std::vector<float> prepared(n * config_.dim);
+      for (size_t i = 0; i < n; ++i) codec_.prepare(vectors + i * config_.dim, prepared.data() + i * config_.dim);
+      codec_.choose_int8_scale(prepared.data(), n);
+    }
+    first = reserve_slots(ids, n);
+  }
+
+  parallel_for(n, threads, [&](size_t i) {
+    thread_local std::vector<float> prepared;
+    prepared.resize(config_.dim);
+    const uint32_t slot = first + uint32_t(i);
+    codec_.prepare(vectors + i * config_.dim, prepared.data());
+    codec_.encode(prepared.data(), nodes_->at(slot) + code_offset_);
+    if (exact_) std::memcpy(exact_->at(slot), prepared.data(), config_.dim * sizeof(float));
+    insert(slot, code(slot));
+  });
+}
+
+void HnswIndex::remove(const int64_t* ids, size_t n) {
+  std::shared_lock<std::shared_mutex> writes(writes_mutex_);
+  std::shared_lock<std::shared_mutex> graph(graph_mutex_);
+  std::lock_guard<std::mutex> lock(ids_mutex_);
+  for (size_t i = 0; i < n; ++i) slot_of(ids[i]);  // all-or-nothing: check every id first
+  for (size_t i = 0; i < n; ++i) {
+    auto it = slot_by_id_.find(ids[i]);
+    if (it == slot_by_id_.end()) continue;  // listed twice
+    std::atomic_ref<uint8_t>(header(it->second).flags).fetch_or(kDeleted);
+    deleted_.fetch_add(1);
+    slot_by_id_.erase(it);
+  }
+}
+
+bool HnswIndex::contains(int64_t id) const {
+  std::lock_guard<std::mutex> lock(ids_mutex_);
+  return slot_by_id_.count(id) != 0;
+}
+
+void HnswIndex::get(const int64_t* ids, size_t n, float* out) const {
+  std::shared_lock<std::shared_mutex> graph(graph_mutex_);
+  std::lock_guard<std::mutex> lock(ids_mutex_);
+  for (size_t i = 0; i < n; ++i) slot_of(ids[i]);
+  for (size_t i = 0; i < n; ++i) {
+    uint32_t slot = slot_of(ids[i]);
+    float* v = out + i * config_.dim;
+    if (exact_)
+      std::memcpy(v, exact_->at(slot), config_.dim * sizeof(float));
+    else
+      codec_.decode(code(slot), v);
+  }
+}
+
+// --- search ----------------------------------------------------------------------
+
+void HnswIndex::prepare_query(const float* query, SearchScratch& s) const {
+  check_vectors(query, 1);
+  s.query.resize(config_.dim);
+  codec_.prepare(query, s.query.data());
+  s.query_code.resize(codec_.code_bytes());
+  codec_.encode(s.query.data(), s.query_code.data());
+}
+
+void HnswIndex::search_exact(SearchScratch& s, const SearchParams& p) const {
+  const uint32_t count = slot_count_.load(std::memory_order_acquire);
+  const bool skip_deleted = deleted_.load(std::memory_order_relaxed) > 0;
+  s.top.clear();
+  s.dists.resize(BlockArray::kSegmentBlocks);
+  for (size_t seg = 0; seg * BlockArray::kSegmentBlocks < count; ++seg) {
+    const size_t begin = seg * BlockArray::kSegmentBlocks;
+    const size_t n = std::min<size_t>(BlockArray::kSegmentBlocks, count - begin);
+    if (exact_)
+      exact_codec_.distance_many(reinterpret_cast<const uint8_t*>(s.query.data()), exact_->segment(seg), n,
+                                 exact_->block_bytes(), s.dists.data());
+    else
+      codec_.distance_many(s.query_code.data(), nodes_->segment(seg) + code_offset_, n, block_bytes_,
+                           s.dists.data());
+    for (size_t i = 0; i < n; ++i) {
+      const float d = s.dists[i];
+      if (s.top.size() >= p.k && d >= s.top.front().dist) continue;
+      if (!admitted(uint32_t(begin + i), p.filter, skip_deleted)) continue;
+      s.top.push_back({d, uint32_t(begin + i)});
+      std::push_heap(s.top.begin(), s.top.end(), FartherFirst());
+      if (s.top.size() > p.k) {
+        std::pop_heap(s.top.begin(), s.top.end(), FartherFirst());
+        s.top.pop_back();
+      }
+    }
+  }
+}
+
+void HnswIndex::finish_results(SearchScratch& s, const SearchParams& p, int64_t* ids, float* dists) const {
+  if (exact_ && p.rerank && !p.exact) {
+    const auto* query = reinterpret_cast<const uint8_t*>(s.query.data());
+    for (Candidate& c : s.top) c.dist = exact_codec_.distance(query, exact_->at(c.slot));
+  }
+  const size_t found = std::min(p.k, s.top.size());
+  std::partial_sort(s.top.begin(), s.top.begin() + found, s.top.end(),
+                    [](const Candidate& a, const Candidate& b) { return a.dist < b.dist; });
+  for (size_t i = 0; i < found; ++i) {
+    ids[i] = header(s.top[i].slot).id;
+    dists[i] = s.top[i].dist;
+  }
+  std::fill(ids + found, ids + p.k, kNoId);
+  std::fill(dists + found, dists + p.k, kInf);
+}
+
+void HnswIndex::search(const float* query, const SearchParams& p, int64_t* ids, float* dists) const {
+  if (p.k == 0) throw std::invalid_argument("k must be >= 1");
+  std::shared_lock<std::shared_mutex> graph(graph_mutex_);
+  auto s = scratch_.acquire();
+  prepare_query(query, *s);
+  s->top.clear();
+  const uint64_t entry = entry_.load(std::memory_order_acquire);
+  if (entry != kNoEntry) {
+    if (p.exact) {
+      search_exact(*s, p);
+    } else {
+      const size_t ef = std::max(p.ef ? p.ef : config_.ef_search, p.k);
+      uint32_t start = greedy_descend(s->query_code.data(), entry_slot(entry), entry_level(entry), 0);
+      search_level(s->query_code.data(), start, ef, 0, p.filter, *s);
+    }
+  }
+  finish_results(*s, p, ids, dists);
+}
+
+void HnswIndex::search_batch(const float* queries, size_t n, const SearchParams& p, int64_t* ids, float* dists,
+                             size_t threads) const {
+  if (p.k == 0) throw std::invalid_argument("k must be >= 1");
+  parallel_for(n, threads, [&](size_t i) {
+    search(queries + i * config_.dim, p, ids + i * p.k, dists + i * p.k);
+  });
+}
+
+// --- introspection ---------------------------------------------------------------
+
+void HnswIndex::set_ef_search(size_t ef) {
+  if (ef < 1) throw std::invalid_argument("ef_search must be >= 1");
+  config_.ef_search = ef;
+}
+
+size_t HnswIndex::size() const {
+  std::lock_guard<std::mutex> lock(ids_mutex_);
+  return slot_by_id_.size();
+}
+
+MemoryUsage HnswIndex::memory_usage() const {
+  std::shared_lock<std::shared_mutex> graph(graph_mutex_);
+  MemoryUsage m;
+  m.node_bytes = nodes_->allocated_bytes();
+  m.upper_link_bytes = upper_->allocated_bytes() + upper_bytes_.load();
+  m.exact_vector_bytes = exact_ ? exact_->allocated_bytes() : 0;
+  {
+    std::lock_guard<std::mutex> lock(ids_mutex_);
+    // libstdc++: a bucket is one pointer; a node holds next pointer, key and
+    // value, rounded by malloc to 32 bytes.
+    m.id_map_bytes = slot_by_id_.bucket_count() * sizeof(void*) + slot_by_id_.size() * 32;
+    m.live = slot_by_id_.size();
+  }
+  m.scratch_bytes = scratch_.bytes();
+  m.total_bytes = m.node_bytes + m.upper_link_bytes + m.exact_vector_bytes + m.id_map_bytes + m.scratch_bytes;
+  m.deleted = deleted_.load();
+  m.capacity = nodes_->capacity();
+  return m;
+}
+
+}  // namespace lookalike::hnsw

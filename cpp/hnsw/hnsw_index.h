@@ -1,0 +1,226 @@
+// HNSW: a hierarchical navigable small-world graph (Malkov & Yashunin, 2016).
+//
+// Parameters and their trade-offs:
+//   M                links a node keeps on the upper levels (2M on level 0). More
+//                    links: higher recall at a given ef and a slower build, and
+//                    4 bytes a link of memory. 16 suits 512-d embeddings; 32 gains
+//                    recall above 0.99.
+//   ef_construction  width of the search that picks a new node's links. Higher:
+//                    a better graph and a slower build; past ~200 it rarely pays.
+//   ef_search        width of the search at query time (raised to k when smaller):
+//                    the knob that trades QPS for recall.
+//   storage          float32 / float16 / int8 codes for the graph's distances (see
+//                    vector_codec.h); keep_exact adds float32 copies to re-rank
+//                    the ef candidates exactly.
+//
+// Memory layout (as in hnswlib): each node's level-0 data is one block holding
+// its id, link count, level, flags, its level-0 links and its vector code, so a
+// hop touches one contiguous region. Upper-level links (about 1 node in M has
+// any) live in a separate allocation per node.
+//
+// Concurrency: searches, inserts and deletes run concurrently. Links are read
+// without locks (relaxed atomics: a reader may see a list mid-rewrite, but every
+// entry it sees is a valid node) and written under a one-bit spin lock in the
+// node's flags. save() blocks writers, not searches; compact() blocks everything.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <shared_mutex>
+#include <stdexcept>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "hnsw/block_array.h"
+#include "hnsw/filters.h"
+#include "hnsw/search_scratch.h"
+#include "hnsw/vector_codec.h"
+
+namespace lookalike::hnsw {
+
+// An id the index does not hold (delete, get, replace of an unknown id).
+class UnknownIdError : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+// An id added twice (already present, or twice in one batch) without replace.
+class DuplicateIdError : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+struct IndexConfig {
+  size_t dim = 0;
+  Metric metric = Metric::Cosine;
+  distance::Scalar storage = distance::Scalar::F32;
+  size_t M = 16;
+  size_t ef_construction = 200;
+  size_t ef_search = 64;
+  bool keep_exact = false;  // float32 copies for re-ranking (only with compressed storage)
+  uint64_t seed = 0;        // of the level draw: the same inserts in the same order give the same graph
+
+  void validate() const;  // throws std::invalid_argument naming the bad field
+};
+
+struct SearchParams {
+  size_t k = 10;
+  size_t ef = 0;                    // 0: the index's ef_search; raised to k when smaller
+  const Filter* filter = nullptr;   // only ids it allows are returned
+  bool rerank = true;               // re-rank on float32 copies when the index keeps them
+  bool exact = false;               // scan every vector instead of walking the graph
+};
+
+struct MemoryUsage {
+  size_t node_bytes = 0;        // level-0 blocks: ids, links, vector codes
+  size_t upper_link_bytes = 0;  // links of the levels above 0
+  size_t exact_vector_bytes = 0;
+  size_t id_map_bytes = 0;      // external id -> slot (estimated from the hash map's shape)
+  size_t scratch_bytes = 0;     // pooled visited sets and heaps
+  size_t total_bytes = 0;
+  size_t live = 0, deleted = 0, capacity = 0;
+};
+
+class HnswIndex {
+ public:
+  static constexpr int64_t kNoId = -1;  // pads results when fewer than k match
+
+  explicit HnswIndex(const IndexConfig& config);
+  ~HnswIndex();
+  HnswIndex(const HnswIndex&) = delete;
+  HnswIndex& operator=(const HnswIndex&) = delete;
+
+  // Adds n vectors (row-major, dim floats each) under non-negative ids, using up
+  // to `threads` threads (0: every core). With replace, an id already present is
+  // replaced; without, it is a DuplicateIdError. Every input is checked before
+  // anything changes: a bad id or a non-finite value leaves the index untouched.
+  void add(const int64_t* ids, const float* vectors, size_t n, bool replace, size_t threads = 0);
+
+  // Deletes ids at once: they are never returned again. All-or-nothing: an
+  // unknown id is an UnknownIdError and nothing is deleted. Space comes back
+  // with compact().
+  void remove(const int64_t* ids, size_t n);
+
+  bool contains(int64_t id) const;
+  // The stored vectors (decoded; normalised under cosine), dim floats per id.
+  void get(const int64_t* ids, size_t n, float* out) const;
+
+  // k nearest neighbours of one query: ids and distances (ascending), padded
+  // with kNoId / +inf when fewer than k ids match.
+  void search(const float* query, const SearchParams& params, int64_t* ids, float* dists) const;
+  // n queries, spread over up to `threads` threads (0: every core).
+  void search_batch(const float* queries, size_t n, const SearchParams& params, int64_t* ids, float* dists,
+                    size_t threads = 0) const;
+
+  // Removes deleted nodes for good: their neighbours are relinked through them
+  // (so the graph stays connected) and the surviving nodes are renumbered into a
+  // dense array. Blocks searches and writes while it runs.
+  void compact();
+
+  void save(const std::string& path) const;
+  static std::unique_ptr<HnswIndex> load(const std::string& path);
+
+  const IndexConfig& config() const { return config_; }
+  void set_ef_search(size_t ef);
+  size_t size() const;  // live ids
+  size_t deleted_count() const { return deleted_.load(std::memory_order_relaxed); }
+  MemoryUsage memory_usage() const;
+  float int8_scale() const { return codec_.int8_scale(); }
+
+ private:
+  // --- node blocks -----------------------------------------------------------
+  static constexpr uint32_t kNoSlot = UINT32_MAX;
+  static constexpr uint8_t kDeleted = 1;
+  static constexpr uint8_t kLocked = 2;
+  // The head of every level-0 block; the 2M level-0 links follow it, then the code.
+  struct NodeHeader {
+    int64_t id;
+    uint32_t link_count;  // level-0 links in use; atomic access only
+    uint8_t level;        // top level of the node
+    uint8_t flags;        // kDeleted | kLocked; atomic access only
+    uint16_t reserved;
+  };
+  static constexpr size_t kHeaderBytes = sizeof(NodeHeader);
+  static_assert(kHeaderBytes == 16);
+
+  NodeHeader& header(uint32_t slot) const;
+  const uint8_t* code(uint32_t slot) const;
+  uint32_t*& upper_of(uint32_t slot) const;  // levels 1..L as [count][M slots] each
+  size_t max_links(int level) const { return level == 0 ? 2 * config_.M : config_.M; }
+  bool is_deleted(uint32_t slot) const;
+
+  struct LinkList {  // a view of one node's links at one level
+    std::atomic_ref<uint32_t> count;
+    uint32_t* slots;
+  };
+  LinkList link_list(uint32_t slot, int level) const;
+
+  void lock_node(uint32_t slot) const;
+  void unlock_node(uint32_t slot) const;
+
+  // --- graph algorithm -------------------------------------------------------
+  int draw_level();
+  void insert(uint32_t slot, const uint8_t* code);
+  uint32_t greedy_descend(const uint8_t* query, uint32_t entry, int from_level, int to_level) const;
+  // Best-first search of one level; leaves the ef best admitted nodes in s.top.
+  void search_level(const uint8_t* query, uint32_t entry, size_t ef, int level, const Filter* filter,
+                    SearchScratch& s) const;
+  // Keeps at most m of `candidates` (closest first), skipping a candidate that is
+  // closer to an already kept one than to the base node (the paper's heuristic).
+  void select_neighbours(std::vector<Candidate>& candidates, size_t m) const;
+  void link_to(uint32_t from, uint32_t to, int level);
+
+  // Fills s.top with the k best admitted nodes of a scan of every node.
+  void search_exact(SearchScratch& s, const SearchParams& p) const;
+  // Re-ranks s.top on exact copies when asked, then writes the k best, padded.
+  void finish_results(SearchScratch& s, const SearchParams& p, int64_t* ids, float* dists) const;
+  void prepare_query(const float* query, SearchScratch& s) const;
+  bool admitted(uint32_t slot, const Filter* filter, bool skip_deleted) const;
+
+  // --- bookkeeping -------------------------------------------------------------
+  void check_vectors(const float* vectors, size_t n) const;
+  uint32_t slot_of(int64_t id) const;  // caller holds ids_mutex_; throws UnknownIdError
+  // Hands out n slots with their headers and upper links set up, and points the
+  // ids at them (an id already present is replaced); caller holds ids_mutex_.
+  uint32_t reserve_slots(const int64_t* ids, size_t n);
+  static uint64_t pack_entry(uint32_t slot, int level) { return (uint64_t(uint32_t(level)) << 32) | slot; }
+  static uint32_t entry_slot(uint64_t e) { return uint32_t(e); }
+  static int entry_level(uint64_t e) { return int(e >> 32); }
+
+  IndexConfig config_;
+  VectorCodec codec_;
+  VectorCodec exact_codec_;  // float32, for re-ranking and exact scans on exact copies
+  size_t block_bytes_;
+  size_t code_offset_;
+
+  // Owned by pointer so compact() can swap in renumbered arrays.
+  std::unique_ptr<BlockArray> nodes_;
+  std::unique_ptr<BlockArray> upper_;  // one pointer a slot: that node's upper links, or null
+  std::unique_ptr<BlockArray> exact_;  // float32 copies when keep_exact
+  std::atomic<size_t> upper_bytes_{0};
+
+  std::atomic<uint32_t> slot_count_{0};  // slots handed out
+  std::atomic<size_t> deleted_{0};
+  // Entry point and top level in one word, so readers see a consistent pair.
+  static constexpr uint64_t kNoEntry = UINT64_MAX;
+  std::atomic<uint64_t> entry_{kNoEntry};
+  std::mutex entry_mutex_;  // held by an insert that raises the top level
+
+  mutable std::mutex ids_mutex_;
+  std::unordered_map<int64_t, uint32_t> slot_by_id_;
+  std::mt19937_64 level_rng_;
+  double level_mult_;
+
+  // writes_mutex_: shared by writers, exclusive for save and compact.
+  // graph_mutex_: shared by everyone, exclusive for compact.
+  mutable std::shared_mutex writes_mutex_;
+  mutable std::shared_mutex graph_mutex_;
+  mutable ScratchPool scratch_;
+};
+
+}  // namespace lookalike::hnsw

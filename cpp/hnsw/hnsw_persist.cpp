@@ -1,0 +1,194 @@
+// Saving and loading an HNSW index in the container of io/file_format.h.
+//
+// Sections (kind 1, kind version 1):
+//   1 meta    IndexMeta below
+//   2 nodes   slot_count level-0 blocks, exactly as they are in memory
+//   3 upper   the upper links of every node with level > 0, in slot order,
+//             level * (M + 1) uint32 each
+//   4 exact   slot_count float32 vectors (only when the index keeps exact copies)
+//
+// A loader trusts nothing it has not checked: beyond the container's checksums,
+// every link, level and count is bounds-checked, so a file that is valid but
+// inconsistent (a bug, or a hand-made file) is refused instead of crashing a search.
+#include <cstring>
+#include <unordered_set>
+
+#include "hnsw/hnsw_index.h"
+#include "io/file_format.h"
+
+namespace lookalike::hnsw {
+
+namespace {
+
+constexpr uint32_t kFileKind = 1;  // HNSW
+constexpr uint32_t kKindVersion = 1;
+enum Section : uint32_t { kMeta = 1, kNodes = 2, kUpper = 3, kExact = 4 };
+
+struct IndexMeta {
+  uint64_t dim, M, ef_construction, ef_search, seed;
+  uint64_t slot_count, deleted, entry, block_bytes;
+  uint32_t metric, storage, keep_exact;
+  float int8_scale;
+};
+static_assert(sizeof(IndexMeta) == 88);
+
+[[noreturn]] void damaged(const std::string& path, const std::string& what) {
+  throw io::FormatError("lookalike: " + path + ": damaged index: " + what);
+}
+
+}  // namespace
+
+void HnswIndex::save(const std::string& path) const {
+  // Writers wait (the file must be one consistent state); searches go on.
+  std::unique_lock<std::shared_mutex> writes(writes_mutex_);
+  std::shared_lock<std::shared_mutex> graph(graph_mutex_);
+  const uint32_t count = slot_count_.load();
+
+  IndexMeta meta{};
+  meta.dim = config_.dim;
+  meta.M = config_.M;
+  meta.ef_construction = config_.ef_construction;
+  meta.ef_search = config_.ef_search;
+  meta.seed = config_.seed;
+  meta.slot_count = count;
+  meta.deleted = deleted_.load();
+  meta.entry = entry_.load();
+  meta.block_bytes = block_bytes_;
+  meta.metric = uint32_t(config_.metric);
+  meta.storage = uint32_t(config_.storage);
+  meta.keep_exact = config_.keep_exact;
+  meta.int8_scale = codec_.int8_scale();
+
+  io::FileWriter out(path, kFileKind, kKindVersion);
+  out.write_section(kMeta, &meta, sizeof(meta));
+
+  // Blocks of a segment are contiguous: write them a segment at a time.
+  auto write_blocks = [&](Section id, const BlockArray& blocks) {
+    out.begin_section(id);
+    for (size_t seg = 0; seg * BlockArray::kSegmentBlocks < count; ++seg) {
+      size_t n = std::min<size_t>(BlockArray::kSegmentBlocks, count - seg * BlockArray::kSegmentBlocks);
+      out.append(blocks.segment(seg), n * blocks.block_bytes());
+    }
+    out.end_section();
+  };
+  write_blocks(kNodes, *nodes_);
+
+  out.begin_section(kUpper);
+  for (uint32_t s = 0; s < count; ++s)
+    if (header(s).level > 0) out.append(upper_of(s), size_t(header(s).level) * (config_.M + 1) * sizeof(uint32_t));
+  out.end_section();
+
+  if (exact_) write_blocks(kExact, *exact_);
+  out.commit();
+}
+
+std::unique_ptr<HnswIndex> HnswIndex::load(const std::string& path) {
+  io::FileReader in(path, kFileKind, kKindVersion);
+  IndexMeta meta;
+  std::memcpy(&meta, in.section(kMeta, sizeof(IndexMeta)).data, sizeof(meta));
+
+  IndexConfig config;
+  config.dim = meta.dim;
+  config.M = meta.M;
+  config.ef_construction = meta.ef_construction;
+  config.ef_search = meta.ef_search;
+  config.seed = meta.seed;
+  config.metric = Metric(meta.metric);
+  config.storage = distance::Scalar(meta.storage);
+  config.keep_exact = meta.keep_exact != 0;
+  if (meta.metric > 2 || meta.storage > 2 || meta.keep_exact > 1) damaged(path, "unknown metric or storage code");
+  try {
+    config.validate();
+  } catch (const std::invalid_argument& e) {
+    damaged(path, e.what());
+  }
+
+  auto index = std::make_unique<HnswIndex>(config);
+  HnswIndex& ix = *index;
+  const uint64_t count = meta.slot_count;
+  if (meta.block_bytes != ix.block_bytes_) damaged(path, "node size does not match its parameters");
+  if (count >= kNoSlot) damaged(path, "slot count out of range");
+  if (meta.deleted > count) damaged(path, "more deleted nodes than nodes");
+  if (config.storage == distance::Scalar::I8 && count > 0 && !(meta.int8_scale > 0.0f))
+    damaged(path, "int8 index without a scale");
+  ix.codec_ = VectorCodec(config.dim, config.metric, config.storage, meta.int8_scale);
+
+  // Level-0 blocks, then a check of every header and link in them.
+  io::FileReader::Bytes nodes = in.section(kNodes, count * ix.block_bytes_);
+  ix.nodes_->reserve(count);
+  ix.upper_->reserve(count);
+  for (size_t seg = 0; seg * BlockArray::kSegmentBlocks < count; ++seg) {
+    size_t first = seg * BlockArray::kSegmentBlocks;
+    size_t n = std::min<size_t>(BlockArray::kSegmentBlocks, count - first);
+    std::memcpy(ix.nodes_->segment(seg), nodes.data + first * ix.block_bytes_, n * ix.block_bytes_);
+  }
+  int top_level = -1;
+  uint64_t deleted = 0, upper_words = 0;
+  auto check_links = [&](uint32_t s, int level, uint32_t n, const uint32_t* links) {
+    if (n > ix.max_links(level))
+      damaged(path, "node " + std::to_string(s) + " has " + std::to_string(n) + " links at level " +
+                        std::to_string(level) + ", more than " + std::to_string(ix.max_links(level)));
+    for (uint32_t i = 0; i < n; ++i)
+      if (links[i] >= count) damaged(path, "node " + std::to_string(s) + " links to missing node " +
+                                               std::to_string(links[i]));
+  };
+  for (uint32_t s = 0; s < count; ++s) {
+    NodeHeader& h = ix.header(s);
+    h.flags &= kDeleted;  // a lock bit cannot be held across a save
+    if (h.level > 31) damaged(path, "node " + std::to_string(s) + " has level " + std::to_string(h.level));
+    check_links(s, 0, h.link_count, reinterpret_cast<const uint32_t*>(ix.nodes_->at(s) + kHeaderBytes));
+    top_level = std::max<int>(top_level, h.level);
+    upper_words += uint64_t(h.level) * (config.M + 1);
+    deleted += h.flags & kDeleted;
+  }
+  if (deleted != meta.deleted) damaged(path, "deleted count does not match the nodes' flags");
+
+  // Upper links: exactly the size the node levels call for.
+  io::FileReader::Bytes upper = in.section(kUpper, upper_words * sizeof(uint32_t));
+  const auto* words = reinterpret_cast<const uint32_t*>(upper.data);
+  for (uint32_t s = 0; s < count; ++s) {
+    const int level = ix.header(s).level;
+    if (level == 0) continue;
+    size_t n = size_t(level) * (config.M + 1);
+    uint32_t* list = new uint32_t[n];
+    std::memcpy(list, words, n * sizeof(uint32_t));
+    ix.upper_of(s) = list;
+    ix.upper_bytes_ += n * sizeof(uint32_t);
+    words += n;
+    for (int l = 1; l <= level; ++l) {
+      const uint32_t* at = list + size_t(l - 1) * (config.M + 1);
+      check_links(s, l, at[0], at + 1);
+    }
+  }
+
+  if (ix.exact_) {
+    io::FileReader::Bytes exact = in.section(kExact, count * config.dim * sizeof(float));
+    ix.exact_->reserve(count);
+    for (size_t seg = 0; seg * BlockArray::kSegmentBlocks < count; ++seg) {
+      size_t first = seg * BlockArray::kSegmentBlocks;
+      size_t n = std::min<size_t>(BlockArray::kSegmentBlocks, count - first);
+      std::memcpy(ix.exact_->segment(seg), exact.data + first * ix.exact_->block_bytes(), n * ix.exact_->block_bytes());
+    }
+  }
+
+  if (count == 0 ? meta.entry != kNoEntry
+                 : (entry_slot(meta.entry) >= count || entry_level(meta.entry) != top_level ||
+                    ix.header(entry_slot(meta.entry)).level != top_level))
+    damaged(path, "entry point is not a node of the top level");
+
+  for (uint32_t s = 0; s < count; ++s) {
+    const NodeHeader& h = ix.header(s);
+    if (h.flags & kDeleted) continue;
+    if (h.id < 0) damaged(path, "node " + std::to_string(s) + " has negative id " + std::to_string(h.id));
+    if (!ix.slot_by_id_.try_emplace(h.id, s).second) damaged(path, "id " + std::to_string(h.id) + " appears twice");
+  }
+  ix.entry_.store(meta.entry);
+  ix.slot_count_.store(uint32_t(count));
+  ix.deleted_.store(deleted);
+  // Levels drawn after a load continue from a stream of their own, so that a
+  // reloaded index still builds deterministically.
+  ix.level_rng_.seed(config.seed + count);
+  return index;
+}
+
+}  // namespace lookalike::hnsw

@@ -1,0 +1,115 @@
+// Per-search working memory, pooled so that a query allocates nothing once the
+// pool is warm: the visited set (reset by bumping an epoch, not by clearing) and
+// the two heaps of the best-first search.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+namespace lookalike::hnsw {
+
+struct Candidate {
+  float dist;
+  uint32_t slot;
+};
+
+// Orders a std heap as a max-heap on distance (the worst result on top).
+struct FartherFirst {
+  bool operator()(const Candidate& a, const Candidate& b) const { return a.dist < b.dist; }
+};
+// Orders a std heap as a min-heap on distance (the next node to expand on top).
+struct CloserFirst {
+  bool operator()(const Candidate& a, const Candidate& b) const { return a.dist > b.dist; }
+};
+
+class VisitedSet {
+ public:
+  // Forgets every mark and makes room for slots < n.
+  void reset(size_t n) {
+    if (marks_.size() < n) marks_.resize(n + n / 8, 0);
+    if (++epoch_ == 0) {  // wrapped: old marks could alias the new epoch
+      std::fill(marks_.begin(), marks_.end(), 0);
+      epoch_ = 1;
+    }
+  }
+  // Marks slot; returns whether it was marked already.
+  bool test_and_set(uint32_t slot) {
+    if (marks_[slot] == epoch_) return true;
+    marks_[slot] = epoch_;
+    return false;
+  }
+  const uint16_t* mark_address(uint32_t slot) const { return &marks_[slot]; }
+  size_t bytes() const { return marks_.capacity() * sizeof(uint16_t); }
+
+ private:
+  std::vector<uint16_t> marks_;
+  uint16_t epoch_ = 0;
+};
+
+struct SearchScratch {
+  VisitedSet visited;
+  std::vector<Candidate> candidates;  // min-heap (CloserFirst)
+  std::vector<Candidate> top;         // max-heap (FartherFirst)
+  std::vector<uint32_t> batch;        // unvisited neighbours of the node being expanded
+  std::vector<uint8_t> query_code;    // the query encoded like the stored vectors
+  std::vector<float> query;           // the query as float32 (normalised for cosine)
+  std::vector<float> dists;           // one-to-many results of the exact scan
+
+  size_t bytes() const {
+    return visited.bytes() + (candidates.capacity() + top.capacity()) * sizeof(Candidate) +
+           batch.capacity() * sizeof(uint32_t) + query_code.capacity() +
+           (query.capacity() + dists.capacity()) * sizeof(float);
+  }
+};
+
+class ScratchPool {
+ public:
+  // Returns the scratch to the pool when it goes out of scope.
+  class Lease {
+   public:
+    Lease(ScratchPool& pool, std::unique_ptr<SearchScratch> s) : pool_(pool), s_(std::move(s)) {}
+    ~Lease() { pool_.give_back(std::move(s_)); }
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    SearchScratch& operator*() const { return *s_; }
+    SearchScratch* operator->() const { return s_.get(); }
+
+   private:
+    ScratchPool& pool_;
+    std::unique_ptr<SearchScratch> s_;
+  };
+
+  Lease acquire() {
+    std::unique_ptr<SearchScratch> s;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!free_.empty()) {
+        s = std::move(free_.back());
+        free_.pop_back();
+      }
+    }
+    if (!s) s = std::make_unique<SearchScratch>();
+    return Lease(*this, std::move(s));
+  }
+
+  size_t bytes() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    size_t total = 0;
+    for (const auto& s : free_) total += sizeof(SearchScratch) + s->bytes();
+    return total;
+  }
+
+ private:
+  void give_back(std::unique_ptr<SearchScratch> s) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    free_.push_back(std::move(s));
+  }
+
+  mutable std::mutex mutex_;
+  std::vector<std::unique_ptr<SearchScratch>> free_;
+};
+
+}  // namespace lookalike::hnsw

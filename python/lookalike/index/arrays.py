@@ -1,0 +1,39 @@
+"""Checks and conversions of the arrays callers hand to an index.
+
+The native core takes exactly int64 ids and C-contiguous float32 vectors; these
+helpers turn what a caller reasonably passes (lists, float64 arrays, a single
+vector) into that, and reject the rest with a message that names the problem.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+
+def as_ids(ids: npt.ArrayLike, name: str = "ids") -> np.ndarray:
+    """1-D C-contiguous int64 array of ids; rejects non-integer input."""
+    arr = np.asarray(ids)
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D sequence, got shape {arr.shape}")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"{name} must be integers, got dtype {arr.dtype}")
+    if arr.size and np.issubdtype(arr.dtype, np.unsignedinteger) and arr.max() > np.iinfo(np.int64).max:
+        raise ValueError(f"{name} must fit in int64")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def as_vectors(vectors: npt.ArrayLike, dim: int, name: str = "vectors") -> np.ndarray:
+    """(n, dim) C-contiguous float32 array; a single vector becomes one row."""
+    arr = np.asarray(vectors)
+    if arr.dtype == np.bool_ or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise TypeError(f"{name} must be real numbers, got dtype {arr.dtype}")
+    if arr.ndim == 1:
+        arr = arr.reshape(1, -1)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be one vector or a 2-D array of vectors, got shape {arr.shape}")
+    if arr.shape[1] != dim:
+        raise ValueError(f"{name} have dimension {arr.shape[1]}, the index has dimension {dim}")
+    return np.ascontiguousarray(arr, dtype=np.float32)
