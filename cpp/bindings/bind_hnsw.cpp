@@ -38,8 +38,10 @@ Scalar parse_storage(const std::string& name) {
   throw std::invalid_argument("storage must be 'float32', 'float16' or 'int8', got '" + name + "'");
 }
 
-// Rows of a (n, dim) float32 array, checked against the index's dimension.
-size_t rows(const CArray<float>& vectors, size_t dim) {
+// Rows of a (n, dim) float32 array, checked against the index's dimension; with
+// allow_1d, a (dim,) array is one row.
+size_t rows(const CArray<float>& vectors, size_t dim, bool allow_1d = false) {
+  if (allow_1d && vectors.ndim() == 1 && size_t(vectors.shape(0)) == dim) return 1;
   if (vectors.ndim() != 2 || size_t(vectors.shape(1)) != dim)
     throw std::invalid_argument("expected vectors of shape (n, " + std::to_string(dim) + ")");
   return size_t(vectors.shape(0));
@@ -125,15 +127,19 @@ void bind_hnsw(py::module_& m) {
           "search",
           [](const HnswIndex& ix, const CArray<float>& queries, size_t k, size_t ef, const hnsw::Filter* filter,
              bool rerank, bool exact, size_t threads) {
-            size_t n = rows(queries, ix.config().dim);
+            // One query (dim,) gives results of shape (k,); n queries, (n, k).
+            const bool single = queries.ndim() == 1;
+            size_t n = rows(queries, ix.config().dim, true);
             hnsw::SearchParams p;
             p.k = k;
             p.ef = ef;
             p.filter = filter;
             p.rerank = rerank;
             p.exact = exact;
-            CArray<int64_t> ids({n, k});
-            CArray<float> dists({n, k});
+            std::vector<py::ssize_t> shape = single ? std::vector<py::ssize_t>{py::ssize_t(k)}
+                                                    : std::vector<py::ssize_t>{py::ssize_t(n), py::ssize_t(k)};
+            CArray<int64_t> ids(shape);
+            CArray<float> dists(shape);
             int64_t* id_out = ids.mutable_data();
             float* dist_out = dists.mutable_data();
             {

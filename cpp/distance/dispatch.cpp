@@ -1,9 +1,8 @@
-// Run-time choice of the instruction-set level, and scalar float16 conversion.
+// Run-time choice of the instruction-set level.
 // Built without ISA flags: everything that needs them lives in the kernel TUs.
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <mutex>
 #include <stdexcept>
 
@@ -131,55 +130,8 @@ ScopedIsa::ScopedIsa(Isa isa) : previous_(current()) {
 
 ScopedIsa::~ScopedIsa() { g_active.store(int(previous_), std::memory_order_release); }
 
-// --- float16 -----------------------------------------------------------------
-// Bit-level conversions matching F16C (vcvtps2ph with round-to-nearest-even,
-// vcvtph2ps), so the scalar level stores exactly what the SIMD levels store.
-
-uint16_t f32_to_f16(float x) {
-  uint32_t f;
-  std::memcpy(&f, &x, sizeof f);
-  const uint16_t sign = uint16_t((f >> 16) & 0x8000);
-  const uint32_t abs = f & 0x7fffffff;
-  if (abs >= 0x7f800000)  // inf, or NaN: quiet it and keep the top of the payload
-    return sign | 0x7c00 | (abs > 0x7f800000 ? 0x200 | ((abs >> 13) & 0x3ff) : 0);
-  if (abs >= 0x477ff000) return sign | 0x7c00;  // >= 65520 rounds past 65504
-  const uint32_t exp = abs >> 23;
-  uint32_t mant = abs & 0x7fffff;
-  uint32_t h, shift;
-  if (exp >= 113) {  // normal half: rebias the exponent, drop 13 mantissa bits
-    h = ((exp - 112) << 10) | (mant >> 13);
-    shift = 13;
-  } else {  // subnormal half (or zero): the value in units of 2^-24
-    shift = 126 - exp;
-    if (shift > 24) return sign;  // below 2^-25: rounds to zero
-    mant |= 0x800000;
-    h = mant >> shift;
-  }
-  const uint32_t rest = mant & ((1u << shift) - 1), half = 1u << (shift - 1);
-  // A carry out of the mantissa correctly bumps the exponent.
-  if (rest > half || (rest == half && (h & 1))) ++h;
-  return uint16_t(sign | h);
-}
-
-float f16_to_f32(uint16_t h) {
-  const uint32_t sign = uint32_t(h & 0x8000) << 16;
-  const uint32_t exp = (h >> 10) & 0x1f;
-  const uint32_t mant = h & 0x3ff;
-  uint32_t f;
-  if (exp == 0x1f) {
-    f = sign | 0x7f800000 | (mant << 13) | (mant ? 0x400000 : 0);  // NaNs come out quiet
-  } else if (exp != 0) {
-    f = sign | ((exp + 112) << 23) | (mant << 13);
-  } else {  // zero or subnormal: mant * 2^-24, exact in float
-    const float v = float(mant) * 0x1p-24f;
-    std::memcpy(&f, &v, sizeof f);
-    f |= sign;
-  }
-  float x;
-  std::memcpy(&x, &f, sizeof x);
-  return x;
-}
-
+// The bulk conversions follow the active level like the kernels do; the
+// one-at-a-time ones are scalar code and live in kernels_scalar.cpp.
 void f32_to_f16_n(const float* in, uint16_t* out, size_t n) { kernels().to_f16(in, out, n); }
 void f16_to_f32_n(const uint16_t* in, float* out, size_t n) { kernels().from_f16(in, out, n); }
 

@@ -85,6 +85,15 @@ std::string sys_message(const char* what, const std::string& path) {
 
 std::string num(uint64_t v) { return std::to_string(v); }
 
+// Closes on every exit path; close errors only matter for the written file,
+// which commit() closes by hand.
+struct Fd {
+  int fd;
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
 }  // namespace
 
 uint32_t crc32c(const void* data, size_t size, uint32_t crc) {
@@ -239,12 +248,8 @@ void FileWriter::commit() {
   std::memcpy(head.data(), &h, sizeof(h));
   if (!w.sections.empty())
     std::memcpy(head.data() + sizeof(h), w.sections.data(), w.sections.size() * sizeof(SectionEntry));
-  for (size_t done = 0; done < head.size();) {
-    ssize_t n = ::pwrite(w.fd, head.data() + done, head.size() - done, off_t(done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) w.io_error("write", w.tmp);
-    done += size_t(n);
-  }
+  if (::lseek(w.fd, 0, SEEK_SET) != 0) w.io_error("write", w.tmp);
+  w.write_all(head.data(), head.size());
 
   // The data must be on disk before the rename makes it visible under <path>,
   // and the directory entry must be on disk before we report success.
@@ -261,14 +266,8 @@ void FileWriter::commit() {
 
   size_t slash = w.path.rfind('/');
   std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : w.path.substr(0, slash);
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) w.io_error("open directory", dir);
-  if (::fsync(dfd) != 0) {
-    std::string msg = sys_message("sync directory", dir);
-    ::close(dfd);
-    throw std::runtime_error(msg);
-  }
-  ::close(dfd);
+  Fd d{::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
+  if (d.fd < 0 || ::fsync(d.fd) != 0) throw std::runtime_error(sys_message("sync directory", dir));
 }
 
 // ---------------------------------------------------------------------------
@@ -291,34 +290,25 @@ FileReader::FileReader(const std::string& path, uint32_t kind, uint32_t max_kind
   Impl& r = *impl_;
   r.path = path;
 
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw std::runtime_error(sys_message("open", path));
-  struct stat st;
-  if (::fstat(fd, &st) != 0) {
-    std::string msg = sys_message("stat", path);
-    ::close(fd);
-    throw std::runtime_error(msg);
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw std::runtime_error("lookalike: cannot open " + path + ": not a regular file");
-  }
-  const uint64_t file_size = uint64_t(st.st_size);
-  if (file_size < sizeof(FileHeader)) {
-    ::close(fd);
-    bad_file(path, "file is truncated (" + num(file_size) + " bytes, shorter than the " + num(sizeof(FileHeader)) +
-                       "-byte header)");
-  }
-  int flags = MAP_PRIVATE;
+  {
+    Fd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};  // the mapping outlives it
+    if (f.fd < 0) throw std::runtime_error(sys_message("open", path));
+    struct stat st;
+    if (::fstat(f.fd, &st) != 0) throw std::runtime_error(sys_message("stat", path));
+    if (!S_ISREG(st.st_mode)) throw std::runtime_error("lookalike: cannot open " + path + ": not a regular file");
+    if (uint64_t(st.st_size) < sizeof(FileHeader))
+      bad_file(path, "file is truncated (" + num(uint64_t(st.st_size)) + " bytes, shorter than the " +
+                         num(sizeof(FileHeader)) + "-byte header)");
+    int flags = MAP_PRIVATE;
 #ifdef MAP_POPULATE
-  flags |= MAP_POPULATE;  // every byte is read below to verify it: fault it all in at once
+    flags |= MAP_POPULATE;  // every byte is read below to verify it: fault it all in at once
 #endif
-  void* map = ::mmap(nullptr, size_t(file_size), PROT_READ, flags, fd, 0);
-  std::string map_error = map == MAP_FAILED ? sys_message("map", path) : "";
-  ::close(fd);  // the mapping keeps the file alive
-  if (map == MAP_FAILED) throw std::runtime_error(map_error);
-  r.base = static_cast<const uint8_t*>(map);
-  r.size = size_t(file_size);
+    void* map = ::mmap(nullptr, size_t(st.st_size), PROT_READ, flags, f.fd, 0);
+    if (map == MAP_FAILED) throw std::runtime_error(sys_message("map", path));
+    r.base = static_cast<const uint8_t*>(map);
+    r.size = size_t(st.st_size);
+  }
+  const uint64_t file_size = r.size;
 
   FileHeader h;
   std::memcpy(&h, r.base, sizeof(h));
@@ -360,11 +350,12 @@ FileReader::FileReader(const std::string& path, uint32_t kind, uint32_t max_kind
   // overlaps bounds the checksum work below by the file size.
   std::vector<SectionEntry> sorted = r.sections;
   auto by = [&](auto key) {
-    std::sort(sorted.begin(), sorted.end(), [&](const SectionEntry& a, const SectionEntry& b) { return key(a) < key(b); });
+    std::sort(sorted.begin(), sorted.end(), [&](const auto& a, const auto& b) { return key(a) < key(b); });
   };
   by([](const SectionEntry& s) { return s.id; });
   for (size_t i = 1; i < sorted.size(); ++i)
-    if (sorted[i].id == sorted[i - 1].id) bad_file(path, "duplicate section id " + num(sorted[i].id) + " (damaged file)");
+    if (sorted[i].id == sorted[i - 1].id)
+      bad_file(path, "duplicate section id " + num(sorted[i].id) + " (damaged file)");
   by([](const SectionEntry& s) { return std::make_pair(s.offset, s.size); });  // empty ones first at a tie
   for (size_t i = 1; i < sorted.size(); ++i)
     if (sorted[i].offset - sorted[i - 1].offset < sorted[i - 1].size)

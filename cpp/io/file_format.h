@@ -9,7 +9,11 @@
 //   offset 64  SectionEntry[section_count] (32 bytes each)
 //                section id, byte offset, byte size, CRC32C of the section's bytes
 //   then       the sections' bytes, each starting at a 64-byte aligned offset so
-//              that a memory-mapped reader can use them in place
+//              that a memory-mapped reader can use them in place; sections do
+//              not overlap, and the gaps between them are zero padding
+//
+// FileWriter reserves room for 64 table entries before the first section (so
+// its sections start at byte 2112); readers accept any table that fits the file.
 //
 // Writes are atomic: everything goes to "<path>.tmp", is fsync'ed, renamed over
 // <path>, and the directory is fsync'ed, so a crash leaves either the old file or
@@ -44,7 +48,9 @@ uint32_t crc32c(const void* data, size_t size, uint32_t crc = 0);
 // Streams sections into "<path>.tmp"; commit() makes it <path> atomically. If the
 // writer is destroyed without commit(), the temporary file is removed and <path>
 // is untouched. Errors (disk full, permissions) throw std::runtime_error with the
-// path and the system's message.
+// path and the system's message, and the writer can then only be destroyed.
+// Misuse (append outside a section, a section id twice, begin or commit inside a
+// section, more than 64 sections, kind_version 0) throws std::logic_error.
 class FileWriter {
  public:
   FileWriter(std::string path, uint32_t kind, uint32_t kind_version);

@@ -25,15 +25,19 @@ def as_ids(ids: npt.ArrayLike, name: str = "ids") -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
-def as_vectors(vectors: npt.ArrayLike, dim: int, name: str = "vectors") -> np.ndarray:
-    """(n, dim) C-contiguous float32 array; a single vector becomes one row."""
-    arr = np.asarray(vectors)
-    if arr.dtype == np.bool_ or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-        raise TypeError(f"{name} must be real numbers, got dtype {arr.dtype}")
-    if arr.ndim == 1:
+def as_vectors(vectors: npt.ArrayLike, dim: int, name: str = "vectors", *, allow_1d: bool = False) -> np.ndarray:
+    """C-contiguous float32 array of shape (n, dim), or (dim,) for one vector when
+    ``allow_1d``; otherwise a single vector becomes one row. On the search path
+    of every query, so the common case (float32, contiguous) does no work."""
+    arr = vectors if isinstance(vectors, np.ndarray) else np.asarray(vectors)
+    if arr.dtype != np.float32:
+        if arr.dtype.kind not in "fiu":  # floats and integers; not bool, complex, text or objects
+            raise TypeError(f"{name} must be real numbers, got dtype {arr.dtype}")
+        arr = arr.astype(np.float32)
+    if arr.ndim == 1 and not allow_1d:
         arr = arr.reshape(1, -1)
-    if arr.ndim != 2:
+    if arr.ndim not in (1, 2):
         raise ValueError(f"{name} must be one vector or a 2-D array of vectors, got shape {arr.shape}")
-    if arr.shape[1] != dim:
-        raise ValueError(f"{name} have dimension {arr.shape[1]}, the index has dimension {dim}")
-    return np.ascontiguousarray(arr, dtype=np.float32)
+    if arr.shape[-1] != dim:
+        raise ValueError(f"{name} have dimension {arr.shape[-1]}, the index has dimension {dim}")
+    return arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)

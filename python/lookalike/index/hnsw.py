@@ -54,11 +54,11 @@ class HnswIndex:
         seed: int = 0,
     ) -> None:
         for name, value in (("dim", dim), ("M", M), ("ef_construction", ef_construction), ("ef_search", ef_search)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            _check_positive(name, value)
         self._core = _core.HnswIndex(
             int(dim), metric, storage, int(M), int(ef_construction), int(ef_search), bool(rerank), int(seed)
         )
+        self._dim = int(dim)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> HnswIndex:
@@ -66,6 +66,7 @@ class HnswIndex:
         IndexFileError naming what is wrong."""
         index = cls.__new__(cls)
         index._core = _core.HnswIndex.load(os.fspath(path))
+        index._dim = index._core.dim
         return index
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -87,7 +88,7 @@ class HnswIndex:
         self._write(ids, vectors, replace=True, threads=threads)
 
     def _write(self, ids: npt.ArrayLike, vectors: npt.ArrayLike, *, replace: bool, threads: int) -> None:
-        self._core.add(as_ids(ids), as_vectors(vectors, self.dim), replace, _threads(threads))
+        self._core.add(as_ids(ids), as_vectors(vectors, self._dim), replace, _threads(threads))
 
     def delete(self, ids: npt.ArrayLike) -> None:
         """Deletes ids at once; they are never returned again. An unknown id raises
@@ -121,18 +122,13 @@ class HnswIndex:
         ``filter`` restricts the ids returned; ``rerank`` re-ranks candidates on
         float32 copies when the index keeps them; ``exact`` scans every vector
         instead of walking the graph (ground truth, or tiny indexes)."""
-        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
-        if ef is not None and (not isinstance(ef, (int, np.integer)) or ef < 1):
-            raise ValueError(f"ef must be a positive integer, got {ef!r}")
+        _check_positive("k", k)
+        if ef is not None:
+            _check_positive("ef", ef)
         if filter is not None and not isinstance(filter, _core.Filter):
             raise TypeError(f"filter must be a lookalike filter such as IdFilter, got {type(filter).__name__}")
-        single = np.ndim(queries) == 1
-        ids, distances = self._core.search(
-            as_vectors(queries, self.dim, "queries"), int(k), int(ef or 0), filter, bool(rerank), bool(exact),
-            _threads(threads),
-        )
-        return SearchResult(ids[0], distances[0]) if single else SearchResult(ids, distances)
+        queries = as_vectors(queries, self._dim, "queries", allow_1d=True)
+        return SearchResult(*self._core.search(queries, k, ef or 0, filter, rerank, exact, _threads(threads)))
 
     def __len__(self) -> int:
         return len(self._core)
@@ -149,7 +145,7 @@ class HnswIndex:
 
     @property
     def dim(self) -> int:
-        return self._core.dim
+        return self._dim
 
     @property
     def metric(self) -> str:
@@ -191,7 +187,12 @@ class HnswIndex:
         )
 
 
+def _check_positive(name: str, value: object) -> None:
+    if type(value) is bool or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
 def _threads(threads: int) -> int:
-    if not isinstance(threads, (int, np.integer)) or threads < 0:
+    if type(threads) is bool or not isinstance(threads, (int, np.integer)) or threads < 0:
         raise ValueError(f"threads must be >= 0 (0: every core), got {threads!r}")
     return int(threads)
