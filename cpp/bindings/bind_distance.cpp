@@ -5,6 +5,7 @@
 #include <pybind11/stl.h>
 
 #include <memory>
+#include <stdexcept>
 #include <string>
 
 #include "bindings/bindings.h"
@@ -95,7 +96,7 @@ class SimdLevel {
     distance::kernels_for(isa_);  // unsupported -> std::invalid_argument -> ValueError
   }
   void enter() {
-    if (scope_) throw py::value_error("simd_level context is already active");
+    if (scope_) throw std::runtime_error("this simd_level context is already active");
     scope_ = std::make_unique<distance::ScopedIsa>(isa_);
   }
   void exit() { scope_.reset(); }

@@ -164,8 +164,7 @@ void bind_hnsw(py::module_& m) {
       .def_property_readonly("storage", [](const HnswIndex& ix) { return hnsw::storage_name(ix.config().storage); })
       .def_property_readonly("M", [](const HnswIndex& ix) { return ix.config().M; })
       .def_property_readonly("ef_construction", [](const HnswIndex& ix) { return ix.config().ef_construction; })
-      .def_property("ef_search", [](const HnswIndex& ix) { return ix.config().ef_search; },
-                    &HnswIndex::set_ef_search)
+      .def_property("ef_search", &HnswIndex::ef_search, &HnswIndex::set_ef_search)
       .def_property_readonly("keep_exact", [](const HnswIndex& ix) { return ix.config().keep_exact; })
       .def_property_readonly("seed", [](const HnswIndex& ix) { return ix.config().seed; })
       .def_property_readonly("int8_scale", &HnswIndex::int8_scale);

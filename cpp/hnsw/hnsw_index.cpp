@@ -434,7 +434,7 @@ void HnswIndex::search(const float* query, const SearchParams& p, int64_t* ids, 
     if (p.exact) {
       search_exact(*s, p);
     } else {
-      const size_t ef = std::max(p.ef ? p.ef : config_.ef_search, p.k);
+      const size_t ef = std::max(p.ef ? p.ef : ef_search(), p.k);
       uint32_t start = greedy_descend(s->query_code.data(), entry_slot(entry), entry_level(entry), 0);
       search_level(s->query_code.data(), start, ef, 0, p.filter, *s);
     }
@@ -454,7 +454,7 @@ void HnswIndex::search_batch(const float* queries, size_t n, const SearchParams&
 
 void HnswIndex::set_ef_search(size_t ef) {
   if (ef < 1) throw std::invalid_argument("ef_search must be >= 1");
-  config_.ef_search = ef;
+  std::atomic_ref<size_t>(config_.ef_search).store(ef, std::memory_order_relaxed);
 }
 
 size_t HnswIndex::size() const {

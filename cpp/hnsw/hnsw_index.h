@@ -126,6 +126,10 @@ class HnswIndex {
   static std::unique_ptr<HnswIndex> load(const std::string& path);
 
   const IndexConfig& config() const { return config_; }
+  // May change while other threads search: read it here, not in config().
+  size_t ef_search() const {
+    return std::atomic_ref<size_t>(const_cast<size_t&>(config_.ef_search)).load(std::memory_order_relaxed);
+  }
   void set_ef_search(size_t ef);
   size_t size() const;  // live ids
   size_t deleted_count() const { return deleted_.load(std::memory_order_relaxed); }

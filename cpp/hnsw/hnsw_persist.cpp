@@ -48,7 +48,7 @@ void HnswIndex::save(const std::string& path) const {
   meta.dim = config_.dim;
   meta.M = config_.M;
   meta.ef_construction = config_.ef_construction;
-  meta.ef_search = config_.ef_search;
+  meta.ef_search = ef_search();
   meta.seed = config_.seed;
   meta.slot_count = count;
   meta.deleted = deleted_.load();
