@@ -131,7 +131,8 @@ def test_non_contiguous_inputs_are_accepted():
     query, base = vectors[0], vectors[1:]
     expected = _core.distance_many(query, base, "l2sq")
     strided_query = np.repeat(query, 2)[::2]
-    np.testing.assert_array_equal(_core.distance_many(strided_query, np.asfortranarray(base), "l2sq"), expected)
+    fortran_base = np.asfortranarray(base)
+    np.testing.assert_array_equal(_core.distance_many(strided_query, fortran_base, "l2sq"), expected)
     assert _core.distance(strided_query, base[2], "l2sq") == expected[2]
 
 
@@ -141,26 +142,24 @@ def test_empty_base_gives_empty_result():
 
 
 ONE = np.ones(4, np.float32)
+BAD_CALLS = {
+    "mixed-dtypes": (lambda: _core.distance(ONE, ONE.astype(np.float16), "dot"), TypeError, "dtype mismatch"),
+    "float64": (lambda: _core.distance(ONE.astype(np.float64), ONE.astype(np.float64), "dot"), TypeError, "float64"),
+    "int16": (lambda: _core.distance(ONE.astype(np.int16), ONE.astype(np.int16), "dot"), TypeError, "int16"),
+    "lengths": (lambda: _core.distance(ONE, ONE[:3], "dot"), ValueError, "length mismatch"),
+    "empty": (lambda: _core.distance(ONE[:0], ONE[:0], "dot"), ValueError, "empty"),
+    "2d-vector": (lambda: _core.distance(ONE.reshape(2, 2), ONE.reshape(2, 2), "dot"), ValueError, "1-D"),
+    "kernel": (lambda: _core.distance(ONE, ONE, "manhattan"), ValueError, "unknown kernel"),
+    "many-mixed-dtypes": (lambda: _core.distance_many(ONE, np.ones((2, 4), np.int8), "dot"), TypeError, "dtype mismatch"),
+    "many-dims": (lambda: _core.distance_many(ONE, np.ones((2, 5), np.float32), "dot"), ValueError, "dimension mismatch"),
+    "many-1d-base": (lambda: _core.distance_many(ONE, ONE, "dot"), ValueError, "2-D"),
+    "many-empty": (lambda: _core.distance_many(ONE[:0], np.ones((2, 0), np.float32), "dot"), ValueError, "empty"),
+    "many-kernel": (lambda: _core.distance_many(ONE, np.ones((2, 4), np.float32), "L2"), ValueError, "unknown kernel"),
+    "simd-level": (lambda: _core.simd_level("sse9"), ValueError, "unknown SIMD level"),
+}
 
 
-@pytest.mark.parametrize(
-    "call, error, message",
-    [
-        pytest.param(lambda: _core.distance(ONE, ONE.astype(np.float16), "dot"), TypeError, "dtype mismatch", id="mixed-dtypes"),
-        pytest.param(lambda: _core.distance(ONE.astype(np.float64), ONE.astype(np.float64), "dot"), TypeError, "float64", id="float64"),
-        pytest.param(lambda: _core.distance(ONE.astype(np.int16), ONE.astype(np.int16), "dot"), TypeError, "int16", id="int16"),
-        pytest.param(lambda: _core.distance_many(ONE, np.ones((2, 4), np.int8), "dot"), TypeError, "dtype mismatch", id="many-mixed-dtypes"),
-        pytest.param(lambda: _core.distance(ONE, ONE[:3], "dot"), ValueError, "length mismatch", id="lengths"),
-        pytest.param(lambda: _core.distance(ONE[:0], ONE[:0], "dot"), ValueError, "empty", id="empty"),
-        pytest.param(lambda: _core.distance(ONE.reshape(2, 2), ONE.reshape(2, 2), "dot"), ValueError, "1-D", id="2d-vector"),
-        pytest.param(lambda: _core.distance(ONE, ONE, "manhattan"), ValueError, "unknown kernel", id="kernel"),
-        pytest.param(lambda: _core.distance_many(ONE, np.ones((2, 5), np.float32), "dot"), ValueError, "dimension mismatch", id="many-dims"),
-        pytest.param(lambda: _core.distance_many(ONE, ONE, "dot"), ValueError, "2-D", id="many-1d-base"),
-        pytest.param(lambda: _core.distance_many(ONE[:0], np.ones((2, 0), np.float32), "dot"), ValueError, "empty", id="many-empty"),
-        pytest.param(lambda: _core.distance_many(ONE, np.ones((2, 4), np.float32), "L2"), ValueError, "unknown kernel", id="many-kernel"),
-        pytest.param(lambda: _core.simd_level("sse9"), ValueError, "unknown SIMD level", id="simd-level"),
-    ],
-)
+@pytest.mark.parametrize("call, error, message", BAD_CALLS.values(), ids=BAD_CALLS.keys())
 def test_errors(call, error, message):
     with pytest.raises(error, match=message):
         call()
@@ -189,7 +188,9 @@ def test_simd_level_scopes_nest_and_restore():
 def run_with_simd_env(value):
     script = "from lookalike import _core; print(_core.hardware_acceleration())"
     env = dict(os.environ, LOOKALIKE_SIMD=value)
-    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip(), [line for line in result.stderr.splitlines() if "LOOKALIKE_SIMD" in line]
 
