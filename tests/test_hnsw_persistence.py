@@ -94,7 +94,7 @@ def test_a_file_that_is_not_an_index(tmp_path):
 
 
 def test_a_missing_file(tmp_path):
-    with pytest.raises(RuntimeError, match="nope.lkl"):
+    with pytest.raises(FileNotFoundError, match="nope.lkl"):
         HnswIndex.load(tmp_path / "nope.lkl")
 
 

@@ -64,8 +64,11 @@ class HnswIndex:
     def load(cls, path: str | os.PathLike[str]) -> HnswIndex:
         """Loads a saved index. A truncated, damaged or foreign file raises
         IndexFileError naming what is wrong."""
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"no index file at {path}")
         index = cls.__new__(cls)
-        index._core = _core.HnswIndex.load(os.fspath(path))
+        index._core = _core.HnswIndex.load(path)
         index._dim = index._core.dim
         return index
 
