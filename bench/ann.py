@@ -40,9 +40,10 @@ GOAL_RECALL = 0.95
 GOAL_QPS_RATIO = 1.2
 DEFAULT_EFS = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 STOP_RECALL = 0.999  # larger ef values add nothing to the table once this is reached
-OURS = ("lookalike-f32", "lookalike-f16", "lookalike-int8")
+OURS = ("lookalike-f32", "lookalike-f16", "lookalike-int8", "lookalike-int8-f16")
 DEFAULT_CONFIGS = (
     ("lookalike-f32", 16), ("lookalike-f32", 32), ("lookalike-f16", 16), ("lookalike-int8", 16),
+    ("lookalike-int8-f16", 16), ("lookalike-int8-f16", 32),
     ("hnswlib", 16), ("hnswlib", 32), ("faiss-hnsw", 16), ("faiss-hnsw", 32), ("usearch", 16),
 )
 MEMORY_METHOD = (
@@ -80,9 +81,8 @@ def saved_size(save: Callable[[str], None]) -> int:
 def build_lookalike(base, M, efc, k, threads, storage, rerank) -> Built:
     from lookalike.index import HnswIndex
     t0 = time.perf_counter()
-    kw = {"rerank": True} if rerank else {}
     idx = HnswIndex(dim=base.shape[1], metric="cosine", M=M, ef_construction=efc,
-                    storage=storage, **kw)
+                    storage=storage, rerank=rerank)
     idx.add(np.arange(len(base), dtype=np.int64), base)
     build_s = time.perf_counter() - t0
     assert len(idx) == len(base)
@@ -140,9 +140,10 @@ def build_usearch(base, M, efc, k, threads) -> Built:
 
 MODULES = {"hnswlib": "hnswlib", "faiss-hnsw": "faiss", "usearch": "usearch.index"}
 BUILDERS = {
-    "lookalike-f32": lambda *a: build_lookalike(*a, storage="float32", rerank=False),
-    "lookalike-f16": lambda *a: build_lookalike(*a, storage="float16", rerank=False),
-    "lookalike-int8": lambda *a: build_lookalike(*a, storage="int8", rerank=True),
+    "lookalike-f32": lambda *a: build_lookalike(*a, storage="float32", rerank=None),
+    "lookalike-f16": lambda *a: build_lookalike(*a, storage="float16", rerank=None),
+    "lookalike-int8": lambda *a: build_lookalike(*a, storage="int8", rerank="float32"),
+    "lookalike-int8-f16": lambda *a: build_lookalike(*a, storage="int8", rerank="float16"),
     "hnswlib": build_hnswlib,
     "faiss-hnsw": build_faiss,
     "usearch": build_usearch,

@@ -17,7 +17,7 @@ def build(base, **kw):
 
 @pytest.mark.parametrize(
     "storage, rerank",
-    [("float32", False), ("float16", False), ("int8", True)],
+    [("float32", None), ("float16", None), ("int8", None), ("int8", "float32"), ("int8", "float16")],
 )
 def test_recall_at_10_meets_095(data_64d, storage, rerank):
     base, queries = data_64d
@@ -60,6 +60,19 @@ def test_float16_and_int8_memory_is_a_half_and_a_quarter(data_64d):
     assert per_node["float32"] == links + 64 * 4
     assert per_node["float16"] == links + 64 * 2
     assert per_node["int8"] == links + 64
+
+
+@pytest.mark.parametrize("rerank, bytes_per_vector", [("float32", 64 * 4), ("float16", 64 * 2)])
+def test_rerank_copies_take_their_storage_size(data_64d, rerank, bytes_per_vector):
+    base, _ = data_64d
+    usage = build(base, storage="int8", rerank=rerank).memory_usage()
+    assert usage["rerank_vector_bytes"] // 4096 == bytes_per_vector  # one segment of 4096 copies
+
+
+def test_rerank_copies_no_more_precise_than_the_codes_are_not_kept():
+    assert HnswIndex(8, storage="float16", rerank="float16").rerank is None
+    assert HnswIndex(8, storage="float32", rerank=True).rerank is None
+    assert HnswIndex(8, storage="float16", rerank=True).rerank == "float32"
 
 
 def test_fewer_matches_than_k_are_padded():

@@ -21,6 +21,8 @@ def index():
         ({"M": 1}, r"M must be in \[2, 256\], got 1"),
         ({"M": 0}, "M must be a positive integer"),
         ({"ef_search": 0}, "ef_search must be a positive integer"),
+        ({"rerank": "int8"}, "rerank must be False, True, 'float32' or 'float16', got 'int8'"),
+        ({"rerank": "bfloat16"}, "rerank must be"),
     ],
 )
 def test_bad_parameters(kwargs, message):

@@ -14,7 +14,9 @@ def vectors():
     return clustered(3100, 48, seed=21)
 
 
-@pytest.mark.parametrize("storage, rerank", [("float32", False), ("float16", False), ("int8", True)])
+@pytest.mark.parametrize(
+    "storage, rerank", [("float32", None), ("float16", None), ("int8", "float32"), ("int8", "float16")]
+)
 def test_round_trip_gives_identical_results(tmp_path, vectors, storage, rerank):
     base, queries = vectors[:3000], vectors[3000:]
     index = HnswIndex(48, "cosine", M=12, storage=storage, rerank=rerank, ef_search=40)

@@ -51,7 +51,7 @@ py::dict memory_dict(const hnsw::MemoryUsage& m) {
   py::dict d;
   d["node_bytes"] = m.node_bytes;
   d["upper_link_bytes"] = m.upper_link_bytes;
-  d["exact_vector_bytes"] = m.exact_vector_bytes;
+  d["rerank_vector_bytes"] = m.rerank_vector_bytes;
   d["id_map_bytes"] = m.id_map_bytes;
   d["scratch_bytes"] = m.scratch_bytes;
   d["total_bytes"] = m.total_bytes;
@@ -78,7 +78,8 @@ void bind_hnsw(py::module_& m) {
 
   py::class_<HnswIndex>(m, "HnswIndex")
       .def(py::init([](size_t dim, const std::string& metric, const std::string& storage, size_t M,
-                       size_t ef_construction, size_t ef_search, bool keep_exact, uint64_t seed) {
+                       size_t ef_construction, size_t ef_search, const std::string& rerank_copies,
+                       uint64_t seed) {
              hnsw::IndexConfig c;
              c.dim = dim;
              c.metric = parse_metric(metric);
@@ -86,12 +87,12 @@ void bind_hnsw(py::module_& m) {
              c.M = M;
              c.ef_construction = ef_construction;
              c.ef_search = ef_search;
-             c.keep_exact = keep_exact;
+             if (!rerank_copies.empty()) c.rerank_copies = parse_storage(rerank_copies);
              c.seed = seed;
              return std::make_unique<HnswIndex>(c);
            }),
            py::arg("dim"), py::arg("metric"), py::arg("storage"), py::arg("M"), py::arg("ef_construction"),
-           py::arg("ef_search"), py::arg("keep_exact"), py::arg("seed"))
+           py::arg("ef_search"), py::arg("rerank_copies"), py::arg("seed"))
       .def(
           "add",
           [](HnswIndex& ix, const CArray<int64_t>& ids, const CArray<float>& vectors, bool replace, size_t threads) {
@@ -165,7 +166,11 @@ void bind_hnsw(py::module_& m) {
       .def_property_readonly("M", [](const HnswIndex& ix) { return ix.config().M; })
       .def_property_readonly("ef_construction", [](const HnswIndex& ix) { return ix.config().ef_construction; })
       .def_property("ef_search", &HnswIndex::ef_search, &HnswIndex::set_ef_search)
-      .def_property_readonly("keep_exact", [](const HnswIndex& ix) { return ix.config().keep_exact; })
+      .def_property_readonly("rerank_copies",
+                             [](const HnswIndex& ix) -> std::optional<std::string> {
+                               if (!ix.config().rerank_copies) return std::nullopt;
+                               return hnsw::storage_name(*ix.config().rerank_copies);
+                             })
       .def_property_readonly("seed", [](const HnswIndex& ix) { return ix.config().seed; })
       .def_property_readonly("int8_scale", &HnswIndex::int8_scale);
 }

@@ -21,10 +21,10 @@ void HnswIndex::compact() {
   auto upper = std::make_unique<BlockArray>(sizeof(uint32_t*));
   nodes->reserve(live);
   upper->reserve(live);
-  std::unique_ptr<BlockArray> exact;
-  if (exact_) {
-    exact = std::make_unique<BlockArray>(exact_->block_bytes());
-    exact->reserve(live);
+  std::unique_ptr<BlockArray> rerank;
+  if (rerank_) {
+    rerank = std::make_unique<BlockArray>(rerank_->block_bytes());
+    rerank->reserve(live);
   }
 
   // New links are computed from the old graph, which stays untouched until the
@@ -44,7 +44,7 @@ void HnswIndex::compact() {
       *reinterpret_cast<uint32_t**>(upper->at(to)) = new uint32_t[words]();
       upper_bytes += words * sizeof(uint32_t);
     }
-    if (exact) std::memcpy(exact->at(to), exact_->at(s), exact_->block_bytes());
+    if (rerank) std::memcpy(rerank->at(to), rerank_->at(s), rerank_->block_bytes());
 
     for (int level = 0; level <= head.level; ++level) {
       LinkList old_list = link_list(s, level);
@@ -101,7 +101,7 @@ void HnswIndex::compact() {
   for (uint32_t s = 0; s < count; ++s) delete[] upper_of(s);
   nodes_ = std::move(nodes);
   upper_ = std::move(upper);
-  exact_ = std::move(exact);
+  rerank_ = std::move(rerank);
   upper_bytes_.store(upper_bytes);
   entry_.store(entry);
   slot_count_.store(live);

@@ -30,21 +30,25 @@ void IndexConfig::validate() const {
   if (ef_search < 1) throw std::invalid_argument("ef_search must be >= 1");
   if (int(metric) > 2) throw std::invalid_argument("unknown metric");
   if (int(storage) > 2) throw std::invalid_argument("unknown storage");
+  if (rerank_copies && *rerank_copies == distance::Scalar::I8)
+    throw std::invalid_argument("re-ranking copies must be float32 or float16");
 }
 
 HnswIndex::HnswIndex(const IndexConfig& config)
     : config_((config.validate(), config)),
       codec_(config.dim, config.metric, config.storage),
-      exact_codec_(config.dim, config.metric, distance::Scalar::F32),
       block_bytes_(round_up(kHeaderBytes + 2 * config.M * sizeof(uint32_t) + codec_.code_bytes(), 8)),
       code_offset_(kHeaderBytes + 2 * config.M * sizeof(uint32_t)),
       nodes_(std::make_unique<BlockArray>(block_bytes_)),
       upper_(std::make_unique<BlockArray>(sizeof(uint32_t*))),
       level_rng_(config.seed),
       level_mult_(1.0 / std::log(double(config.M))) {
-  // Exact copies only mean something when the graph's codes are not exact.
-  if (config_.storage == distance::Scalar::F32) config_.keep_exact = false;
-  if (config_.keep_exact) exact_ = std::make_unique<BlockArray>(config_.dim * sizeof(float));
+  // Copies only help when they are more precise than the graph's codes.
+  if (config_.rerank_copies && *config_.rerank_copies >= config_.storage) config_.rerank_copies.reset();
+  if (config_.rerank_copies) {
+    rerank_codec_.emplace(config_.dim, config_.metric, *config_.rerank_copies);
+    rerank_ = std::make_unique<BlockArray>(rerank_codec_->code_bytes());
+  }
 }
 
 HnswIndex::~HnswIndex() {
@@ -278,7 +282,7 @@ uint32_t HnswIndex::reserve_slots(const int64_t* ids, size_t n) {
   if (size_t(first) + n >= kNoSlot) throw std::length_error("the index is full (2^32 - 1 slots)");
   nodes_->reserve(first + n);
   upper_->reserve(first + n);
-  if (exact_) exact_->reserve(first + n);
+  if (rerank_) rerank_->reserve(first + n);
   for (size_t i = 0; i < n; ++i) {
     const uint32_t slot = first + uint32_t(i);
     NodeHeader& h = header(slot);
@@ -331,7 +335,7 @@ void HnswIndex::add(const int64_t* ids, const float* vectors, size_t n, bool rep
     const uint32_t slot = first + uint32_t(i);
     codec_.prepare(vectors + i * config_.dim, prepared.data());
     codec_.encode(prepared.data(), nodes_->at(slot) + code_offset_);
-    if (exact_) std::memcpy(exact_->at(slot), prepared.data(), config_.dim * sizeof(float));
+    if (rerank_) rerank_codec_->encode(prepared.data(), rerank_->at(slot));
     insert(slot, code(slot));
   });
 }
@@ -362,8 +366,8 @@ void HnswIndex::get(const int64_t* ids, size_t n, float* out) const {
   for (size_t i = 0; i < n; ++i) {
     uint32_t slot = slot_of(ids[i]);
     float* v = out + i * config_.dim;
-    if (exact_)
-      std::memcpy(v, exact_->at(slot), config_.dim * sizeof(float));
+    if (rerank_)
+      rerank_codec_->decode(rerank_->at(slot), v);
     else
       codec_.decode(code(slot), v);
   }
@@ -377,6 +381,10 @@ void HnswIndex::prepare_query(const float* query, SearchScratch& s) const {
   codec_.prepare(query, s.query.data());
   s.query_code.resize(codec_.code_bytes());
   codec_.encode(s.query.data(), s.query_code.data());
+  if (rerank_codec_) {
+    s.rerank_query.resize(rerank_codec_->code_bytes());
+    rerank_codec_->encode(s.query.data(), s.rerank_query.data());
+  }
 }
 
 void HnswIndex::search_exact(SearchScratch& s, const SearchParams& p) const {
@@ -387,9 +395,9 @@ void HnswIndex::search_exact(SearchScratch& s, const SearchParams& p) const {
   for (size_t seg = 0; seg * BlockArray::kSegmentBlocks < count; ++seg) {
     const size_t begin = seg * BlockArray::kSegmentBlocks;
     const size_t n = std::min<size_t>(BlockArray::kSegmentBlocks, count - begin);
-    if (exact_)
-      exact_codec_.distance_many(reinterpret_cast<const uint8_t*>(s.query.data()), exact_->segment(seg), n,
-                                 exact_->block_bytes(), s.dists.data());
+    if (rerank_)
+      rerank_codec_->distance_many(s.rerank_query.data(), rerank_->segment(seg), n, rerank_->block_bytes(),
+                                   s.dists.data());
     else
       codec_.distance_many(s.query_code.data(), nodes_->segment(seg) + code_offset_, n, block_bytes_,
                            s.dists.data());
@@ -408,10 +416,8 @@ void HnswIndex::search_exact(SearchScratch& s, const SearchParams& p) const {
 }
 
 void HnswIndex::finish_results(SearchScratch& s, const SearchParams& p, int64_t* ids, float* dists) const {
-  if (exact_ && p.rerank && !p.exact) {
-    const auto* query = reinterpret_cast<const uint8_t*>(s.query.data());
-    for (Candidate& c : s.top) c.dist = exact_codec_.distance(query, exact_->at(c.slot));
-  }
+  if (rerank_ && p.rerank && !p.exact)
+    for (Candidate& c : s.top) c.dist = rerank_codec_->distance(s.rerank_query.data(), rerank_->at(c.slot));
   const size_t found = std::min(p.k, s.top.size());
   std::partial_sort(s.top.begin(), s.top.begin() + found, s.top.end(),
                     [](const Candidate& a, const Candidate& b) { return a.dist < b.dist; });
@@ -467,7 +473,7 @@ MemoryUsage HnswIndex::memory_usage() const {
   MemoryUsage m;
   m.node_bytes = nodes_->allocated_bytes();
   m.upper_link_bytes = upper_->allocated_bytes() + upper_bytes_.load();
-  m.exact_vector_bytes = exact_ ? exact_->allocated_bytes() : 0;
+  m.rerank_vector_bytes = rerank_ ? rerank_->allocated_bytes() : 0;
   {
     std::lock_guard<std::mutex> lock(ids_mutex_);
     // libstdc++: a bucket is one pointer; a node holds next pointer, key and
@@ -476,7 +482,7 @@ MemoryUsage HnswIndex::memory_usage() const {
     m.live = slot_by_id_.size();
   }
   m.scratch_bytes = scratch_.bytes();
-  m.total_bytes = m.node_bytes + m.upper_link_bytes + m.exact_vector_bytes + m.id_map_bytes + m.scratch_bytes;
+  m.total_bytes = m.node_bytes + m.upper_link_bytes + m.rerank_vector_bytes + m.id_map_bytes + m.scratch_bytes;
   m.deleted = deleted_.load();
   m.capacity = nodes_->capacity();
   return m;

@@ -1,11 +1,15 @@
 // Saving and loading an HNSW index in the container of io/file_format.h.
 //
-// Sections (kind 1, kind version 1):
+// Sections (kind 1, kind version 2):
 //   1 meta    IndexMeta below
 //   2 nodes   slot_count level-0 blocks, exactly as they are in memory
 //   3 upper   the upper links of every node with level > 0, in slot order,
 //             level * (M + 1) uint32 each
-//   4 exact   slot_count float32 vectors (only when the index keeps exact copies)
+//   4 rerank  slot_count re-ranking copies (only when the index keeps them), in
+//             the storage IndexMeta::rerank_copies names
+//
+// Kind versions: 1 knew float32 re-ranking copies only (rerank_copies 0 or 1);
+// 2 adds float16 copies (2). Both load.
 //
 // A loader trusts nothing it has not checked: beyond the container's checksums,
 // every link, level and count is bounds-checked, so a file that is valid but
@@ -21,13 +25,14 @@ namespace lookalike::hnsw {
 namespace {
 
 constexpr uint32_t kFileKind = 1;  // HNSW
-constexpr uint32_t kKindVersion = 1;
-enum Section : uint32_t { kMeta = 1, kNodes = 2, kUpper = 3, kExact = 4 };
+constexpr uint32_t kKindVersion = 2;
+enum Section : uint32_t { kMeta = 1, kNodes = 2, kUpper = 3, kRerank = 4 };
 
 struct IndexMeta {
   uint64_t dim, M, ef_construction, ef_search, seed;
   uint64_t slot_count, deleted, entry, block_bytes;
-  uint32_t metric, storage, keep_exact;
+  uint32_t metric, storage;
+  uint32_t rerank_copies;  // 0: none; else 1 + the copies' distance::Scalar (1 float32, 2 float16)
   float int8_scale;
 };
 static_assert(sizeof(IndexMeta) == 88);
@@ -56,7 +61,7 @@ void HnswIndex::save(const std::string& path) const {
   meta.block_bytes = block_bytes_;
   meta.metric = uint32_t(config_.metric);
   meta.storage = uint32_t(config_.storage);
-  meta.keep_exact = config_.keep_exact;
+  meta.rerank_copies = config_.rerank_copies ? 1 + uint32_t(*config_.rerank_copies) : 0;
   meta.int8_scale = codec_.int8_scale();
 
   io::FileWriter out(path, kFileKind, kKindVersion);
@@ -78,7 +83,7 @@ void HnswIndex::save(const std::string& path) const {
     if (header(s).level > 0) out.append(upper_of(s), size_t(header(s).level) * (config_.M + 1) * sizeof(uint32_t));
   out.end_section();
 
-  if (exact_) write_blocks(kExact, *exact_);
+  if (rerank_) write_blocks(kRerank, *rerank_);
   out.commit();
 }
 
@@ -95,8 +100,10 @@ std::unique_ptr<HnswIndex> HnswIndex::load(const std::string& path) {
   config.seed = meta.seed;
   config.metric = Metric(meta.metric);
   config.storage = distance::Scalar(meta.storage);
-  config.keep_exact = meta.keep_exact != 0;
-  if (meta.metric > 2 || meta.storage > 2 || meta.keep_exact > 1) damaged(path, "unknown metric or storage code");
+  const uint32_t max_rerank_code = in.kind_version() == 1 ? 1 : 2;
+  if (meta.metric > 2 || meta.storage > 2 || meta.rerank_copies > max_rerank_code)
+    damaged(path, "unknown metric or storage code");
+  if (meta.rerank_copies) config.rerank_copies = distance::Scalar(meta.rerank_copies - 1);
   try {
     config.validate();
   } catch (const std::invalid_argument& e) {
@@ -161,13 +168,15 @@ std::unique_ptr<HnswIndex> HnswIndex::load(const std::string& path) {
     }
   }
 
-  if (ix.exact_) {
-    io::FileReader::Bytes exact = in.section(kExact, count * config.dim * sizeof(float));
-    ix.exact_->reserve(count);
+  if (bool(ix.rerank_) != bool(meta.rerank_copies)) damaged(path, "re-ranking copies that its storage rules out");
+  if (ix.rerank_) {
+    const size_t bytes = ix.rerank_->block_bytes();
+    io::FileReader::Bytes copies = in.section(kRerank, count * bytes);
+    ix.rerank_->reserve(count);
     for (size_t seg = 0; seg * BlockArray::kSegmentBlocks < count; ++seg) {
       size_t first = seg * BlockArray::kSegmentBlocks;
       size_t n = std::min<size_t>(BlockArray::kSegmentBlocks, count - first);
-      std::memcpy(ix.exact_->segment(seg), exact.data + first * ix.exact_->block_bytes(), n * ix.exact_->block_bytes());
+      std::memcpy(ix.rerank_->segment(seg), copies.data + first * bytes, n * bytes);
     }
   }
 

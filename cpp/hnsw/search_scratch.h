@@ -56,11 +56,12 @@ struct SearchScratch {
   std::vector<uint32_t> batch;        // unvisited neighbours of the node being expanded
   std::vector<uint8_t> query_code;    // the query encoded like the stored vectors
   std::vector<float> query;           // the query as float32 (normalised for cosine)
+  std::vector<uint8_t> rerank_query;  // the query encoded like the re-ranking copies
   std::vector<float> dists;           // one-to-many results of the exact scan
 
   size_t bytes() const {
     return visited.bytes() + (candidates.capacity() + top.capacity()) * sizeof(Candidate) +
-           batch.capacity() * sizeof(uint32_t) + query_code.capacity() +
+           batch.capacity() * sizeof(uint32_t) + query_code.capacity() + rerank_query.capacity() +
            (query.capacity() + dists.capacity()) * sizeof(float);
   }
 };
