@@ -29,6 +29,8 @@
 #include <string>
 #include <vector>
 
+#include "io/crc32c.h"
+
 namespace lookalike::io {
 
 // A file that is not a valid lookalike file: wrong magic, unsupported version,
@@ -40,10 +42,6 @@ class FormatError : public std::runtime_error {
 };
 
 constexpr uint32_t kFormatVersion = 1;  // version of the container itself
-
-// CRC32C (Castagnoli), the checksum of headers and sections. `crc` chains calls:
-// crc32c(b, nb, crc32c(a, na)) == crc32c(a+b, na+nb).
-uint32_t crc32c(const void* data, size_t size, uint32_t crc = 0);
 
 // Streams sections into "<path>.tmp"; commit() makes it <path> atomically. If the
 // writer is destroyed without commit(), the temporary file is removed and <path>
