@@ -104,7 +104,6 @@ uint32_t AttributeStore::row_for(int64_t id) {
     if (id_by_row_.size() >= kNoRow) throw std::length_error("the attribute store is full (2^32 - 1 ids)");
     row = uint32_t(id_by_row_.size());
     id_by_row_.push_back(id);
-    for (Column& c : columns_) std::visit([&](auto& col) { col.grow(id_by_row_.size()); }, c);
   }
   row_by_id_.emplace(id, row);
   return row;
@@ -129,6 +128,8 @@ void AttributeStore::set(const int64_t* ids, size_t n, const std::vector<ColumnV
   const bool maintain = n <= kMaintainLimit;
   std::vector<uint32_t> rows(n);
   for (size_t i = 0; i < n; ++i) rows[i] = row_for(ids[i]);
+  // Columns grow once a batch, so a bulk load allocates them at their exact size.
+  for (Column& c : columns_) std::visit([&](auto& col) { col.grow(id_by_row_.size()); }, c);
   for (const ColumnValues& c : columns) {
     const size_t col = column_of(c.name);
     for (size_t i = 0; i < n; ++i) {

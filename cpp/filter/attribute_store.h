@@ -119,7 +119,8 @@ class AttributeStore {
   using Column = std::variant<KeywordColumn, NumericColumn<double>, BoolColumn, NumericColumn<int64_t>>;
 
   void check_set(const int64_t* ids, size_t n, const std::vector<ColumnValues>& columns) const;
-  uint32_t row_for(int64_t id);  // existing or new; caller holds the lock exclusively
+  // Existing or new (then the caller grows the columns); caller holds the lock exclusively.
+  uint32_t row_for(int64_t id);
   void clear_column(size_t column, uint32_t row, bool maintain);
   void rebuild_indexes();
 

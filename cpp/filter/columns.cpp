@@ -16,6 +16,10 @@ void PostingLists::add(uint32_t code, uint32_t row) {
   if (*at != row) list.insert(at, row);
 }
 
+void PostingLists::shrink() {
+  for (auto& list : lists_) list.shrink_to_fit();
+}
+
 void PostingLists::remove(uint32_t code, uint32_t row) {
   auto& list = lists_[code];
   auto at = std::lower_bound(list.begin(), list.end(), row);
@@ -103,6 +107,7 @@ void KeywordColumn::rebuild_index() {
   postings_.resize(words_.size());
   for (uint32_t row = 0; row < spans_.size(); ++row)
     for (uint32_t i = 0; i < spans_[row].count; ++i) postings_.append(codes(row)[i], row);
+  postings_.shrink();
 }
 
 size_t KeywordColumn::bytes() const {
@@ -127,6 +132,7 @@ void BoolColumn::rebuild_index() {
   postings_.clear();
   for (uint32_t row = 0; row < values_.size(); ++row)
     if (values_[row] != kAbsent) postings_.append(values_[row], row);
+  postings_.shrink();
 }
 
 // --- NumericColumn -----------------------------------------------------------------
@@ -168,10 +174,12 @@ NumericColumn<T>::entries_in(const Range& r) const {
 
 template <class T>
 void NumericColumn<T>::rebuild_index() {
-  sorted_.clear();
+  std::vector<Entry> sorted;  // built apart, so it is allocated at its exact size
+  sorted.reserve(size_t(std::count(present_.begin(), present_.end(), 1)));
   for (uint32_t row = 0; row < values_.size(); ++row)
-    if (present_[row]) sorted_.push_back({values_[row], row});
-  std::sort(sorted_.begin(), sorted_.end());
+    if (present_[row]) sorted.push_back({values_[row], row});
+  std::sort(sorted.begin(), sorted.end());
+  sorted_.swap(sorted);
 }
 
 template class NumericColumn<double>;

@@ -35,8 +35,9 @@ class PostingLists {
   void clear() {
     for (auto& list : lists_) list.clear();
   }
-  // Rebuilding: rows must come in increasing order.
+  // Rebuilding: clear, append rows in increasing order, shrink (drops the slack of growth).
   void append(uint32_t code, uint32_t row) { lists_[code].push_back(row); }
+  void shrink();
   const std::vector<uint32_t>& rows(uint32_t code) const { return lists_[code]; }
   size_t bytes() const;
 
