@@ -169,7 +169,7 @@ std::unique_ptr<AttributeStore> AttributeStore::load(const std::string& path) {
     const int64_t id = s.id_by_row_[r];
     if (id == -1) {
       s.free_rows_.push_back(r);
-    } else if (id < 0 || !s.row_by_id_.emplace(id, r).second) {
+    } else if (id < 0 || !s.row_by_id_.insert(id, r)) {
       ids_in.fail("has invalid or repeated id " + std::to_string(id));
     }
   }

@@ -93,8 +93,7 @@ void AttributeStore::check_set(const int64_t* ids, size_t n, const std::vector<C
 }
 
 uint32_t AttributeStore::row_for(int64_t id) {
-  auto it = row_by_id_.find(id);
-  if (it != row_by_id_.end()) return it->second;
+  if (uint32_t row = row_by_id_.find(id); row != kNoRow) return row;
   uint32_t row;
   if (!free_rows_.empty()) {
     row = free_rows_.back();
@@ -105,7 +104,7 @@ uint32_t AttributeStore::row_for(int64_t id) {
     row = uint32_t(id_by_row_.size());
     id_by_row_.push_back(id);
   }
-  row_by_id_.emplace(id, row);
+  row_by_id_.insert(id, row);
   return row;
 }
 
@@ -165,12 +164,11 @@ void AttributeStore::clear(const int64_t* ids, size_t n, const std::vector<std::
     for (size_t c = 0; c < columns_.size(); ++c) cols.push_back(c);
   const bool maintain = n <= kMaintainLimit;
   for (size_t i = 0; i < n; ++i) {
-    auto it = row_by_id_.find(ids[i]);
-    if (it == row_by_id_.end()) continue;
-    const uint32_t row = it->second;
+    const uint32_t row = row_by_id_.find(ids[i]);
+    if (row == kNoRow) continue;
     for (size_t c : cols) clear_column(c, row, maintain);
     if (forget) {
-      row_by_id_.erase(it);
+      row_by_id_.erase(ids[i]);
       id_by_row_[row] = -1;
       free_rows_.push_back(row);
     }
@@ -217,9 +215,7 @@ size_t AttributeStore::size() const {
 StoreMemory AttributeStore::memory_usage() const {
   std::shared_lock<std::shared_mutex> lock(mutex_);
   StoreMemory m;
-  // libstdc++: a bucket is one pointer, a node (next, key, value) 32 bytes after malloc rounding.
-  m.id_map_bytes = row_by_id_.bucket_count() * sizeof(void*) + row_by_id_.size() * 32 +
-                   id_by_row_.capacity() * sizeof(int64_t) + free_rows_.capacity() * sizeof(uint32_t);
+  m.id_map_bytes = row_by_id_.bytes() + id_by_row_.capacity() * sizeof(int64_t) + free_rows_.capacity() * sizeof(uint32_t);
   m.total_bytes = m.id_map_bytes;
   for (const Column& c : columns_) {
     m.column_bytes.push_back(std::visit([](const auto& col) { return col.bytes(); }, c));

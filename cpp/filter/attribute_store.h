@@ -10,7 +10,8 @@
 //   timestamp  one int64 (the caller picks the unit, e.g. seconds since the epoch)
 //
 // Layout: each id gets a dense row (free rows are reused), so a column is an
-// array indexed by row: ~12 bytes a row for the id map, plus per column 8 bytes
+// array indexed by row: 8 bytes a row for the row's id, 4+ for the id -> row map
+// (row_map.h), plus per column 8 bytes
 // a row + 4 a keyword (keyword), 9 + 16 for the sorted index (numeric,
 // timestamp), 1 + 4 (bool). Estimates and enumerations come from the columns'
 // indexes (columns.h).
@@ -33,6 +34,7 @@
 #include <vector>
 
 #include "filter/columns.h"
+#include "filter/row_map.h"
 
 namespace lookalike::filter {
 
@@ -77,7 +79,7 @@ struct StoreMemory {
 
 class AttributeStore {
  public:
-  static constexpr uint32_t kNoRow = std::numeric_limits<uint32_t>::max();
+  static constexpr uint32_t kNoRow = filter::kNoRow;
 
   // Names must be distinct and non-empty; at most 1024 attributes.
   explicit AttributeStore(std::vector<AttributeSpec> schema);
@@ -101,10 +103,7 @@ class AttributeStore {
 
   // --- reading, for compiled predicates: the caller holds read_lock() ----------
   std::shared_lock<std::shared_mutex> read_lock() const { return std::shared_lock<std::shared_mutex>(mutex_); }
-  uint32_t row_of(int64_t id) const {
-    auto it = row_by_id_.find(id);
-    return it == row_by_id_.end() ? kNoRow : it->second;
-  }
+  uint32_t row_of(int64_t id) const { return row_by_id_.find(id); }
   int64_t id_of(uint32_t row) const { return id_by_row_[row]; }
   size_t live_rows() const { return row_by_id_.size(); }
   const KeywordColumn& keyword(size_t column) const { return std::get<KeywordColumn>(columns_[column]); }
@@ -127,7 +126,7 @@ class AttributeStore {
   std::vector<AttributeSpec> schema_;
   std::unordered_map<std::string, size_t> column_by_name_;
   std::vector<Column> columns_;
-  std::unordered_map<int64_t, uint32_t> row_by_id_;
+  RowMap row_by_id_;
   std::vector<int64_t> id_by_row_;  // -1 for a free row
   std::vector<uint32_t> free_rows_;
   mutable std::shared_mutex mutex_;

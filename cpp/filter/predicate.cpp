@@ -50,7 +50,7 @@ class AllOf final : public Combination {
     return size_t(std::ceil(fraction * n));
   }
   size_t listable() const override { return narrowest() ? narrowest()->listable() : kUnknown; }
-  void collect(std::vector<int64_t>& out) const override { narrowest()->collect(out); }
+  void collect(std::vector<Listed>& out) const override { narrowest()->collect(out); }
 
  private:
   const Node* narrowest() const {
@@ -75,7 +75,7 @@ class AnyOf final : public Combination {
     for (const auto& c : children_) total = add_bounded(total, c->listable());
     return total;
   }
-  void collect(std::vector<int64_t>& out) const override {
+  void collect(std::vector<Listed>& out) const override {
     for (const auto& c : children_) c->collect(out);
   }
 };
@@ -94,10 +94,9 @@ class NoneOf final : public Combination {
 
 // --- leaves --------------------------------------------------------------------------
 
-// Ids of the listed rows.
 template <class Rows>
-void collect_rows(const AttributeStore& store, const Rows& rows, std::vector<int64_t>& out) {
-  for (uint32_t row : rows) out.push_back(store.id_of(row));
+void collect_rows(const AttributeStore& store, const Rows& rows, std::vector<Listed>& out) {
+  for (uint32_t row : rows) out.push_back({row, store.id_of(row)});
 }
 
 class KeywordMatch final : public Node {
@@ -116,7 +115,7 @@ class KeywordMatch final : public Node {
     for (uint32_t code : codes_) n += column_.rows_with(code).size();
     return n;
   }
-  void collect(std::vector<int64_t>& out) const override {
+  void collect(std::vector<Listed>& out) const override {
     for (uint32_t code : codes_) collect_rows(store_, column_.rows_with(code), out);
   }
 
@@ -140,9 +139,9 @@ class RangeMatch final : public Node {
     auto [first, last] = column_.entries_in(range_);
     return size_t(last - first);
   }
-  void collect(std::vector<int64_t>& out) const override {
+  void collect(std::vector<Listed>& out) const override {
     auto [first, last] = column_.entries_in(range_);
-    for (auto* e = first; e != last; ++e) out.push_back(store_.id_of(e->row));
+    for (auto* e = first; e != last; ++e) out.push_back({e->row, store_.id_of(e->row)});
   }
 
  private:
@@ -160,7 +159,7 @@ class FlagIs final : public Node {
   }
   size_t estimate() const override { return listable(); }
   size_t listable() const override { return column_.rows_with(value_).size(); }
-  void collect(std::vector<int64_t>& out) const override { collect_rows(store_, column_.rows_with(value_), out); }
+  void collect(std::vector<Listed>& out) const override { collect_rows(store_, column_.rows_with(value_), out); }
 
  private:
   const AttributeStore& store_;
@@ -170,16 +169,19 @@ class FlagIs final : public Node {
 
 class HasId final : public Node {
  public:
-  explicit HasId(std::vector<int64_t> ids) : ids_(std::move(ids)) {
+  HasId(const AttributeStore& store, std::vector<int64_t> ids) : store_(store), ids_(std::move(ids)) {
     std::sort(ids_.begin(), ids_.end());
     ids_.erase(std::unique(ids_.begin(), ids_.end()), ids_.end());
   }
   bool matches(uint32_t, int64_t id) const override { return std::binary_search(ids_.begin(), ids_.end(), id); }
   size_t estimate() const override { return ids_.size(); }
   size_t listable() const override { return ids_.size(); }
-  void collect(std::vector<int64_t>& out) const override { out.insert(out.end(), ids_.begin(), ids_.end()); }
+  void collect(std::vector<Listed>& out) const override {
+    for (int64_t id : ids_) out.push_back({store_.row_of(id), id});
+  }
 
  private:
+  const AttributeStore& store_;
   std::vector<int64_t> ids_;  // sorted, distinct
 };
 
@@ -288,14 +290,14 @@ std::unique_ptr<Node> compile(const AttributeStore& store, const FilterSpec& spe
       return std::make_unique<FlagIs>(store, column_for(store, spec, {AttributeType::Bool}, "a bool attribute"),
                                       spec.flag);
     case Kind::HasId:
-      return std::make_unique<HasId>(spec.ids);
+      return std::make_unique<HasId>(store, spec.ids);
   }
   throw std::invalid_argument("unknown clause kind");
 }
 
 }  // namespace
 
-void Node::collect(std::vector<int64_t>&) const {}
+void Node::collect(std::vector<Listed>&) const {}
 
 CompiledFilter::CompiledFilter(std::shared_ptr<const AttributeStore> store, const FilterSpec& spec)
     : store_(std::move(store)) {
@@ -307,7 +309,11 @@ CompiledFilter::CompiledFilter(std::shared_ptr<const AttributeStore> store, cons
 bool CompiledFilter::candidates(size_t limit, std::vector<int64_t>& out) const {
   const size_t n = root_->listable();
   if (n == kUnknown || n > limit) return false;
-  root_->collect(out);
+  thread_local std::vector<Listed> listed;
+  listed.clear();
+  root_->collect(listed);
+  for (const Listed& l : listed)
+    if (root_->matches(l.row, l.id)) out.push_back(l.id);
   return true;
 }
 

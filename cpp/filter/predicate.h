@@ -14,9 +14,10 @@
 //
 // For the planner the compiled filter also estimates how many ids match
 // (exact for one leaf, independence across must, a sum across should) and lists
-// candidate ids (a leaf's postings or sorted range; the narrowest listable child
-// of a must; every child of a should; never a must_not, which would list nearly
-// everything).
+// the matching ids: it gathers candidates (a leaf's postings or sorted range; the
+// narrowest listable child of a must; every child of a should; never a
+// must_not, which would list nearly everything) and keeps those the whole
+// filter matches, checked by row, without a lookup of each id.
 #pragma once
 
 #include <cstdint>
@@ -44,16 +45,22 @@ struct FilterSpec {
   std::vector<int64_t> ids;                    // has_id
 };
 
+// An id and its row in the store (AttributeStore::kNoRow when it has none).
+struct Listed {
+  uint32_t row;
+  int64_t id;
+};
+
 // One clause of a compiled filter.
 class Node {
  public:
   virtual ~Node() = default;
-  // row is the id's row in the store, or AttributeStore::kNoRow.
   virtual bool matches(uint32_t row, int64_t id) const = 0;
   virtual size_t estimate() const = 0;
   // How many ids collect() would list (an upper bound), or hnsw::Filter::kUnknown.
   virtual size_t listable() const { return hnsw::Filter::kUnknown; }
-  virtual void collect(std::vector<int64_t>& out) const;
+  // Appends the candidates: every id this clause matches, and maybe more.
+  virtual void collect(std::vector<Listed>& out) const;
 };
 
 class CompiledFilter final : public hnsw::Filter {

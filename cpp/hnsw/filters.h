@@ -29,10 +29,9 @@ class Filter {
   // Roughly how many ids the filter allows, or kUnknown.
   virtual size_t estimate() const { return kUnknown; }
 
-  // Appends to `out` a list of ids holding every id the filter allows (it may
-  // hold more, and repeats: the caller checks each with allows()) and returns
+  // Appends to `out` the ids the filter allows (repeats are fine) and returns
   // true; returns false, leaving `out` as it was, when the filter cannot list
-  // its ids or the list would be longer than `limit`.
+  // its ids or would have to look at more than `limit` of them to do so.
   virtual bool candidates(size_t /*limit*/, std::vector<int64_t>& /*out*/) const { return false; }
 
   // Held for one whole search: a filter over data that changes under it (an

@@ -3,19 +3,21 @@
 // A filter that keeps 0.5% of the catalog starves a graph walk: it must pass
 // ~200 nodes for each one it may return. So each filtered search is planned
 // from the filter's estimate of how many ids it allows, with costs counted in
-// distance computations:
+// graph-walk distance computations:
 //
-//   exact scan     one distance per allowed id (the filter lists candidates,
-//                  each is checked with allows(), the survivors are scored)
+//   exact scan     kScanIdCost per allowed id: the filter lists them, each is
+//                  looked up (id -> slot, a hash probe and a cache miss) and
+//                  scored
 //   filtered walk  the walk runs until it has admitted walk_ef ids; with a
 //                  fraction `sel` of ids allowed it expands about walk_ef / sel
 //                  nodes, each bringing about M new neighbours to score
 //
-// and the cheaper one runs. At 200k ids, ef 64 and M 16 that scans up to some
-// 10k allowed ids (~5%) and walks above. The walk passes through filtered-out
-// nodes (search_level computes their distances and expands them) so the graph
-// stays connected, and ef is raised with the inverse selectivity (bounded)
-// because the neighbourhood of the query holds fewer allowed ids to refine.
+// and the cheaper one runs. At 200k ids, ef 64 and M 16 that scans up to ~12k
+// allowed ids (~6%) and walks above. The walk passes through filtered-out
+// nodes (search_level scores and expands them, admitting only allowed ones), so
+// the graph stays connected and the walk keeps going until it has admitted
+// walk_ef ids. Its ef is raised with the inverse selectivity, up to
+// kMaxEfRaise x, for the sparser neighbourhood it has to refine.
 //
 // Either way no result fails the filter, and when the walk finds fewer than k
 // (an unreachable part of the graph, or an estimate far off) a scan of the
@@ -28,13 +30,13 @@
 namespace lookalike::hnsw {
 
 namespace {
-// The walk's ef grows as ef / selectivity, up to this multiple of the asked ef:
-// beyond it the walk costs more than it gains, and the exact scan takes over.
-constexpr size_t kMaxEfRaise = 4;
-// A list may hold ids the filter rejects (a must's narrowest clause): allow it to
-// be this many times the ids the scan expects, since checking an id is far
-// cheaper than scoring it.
-constexpr size_t kListSlack = 8;
+// The walk's ef grows as ef / selectivity up to this multiple of the asked ef.
+// The walk already explores about ef / selectivity nodes to admit ef of them, so
+// a large raise buys little recall for its cost (measured with bench/filters.py).
+constexpr double kMaxEfRaise = 2.0;
+// Scoring a listed id costs about this many walk distances (measured with
+// bench/filters.py): the id -> slot lookup and a cold vector dominate.
+constexpr double kScanIdCost = 3.0;
 }  // namespace
 
 const char* plan_name(Plan plan) {
@@ -54,13 +56,15 @@ void HnswIndex::search_filtered(SearchScratch& s, const SearchParams& p, uint64_
   st.estimate = filter.estimate();
   const bool known = st.estimate != Filter::kUnknown;
   const double selectivity = known ? std::clamp(double(st.estimate) / live, 1.0 / live, 1.0) : 1.0;
-  const size_t walk_ef = std::min(size_t(std::ceil(double(ef) / selectivity)), kMaxEfRaise * ef);
+  const size_t walk_ef = size_t(double(ef) * std::min(kMaxEfRaise, 1.0 / selectivity));
   const double walk_cost = double(walk_ef) / selectivity * double(config_.M);
+  const double scan_cost = double(st.estimate) * kScanIdCost;
 
+  // The list may need to gather more ids than match (a must's narrowest clause):
+  // let it, up to what a walk would have cost.
   thread_local std::vector<int64_t> listed;
   listed.clear();
-  if (known && double(st.estimate) <= walk_cost &&
-      filter.candidates(kListSlack * size_t(walk_cost) + p.k, listed)) {
+  if (known && scan_cost <= walk_cost && filter.candidates(size_t(walk_cost) + p.k, listed)) {
     st.plan = Plan::ExactScan;
     scan_ids(listed, p, s, st);
     return;
@@ -105,7 +109,7 @@ void HnswIndex::scan_ids(const std::vector<int64_t>& ids, const SearchParams& p,
       __builtin_prefetch(exact_ ? exact_->at(slots[i + kAhead]) : code(slots[i + kAhead]));
     }
     const uint32_t slot = slots[i];
-    if (is_deleted(slot) || !p.filter->allows(header(slot).id)) continue;
+    if (is_deleted(slot)) continue;
     const float d = exact_ ? exact_codec_.distance(query_f32, exact_->at(slot))
                            : codec_.distance(s.query_code.data(), code(slot));
     ++st.distances;

@@ -204,7 +204,7 @@ class HnswIndex {
   // --- filtered search (hnsw_filtered.cpp) ---
   // Plans and runs a search with p.filter: fills s.top and stats.
   void search_filtered(SearchScratch& s, const SearchParams& p, uint64_t entry, SearchStats& stats) const;
-  // Fills s.top with the k best live ids of `ids` that p.filter allows, scored exactly.
+  // Fills s.top with the k best live ids of `ids` (a filter's list), scored exactly.
   void scan_ids(const std::vector<int64_t>& ids, const SearchParams& p, SearchScratch& s, SearchStats& stats) const;
   // Re-ranks s.top on exact copies when asked, then writes the k best, padded.
   void finish_results(SearchScratch& s, const SearchParams& p, int64_t* ids, float* dists) const;
