@@ -32,3 +32,30 @@ def recall(found: np.ndarray, truth: np.ndarray) -> float:
 def data_64d():
     vectors = clustered(4200, 64, seed=1)
     return vectors[:4000], vectors[4000:]  # queries from the same clusters
+
+
+def reference_matches(clause, attrs: dict, id_: int) -> bool:
+    """Whether a product with attributes `attrs` (as AttributeStore.get returns
+    them) and id `id_` matches a filter clause: the language's meaning in plain
+    Python, to check the native evaluation against."""
+    from lookalike.index import HasId, Is, Match, Must, MustNot, Range, Should
+
+    if isinstance(clause, Must):
+        return all(reference_matches(c, attrs, id_) for c in clause.clauses)
+    if isinstance(clause, Should):
+        return any(reference_matches(c, attrs, id_) for c in clause.clauses)
+    if isinstance(clause, MustNot):
+        return not any(reference_matches(c, attrs, id_) for c in clause.clauses)
+    if isinstance(clause, HasId):
+        return id_ in clause.ids
+    value = attrs.get(clause.attr)
+    if value is None:
+        return False
+    if isinstance(clause, Match):
+        return any(v in value for v in clause.values)
+    if isinstance(clause, Is):
+        return value == clause.value
+    if isinstance(clause, Range):
+        return ((clause.gt is None or value > clause.gt) and (clause.gte is None or value >= clause.gte)
+                and (clause.lt is None or value < clause.lt) and (clause.lte is None or value <= clause.lte))
+    raise TypeError(f"unknown clause {clause!r}")

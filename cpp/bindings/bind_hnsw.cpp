@@ -6,7 +6,9 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "bindings/bindings.h"
 #include "hnsw/hnsw_index.h"
@@ -76,6 +78,23 @@ void bind_hnsw(py::module_& m) {
       .def("__len__", &hnsw::IdFilter::size)
       .def_property_readonly("exclude", &hnsw::IdFilter::exclude);
 
+  py::class_<hnsw::SearchStats>(m, "SearchStats", "How one search went: the plan chosen, its estimate, its cost.")
+      .def_property_readonly("plan", [](const hnsw::SearchStats& s) { return hnsw::plan_name(s.plan); })
+      .def_property_readonly("estimate",
+                             [](const hnsw::SearchStats& s) -> std::optional<size_t> {
+                               if (s.estimate == hnsw::Filter::kUnknown) return std::nullopt;
+                               return s.estimate;
+                             })
+      .def_readonly("ef", &hnsw::SearchStats::ef)
+      .def_readonly("distances", &hnsw::SearchStats::distances)
+      .def_readonly("fell_back", &hnsw::SearchStats::fell_back)
+      .def("__repr__", [](const hnsw::SearchStats& s) {
+        return std::string("SearchStats(plan='") + hnsw::plan_name(s.plan) + "', estimate=" +
+               (s.estimate == hnsw::Filter::kUnknown ? "None" : std::to_string(s.estimate)) +
+               ", ef=" + std::to_string(s.ef) + ", distances=" + std::to_string(s.distances) +
+               ", fell_back=" + (s.fell_back ? "True" : "False") + ")";
+      });
+
   py::class_<HnswIndex>(m, "HnswIndex")
       .def(py::init([](size_t dim, const std::string& metric, const std::string& storage, size_t M,
                        size_t ef_construction, size_t ef_search, const std::string& rerank_copies,
@@ -127,7 +146,7 @@ void bind_hnsw(py::module_& m) {
       .def(
           "search",
           [](const HnswIndex& ix, const CArray<float>& queries, size_t k, size_t ef, const hnsw::Filter* filter,
-             bool rerank, bool exact, size_t threads) {
+             bool rerank, bool exact, size_t threads, bool return_stats) -> py::tuple {
             // One query (dim,) gives results of shape (k,); n queries, (n, k).
             const bool single = queries.ndim() == 1;
             size_t n = rows(queries, ix.config().dim, true);
@@ -143,17 +162,21 @@ void bind_hnsw(py::module_& m) {
             CArray<float> dists(shape);
             int64_t* id_out = ids.mutable_data();
             float* dist_out = dists.mutable_data();
+            std::vector<hnsw::SearchStats> stats(return_stats ? n : 0);
+            hnsw::SearchStats* stats_out = return_stats ? stats.data() : nullptr;
             {
               py::gil_scoped_release nogil;
               if (n == 1)
-                ix.search(queries.data(), p, id_out, dist_out);
+                ix.search(queries.data(), p, id_out, dist_out, stats_out);
               else
-                ix.search_batch(queries.data(), n, p, id_out, dist_out, threads);
+                ix.search_batch(queries.data(), n, p, id_out, dist_out, threads, stats_out);
             }
-            return py::make_tuple(ids, dists);
+            if (!return_stats) return py::make_tuple(ids, dists);
+            if (single) return py::make_tuple(ids, dists, py::cast(stats[0]));
+            return py::make_tuple(ids, dists, py::cast(stats));
           },
           py::arg("queries"), py::arg("k"), py::arg("ef"), py::arg("filter"), py::arg("rerank"), py::arg("exact"),
-          py::arg("threads"))
+          py::arg("threads"), py::arg("return_stats") = false)
       .def("compact", &HnswIndex::compact, py::call_guard<py::gil_scoped_release>())
       .def("save", &HnswIndex::save, py::arg("path"), py::call_guard<py::gil_scoped_release>())
       .def_static("load", &HnswIndex::load, py::arg("path"), py::call_guard<py::gil_scoped_release>())

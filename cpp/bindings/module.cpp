@@ -17,6 +17,7 @@ PYBIND11_MODULE(_core, m) {
   py::register_exception<lookalike::io::FormatError>(m, "IndexFileError", PyExc_ValueError);
   lookalike::bindings::bind_distance(m);
   lookalike::bindings::bind_hnsw(m);
+  lookalike::bindings::bind_filter(m);
   m.def(
       "crc32c",
       [](const py::bytes& data, uint32_t crc, bool portable) {

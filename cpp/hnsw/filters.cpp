@@ -22,4 +22,12 @@ IdFilter::IdFilter(const int64_t* ids, size_t n, bool exclude) : exclude_(exclud
   for (uint64_t w : bits_) size_ += size_t(__builtin_popcountll(w));
 }
 
+bool IdFilter::candidates(size_t limit, std::vector<int64_t>& out) const {
+  if (exclude_ || size_ > limit) return false;
+  out.insert(out.end(), set_.begin(), set_.end());
+  for (size_t w = 0; w < bits_.size(); ++w)
+    for (uint64_t word = bits_[w]; word; word &= word - 1) out.push_back(int64_t(w * 64 + size_t(__builtin_ctzll(word))));
+  return true;
+}
+
 }  // namespace lookalike::hnsw

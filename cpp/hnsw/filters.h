@@ -6,15 +6,37 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
+#include <mutex>
+#include <shared_mutex>
 #include <unordered_set>
 #include <vector>
 
 namespace lookalike::hnsw {
 
+//
+// Beyond allows(), a filter may offer two capabilities that let the search
+// planner (hnsw_filtered.cpp) choose between an exact scan of the matching ids
+// and a graph walk; the defaults mean "cannot tell", which leads to the walk.
+// A search calls all three methods while it holds hold().
 class Filter {
  public:
+  static constexpr size_t kUnknown = std::numeric_limits<size_t>::max();
+
   virtual ~Filter() = default;
   virtual bool allows(int64_t id) const = 0;
+
+  // Roughly how many ids the filter allows, or kUnknown.
+  virtual size_t estimate() const { return kUnknown; }
+
+  // Appends to `out` the ids the filter allows (repeats are fine) and returns
+  // true; returns false, leaving `out` as it was, when the filter cannot list
+  // its ids or would have to look at more than `limit` of them to do so.
+  virtual bool candidates(size_t /*limit*/, std::vector<int64_t>& /*out*/) const { return false; }
+
+  // Held for one whole search: a filter over data that changes under it (an
+  // attribute store) locks that data shared here, so allows() takes no lock per call.
+  virtual std::shared_lock<std::shared_mutex> hold() const { return {}; }
 };
 
 // Allows (or, with exclude, rejects) a set of external ids. Dense id ranges are
@@ -26,6 +48,8 @@ class IdFilter final : public Filter {
     bool listed = dense_ ? in_bitset(id) : set_.count(id) != 0;
     return listed != exclude_;
   }
+  size_t estimate() const override { return exclude_ ? kUnknown : size_; }
+  bool candidates(size_t limit, std::vector<int64_t>& out) const override;
   size_t size() const { return size_; }
   bool exclude() const { return exclude_; }
 

@@ -157,6 +157,7 @@ void HnswIndex::search_level(const uint8_t* query, uint32_t entry, size_t ef, in
       const uint8_t* block = nodes_->at(next);
       for (size_t off = 0; off < prefetch_end; off += 64) __builtin_prefetch(block + off);
     }
+    s.distance_count += s.batch.size();
     for (uint32_t next : s.batch) {
       float dn = codec_.distance(query, code(next));
       if (s.top.size() < ef || dn < bound) {
@@ -429,30 +430,42 @@ void HnswIndex::finish_results(SearchScratch& s, const SearchParams& p, int64_t*
   std::fill(dists + found, dists + p.k, kInf);
 }
 
-void HnswIndex::search(const float* query, const SearchParams& p, int64_t* ids, float* dists) const {
+void HnswIndex::search(const float* query, const SearchParams& p, int64_t* ids, float* dists,
+                       SearchStats* stats) const {
   if (p.k == 0) throw std::invalid_argument("k must be >= 1");
   std::shared_lock<std::shared_mutex> graph(graph_mutex_);
+  // The filter's data stays still for the whole search (see Filter::hold).
+  const auto held = p.filter ? p.filter->hold() : std::shared_lock<std::shared_mutex>();
   auto s = scratch_.acquire();
   prepare_query(query, *s);
   s->top.clear();
+  s->distance_count = 0;
+  SearchStats st;
   const uint64_t entry = entry_.load(std::memory_order_acquire);
   if (entry != kNoEntry) {
     if (p.exact) {
       search_exact(*s, p);
+      st.plan = Plan::ExactScan;
+      st.distances = slot_count_.load(std::memory_order_relaxed);
+    } else if (p.filter) {
+      search_filtered(*s, p, entry, st);
     } else {
       const size_t ef = std::max(p.ef ? p.ef : ef_search(), p.k);
       uint32_t start = greedy_descend(s->query_code.data(), entry_slot(entry), entry_level(entry), 0);
       search_level(s->query_code.data(), start, ef, 0, p.filter, *s);
+      st.ef = ef;
+      st.distances = s->distance_count;
     }
   }
   finish_results(*s, p, ids, dists);
+  if (stats) *stats = st;
 }
 
 void HnswIndex::search_batch(const float* queries, size_t n, const SearchParams& p, int64_t* ids, float* dists,
-                             size_t threads) const {
+                             size_t threads, SearchStats* stats) const {
   if (p.k == 0) throw std::invalid_argument("k must be >= 1");
   parallel_for(n, threads, [&](size_t i) {
-    search(queries + i * config_.dim, p, ids + i * p.k, dists + i * p.k);
+    search(queries + i * config_.dim, p, ids + i * p.k, dists + i * p.k, stats ? stats + i : nullptr);
   });
 }
 

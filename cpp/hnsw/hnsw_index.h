@@ -83,6 +83,23 @@ struct SearchParams {
   bool exact = false;               // scan every vector instead of walking the graph
 };
 
+// How one search went: which plan the planner chose (hnsw_filtered.cpp), what it
+// expected and what it cost.
+enum class Plan : uint8_t {
+  Graph,           // no filter: the plain graph walk
+  FilteredGraph,   // the graph walk, admitting only allowed ids, with ef raised
+  ExactScan,       // every listed id (or, with exact, every vector) scored exactly
+};
+const char* plan_name(Plan plan);
+
+struct SearchStats {
+  Plan plan = Plan::Graph;
+  size_t estimate = Filter::kUnknown;  // ids the filter was expected to allow
+  size_t ef = 0;                       // width of the graph walk (0 for a scan)
+  size_t distances = 0;                // distance computations on level 0 or in the scan
+  bool fell_back = false;              // the walk found fewer than k, so a scan followed
+};
+
 struct MemoryUsage {
   size_t node_bytes = 0;        // level-0 blocks: ids, links, vector codes
   size_t upper_link_bytes = 0;  // links of the levels above 0
@@ -119,10 +136,13 @@ class HnswIndex {
 
   // k nearest neighbours of one query: ids and distances (ascending), padded
   // with kNoId / +inf when fewer than k ids match.
-  void search(const float* query, const SearchParams& params, int64_t* ids, float* dists) const;
-  // n queries, spread over up to `threads` threads (0: every core).
+  // With a filter, a planner picks an exact scan or a filtered walk (see
+  // hnsw_filtered.cpp); `stats`, when given, says which and what it cost.
+  void search(const float* query, const SearchParams& params, int64_t* ids, float* dists,
+              SearchStats* stats = nullptr) const;
+  // n queries, spread over up to `threads` threads (0: every core); stats: n of them, or null.
   void search_batch(const float* queries, size_t n, const SearchParams& params, int64_t* ids, float* dists,
-                    size_t threads = 0) const;
+                    size_t threads = 0, SearchStats* stats = nullptr) const;
 
   // Removes deleted nodes for good: their neighbours are relinked through them
   // (so the graph stays connected) and the surviving nodes are renumbered into a
@@ -189,6 +209,11 @@ class HnswIndex {
   // Fills s.top with the k best admitted nodes of a scan of every node (on the
   // re-ranking copies when kept).
   void search_exact(SearchScratch& s, const SearchParams& p) const;
+  // --- filtered search (hnsw_filtered.cpp) ---
+  // Plans and runs a search with p.filter: fills s.top and stats.
+  void search_filtered(SearchScratch& s, const SearchParams& p, uint64_t entry, SearchStats& stats) const;
+  // Fills s.top with the k best live ids of `ids` (a filter's list), scored exactly.
+  void scan_ids(const std::vector<int64_t>& ids, const SearchParams& p, SearchScratch& s, SearchStats& stats) const;
   // Re-ranks s.top on the re-ranking copies when asked, then writes the k best, padded.
   void finish_results(SearchScratch& s, const SearchParams& p, int64_t* ids, float* dists) const;
   void prepare_query(const float* query, SearchScratch& s) const;

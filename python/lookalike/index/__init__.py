@@ -1,14 +1,38 @@
 """The Python face of the native indexes."""
 
-from lookalike._core import DuplicateIdError, IndexFileError, UnknownIdError
+from lookalike._core import (
+    AttributeTypeError,
+    CompiledFilter,
+    DuplicateIdError,
+    IndexFileError,
+    SearchStats,
+    UnknownAttributeError,
+    UnknownIdError,
+)
+from lookalike.index.attributes import AttributeStore
+from lookalike.index.filter import Filter, HasId, Is, Match, Must, MustNot, Range, Should
 from lookalike.index.filters import IdFilter
-from lookalike.index.hnsw import HnswIndex, SearchResult
+from lookalike.index.hnsw import HnswIndex, SearchResult, SearchResultWithStats
 
 __all__ = [
+    "AttributeStore",
+    "AttributeTypeError",
+    "CompiledFilter",
     "DuplicateIdError",
+    "Filter",
+    "HasId",
     "HnswIndex",
     "IdFilter",
     "IndexFileError",
+    "Is",
+    "Match",
+    "Must",
+    "MustNot",
+    "Range",
     "SearchResult",
+    "SearchResultWithStats",
+    "SearchStats",
+    "Should",
+    "UnknownAttributeError",
     "UnknownIdError",
 ]

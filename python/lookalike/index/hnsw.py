@@ -34,6 +34,7 @@ import numpy.typing as npt
 
 from lookalike import _core
 from lookalike.index.arrays import as_ids, as_vectors
+from lookalike.index.filter import Filter
 from lookalike.index.filters import IdFilter
 
 
@@ -43,6 +44,19 @@ class SearchResult(NamedTuple):
 
     ids: np.ndarray
     distances: np.ndarray
+
+
+class SearchResultWithStats(NamedTuple):
+    """A search result with how the search went (``return_stats=True``): one
+    SearchStats for one query, a list of them for several. ``stats.plan`` is
+    ``graph`` (no filter), ``filtered_graph`` or ``exact_scan``; ``estimate`` the
+    ids the filter was expected to allow; ``ef`` the walk's width; ``distances``
+    the distance computations; ``fell_back`` whether a scan had to follow a walk
+    that found fewer than k."""
+
+    ids: np.ndarray
+    distances: np.ndarray
+    stats: _core.SearchStats | list[_core.SearchStats]
 
 
 class HnswIndex:
@@ -123,20 +137,29 @@ class HnswIndex:
         rerank: bool = True,
         exact: bool = False,
         threads: int = 0,
-    ) -> SearchResult:
+        return_stats: bool = False,
+    ) -> SearchResult | SearchResultWithStats:
         """The k nearest ids of each query. One query (shape (dim,)) gives arrays
         of shape (k,); n queries give (n, k), searched on ``threads`` threads.
 
-        ``filter`` restricts the ids returned; ``rerank`` re-ranks candidates on
-        float32 copies when the index keeps them; ``exact`` scans every vector
-        instead of walking the graph (ground truth, or tiny indexes)."""
+        ``filter`` restricts the ids returned: an IdFilter, or an attribute filter
+        compiled by ``AttributeStore.compile``. With a filter a planner picks, per
+        query, an exact scan of the matching ids (when few match) or a graph walk
+        that admits only matching ids; k results come back whenever k ids match.
+        ``rerank`` re-ranks candidates on the re-ranking copies when the index keeps
+        them; ``exact`` scans every vector instead of walking the graph (ground
+        truth, or tiny indexes). ``return_stats`` adds the plan and its cost."""
         _check_positive("k", k)
         if ef is not None:
             _check_positive("ef", ef)
+        if isinstance(filter, Filter):
+            raise TypeError("filter is a filter clause: compile it against the attribute store first "
+                            "(store.compile(filter))")
         if filter is not None and not isinstance(filter, _core.Filter):
             raise TypeError(f"filter must be a lookalike filter such as IdFilter, got {type(filter).__name__}")
         queries = as_vectors(queries, self._dim, "queries", allow_1d=True)
-        return SearchResult(*self._core.search(queries, k, ef or 0, filter, rerank, exact, _threads(threads)))
+        found = self._core.search(queries, k, ef or 0, filter, rerank, exact, _threads(threads), bool(return_stats))
+        return SearchResultWithStats(*found) if return_stats else SearchResult(*found)
 
     def __len__(self) -> int:
         return len(self._core)

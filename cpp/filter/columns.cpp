@@ -1,0 +1,188 @@
+#include "filter/columns.h"
+
+#include <stdexcept>
+
+namespace lookalike::filter {
+
+// --- PostingLists ------------------------------------------------------------------
+
+void PostingLists::add(uint32_t code, uint32_t row) {
+  auto& list = lists_[code];
+  if (list.empty() || list.back() < row) {
+    list.push_back(row);  // the common case: a new row
+    return;
+  }
+  auto at = std::lower_bound(list.begin(), list.end(), row);
+  if (*at != row) list.insert(at, row);
+}
+
+void PostingLists::shrink() {
+  for (auto& list : lists_) list.shrink_to_fit();
+}
+
+void PostingLists::remove(uint32_t code, uint32_t row) {
+  auto& list = lists_[code];
+  auto at = std::lower_bound(list.begin(), list.end(), row);
+  if (at != list.end() && *at == row) list.erase(at);
+}
+
+size_t PostingLists::bytes() const {
+  size_t total = lists_.capacity() * sizeof(lists_[0]);
+  for (const auto& list : lists_) total += list.capacity() * sizeof(uint32_t);
+  return total;
+}
+
+// --- KeywordColumn -----------------------------------------------------------------
+
+uint32_t KeywordColumn::code(const std::string& word) const {
+  auto it = code_of_.find(word);
+  return it == code_of_.end() ? kNoCode : it->second;
+}
+
+uint32_t KeywordColumn::add_word(const std::string& word) {
+  auto [it, added] = code_of_.try_emplace(word, uint32_t(words_.size()));
+  if (added) {
+    if (words_.size() >= kNoCode) throw std::length_error("too many distinct keywords in one attribute");
+    words_.push_back(word);
+    postings_.resize(words_.size());
+  }
+  return it->second;
+}
+
+void KeywordColumn::set(uint32_t row, const std::vector<std::string>& words, bool maintain) {
+  thread_local std::vector<uint32_t> codes;
+  codes.clear();
+  for (const std::string& w : words) codes.push_back(add_word(w));
+  std::sort(codes.begin(), codes.end());
+  codes.erase(std::unique(codes.begin(), codes.end()), codes.end());
+  clear(row, maintain);
+  set_codes(row, codes.data(), uint32_t(codes.size()));
+  if (maintain)
+    for (uint32_t c : codes) postings_.add(c, row);
+}
+
+void KeywordColumn::set_codes(uint32_t row, const uint32_t* codes, uint32_t n) {
+  if (pool_.size() + n > std::numeric_limits<uint32_t>::max()) throw std::length_error("keyword pool is full");
+  spans_[row] = Span{uint32_t(pool_.size()), n};
+  pool_.insert(pool_.end(), codes, codes + n);
+}
+
+void KeywordColumn::clear(uint32_t row, bool maintain) {
+  Span& span = spans_[row];
+  if (maintain)
+    for (uint32_t i = 0; i < span.count; ++i) postings_.remove(pool_[span.begin + i], row);
+  garbage_ += span.count;
+  span = Span{0, 0};
+  if (garbage_ > 4096 && garbage_ > pool_.size() / 2) compact_pool();
+}
+
+void KeywordColumn::compact_pool() {
+  std::vector<uint32_t> pool;
+  pool.reserve(pool_.size() - garbage_);
+  for (Span& span : spans_) {
+    const uint32_t begin = uint32_t(pool.size());
+    pool.insert(pool.end(), pool_.begin() + span.begin, pool_.begin() + span.begin + span.count);
+    span.begin = begin;
+  }
+  pool_.swap(pool);
+  garbage_ = 0;
+}
+
+bool KeywordColumn::has(uint32_t row, uint32_t code) const {
+  const Span span = spans_[row];
+  const uint32_t* codes = pool_.data() + span.begin;
+  for (uint32_t i = 0; i < span.count; ++i)
+    if (codes[i] == code) return true;
+  return false;
+}
+
+std::vector<std::string> KeywordColumn::get(uint32_t row) const {
+  std::vector<std::string> out;
+  for (uint32_t i = 0; i < spans_[row].count; ++i) out.push_back(words_[codes(row)[i]]);
+  return out;
+}
+
+void KeywordColumn::rebuild_index() {
+  postings_.clear();
+  postings_.resize(words_.size());
+  for (uint32_t row = 0; row < spans_.size(); ++row)
+    for (uint32_t i = 0; i < spans_[row].count; ++i) postings_.append(codes(row)[i], row);
+  postings_.shrink();
+}
+
+size_t KeywordColumn::bytes() const {
+  size_t dictionary = code_of_.bucket_count() * sizeof(void*);
+  for (const std::string& w : words_) dictionary += sizeof(std::string) + 48 + w.capacity();  // two copies, map node
+  return dictionary + spans_.capacity() * sizeof(Span) + pool_.capacity() * sizeof(uint32_t) + postings_.bytes();
+}
+
+// --- BoolColumn --------------------------------------------------------------------
+
+void BoolColumn::set(uint32_t row, uint8_t value, bool maintain) {
+  uint8_t& slot = values_[row];
+  if (slot == value) return;
+  if (maintain) {
+    if (slot != kAbsent) postings_.remove(slot, row);
+    if (value != kAbsent) postings_.add(value, row);
+  }
+  slot = value;
+}
+
+void BoolColumn::rebuild_index() {
+  postings_.clear();
+  for (uint32_t row = 0; row < values_.size(); ++row)
+    if (values_[row] != kAbsent) postings_.append(values_[row], row);
+  postings_.shrink();
+}
+
+// --- NumericColumn -----------------------------------------------------------------
+
+template <class T>
+void NumericColumn<T>::set(uint32_t row, T value, bool maintain) {
+  clear(row, maintain);
+  values_[row] = value;
+  present_[row] = 1;
+  if (maintain) {
+    const Entry e{value, row};
+    sorted_.insert(std::lower_bound(sorted_.begin(), sorted_.end(), e), e);
+  }
+}
+
+template <class T>
+void NumericColumn<T>::clear(uint32_t row, bool maintain) {
+  if (!present_[row]) return;
+  present_[row] = 0;
+  if (maintain) {
+    auto at = std::lower_bound(sorted_.begin(), sorted_.end(), Entry{values_[row], row});
+    if (at != sorted_.end() && at->row == row) sorted_.erase(at);
+  }
+}
+
+template <class T>
+std::pair<const typename NumericColumn<T>::Entry*, const typename NumericColumn<T>::Entry*>
+NumericColumn<T>::entries_in(const Range& r) const {
+  auto first = sorted_.begin(), last = sorted_.end();
+  auto below = [](const Entry& e, T v) { return e.value < v; };
+  auto not_above = [](const Entry& e, T v) { return e.value <= v; };
+  if (r.has_lo) first = r.lo_inclusive ? std::lower_bound(first, last, r.lo, below)
+                                       : std::partition_point(first, last, [&](const Entry& e) { return not_above(e, r.lo); });
+  if (r.has_hi) last = r.hi_inclusive ? std::partition_point(first, last, [&](const Entry& e) { return not_above(e, r.hi); })
+                                      : std::lower_bound(first, last, r.hi, below);
+  if (first > last) first = last;
+  return {sorted_.data() + (first - sorted_.begin()), sorted_.data() + (last - sorted_.begin())};
+}
+
+template <class T>
+void NumericColumn<T>::rebuild_index() {
+  std::vector<Entry> sorted;  // built apart, so it is allocated at its exact size
+  sorted.reserve(size_t(std::count(present_.begin(), present_.end(), 1)));
+  for (uint32_t row = 0; row < values_.size(); ++row)
+    if (present_[row]) sorted.push_back({values_[row], row});
+  std::sort(sorted.begin(), sorted.end());
+  sorted_.swap(sorted);
+}
+
+template class NumericColumn<double>;
+template class NumericColumn<int64_t>;
+
+}  // namespace lookalike::filter

@@ -1,0 +1,153 @@
+// The column types of an AttributeStore, one value (or list of keywords) per
+// row. Each column also keeps the index its estimates and enumerations come
+// from: posting lists (sorted rows per value) for keywords and booleans, a
+// sorted (value, row) array for numbers and timestamps.
+//
+// Index upkeep has two modes. One row at a time (maintain = true) costs a
+// binary search and a shift of the list it touches: cheap for a trickle of
+// updates, and O(1) when new rows are appended. A large batch instead skips the
+// upkeep (maintain = false) and calls rebuild_index() once at the end, O(rows)
+// for postings and O(rows log rows) for the sorted array; AttributeStore::set
+// picks the mode by the batch's size.
+//
+// Columns are not thread-safe: the store serialises writers and readers.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace lookalike::filter {
+
+inline constexpr uint32_t kNoCode = std::numeric_limits<uint32_t>::max();
+
+// Sorted rows per code (a keyword's dictionary code, or false / true).
+class PostingLists {
+ public:
+  void resize(size_t codes) { lists_.resize(std::max(lists_.size(), codes)); }
+  void add(uint32_t code, uint32_t row);
+  void remove(uint32_t code, uint32_t row);
+  void clear() {
+    for (auto& list : lists_) list.clear();
+  }
+  // Rebuilding: clear, append rows in increasing order, shrink (drops the slack of growth).
+  void append(uint32_t code, uint32_t row) { lists_[code].push_back(row); }
+  void shrink();
+  const std::vector<uint32_t>& rows(uint32_t code) const { return lists_[code]; }
+  size_t bytes() const;
+
+ private:
+  std::vector<std::vector<uint32_t>> lists_;
+};
+
+// Keywords, dictionary-encoded, any number per row (a category path, colours).
+// A row's codes are a span of one shared pool; an update appends a new span and
+// leaves the old one as garbage, reclaimed once garbage outweighs live codes.
+class KeywordColumn {
+ public:
+  void grow(size_t rows) { spans_.resize(rows, Span{0, 0}); }
+  // The code of a word, or kNoCode if no row ever had it.
+  uint32_t code(const std::string& word) const;
+  const std::string& word(uint32_t code) const { return words_[code]; }
+  size_t dictionary_size() const { return words_.size(); }
+
+  void set(uint32_t row, const std::vector<std::string>& words, bool maintain);
+  void clear(uint32_t row, bool maintain);
+  bool has(uint32_t row, uint32_t code) const;
+  std::vector<std::string> get(uint32_t row) const;
+  size_t count(uint32_t row) const { return spans_[row].count; }
+  const std::vector<uint32_t>& rows_with(uint32_t code) const { return postings_.rows(code); }
+
+  void rebuild_index();
+  size_t bytes() const;
+
+  // For save and load: the row's codes, and setting a row from codes.
+  const uint32_t* codes(uint32_t row) const { return pool_.data() + spans_[row].begin; }
+  uint32_t add_word(const std::string& word);  // its code, new or existing
+  void set_codes(uint32_t row, const uint32_t* codes, uint32_t n);
+
+ private:
+  struct Span {
+    uint32_t begin, count;
+  };
+  void compact_pool();
+
+  std::vector<std::string> words_;
+  std::unordered_map<std::string, uint32_t> code_of_;
+  std::vector<Span> spans_;
+  std::vector<uint32_t> pool_;
+  size_t garbage_ = 0;  // pool entries no span points at
+  PostingLists postings_;
+};
+
+// Booleans (in stock), with the rows of each value listed.
+class BoolColumn {
+ public:
+  static constexpr uint8_t kAbsent = 2;
+  void grow(size_t rows) {
+    values_.resize(rows, kAbsent);
+    postings_.resize(2);
+  }
+  void set(uint32_t row, uint8_t value, bool maintain);  // value: 0, 1 or kAbsent
+  uint8_t get(uint32_t row) const { return values_[row]; }
+  const std::vector<uint32_t>& rows_with(bool value) const { return postings_.rows(value); }
+  void rebuild_index();
+  size_t bytes() const { return values_.capacity() + postings_.bytes(); }
+
+ private:
+  std::vector<uint8_t> values_;
+  PostingLists postings_;
+};
+
+// Numbers (T = double: price, rating) or timestamps (T = int64_t), with a
+// sorted (value, row) array that counts and lists the rows of a range.
+template <class T>
+class NumericColumn {
+ public:
+  struct Entry {
+    T value;
+    uint32_t row;
+    bool operator<(const Entry& o) const { return value < o.value || (value == o.value && row < o.row); }
+  };
+  // A range of values; each bound inclusive or not, or absent (nullopt-like: `has_*` false).
+  struct Range {
+    bool has_lo = false, lo_inclusive = false, has_hi = false, hi_inclusive = false;
+    T lo{}, hi{};
+    bool contains(T v) const {
+      if (has_lo && (lo_inclusive ? v < lo : v <= lo)) return false;
+      if (has_hi && (hi_inclusive ? v > hi : v >= hi)) return false;
+      return true;
+    }
+  };
+
+  void grow(size_t rows) {
+    values_.resize(rows, T{});
+    present_.resize(rows, 0);
+  }
+  void set(uint32_t row, T value, bool maintain);
+  void clear(uint32_t row, bool maintain);
+  bool present(uint32_t row) const { return present_[row]; }
+  T get(uint32_t row) const { return values_[row]; }
+
+  // The sorted entries of a range, as [first, last).
+  std::pair<const Entry*, const Entry*> entries_in(const Range& r) const;
+  void rebuild_index();
+  size_t bytes() const {
+    return values_.capacity() * sizeof(T) + present_.capacity() + sorted_.capacity() * sizeof(Entry);
+  }
+
+ private:
+  std::vector<T> values_;
+  std::vector<uint8_t> present_;
+  std::vector<Entry> sorted_;
+};
+
+extern template class NumericColumn<double>;
+extern template class NumericColumn<int64_t>;
+
+}  // namespace lookalike::filter

@@ -1,0 +1,320 @@
+#include "filter/predicate.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace lookalike::filter {
+
+namespace {
+
+using Kind = FilterSpec::Kind;
+constexpr size_t kUnknown = hnsw::Filter::kUnknown;
+
+size_t add_bounded(size_t a, size_t b) { return (a == kUnknown || b == kUnknown) ? kUnknown : a + b; }
+
+// --- boolean combinations ------------------------------------------------------------
+
+class Combination : public Node {
+ public:
+  Combination(const AttributeStore& store, std::vector<std::unique_ptr<Node>> children)
+      : store_(store), children_(std::move(children)) {}
+
+ protected:
+  // The ids an estimate is a fraction of: those with attributes (at least 1).
+  double universe() const { return double(std::max<size_t>(store_.live_rows(), 1)); }
+  size_t estimate_sum() const {
+    double sum = 0;
+    for (const auto& c : children_) sum += double(c->estimate());
+    return size_t(std::min(sum, universe()));
+  }
+
+  const AttributeStore& store_;
+  std::vector<std::unique_ptr<Node>> children_;
+};
+
+class AllOf final : public Combination {
+ public:
+  using Combination::Combination;
+  bool matches(uint32_t row, int64_t id) const override {
+    for (const auto& c : children_)
+      if (!c->matches(row, id)) return false;
+    return true;
+  }
+  // As if the children were independent: attributes that go together (a category
+  // and its price band) make this an underestimate, which at worst picks an
+  // exact scan of the narrowest child's list (still exact, a little slower).
+  size_t estimate() const override {
+    const double n = universe();
+    double fraction = 1.0;
+    for (const auto& c : children_) fraction *= std::min(1.0, double(c->estimate()) / n);
+    return size_t(std::ceil(fraction * n));
+  }
+  size_t listable() const override { return narrowest() ? narrowest()->listable() : kUnknown; }
+  void collect(std::vector<Listed>& out) const override { narrowest()->collect(out); }
+
+ private:
+  const Node* narrowest() const {
+    const Node* best = nullptr;
+    for (const auto& c : children_)
+      if (c->listable() != kUnknown && (!best || c->listable() < best->listable())) best = c.get();
+    return best;
+  }
+};
+
+class AnyOf final : public Combination {
+ public:
+  using Combination::Combination;
+  bool matches(uint32_t row, int64_t id) const override {
+    for (const auto& c : children_)
+      if (c->matches(row, id)) return true;
+    return false;
+  }
+  size_t estimate() const override { return estimate_sum(); }
+  size_t listable() const override {
+    size_t total = 0;
+    for (const auto& c : children_) total = add_bounded(total, c->listable());
+    return total;
+  }
+  void collect(std::vector<Listed>& out) const override {
+    for (const auto& c : children_) c->collect(out);
+  }
+};
+
+class NoneOf final : public Combination {
+ public:
+  using Combination::Combination;
+  bool matches(uint32_t row, int64_t id) const override {
+    for (const auto& c : children_)
+      if (c->matches(row, id)) return false;
+    return true;
+  }
+  // Ids without any attribute match too, and the store cannot count them: a floor.
+  size_t estimate() const override { return size_t(universe()) - estimate_sum(); }
+};
+
+// --- leaves --------------------------------------------------------------------------
+
+template <class Rows>
+void collect_rows(const AttributeStore& store, const Rows& rows, std::vector<Listed>& out) {
+  for (uint32_t row : rows) out.push_back({row, store.id_of(row)});
+}
+
+class KeywordMatch final : public Node {
+ public:
+  KeywordMatch(const AttributeStore& store, size_t column, std::vector<uint32_t> codes)
+      : store_(store), column_(store.keyword(column)), codes_(std::move(codes)) {}
+  bool matches(uint32_t row, int64_t) const override {
+    if (row == AttributeStore::kNoRow) return false;
+    for (uint32_t code : codes_)
+      if (column_.has(row, code)) return true;
+    return false;
+  }
+  size_t estimate() const override { return std::min(listable(), store_.live_rows()); }
+  size_t listable() const override {
+    size_t n = 0;
+    for (uint32_t code : codes_) n += column_.rows_with(code).size();
+    return n;
+  }
+  void collect(std::vector<Listed>& out) const override {
+    for (uint32_t code : codes_) collect_rows(store_, column_.rows_with(code), out);
+  }
+
+ private:
+  const AttributeStore& store_;
+  const KeywordColumn& column_;
+  std::vector<uint32_t> codes_;  // values the dictionary knows; an unknown word matches nothing
+};
+
+template <class T>
+class RangeMatch final : public Node {
+ public:
+  using Column = NumericColumn<T>;
+  RangeMatch(const AttributeStore& store, const Column& column, typename Column::Range range)
+      : store_(store), column_(column), range_(range) {}
+  bool matches(uint32_t row, int64_t) const override {
+    return row != AttributeStore::kNoRow && column_.present(row) && range_.contains(column_.get(row));
+  }
+  size_t estimate() const override { return listable(); }
+  size_t listable() const override {
+    auto [first, last] = column_.entries_in(range_);
+    return size_t(last - first);
+  }
+  void collect(std::vector<Listed>& out) const override {
+    auto [first, last] = column_.entries_in(range_);
+    for (auto* e = first; e != last; ++e) out.push_back({e->row, store_.id_of(e->row)});
+  }
+
+ private:
+  const AttributeStore& store_;
+  const Column& column_;
+  typename Column::Range range_;
+};
+
+class FlagIs final : public Node {
+ public:
+  FlagIs(const AttributeStore& store, size_t column, bool value)
+      : store_(store), column_(store.flag(column)), value_(value) {}
+  bool matches(uint32_t row, int64_t) const override {
+    return row != AttributeStore::kNoRow && column_.get(row) == uint8_t(value_);
+  }
+  size_t estimate() const override { return listable(); }
+  size_t listable() const override { return column_.rows_with(value_).size(); }
+  void collect(std::vector<Listed>& out) const override { collect_rows(store_, column_.rows_with(value_), out); }
+
+ private:
+  const AttributeStore& store_;
+  const BoolColumn& column_;
+  bool value_;
+};
+
+class HasId final : public Node {
+ public:
+  HasId(const AttributeStore& store, std::vector<int64_t> ids) : store_(store), ids_(std::move(ids)) {
+    std::sort(ids_.begin(), ids_.end());
+    ids_.erase(std::unique(ids_.begin(), ids_.end()), ids_.end());
+  }
+  bool matches(uint32_t, int64_t id) const override { return std::binary_search(ids_.begin(), ids_.end(), id); }
+  size_t estimate() const override { return ids_.size(); }
+  size_t listable() const override { return ids_.size(); }
+  void collect(std::vector<Listed>& out) const override {
+    for (int64_t id : ids_) out.push_back({store_.row_of(id), id});
+  }
+
+ private:
+  const AttributeStore& store_;
+  std::vector<int64_t> ids_;  // sorted, distinct
+};
+
+// --- compiling -----------------------------------------------------------------------
+
+const char* clause_name(Kind kind) {
+  switch (kind) {
+    case Kind::Must: return "must";
+    case Kind::Should: return "should";
+    case Kind::MustNot: return "must_not";
+    case Kind::Match: return "match";
+    case Kind::Range: return "range";
+    case Kind::Is: return "is";
+    case Kind::HasId: return "has_id";
+  }
+  return "?";
+}
+
+// The column of a leaf's attribute, checked to be one of the types the clause takes.
+size_t column_for(const AttributeStore& store, const FilterSpec& spec, std::initializer_list<AttributeType> types,
+                  const char* expected) {
+  const char* clause = clause_name(spec.kind);
+  size_t column;
+  try {
+    column = store.column_of(spec.attribute);
+  } catch (const UnknownAttributeError&) {
+    std::string known;
+    for (const AttributeSpec& a : store.schema()) known += (known.empty() ? "" : ", ") + a.name;
+    throw UnknownAttributeError(std::string(clause) + " clause: unknown attribute '" + spec.attribute +
+                                "' (the schema has: " + (known.empty() ? "nothing" : known) + ")");
+  }
+  const AttributeType type = store.schema()[column].type;
+  if (std::find(types.begin(), types.end(), type) == types.end())
+    throw AttributeTypeError(std::string(clause) + " clause on '" + spec.attribute + "': it is a " + type_name(type) +
+                             " attribute; " + clause + " needs " + expected);
+  return column;
+}
+
+template <class T>
+T bound_value(const FilterSpec& spec, const FilterSpec::Number& n) {
+  if constexpr (std::is_same_v<T, int64_t>) {
+    if (const double* d = std::get_if<double>(&n))
+      throw AttributeTypeError("range clause on '" + spec.attribute +
+                               "': a timestamp's bounds must be integers, got " + std::to_string(*d));
+    return std::get<int64_t>(n);
+  } else {
+    const double v = std::visit([](auto x) { return double(x); }, n);
+    if (std::isnan(v)) throw std::invalid_argument("range clause on '" + spec.attribute + "': a bound is NaN");
+    return v;
+  }
+}
+
+template <class T>
+typename NumericColumn<T>::Range range_of(const FilterSpec& spec) {
+  typename NumericColumn<T>::Range r;
+  if (spec.gt || spec.gte) {
+    r.has_lo = true;
+    r.lo_inclusive = bool(spec.gte);
+    r.lo = bound_value<T>(spec, spec.gt ? *spec.gt : *spec.gte);
+  }
+  if (spec.lt || spec.lte) {
+    r.has_hi = true;
+    r.hi_inclusive = bool(spec.lte);
+    r.hi = bound_value<T>(spec, spec.lt ? *spec.lt : *spec.lte);
+  }
+  return r;
+}
+
+std::unique_ptr<Node> compile(const AttributeStore& store, const FilterSpec& spec) {
+  switch (spec.kind) {
+    case Kind::Must:
+    case Kind::Should:
+    case Kind::MustNot: {
+      if (spec.children.empty())
+        throw std::invalid_argument(std::string(clause_name(spec.kind)) + " clause needs at least one clause");
+      std::vector<std::unique_ptr<Node>> children;
+      for (const FilterSpec& c : spec.children) children.push_back(compile(store, c));
+      if (spec.kind == Kind::Must) return std::make_unique<AllOf>(store, std::move(children));
+      if (spec.kind == Kind::Should) return std::make_unique<AnyOf>(store, std::move(children));
+      return std::make_unique<NoneOf>(store, std::move(children));
+    }
+    case Kind::Match: {
+      const size_t column = column_for(store, spec, {AttributeType::Keyword}, "a keyword attribute");
+      if (spec.values.empty())
+        throw std::invalid_argument("match clause on '" + spec.attribute + "' needs at least one value");
+      std::vector<uint32_t> codes;
+      for (const std::string& v : spec.values)
+        if (uint32_t code = store.keyword(column).code(v); code != kNoCode) codes.push_back(code);
+      std::sort(codes.begin(), codes.end());
+      codes.erase(std::unique(codes.begin(), codes.end()), codes.end());
+      return std::make_unique<KeywordMatch>(store, column, std::move(codes));
+    }
+    case Kind::Range: {
+      const size_t column = column_for(store, spec, {AttributeType::Numeric, AttributeType::Timestamp},
+                                       "a numeric or timestamp attribute");
+      if (!(spec.gt || spec.gte || spec.lt || spec.lte))
+        throw std::invalid_argument("range clause on '" + spec.attribute + "' needs at least one bound");
+      if ((spec.gt && spec.gte) || (spec.lt && spec.lte))
+        throw std::invalid_argument("range clause on '" + spec.attribute +
+                                    "': give gt or gte, and lt or lte, not both of a pair");
+      if (store.schema()[column].type == AttributeType::Numeric)
+        return std::make_unique<RangeMatch<double>>(store, store.numeric(column), range_of<double>(spec));
+      return std::make_unique<RangeMatch<int64_t>>(store, store.timestamp(column), range_of<int64_t>(spec));
+    }
+    case Kind::Is:
+      return std::make_unique<FlagIs>(store, column_for(store, spec, {AttributeType::Bool}, "a bool attribute"),
+                                      spec.flag);
+    case Kind::HasId:
+      return std::make_unique<HasId>(store, spec.ids);
+  }
+  throw std::invalid_argument("unknown clause kind");
+}
+
+}  // namespace
+
+void Node::collect(std::vector<Listed>&) const {}
+
+CompiledFilter::CompiledFilter(std::shared_ptr<const AttributeStore> store, const FilterSpec& spec)
+    : store_(std::move(store)) {
+  // Dictionary lookups read the store: hold it still while compiling.
+  auto lock = store_->read_lock();
+  root_ = compile(*store_, spec);
+}
+
+bool CompiledFilter::candidates(size_t limit, std::vector<int64_t>& out) const {
+  const size_t n = root_->listable();
+  if (n == kUnknown || n > limit) return false;
+  thread_local std::vector<Listed> listed;
+  listed.clear();
+  root_->collect(listed);
+  for (const Listed& l : listed)
+    if (root_->matches(l.row, l.id)) out.push_back(l.id);
+  return true;
+}
+
+}  // namespace lookalike::filter

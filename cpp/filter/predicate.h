@@ -1,0 +1,82 @@
+// Filters over an AttributeStore: a FilterSpec tree (what the caller asked,
+// with names and strings) compiled once per query into a CompiledFilter (names
+// resolved to columns, keywords to dictionary codes, types checked), which a
+// search evaluates natively through the hnsw::Filter interface.
+//
+// Clauses:
+//   must      every child matches          should    at least one child matches
+//   must_not  no child matches             match     a keyword attribute holds one of the values
+//   range     a numeric / timestamp attribute lies within gt / gte / lt / lte bounds
+//   is        a bool attribute has the given value
+//   has_id    the id is one of the listed ids
+// An id without a value for an attribute matches no match / range / is clause on
+// it (and so does match a must_not of one).
+//
+// For the planner the compiled filter also estimates how many ids match
+// (exact for one leaf, independence across must, a sum across should) and lists
+// the matching ids: it gathers candidates (a leaf's postings or sorted range; the
+// narrowest listable child of a must; every child of a should; never a
+// must_not, which would list nearly everything) and keeps those the whole
+// filter matches, checked by row, without a lookup of each id.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "filter/attribute_store.h"
+#include "hnsw/filters.h"
+
+namespace lookalike::filter {
+
+struct FilterSpec {
+  enum class Kind { Must, Should, MustNot, Match, Range, Is, HasId };
+  using Number = std::variant<int64_t, double>;  // a range bound as the caller wrote it
+
+  Kind kind = Kind::Must;
+  std::vector<FilterSpec> children;            // must / should / must_not: at least one
+  std::string attribute;                       // match / range / is
+  std::vector<std::string> values;             // match: any of these (at least one)
+  std::optional<Number> gt, gte, lt, lte;      // range: at least one; not gt with gte, nor lt with lte
+  bool flag = false;                           // is
+  std::vector<int64_t> ids;                    // has_id
+};
+
+// An id and its row in the store (AttributeStore::kNoRow when it has none).
+struct Listed {
+  uint32_t row;
+  int64_t id;
+};
+
+// One clause of a compiled filter.
+class Node {
+ public:
+  virtual ~Node() = default;
+  virtual bool matches(uint32_t row, int64_t id) const = 0;
+  virtual size_t estimate() const = 0;
+  // How many ids collect() would list (an upper bound), or hnsw::Filter::kUnknown.
+  virtual size_t listable() const { return hnsw::Filter::kUnknown; }
+  // Appends the candidates: every id this clause matches, and maybe more.
+  virtual void collect(std::vector<Listed>& out) const;
+};
+
+class CompiledFilter final : public hnsw::Filter {
+ public:
+  // Throws UnknownAttributeError / AttributeTypeError / std::invalid_argument
+  // naming the clause's attribute and what is wrong with it.
+  CompiledFilter(std::shared_ptr<const AttributeStore> store, const FilterSpec& spec);
+
+  bool allows(int64_t id) const override { return root_->matches(store_->row_of(id), id); }
+  size_t estimate() const override { return root_->estimate(); }
+  bool candidates(size_t limit, std::vector<int64_t>& out) const override;
+  std::shared_lock<std::shared_mutex> hold() const override { return store_->read_lock(); }
+
+ private:
+  std::shared_ptr<const AttributeStore> store_;
+  std::unique_ptr<Node> root_;
+};
+
+}  // namespace lookalike::filter
