@@ -1,0 +1,101 @@
+"""A thin Python client of the lookalike.v1 API.
+
+    with Client("127.0.0.1:50051") as client:
+        client.upsert([Product(id=1, title="red dress", vectors={"clip": vec})])
+        hits = client.search(vector=vec, k=10, filter=Filter(must=[...]), with_metadata=True).hits
+
+Messages are the generated ones (lookalike.v1.search_pb2 / filter_pb2), so
+everything the API offers is reachable; the helpers only spare the boilerplate.
+Errors arrive as grpc.RpcError with the server's status code and message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import grpc
+import numpy as np
+import numpy.typing as npt
+
+from lookalike.v1 import filter_pb2, search_pb2, search_pb2_grpc
+
+Filter = filter_pb2.Filter
+Product = search_pb2.Product
+
+
+def packed(vector: npt.ArrayLike) -> search_pb2.Vector:
+    """A vector as the API's packed float32 message."""
+    arr = np.ascontiguousarray(vector, dtype="<f4")
+    if arr.ndim != 1:
+        raise ValueError(f"one vector at a time, got shape {arr.shape}")
+    return search_pb2.Vector(data=arr.tobytes(), dtype=search_pb2.DTYPE_FLOAT32, dim=arr.shape[0])
+
+
+class Client:
+    def __init__(self, address: str, *, timeout: float = 10.0,
+                 max_message_bytes: int = 64 << 20) -> None:
+        """``timeout`` is the deadline of each call, in seconds."""
+        self._channel = grpc.insecure_channel(address, options=[
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes)])
+        self.stub = search_pb2_grpc.SearchServiceStub(self._channel)
+        self.timeout = timeout
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def search(self, *, vector: npt.ArrayLike | None = None, text: str | None = None, image: bytes | None = None,
+               product_id: int | None = None, k: int = 10, using: str = "", filter: Filter | None = None,
+               with_metadata: bool = False, page_token: str = "",
+               params: search_pb2.SearchParams | None = None) -> search_pb2.SearchResponse:
+        """One query: exactly one of vector, text, image (both text and image: a
+        hybrid query, weighted equally) or product_id."""
+        if image is not None and text is not None:
+            query = search_pb2.Query(hybrid=search_pb2.HybridQuery(image=image, text=text))
+        elif vector is not None:
+            query = search_pb2.Query(vector=packed(vector))
+        elif text is not None:
+            query = search_pb2.Query(text=text)
+        elif image is not None:
+            query = search_pb2.Query(image=image)
+        elif product_id is not None:
+            query = search_pb2.Query(product_id=product_id)
+        else:
+            raise ValueError("give one of vector, text, image or product_id")
+        request = search_pb2.SearchRequest(query=query, k=k, using=using, with_metadata=with_metadata,
+                                           page_token=page_token, params=params)
+        if filter is not None:
+            request.filter.CopyFrom(filter)
+        return self.stub.Search(request, timeout=self.timeout)
+
+    def upsert(self, products: Iterable[Product], batch: int = 128) -> search_pb2.UpsertResponse:
+        """Streams products in messages of `batch`; one result per product."""
+        def messages():
+            chunk: list[Product] = []
+            for product in products:
+                chunk.append(product)
+                if len(chunk) == batch:
+                    yield search_pb2.UpsertRequest(products=chunk)
+                    chunk = []
+            if chunk:
+                yield search_pb2.UpsertRequest(products=chunk)
+        return self.stub.Upsert(messages(), timeout=self.timeout)
+
+    def delete(self, ids: Sequence[int] = (), filter: Filter | None = None) -> search_pb2.DeleteResponse:
+        request = search_pb2.DeleteRequest(ids=list(ids))
+        if filter is not None:
+            request.filter.CopyFrom(filter)
+        return self.stub.Delete(request, timeout=self.timeout)
+
+    def get(self, ids: Sequence[int], with_vectors: Sequence[str] = ()) -> search_pb2.GetResponse:
+        return self.stub.Get(search_pb2.GetRequest(ids=list(ids), with_vectors=list(with_vectors)),
+                             timeout=self.timeout)
+
+    def stats(self) -> search_pb2.StatsResponse:
+        return self.stub.Stats(search_pb2.StatsRequest(), timeout=self.timeout)

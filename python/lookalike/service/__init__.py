@@ -1,0 +1,1 @@
+"""The gRPC search service (lookalike.v1): config, servicer, server bootstrap."""

@@ -1,0 +1,85 @@
+"""The service's configuration: a TOML file, then LOOKALIKE_* environment
+variables, then command-line flags, each overriding the one before; with none of
+them the defaults serve an empty 512-d "clip" space from ./lookalike-data.
+
+    address = "127.0.0.1:50051"
+    data_dir = "lookalike-data"
+    [schema]
+    category = "keyword"
+    price = "numeric"
+    [[spaces]]
+    name = "clip"
+    dim = 512
+    [limits]
+    max_k = 1000
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from lookalike.index.collection import SpaceConfig
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on what one call may ask; beyond them a call gets INVALID_ARGUMENT
+    (or RESOURCE_EXHAUSTED for max_in_flight) instead of hurting everyone else."""
+
+    max_k: int = 1000                    # hits per page
+    max_results: int = 1000              # offset + k: how deep pagination may go
+    max_batch: int = 256                 # queries per SearchBatch; products per Upsert message
+    max_ids: int = 10_000                # ids per Get or Delete
+    max_image_bytes: int = 10 << 20      # an encoded image in a query or product
+    max_message_bytes: int = 64 << 20    # any message, in or out
+    max_in_flight: int = 64              # calls being served at once before RESOURCE_EXHAUSTED
+    retry_after_ms: int = 200            # suggested back-off sent with RESOURCE_EXHAUSTED
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    address: str = "127.0.0.1:50051"     # host:port; loopback unless you mean to expose it
+    data_dir: str = "lookalike-data"     # the collection and the catalog live here
+    workers: int = 16                    # gRPC handler threads (native searches release the GIL)
+    spaces: tuple[SpaceConfig, ...] = (SpaceConfig("clip", 512),)
+    default_space: str = ""              # "" = the first space
+    schema: dict[str, str] = field(default_factory=dict)  # attribute name -> keyword|numeric|bool|timestamp
+    limits: Limits = Limits()
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None,
+             **overrides: Any) -> ServiceConfig:
+        """The defaults, overridden by the TOML file at ``path``, then by the
+        environment (LOOKALIKE_ADDRESS, LOOKALIKE_DATA_DIR, LOOKALIKE_WORKERS), then
+        by ``overrides`` whose value is not None."""
+        config = cls()
+        if path is not None:
+            config = config._with_toml(Path(path))
+        env = os.environ if env is None else env
+        from_env = {"address": env.get("LOOKALIKE_ADDRESS"), "data_dir": env.get("LOOKALIKE_DATA_DIR"),
+                    "workers": int(env["LOOKALIKE_WORKERS"]) if env.get("LOOKALIKE_WORKERS") else None}
+        for source in (from_env, overrides):
+            config = replace(config, **{k: v for k, v in source.items() if v is not None})
+        return config
+
+    def _with_toml(self, path: Path) -> ServiceConfig:
+        try:
+            data = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise ValueError(f"config {path}: {e}") from e
+        known = {f.name for f in fields(self)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"config {path}: unknown keys {sorted(unknown)} (known: {', '.join(sorted(known))})")
+        try:
+            if "spaces" in data:
+                data["spaces"] = tuple(SpaceConfig(**s) for s in data["spaces"])
+            if "limits" in data:
+                data["limits"] = Limits(**data["limits"])
+        except TypeError as e:
+            raise ValueError(f"config {path}: {e}") from e
+        return replace(self, **data)

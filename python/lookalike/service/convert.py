@@ -1,0 +1,152 @@
+"""Conversions between the API's messages (lookalike.v1) and the index's types.
+
+Every function raises ServiceError(INVALID_ARGUMENT) with a message naming the
+field that was wrong, so the servicer never has to guess what a ValueError meant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from lookalike.index import filter as flt
+from lookalike.service.errors import ServiceError, invalid
+from lookalike.v1 import filter_pb2, search_pb2
+
+_DTYPES = {search_pb2.DTYPE_FLOAT32: np.dtype("<f4"), search_pb2.DTYPE_FLOAT16: np.dtype("<f2")}
+
+
+# --- vectors ---------------------------------------------------------------------
+
+def vector_from_proto(v: search_pb2.Vector, dim: int, where: str) -> np.ndarray:
+    """A packed Vector as float32 (dim,), checked against the space's dimension."""
+    if v.dtype not in _DTYPES:
+        raise invalid(f"{where}: dtype must be DTYPE_FLOAT32 or DTYPE_FLOAT16, got {v.dtype}")
+    if v.dim != dim:
+        raise invalid(f"{where}: dim is {v.dim}, the space has dimension {dim}")
+    dtype = _DTYPES[v.dtype]
+    if len(v.data) != dim * dtype.itemsize:
+        raise invalid(f"{where}: data holds {len(v.data)} bytes, {dim} x {dtype.name} needs {dim * dtype.itemsize}")
+    arr = np.frombuffer(v.data, dtype=dtype).astype(np.float32)
+    if not np.isfinite(arr).all():
+        raise invalid(f"{where}: has a NaN or infinite value at element {int(np.argmin(np.isfinite(arr)))}")
+    return arr
+
+
+def vector_to_proto(arr: np.ndarray) -> search_pb2.Vector:
+    arr = np.ascontiguousarray(arr, dtype="<f4")
+    return search_pb2.Vector(data=arr.tobytes(), dtype=search_pb2.DTYPE_FLOAT32, dim=arr.shape[-1])
+
+
+# --- attributes ------------------------------------------------------------------
+
+# The oneof field of AttributeValue each attribute type takes.
+_VALUE_FIELD = {"keyword": "keywords", "numeric": "number", "bool": "flag", "timestamp": "timestamp"}
+
+
+def attributes_from_proto(values: Mapping[str, search_pb2.AttributeValue], schema: Mapping[str, str],
+                          where: str) -> dict[str, Any]:
+    """A product's attributes as Python values, checked against the schema."""
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        if name not in schema:
+            known = ", ".join(schema) or "none"
+            raise invalid(f"{where}: unknown attribute '{name}' (the schema has: {known})")
+        field = value.WhichOneof("value")
+        expected = _VALUE_FIELD[schema[name]]
+        if field != expected:
+            raise invalid(f"{where}: attribute '{name}' is {schema[name]}, so its value goes in '{expected}', "
+                          f"got {field or 'nothing'}")
+        if field == "keywords":
+            if not value.keywords.values:
+                raise invalid(f"{where}: attribute '{name}' has an empty keyword list")
+            out[name] = list(value.keywords.values)
+        elif field == "number":
+            if not np.isfinite(value.number):
+                raise invalid(f"{where}: attribute '{name}' must be a finite number, got {value.number}")
+            out[name] = value.number
+        else:
+            out[name] = getattr(value, field)
+    return out
+
+
+def attributes_to_proto(values: Mapping[str, Any], schema: Mapping[str, str]) -> dict[str, search_pb2.AttributeValue]:
+    out = {}
+    for name, value in values.items():
+        kind = schema.get(name)
+        if kind == "keyword":
+            out[name] = search_pb2.AttributeValue(
+                keywords=search_pb2.Keywords(values=[value] if isinstance(value, str) else list(value)))
+        elif kind == "numeric":
+            out[name] = search_pb2.AttributeValue(number=float(value))
+        elif kind == "bool":
+            out[name] = search_pb2.AttributeValue(flag=bool(value))
+        elif kind == "timestamp":
+            out[name] = search_pb2.AttributeValue(timestamp=int(value))
+    return out
+
+
+# --- filters ---------------------------------------------------------------------
+
+def filter_from_proto(f: filter_pb2.Filter, where: str = "filter") -> flt.Filter | None:
+    """The filter tree as clauses of lookalike.index.filter; None for an empty filter."""
+    parts: list[flt.Filter] = []
+    if f.must:
+        parts.append(flt.Must(*(_condition(c, f"{where}.must[{i}]") for i, c in enumerate(f.must))))
+    if f.should:
+        parts.append(flt.Should(*(_condition(c, f"{where}.should[{i}]") for i, c in enumerate(f.should))))
+    if f.must_not:
+        parts.append(flt.MustNot(*(_condition(c, f"{where}.must_not[{i}]") for i, c in enumerate(f.must_not))))
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else flt.Must(*parts)
+
+
+def _condition(c: filter_pb2.Condition, where: str) -> flt.Filter:
+    kind = c.WhichOneof("condition")
+    try:
+        if kind == "match":
+            target = c.match.WhichOneof("target")
+            if target == "value":
+                return flt.Match(c.match.attribute, c.match.value)
+            if target == "any_of":
+                return flt.Match(c.match.attribute, values=list(c.match.any_of.values))
+            raise invalid(f"{where}.match: set value or any_of")
+        if kind == "range":
+            r = c.range
+            bounds = {b: getattr(r, b) for b in ("gt", "gte", "lt", "lte") if r.HasField(b)}
+            return flt.Range(r.attribute, **bounds)
+        if kind == "is":
+            return flt.Is(getattr(c, "is").attribute, getattr(c, "is").value)
+        if kind == "has_id":
+            return flt.HasId(list(c.has_id.ids))
+        if kind == "nested":
+            nested = filter_from_proto(c.nested, f"{where}.nested")
+            if nested is None:
+                raise invalid(f"{where}.nested: an empty filter")
+            return nested
+    except ServiceError:
+        raise
+    except (ValueError, TypeError) as e:
+        raise invalid(f"{where}: {e}") from e
+    raise invalid(f"{where}: no condition set")
+
+
+def page_offset(token: str, max_results: int) -> int:
+    """The offset a page token carries ("" is the first page)."""
+    if not token:
+        return 0
+    try:
+        offset = int(token, 16)
+    except ValueError:
+        raise invalid(f"page_token {token!r} is not one this server issued") from None
+    if not 0 < offset < max_results:
+        raise invalid(f"page_token {token!r} is out of range")
+    return offset
+
+
+def page_token(offset: int) -> str:
+    return format(offset, "x")
+

@@ -1,0 +1,99 @@
+"""Starting and stopping the gRPC server.
+
+    server = Server(ServiceConfig.load("lookalike.toml"))
+    server.start()            # loads the collection, then reports SERVING
+    server.wait()             # until stop() or a signal
+    server.stop(grace=10)     # drains calls in flight, saves the collection
+
+Health (grpc.health.v1) says NOT_SERVING until the collection is loaded and
+again once shutdown begins; server reflection lists the services for tools such
+as grpcurl.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from lookalike.index.collection import Collection
+from lookalike.service.config import ServiceConfig
+from lookalike.service.servicer import SearchServicer, SpaceEncoder
+from lookalike.store.catalog import Catalog
+from lookalike.v1 import search_pb2, search_pb2_grpc
+
+log = logging.getLogger("lookalike.service")
+SERVICE_NAME = search_pb2.DESCRIPTOR.services_by_name["SearchService"].full_name
+
+
+class Server:
+    def __init__(self, config: ServiceConfig, encoders: dict[str, SpaceEncoder] | None = None) -> None:
+        self.config = config
+        self._encoders = encoders or {}
+        self._stopped = threading.Event()
+        limits = config.limits
+        options = [("grpc.max_receive_message_length", limits.max_message_bytes),
+                   ("grpc.max_send_message_length", limits.max_message_bytes)]
+        self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=config.workers,
+                                                            thread_name_prefix="lookalike-rpc"),
+                                 options=options)
+        self._health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
+        reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._grpc)
+        self.port = self._grpc.add_insecure_port(config.address)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {config.address}")
+        # With port 0 in the config the system picks one: this is the real address.
+        self.address = f"{config.address.rsplit(':', 1)[0]}:{self.port}"
+        self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.collection: Collection | None = None
+        self._catalog: Catalog | None = None
+
+    def start(self) -> None:
+        """Listens at once (health answers NOT_SERVING), loads or creates the
+        collection, then serves."""
+        self._grpc.start()
+        data = Path(self.config.data_dir)
+        data.mkdir(parents=True, exist_ok=True)
+        if Collection.exists(data / "collection"):
+            self.collection = Collection.load(data / "collection")
+            log.info("loaded %d products from %s", len(self.collection), data)
+        else:
+            self.collection = Collection(self.config.spaces, self.config.schema, self.config.default_space or None)
+        self._catalog = Catalog(data / "catalog.sqlite3")
+        servicer = SearchServicer(self.collection, self._catalog, self.config.limits, self._encoders)
+        search_pb2_grpc.add_SearchServiceServicer_to_server(servicer, self._grpc)
+        self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        log.info("serving on %s", self.address)
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Refuses new calls, lets those in flight finish for up to `grace`
+        seconds, then saves the collection."""
+        self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self._grpc.stop(grace).wait()
+        if self.collection is not None:
+            self.collection.save(Path(self.config.data_dir) / "collection")
+        if self._catalog is not None:
+            self._catalog.close()
+        self._stopped.set()
+
+    def wait(self) -> None:
+        self._stopped.wait()
+
+    def stop_on_signals(self, grace: float = 10.0) -> None:
+        """SIGTERM / SIGINT stop the server gracefully (call from the main thread)."""
+        def handler(signum: int, frame: object) -> None:
+            log.info("signal %d: draining calls and saving", signum)
+            threading.Thread(target=self.stop, args=(grace,), daemon=True).start()
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def _set_health(self, status: int) -> None:
+        for name in ("", SERVICE_NAME):
+            self._health.set(name, status)

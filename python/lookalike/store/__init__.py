@@ -1,0 +1,1 @@
+"""Durable state beside the index: the catalog's metadata (catalog.py)."""

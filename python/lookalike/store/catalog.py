@@ -1,0 +1,85 @@
+"""Catalog: the product metadata that search hits are hydrated with (title and
+image reference), in SQLite, the embedded default that needs no server.
+
+Filterable attributes live natively beside the index (lookalike.index.attributes),
+not here: this table is read once per hit, never per candidate.
+
+SQLite runs in WAL mode, so readers do not wait on a writer; one connection is
+shared by the service's threads behind a lock (SQLite serialises writes anyway,
+and the reads here are point lookups by primary key).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS products (
+    id INTEGER PRIMARY KEY,   -- the product id shared with the index
+    title TEXT NOT NULL,
+    image_uri TEXT NOT NULL
+)
+"""
+# SQLite binds at most 999 variables a statement on older builds.
+_CHUNK = 900
+
+
+@dataclass(frozen=True)
+class ProductRecord:
+    id: int
+    title: str = ""
+    image_uri: str = ""
+
+
+class Catalog:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        """Opens (or creates) the catalog database at ``path``; ":memory:" for a
+        catalog that lives as long as the object."""
+        self._db = sqlite3.connect(os.fspath(path), check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(_SCHEMA)
+
+    def upsert(self, records: Iterable[ProductRecord]) -> None:
+        rows = [(r.id, r.title, r.image_uri) for r in records]
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany(
+                    "INSERT INTO products (id, title, image_uri) VALUES (?, ?, ?) "
+                    "ON CONFLICT(id) DO UPDATE SET title = excluded.title, image_uri = excluded.image_uri", rows)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def delete(self, ids: Sequence[int]) -> None:
+        with self._lock:
+            for start in range(0, len(ids), _CHUNK):
+                chunk = [int(i) for i in ids[start:start + _CHUNK]]
+                self._db.execute(f"DELETE FROM products WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+
+    def get(self, ids: Sequence[int]) -> dict[int, ProductRecord]:
+        """The records of the ids that have one."""
+        found: dict[int, ProductRecord] = {}
+        with self._lock:
+            for start in range(0, len(ids), _CHUNK):
+                chunk = [int(i) for i in ids[start:start + _CHUNK]]
+                cursor = self._db.execute(
+                    f"SELECT id, title, image_uri FROM products WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+                found.update((row[0], ProductRecord(*row)) for row in cursor)
+        return found
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM products").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
