@@ -31,13 +31,40 @@ def packed(vector: npt.ArrayLike) -> search_pb2.Vector:
     return search_pb2.Vector(data=arr.tobytes(), dtype=search_pb2.DTYPE_FLOAT32, dim=arr.shape[0])
 
 
+class _BearerKey(grpc.UnaryUnaryClientInterceptor, grpc.StreamUnaryClientInterceptor):
+    """Adds `authorization: Bearer <key>` to every call."""
+
+    def __init__(self, key: str) -> None:
+        self._header = ("authorization", f"Bearer {key}")
+
+    def _with_key(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
+        return details._replace(metadata=[*(details.metadata or ()), self._header])
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._with_key(details), request)
+
+    def intercept_stream_unary(self, continuation, details, request_iterator):
+        return continuation(self._with_key(details), request_iterator)
+
+
 class Client:
-    def __init__(self, address: str, *, timeout: float = 10.0,
-                 max_message_bytes: int = 64 << 20) -> None:
-        """``timeout`` is the deadline of each call, in seconds."""
-        self._channel = grpc.insecure_channel(address, options=[
-            ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max_message_bytes)])
+    def __init__(self, address: str, *, timeout: float = 10.0, api_key: str | None = None,
+                 tls_root: bytes | None = None, tls_cert: bytes | None = None, tls_key: bytes | None = None,
+                 tls: bool = False, max_message_bytes: int = 64 << 20) -> None:
+        """``timeout`` is the deadline of each call, in seconds. ``api_key`` is
+        sent as `authorization: Bearer` metadata. TLS is on with ``tls=True`` or any
+        tls_* argument: ``tls_root`` is the PEM of the CA that signed the server
+        (None: the system's roots); ``tls_cert`` + ``tls_key`` the client's own
+        certificate for mutual TLS."""
+        options = [("grpc.max_receive_message_length", max_message_bytes),
+                   ("grpc.max_send_message_length", max_message_bytes)]
+        if tls or tls_root or tls_cert:
+            credentials = grpc.ssl_channel_credentials(tls_root, tls_key, tls_cert)
+            self._channel = grpc.secure_channel(address, credentials, options=options)
+        else:
+            self._channel = grpc.insecure_channel(address, options=options)
+        if api_key:
+            self._channel = grpc.intercept_channel(self._channel, _BearerKey(api_key))
         self.stub = search_pb2_grpc.SearchServiceStub(self._channel)
         self.timeout = timeout
 

@@ -12,6 +12,11 @@ them the defaults serve an empty 512-d "clip" space from ./lookalike-data.
     dim = 512
     [limits]
     max_k = 1000
+    [api_keys]
+    "a-long-random-key-for-the-indexer" = "write"
+    [tls]
+    cert = "server.pem"
+    key = "server.key"
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from lookalike.index.collection import SpaceConfig
+from lookalike.service.security import TlsConfig
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,10 @@ class ServiceConfig:
     default_space: str = ""              # "" = the first space
     schema: dict[str, str] = field(default_factory=dict)  # attribute name -> keyword|numeric|bool|timestamp
     limits: Limits = Limits()
+    # API key -> scope ("read": search, get, stats; "write": also upsert, delete). Empty: auth off.
+    api_keys: dict[str, str] = field(default_factory=dict)
+    tls: TlsConfig = TlsConfig()         # cert + key: TLS; client_ca too: mutual TLS
+    metrics_address: str = ""            # host:port of the Prometheus /metrics endpoint; "" = off
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None,
@@ -80,6 +90,8 @@ class ServiceConfig:
                 data["spaces"] = tuple(SpaceConfig(**s) for s in data["spaces"])
             if "limits" in data:
                 data["limits"] = Limits(**data["limits"])
+            if "tls" in data:
+                data["tls"] = TlsConfig(**data["tls"])
         except TypeError as e:
             raise ValueError(f"config {path}: {e}") from e
         return replace(self, **data)

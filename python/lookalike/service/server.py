@@ -24,6 +24,8 @@ from grpc_reflection.v1alpha import reflection
 
 from lookalike.index.collection import Collection
 from lookalike.service.config import ServiceConfig
+from lookalike.service.observability import Metrics, ObservingInterceptor
+from lookalike.service.security import ApiKeyInterceptor
 from lookalike.service.servicer import SearchServicer, SpaceEncoder
 from lookalike.store.catalog import Catalog
 from lookalike.v1 import search_pb2, search_pb2_grpc
@@ -40,20 +42,31 @@ class Server:
         limits = config.limits
         options = [("grpc.max_receive_message_length", limits.max_message_bytes),
                    ("grpc.max_send_message_length", limits.max_message_bytes)]
+        self.metrics = Metrics()
+        interceptors = [ObservingInterceptor(self.metrics)]  # first: refused calls are counted and logged too
+        if config.api_keys:
+            interceptors.append(ApiKeyInterceptor(config.api_keys))
         self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=config.workers,
                                                             thread_name_prefix="lookalike-rpc"),
-                                 options=options)
+                                 options=options, interceptors=interceptors)
         self._health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
         reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._grpc)
-        self.port = self._grpc.add_insecure_port(config.address)
+        if config.tls.enabled:
+            self.port = self._grpc.add_secure_port(config.address, config.tls.server_credentials())
+        else:
+            self.port = self._grpc.add_insecure_port(config.address)
         if self.port == 0:
             raise OSError(f"cannot listen on {config.address}")
         # With port 0 in the config the system picks one: this is the real address.
         self.address = f"{config.address.rsplit(':', 1)[0]}:{self.port}"
+        self._servicer = SearchServicer(config.limits, self._encoders, self.metrics)
+        search_pb2_grpc.add_SearchServiceServicer_to_server(self._servicer, self._grpc)
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         self.collection: Collection | None = None
         self._catalog: Catalog | None = None
+        self._metrics_server = None
+        self.metrics_port = 0
 
     def start(self) -> None:
         """Listens at once (health answers NOT_SERVING), loads or creates the
@@ -67,8 +80,11 @@ class Server:
         else:
             self.collection = Collection(self.config.spaces, self.config.schema, self.config.default_space or None)
         self._catalog = Catalog(data / "catalog.sqlite3")
-        servicer = SearchServicer(self.collection, self._catalog, self.config.limits, self._encoders)
-        search_pb2_grpc.add_SearchServiceServicer_to_server(servicer, self._grpc)
+        self._servicer.attach(self.collection, self._catalog)
+        collection = self.collection
+        self.metrics.products.set_function(lambda: len(collection))
+        if self.config.metrics_address:
+            self._metrics_server, self.metrics_port = self.metrics.serve(self.config.metrics_address)
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info("serving on %s", self.address)
 
@@ -77,6 +93,8 @@ class Server:
         seconds, then saves the collection."""
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         self._grpc.stop(grace).wait()
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
         if self.collection is not None:
             self.collection.save(Path(self.config.data_dir) / "collection")
         if self._catalog is not None:

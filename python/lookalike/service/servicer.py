@@ -24,6 +24,7 @@ from lookalike.index.collection import Collection
 from lookalike.service import convert
 from lookalike.service.config import Limits
 from lookalike.service.errors import ServiceError, invalid, key_error_text, not_found
+from lookalike.service.observability import Metrics
 from lookalike.store.catalog import Catalog, ProductRecord
 from lookalike.v1 import search_pb2, search_pb2_grpc
 
@@ -63,6 +64,8 @@ def _rpc(method: Callable) -> Callable:
     def wrapper(self: SearchServicer, request: Any, context: grpc.ServicerContext) -> Any:
         try:
             with self._in_flight:
+                if self._collection is None:
+                    raise ServiceError(grpc.StatusCode.UNAVAILABLE, "the collection is still loading; retry shortly")
                 return method(self, request, context)
         except ServiceError as e:
             if e.code == grpc.StatusCode.RESOURCE_EXHAUSTED:
@@ -80,13 +83,20 @@ def _micros(seconds: float) -> int:
 
 
 class SearchServicer(search_pb2_grpc.SearchServiceServicer):
-    def __init__(self, collection: Collection, catalog: Catalog, limits: Limits,
-                 encoders: Mapping[str, SpaceEncoder] | None = None) -> None:
-        self._collection = collection
-        self._catalog = catalog
+    def __init__(self, limits: Limits, encoders: Mapping[str, SpaceEncoder] | None = None,
+                 metrics: Metrics | None = None) -> None:
+        """Serves once attach() hands it a collection; until then every call is
+        UNAVAILABLE (the server listens while it loads, so health checks answer)."""
+        self._metrics = metrics or Metrics()
+        self._collection: Collection | None = None
+        self._catalog: Catalog | None = None
         self._limits = limits
         self._encoders = dict(encoders or {})
         self._in_flight = InFlight(limits.max_in_flight)
+
+    def attach(self, collection: Collection, catalog: Catalog) -> None:
+        self._catalog = catalog
+        self._collection = collection
 
     # --- search -------------------------------------------------------------------------
 
@@ -148,6 +158,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
                 hit.metadata.CopyFrom(metadata[id_])
         timings.total_us = _micros(time.perf_counter() - started)
         response.timings.CopyFrom(timings)
+        self._metrics.observe_stages(timings)
         return response
 
     def _space(self, name: str) -> str:

@@ -1,0 +1,105 @@
+"""What the service tells its operators: Prometheus metrics on a separate HTTP
+port, and one structured (JSON) log line per call.
+
+Metrics:
+  lookalike_requests_total{method, code}         calls by method and final status
+  lookalike_request_seconds{method}              call latency
+  lookalike_stage_seconds{stage}                 Search stages (encode, search, hydrate, ...)
+  lookalike_in_flight                            calls being served
+  lookalike_products                             products in the collection
+
+A call's id is the client's `x-request-id` metadata when it sends one, else a
+fresh one; it is in the log line and sent back as `x-request-id` trailing metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+
+import grpc
+import prometheus_client as prom
+
+request_log = logging.getLogger("lookalike.requests")
+
+
+class Metrics:
+    """The service's metrics in a registry of their own (so that tests can make many)."""
+
+    def __init__(self) -> None:
+        self.registry = prom.CollectorRegistry()
+        self.requests = prom.Counter("lookalike_requests", "Calls by method and final status",
+                                     ["method", "code"], registry=self.registry)
+        self.latency = prom.Histogram("lookalike_request_seconds", "Call latency", ["method"],
+                                      buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10),
+                                      registry=self.registry)
+        self.stages = prom.Histogram("lookalike_stage_seconds", "Time per Search stage", ["stage"],
+                                     buckets=(.0001, .0005, .001, .0025, .005, .01, .025, .05, .1, .25),
+                                     registry=self.registry)
+        self.in_flight = prom.Gauge("lookalike_in_flight", "Calls being served", registry=self.registry)
+        self.products = prom.Gauge("lookalike_products", "Products in the collection", registry=self.registry)
+
+    def observe_stages(self, timings: object) -> None:
+        """Feeds a SearchResponse's StageTimings (microseconds) into the stage histogram."""
+        for field in ("decode_us", "preprocess_us", "encode_us", "search_us", "hydrate_us", "total_us"):
+            value = getattr(timings, field)
+            if value:
+                self.stages.labels(field[:-3]).observe(value / 1e6)
+
+    def serve(self, address: str) -> tuple[object, int]:
+        """Starts the /metrics HTTP endpoint at host:port; returns (server, port)."""
+        host, port = address.rsplit(":", 1)
+        server, thread = prom.start_http_server(int(port), addr=host, registry=self.registry)
+        return server, server.server_port
+
+
+class ObservingInterceptor(grpc.ServerInterceptor):
+    """Counts, times and logs every call of the search service."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def intercept_service(self, continuation: Callable, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        handler = continuation(details)
+        if handler is None or not details.method.startswith("/lookalike.v1."):
+            return handler
+        method = details.method.rsplit("/", 1)[1]
+        sent_id = dict(details.invocation_metadata or ()).get("x-request-id", "")
+        metrics = self._metrics
+
+        def observed(behaviour: Callable) -> Callable:
+            def run(request: object, context: grpc.ServicerContext) -> object:
+                request_id = sent_id[:64] or uuid.uuid4().hex
+                start = time.perf_counter()
+                metrics.in_flight.inc()
+                code = grpc.StatusCode.OK
+                try:
+                    return behaviour(request, context)
+                except Exception:
+                    code = context.code() or grpc.StatusCode.UNKNOWN
+                    raise
+                finally:
+                    seconds = time.perf_counter() - start
+                    metrics.in_flight.dec()
+                    metrics.requests.labels(method, code.name).inc()
+                    metrics.latency.labels(method).observe(seconds)
+                    context.set_trailing_metadata(_merged(context, ("x-request-id", request_id)))
+                    request_log.info(json.dumps({"request_id": request_id, "method": method, "code": code.name,
+                                                 "ms": round(seconds * 1e3, 3), "peer": context.peer()}))
+            return run
+
+        if handler.request_streaming:
+            return grpc.stream_unary_rpc_method_handler(
+                observed(handler.stream_unary), request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer)
+        return grpc.unary_unary_rpc_method_handler(
+            observed(handler.unary_unary), request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer)
+
+
+def _merged(context: grpc.ServicerContext, item: tuple[str, str]) -> tuple:
+    """Trailing metadata already set by the servicer (retry-after-ms), plus item."""
+    return (*tuple(context.trailing_metadata() or ()), item)
