@@ -2,6 +2,7 @@
 through the real client. Vector and more-like-this queries with filters,
 pagination, writes, reads, health, reflection and bad input."""
 
+import json
 import os
 import re
 import subprocess
@@ -286,3 +287,32 @@ def test_the_collection_survives_a_graceful_restart(tmp_path):
             assert [p.id for p in client.get([4]).products] == []
     finally:
         stop_server(process)
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "lookalike.cli", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_ingest_a_manifest_and_search_from_the_command_line(served, tmp_path):
+    _, address, clip, visual = served
+    rows = [{"id": 5000 + i, "title": f"cli product {i}", "attributes": {"category": "hats", "price": 1.5 + i},
+             "vectors": {"clip": clip[i].tolist(), "visual": visual[i].tolist()}} for i in range(3)]
+    rows.append({"id": 5003, "attributes": {"price": "cheap"}, "vectors": {}})
+    manifest = tmp_path / "catalog.jsonl"
+    manifest.write_text("\n".join(json.dumps(r) for r in rows[:3]) + "\n")
+    done = run_cli("ingest", str(manifest), "--address", address)
+    assert done.returncode == 0, done.stderr
+    assert "3 products stored, 0 failed" in done.stderr
+
+    found = run_cli("search", "--product-id", "5000", "--address", address, "-k", "3",
+                    "--filter", '{"must": [{"match": {"attribute": "category", "value": "hats"}}]}')
+    assert found.returncode == 0, found.stderr
+    lines = found.stdout.splitlines()
+    assert lines[0].split() == ["rank", "id", "score", "title"]
+    assert {int(line.split()[1]) for line in lines[1:]} <= {5001, 5002} | set(range(3, N, 4))
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(rows[3]) + "\n")
+    refused = run_cli("ingest", str(bad), "--address", address)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "bad.jsonl:1: attribute 'price' is numeric: give a number" in refused.stderr
