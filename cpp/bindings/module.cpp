@@ -14,4 +14,5 @@ PYBIND11_MODULE(_core, m) {
   py::register_exception<lookalike::io::FormatError>(m, "IndexFileError", PyExc_ValueError);
   lookalike::bindings::bind_distance(m);
   lookalike::bindings::bind_hnsw(m);
+  lookalike::bindings::bind_pq(m);
 }
