@@ -138,6 +138,23 @@ void IvfPqIndex::append_code(InvertedList& list, uint32_t slot, const uint8_t* c
   fast_scan_put(list.codes.data() + (at / kFastScanBlock) * block_bytes, config_.m, at % kFastScanBlock, code);
 }
 
+void IvfPqIndex::reserve_lists(const std::vector<uint32_t>& cells) {
+  std::vector<size_t> incoming(config_.nlist, 0);
+  for (uint32_t c : cells) ++incoming[c];
+  for (size_t c = 0; c < config_.nlist; ++c) {
+    InvertedList& list = lists_[c];
+    const size_t want = list.slots.size() + incoming[c];
+    if (incoming[c] == 0 || want <= list.slots.capacity()) continue;
+    // Exactly what a bulk load needs; 1/8 more than that for a trickle of small
+    // batches, so that they do not reallocate every time (and stay amortised).
+    const size_t target = std::max(want, list.slots.capacity() + list.slots.capacity() / 8);
+    list.slots.reserve(target);
+    list.codes.reserve(config_.nbits == 8 ? target * config_.m
+                                          : (target + kFastScanBlock - 1) / kFastScanBlock *
+                                                fast_scan_block_bytes(config_.m));
+  }
+}
+
 void IvfPqIndex::mark_deleted(uint32_t slot) {
   deleted_[slot >> 6] |= uint64_t(1) << (slot & 63);
   ++deleted_count_;
@@ -174,6 +191,7 @@ void IvfPqIndex::add(const int64_t* ids, const float* vectors, size_t n, bool re
   // Nothing has changed so far; from here on nothing throws but the file append
   // (disk full), which comes first.
   vectors_->append(x, n);
+  reserve_lists(cell);
   const uint32_t first = uint32_t(slot_ids_.size());
   slot_ids_.insert(slot_ids_.end(), ids, ids + n);
   deleted_.resize((slot_ids_.size() + 63) / 64, 0);

@@ -145,6 +145,8 @@ class IvfPqIndex {
   void check_vectors(const float* vectors, size_t n) const;
   // Normalised copies under cosine; `vectors` itself otherwise.
   const float* prepared(const float* vectors, size_t n, std::vector<float>& buffer) const;
+  // Grows the lists that the cells of a batch will extend, before appending.
+  void reserve_lists(const std::vector<uint32_t>& cells);
   void append_code(InvertedList& list, uint32_t slot, const uint8_t* code);
   bool is_deleted(uint32_t slot) const { return (deleted_[slot >> 6] >> (slot & 63)) & 1; }
   void mark_deleted(uint32_t slot);
