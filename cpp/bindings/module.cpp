@@ -18,6 +18,7 @@ PYBIND11_MODULE(_core, m) {
   lookalike::bindings::bind_distance(m);
   lookalike::bindings::bind_hnsw(m);
   lookalike::bindings::bind_filter(m);
+  lookalike::bindings::bind_pq(m);
   m.def(
       "crc32c",
       [](const py::bytes& data, uint32_t crc, bool portable) {

@@ -11,8 +11,10 @@ from lookalike._core import (
 )
 from lookalike.index.attributes import AttributeStore
 from lookalike.index.filter import Filter, HasId, Is, Match, Must, MustNot, Range, Should
+from lookalike.index.choose import IndexChoice, choose_index, estimate_memory
 from lookalike.index.filters import IdFilter
 from lookalike.index.hnsw import HnswIndex, SearchResult, SearchResultWithStats
+from lookalike.index.ivf_pq import IvfPqIndex
 
 __all__ = [
     "AttributeStore",
@@ -23,8 +25,10 @@ __all__ = [
     "HasId",
     "HnswIndex",
     "IdFilter",
+    "IndexChoice",
     "IndexFileError",
     "Is",
+    "IvfPqIndex",
     "Match",
     "Must",
     "MustNot",
@@ -35,4 +39,6 @@ __all__ = [
     "Should",
     "UnknownAttributeError",
     "UnknownIdError",
+    "choose_index",
+    "estimate_memory",
 ]

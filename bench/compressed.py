@@ -1,0 +1,156 @@
+"""Compressed indexes: our IvfPqIndex vs faiss IndexIVFPQ and IndexIVFPQFastScan,
+each with an exact re-rank (faiss: IndexRefineFlat, float vectors in RAM; ours:
+float vectors in a memory-mapped file), on the CLIP-like data of datasets.py.
+
+For each configuration: train + add with all threads (timed), RAM bytes per
+vector, then a sweep of (nprobe, re-rank candidates) with single-thread batch-1
+queries, reporting QPS at recall@10 = 0.90 / 0.95 (the fastest sweep point reaching it).
+
+    python bench/compressed.py               # 200k x 512
+    python bench/compressed.py --quick       # 20k x 128 smoke run
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import datasets  # noqa: E402
+from ann import log, machine_info, recall_at_k, time_queries  # noqa: E402
+
+TARGETS = (0.90, 0.95)
+# (nprobe, candidates re-ranked); faiss's k_factor is candidates / k.
+SWEEP = ((4, 40), (8, 50), (8, 100), (16, 100), (16, 200), (16, 400), (32, 400), (16, 800), (32, 800),
+         (32, 1600), (64, 1600))
+RAM_METHOD = ("RAM B/vec: what the index holds in RAM / n. Ours: memory_usage()['total_bytes'] "
+              "(codes, list slots, ids, id map, centroids; the vectors file is on disk / page cache). "
+              "faiss: codes + 8-byte ids + the float32 vectors IndexRefineFlat keeps.")
+
+
+def sweep(searcher, queries, gt, points, repeats, label) -> list[dict]:
+    """Recall and single-thread batch-1 QPS per (nprobe, rerank_k), best of `repeats`
+    passes after a warm-up (as ann.sweep, whose knob is a single ef)."""
+    time_queries(searcher(points[0]), queries)
+    out = []
+    for nprobe, rerank_k in points:
+        runs = [time_queries(searcher((nprobe, rerank_k)), queries) for _ in range(repeats)]
+        dt = min(r[0] for r in runs)
+        out.append({"nprobe": nprobe, "rerank_k": rerank_k, "recall": recall_at_k(runs[0][1], gt),
+                    "qps": len(queries) / dt, "latency_us": 1e6 * dt / len(queries)})
+        log(f"  {label} nprobe={nprobe} rerank={rerank_k} recall={out[-1]['recall']:.4f} qps={out[-1]['qps']:,.0f}")
+    return out
+
+
+def best_qps(points: list[dict], target: float) -> float | None:
+    """The highest QPS among sweep points reaching `target` recall (two knobs make
+    the points a cloud, not a curve, so there is nothing to interpolate along)."""
+    return max((p["qps"] for p in points if p["recall"] >= target), default=None)
+
+
+def build_ours(base, k, threads, nlist, m, nbits, tmp):
+    from lookalike.index import IvfPqIndex
+    t0 = time.perf_counter()
+    idx = IvfPqIndex(base.shape[1], "cosine", nlist=nlist, m=m, nbits=nbits,
+                     vectors_path=Path(tmp) / "vectors.f32")
+    idx.train(base, threads=threads)
+    idx.add(np.arange(len(base)), base, threads=threads)
+    build_s = time.perf_counter() - t0
+    ram = idx.memory_usage()["total_bytes"]
+
+    def searcher(point):
+        nprobe, rerank_k = point
+        return lambda q: idx.search(q, k, nprobe=nprobe, rerank_k=rerank_k, threads=1)[0]
+    return build_s, ram, searcher, idx
+
+
+def build_faiss(base, k, threads, nlist, m, nbits, fast_scan):
+    import faiss
+    faiss.omp_set_num_threads(threads)
+    d = base.shape[1]
+    t0 = time.perf_counter()
+    quantizer = faiss.IndexFlatIP(d)
+    if fast_scan:
+        ivf = faiss.IndexIVFPQFastScan(quantizer, d, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT)
+    else:
+        ivf = faiss.IndexIVFPQ(quantizer, d, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT)
+    idx = faiss.IndexRefineFlat(ivf)
+    idx.train(base)
+    idx.add(base)
+    build_s = time.perf_counter() - t0
+    faiss.omp_set_num_threads(1)
+    n = len(base)
+    ram = nlist * d * 4 + n * (ivf.code_size + 8) + n * d * 4
+
+    def searcher(point):
+        nprobe, rerank_k = point
+        ivf.nprobe = nprobe
+        idx.k_factor = rerank_k / k
+        return lambda q: idx.search(q[None], k)[1][0]
+    return build_s, ram, searcher, idx
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=200_000)
+    ap.add_argument("--dim", type=int, default=512)
+    ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--nlist", type=int, default=1024)
+    ap.add_argument("--threads", type=int, default=0, help="build threads (0: every core)")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--skip", default="", help="comma-separated substrings of config labels to leave out")
+    ap.add_argument("--quick", action="store_true", help="20k x 128, 200 queries, nlist 128")
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.n, args.dim, args.queries, args.nlist = 20_000, 128, 200, 128
+    import os
+    threads = args.threads or os.cpu_count()
+    k = 10
+    spec = datasets.ClipLikeSpec(n=args.n, dim=args.dim, n_queries=args.queries)
+    base, queries = datasets.clip_like(spec)
+    gt = np.ascontiguousarray(datasets.ground_truth(spec, base, queries, 100)[0][:, :k])
+    m4, m8 = args.dim // 8, args.dim // 16  # both 32 bytes of code at 512-d
+
+    configs = {
+        f"lookalike ivfpq4 m={m4}": lambda tmp: build_ours(base, k, threads, args.nlist, m4, 4, tmp),
+        f"lookalike ivfpq8 m={m8}": lambda tmp: build_ours(base, k, threads, args.nlist, m8, 8, tmp),
+        f"faiss IVFPQFastScan m={m4} + refine": lambda tmp: build_faiss(base, k, threads, args.nlist, m4, 4, True),
+        f"faiss IVFPQ m={m8} + refine": lambda tmp: build_faiss(base, k, threads, args.nlist, m8, 8, False),
+        f"faiss IVFPQ m={m4} + refine": lambda tmp: build_faiss(base, k, threads, args.nlist, m4, 8, False),
+    }
+    rows = []
+    for label, build in configs.items():
+        if any(part and part in label for part in args.skip.split(",")):
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            log(f"{label}: train + add {args.n:,} x {args.dim}")
+            build_s, ram, searcher, idx = build(tmp)
+            log(f"{label}: {build_s:.1f}s, {ram / args.n:.0f} RAM B/vec")
+            points = sweep(searcher, queries, gt, SWEEP, args.repeats, label)
+            rows.append({"label": label, "build_s": build_s, "ram_per_vec": ram / args.n, "sweep": points,
+                         "qps_at": {str(t): best_qps(points, t) for t in TARGETS}})
+            del idx
+
+    result = {"machine": machine_info(), "n": args.n, "dim": args.dim, "nlist": args.nlist,
+              "ram_method": RAM_METHOD, "rows": rows}
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"compressed_{args.n}x{args.dim}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"| config | train+add s | RAM B/vec | QPS@.90 | QPS@.95 | max recall |\n|---|---|---|---|---|---|")
+    for r in rows:
+        q = r["qps_at"]
+        f = lambda x: "n/a" if x is None else f"{x:,.0f}"  # noqa: E731
+        print(f"| {r['label']} | {r['build_s']:.1f} | {r['ram_per_vec']:.0f} | {f(q['0.9'])} | {f(q['0.95'])} | "
+              f"{max(p['recall'] for p in r['sweep']):.3f} |")
+    print(f"\n{RAM_METHOD}\nwrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,269 @@
+// Bindings of cpp/pq: the IVF-PQ index, and the product quantizer, k-means and
+// ADC scans on their own (for tests against numpy references and across SIMD
+// levels). Same conventions as bind_hnsw.cpp: exact dtypes in (the Python face
+// converts and checks), results allocated before the GIL is released.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
+
+#include "bindings/bindings.h"
+#include "pq/adc_kernels.h"
+#include "pq/fast_scan.h"
+#include "pq/ivf_pq.h"
+#include "pq/kmeans.h"
+#include "pq/product_quantizer.h"
+
+namespace py = pybind11;
+
+namespace lookalike::bindings {
+
+using pq::IvfPqIndex;
+
+namespace {
+
+template <class T>
+using CArray = py::array_t<T, py::array::c_style>;
+
+size_t rows_of(const py::array& a, size_t width, const char* what, bool allow_1d = false) {
+  if (allow_1d && a.ndim() == 1 && size_t(a.shape(0)) == width) return 1;
+  if (a.ndim() != 2 || size_t(a.shape(1)) != width)
+    throw std::invalid_argument(std::string("expected ") + what + " of shape (n, " + std::to_string(width) + ")");
+  return size_t(a.shape(0));
+}
+
+hnsw::Metric metric_of(const std::string& name) {
+  if (name == "l2") return hnsw::Metric::L2;
+  if (name == "ip") return hnsw::Metric::InnerProduct;
+  if (name == "cosine") return hnsw::Metric::Cosine;
+  throw std::invalid_argument("metric must be 'cosine', 'ip' or 'l2', got '" + name + "'");
+}
+
+void bind_building_blocks(py::module_& m) {
+  m.def(
+      "kmeans",
+      [](const CArray<float>& x, size_t k, size_t iterations, size_t max_points_per_centroid, uint64_t seed,
+         size_t threads) {
+        if (x.ndim() != 2) throw std::invalid_argument("expected points of shape (n, dim)");
+        const size_t n = size_t(x.shape(0)), dim = size_t(x.shape(1));
+        pq::KMeansParams p{k, iterations, max_points_per_centroid, seed, threads};
+        std::vector<float> c;
+        {
+          py::gil_scoped_release nogil;
+          c = pq::kmeans(x.data(), n, dim, p);
+        }
+        CArray<float> out({k, dim});
+        std::copy(c.begin(), c.end(), out.mutable_data());
+        return out;
+      },
+      py::arg("x"), py::arg("k"), py::arg("iterations"), py::arg("max_points_per_centroid"), py::arg("seed"),
+      py::arg("threads"));
+
+  py::class_<pq::ProductQuantizer>(m, "ProductQuantizer")
+      .def(py::init<size_t, size_t, size_t>(), py::arg("dim"), py::arg("m"), py::arg("nbits"))
+      .def(
+          "train",
+          [](pq::ProductQuantizer& q, const CArray<float>& x, uint64_t seed, size_t threads, size_t iterations) {
+            const size_t n = rows_of(x, q.dim(), "vectors");
+            py::gil_scoped_release nogil;
+            q.train(x.data(), n, seed, threads, iterations);
+          },
+          py::arg("x"), py::arg("seed"), py::arg("threads"), py::arg("iterations"))
+      .def("encode",
+           [](const pq::ProductQuantizer& q, const CArray<float>& x) {
+             const size_t n = rows_of(x, q.dim(), "vectors");
+             CArray<uint8_t> out({n, q.m()});
+             uint8_t* dst = out.mutable_data();
+             {
+               py::gil_scoped_release nogil;
+               q.encode(x.data(), n, dst, 0);
+             }
+             return out;
+           })
+      .def("decode",
+           [](const pq::ProductQuantizer& q, const CArray<uint8_t>& codes) {
+             const size_t n = rows_of(codes, q.m(), "codes");
+             for (py::ssize_t i = 0; i < codes.size(); ++i)
+               if (codes.data()[i] >= q.ksub()) throw std::invalid_argument("a code is out of range for nbits");
+             CArray<float> out({n, q.dim()});
+             float* dst = out.mutable_data();
+             {
+               py::gil_scoped_release nogil;
+               q.decode(codes.data(), n, dst);
+             }
+             return out;
+           })
+      .def(
+          "compute_lut",
+          [](const pq::ProductQuantizer& q, const CArray<float>& query, const std::string& kind) {
+            rows_of(query, q.dim(), "a query", true);
+            if (kind != "l2" && kind != "ip") throw std::invalid_argument("kind must be 'l2' or 'ip'");
+            CArray<float> out({q.m(), q.ksub()});
+            q.compute_lut(query.data(), kind == "l2" ? pq::LutKind::L2 : pq::LutKind::NegInnerProduct,
+                          out.mutable_data());
+            return out;
+          },
+          py::arg("query"), py::arg("kind"))
+      .def_property_readonly("centroids",
+                             [](const pq::ProductQuantizer& q) {
+                               CArray<float> out({q.m(), q.ksub(), q.dsub()});
+                               std::copy(q.centroids().begin(), q.centroids().end(), out.mutable_data());
+                               return out;
+                             })
+      .def_property_readonly("m", &pq::ProductQuantizer::m)
+      .def_property_readonly("nbits", &pq::ProductQuantizer::nbits);
+
+  m.def(
+      "pq_scan8",
+      [](const CArray<float>& lut, const CArray<uint8_t>& codes) {
+        if (lut.ndim() != 2 || lut.shape(1) != 256) throw std::invalid_argument("lut must have shape (m, 256)");
+        const size_t mm = size_t(lut.shape(0)), n = rows_of(codes, mm, "codes");
+        CArray<float> out{py::ssize_t(n)};
+        pq::adc_kernels().scan8(lut.data(), codes.data(), n, mm, out.mutable_data());
+        return out;
+      },
+      py::arg("lut"), py::arg("codes"), "8-bit ADC distances of codes (n, m) under lut (m, 256), active SIMD level.");
+
+  m.def(
+      "pq_fastscan4",
+      [](const CArray<uint8_t>& qlut, const CArray<uint8_t>& codes) {
+        if (qlut.ndim() != 2 || qlut.shape(1) != 16) throw std::invalid_argument("qlut must have shape (m, 16)");
+        const size_t mm = size_t(qlut.shape(0)), n = rows_of(codes, mm, "codes");
+        if (mm > pq::kMaxFastScanM) throw std::invalid_argument("m is too large for fast-scan");
+        const size_t blocks = (n + pq::kFastScanBlock - 1) / pq::kFastScanBlock;
+        std::vector<uint8_t> packed(blocks * pq::fast_scan_block_bytes(mm), 0);
+        for (size_t i = 0; i < n; ++i)
+          pq::fast_scan_put(packed.data() + i / 32 * pq::fast_scan_block_bytes(mm), mm, i % 32, codes.data() + i * mm);
+        std::vector<uint16_t> sums(blocks * pq::kFastScanBlock);
+        pq::adc_kernels().fastscan4(qlut.data(), packed.data(), blocks, mm, sums.data());
+        CArray<uint16_t> out{py::ssize_t(n)};
+        std::copy_n(sums.begin(), n, out.mutable_data());
+        return out;
+      },
+      py::arg("qlut"), py::arg("codes"),
+      "4-bit fast-scan sums of codes (n, m) (values < 16) under uint8 tables (m, 16), active SIMD level.");
+
+  m.def(
+      "pq_quantize_lut",
+      [](const CArray<float>& lut) {
+        if (lut.ndim() != 2 || lut.shape(1) != 16) throw std::invalid_argument("lut must have shape (m, 16)");
+        CArray<uint8_t> out({lut.shape(0), py::ssize_t(16)});
+        const pq::QuantizedLut q = pq::quantize_lut(lut.data(), size_t(lut.shape(0)), out.mutable_data());
+        return py::make_tuple(out, q.bias, q.scale);
+      },
+      py::arg("lut"), "uint8 tables, bias and scale: distance ~= bias + scale * sum of entries.");
+}
+
+py::dict memory_dict(const pq::IvfMemoryUsage& u) {
+  py::dict d;
+  d["code_bytes"] = u.code_bytes;
+  d["list_slot_bytes"] = u.list_slot_bytes;
+  d["id_bytes"] = u.id_bytes;
+  d["id_map_bytes"] = u.id_map_bytes;
+  d["deleted_bytes"] = u.deleted_bytes;
+  d["centroid_bytes"] = u.centroid_bytes;
+  d["total_bytes"] = u.total_bytes;
+  d["vector_file_bytes"] = u.vector_file_bytes;
+  d["live"] = u.live;
+  d["deleted"] = u.deleted;
+  d["slots"] = u.slots;
+  return d;
+}
+
+}  // namespace
+
+void bind_pq(py::module_& m) {
+  bind_building_blocks(m);
+
+  py::class_<IvfPqIndex>(m, "IvfPqIndex")
+      .def(py::init([](size_t dim, const std::string& metric, size_t nlist, size_t mm, size_t nbits, size_t nprobe,
+                       size_t rerank_k, uint64_t seed, const std::string& vectors_path) {
+             pq::IvfPqConfig c;
+             c.dim = dim;
+             c.metric = metric_of(metric);
+             c.nlist = nlist;
+             c.m = mm;
+             c.nbits = nbits;
+             c.nprobe = nprobe;
+             c.rerank_k = rerank_k;
+             c.seed = seed;
+             return std::make_unique<IvfPqIndex>(c, vectors_path);
+           }),
+           py::arg("dim"), py::arg("metric"), py::arg("nlist"), py::arg("m"), py::arg("nbits"), py::arg("nprobe"),
+           py::arg("rerank_k"), py::arg("seed"), py::arg("vectors_path"))
+      .def(
+          "train",
+          [](IvfPqIndex& ix, const CArray<float>& vectors, size_t threads) {
+            const size_t n = rows_of(vectors, ix.config().dim, "vectors");
+            py::gil_scoped_release nogil;
+            ix.train(vectors.data(), n, threads);
+          },
+          py::arg("vectors"), py::arg("threads"))
+      .def_property_readonly("trained", &IvfPqIndex::trained)
+      .def(
+          "add",
+          [](IvfPqIndex& ix, const CArray<int64_t>& ids, const CArray<float>& vectors, bool replace, size_t threads) {
+            const size_t n = rows_of(vectors, ix.config().dim, "vectors");
+            if (size_t(ids.size()) != n)
+              throw std::invalid_argument("got " + std::to_string(ids.size()) + " ids for " + std::to_string(n) +
+                                          " vectors");
+            py::gil_scoped_release nogil;
+            ix.add(ids.data(), vectors.data(), n, replace, threads);
+          },
+          py::arg("ids"), py::arg("vectors"), py::arg("replace"), py::arg("threads"))
+      .def(
+          "remove",
+          [](IvfPqIndex& ix, const CArray<int64_t>& ids) {
+            py::gil_scoped_release nogil;
+            ix.remove(ids.data(), size_t(ids.size()));
+          },
+          py::arg("ids"))
+      .def("contains", &IvfPqIndex::contains, py::arg("id"))
+      .def(
+          "search",
+          [](const IvfPqIndex& ix, const CArray<float>& queries, size_t k, size_t nprobe, size_t rerank_k,
+             const hnsw::Filter* filter, bool rerank, size_t threads) {
+            const bool single = queries.ndim() == 1;
+            const size_t n = rows_of(queries, ix.config().dim, "queries", true);
+            pq::IvfSearchParams p;
+            p.k = k;
+            p.nprobe = nprobe;
+            p.rerank_k = rerank_k;
+            p.filter = filter;
+            p.rerank = rerank;
+            std::vector<py::ssize_t> shape = single ? std::vector<py::ssize_t>{py::ssize_t(k)}
+                                                    : std::vector<py::ssize_t>{py::ssize_t(n), py::ssize_t(k)};
+            CArray<int64_t> ids(shape);
+            CArray<float> dists(shape);
+            int64_t* id_out = ids.mutable_data();
+            float* dist_out = dists.mutable_data();
+            {
+              py::gil_scoped_release nogil;
+              if (n == 1)
+                ix.search(queries.data(), p, id_out, dist_out);
+              else
+                ix.search_batch(queries.data(), n, p, id_out, dist_out, threads);
+            }
+            return py::make_tuple(ids, dists);
+          },
+          py::arg("queries"), py::arg("k"), py::arg("nprobe"), py::arg("rerank_k"), py::arg("filter"),
+          py::arg("rerank"), py::arg("threads"))
+      .def("compact", &IvfPqIndex::compact, py::call_guard<py::gil_scoped_release>())
+      .def("save", &IvfPqIndex::save, py::arg("path"), py::call_guard<py::gil_scoped_release>())
+      .def_static("load", &IvfPqIndex::load, py::arg("path"), py::call_guard<py::gil_scoped_release>())
+      .def("memory_usage", [](const IvfPqIndex& ix) { return memory_dict(ix.memory_usage()); })
+      .def("__len__", &IvfPqIndex::size)
+      .def_property_readonly("deleted_count", &IvfPqIndex::deleted_count)
+      .def_property_readonly("dim", [](const IvfPqIndex& ix) { return ix.config().dim; })
+      .def_property_readonly("metric", [](const IvfPqIndex& ix) { return hnsw::metric_name(ix.config().metric); })
+      .def_property_readonly("nlist", [](const IvfPqIndex& ix) { return ix.config().nlist; })
+      .def_property_readonly("m", [](const IvfPqIndex& ix) { return ix.config().m; })
+      .def_property_readonly("nbits", [](const IvfPqIndex& ix) { return ix.config().nbits; })
+      .def_property("nprobe", [](const IvfPqIndex& ix) { return ix.config().nprobe; }, &IvfPqIndex::set_nprobe)
+      .def_property("rerank_k", [](const IvfPqIndex& ix) { return ix.config().rerank_k; },
+                    &IvfPqIndex::set_rerank_k)
+      .def_property_readonly("seed", [](const IvfPqIndex& ix) { return ix.config().seed; });
+}
+
+}  // namespace lookalike::bindings

@@ -1,0 +1,79 @@
+// AVX2 ADC scans (compiled with -mavx2 -mfma). scan8: 16 partial sums in two
+// 8-lane registers, table entries by gather. fastscan4: two sub-spaces a step,
+// one per 128-bit lane, looked up with vpshufb.
+#include <immintrin.h>
+
+#include "pq/adc_kernels.h"
+
+namespace lookalike::pq {
+namespace {
+
+void scan8(const float* lut, const uint8_t* codes, size_t n, size_t m, float* out) {
+  const size_t full = m / 16 * 16;
+  const __m256i lane_offsets_lo = _mm256_setr_epi32(0, 256, 512, 768, 1024, 1280, 1536, 1792);
+  const __m256i lane_offsets_hi = _mm256_add_epi32(lane_offsets_lo, _mm256_set1_epi32(8 * 256));
+  for (size_t i = 0; i < n; ++i, codes += m) {
+    __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+    for (size_t s = 0; s < full; s += 16) {
+      const __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + s));
+      const __m256i base = _mm256_set1_epi32(int(s * 256));
+      const __m256i idx_lo = _mm256_add_epi32(_mm256_add_epi32(_mm256_cvtepu8_epi32(c), lane_offsets_lo), base);
+      const __m256i idx_hi =
+          _mm256_add_epi32(_mm256_add_epi32(_mm256_cvtepu8_epi32(_mm_srli_si128(c, 8)), lane_offsets_hi), base);
+      lo = _mm256_add_ps(lo, _mm256_i32gather_ps(lut, idx_lo, 4));
+      hi = _mm256_add_ps(hi, _mm256_i32gather_ps(lut, idx_hi, 4));
+    }
+    alignas(32) float partial[16];
+    _mm256_store_ps(partial, lo);
+    _mm256_store_ps(partial + 8, hi);
+    for (size_t s = full; s < m; ++s) partial[s % 16] += lut[s * 256 + codes[s]];
+    out[i] = sum16(partial);
+  }
+}
+
+// Adds the looked-up bytes of r into 16-bit sums: even bytes into `even`, odd
+// bytes into `odd` (uint8 + uint8 sums would overflow at once).
+inline void accumulate(__m256i r, __m256i& even, __m256i& odd) {
+  even = _mm256_add_epi16(even, _mm256_and_si256(r, _mm256_set1_epi16(0xFF)));
+  odd = _mm256_add_epi16(odd, _mm256_srli_epi16(r, 8));
+}
+
+// even/odd word w of each 128-bit lane holds vector 2w / 2w+1 of one sub-space
+// group; the lanes are summed and the words interleaved back into vector order.
+inline void store_sums(__m256i even, __m256i odd, uint16_t* out) {
+  const __m128i e = _mm_add_epi16(_mm256_castsi256_si128(even), _mm256_extracti128_si256(even, 1));
+  const __m128i o = _mm_add_epi16(_mm256_castsi256_si128(odd), _mm256_extracti128_si256(odd, 1));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm_unpacklo_epi16(e, o));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 8), _mm_unpackhi_epi16(e, o));
+}
+
+void fastscan4(const uint8_t* qlut, const uint8_t* blocks, size_t nblocks, size_t m, uint16_t* out) {
+  const __m256i nibble = _mm256_set1_epi8(0x0F);
+  for (size_t b = 0; b < nblocks; ++b, blocks += 16 * m, out += 32) {
+    __m256i even_lo = _mm256_setzero_si256(), odd_lo = even_lo, even_hi = even_lo, odd_hi = even_lo;
+    for (size_t s = 0; s < m; s += 2) {
+      __m256i codes, table;
+      if (s + 1 < m) {
+        codes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blocks + 16 * s));
+        table = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qlut + 16 * s));
+      } else {  // an odd last sub-space: the upper lane looks up a zero table
+        codes = _mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blocks + 16 * s)));
+        table = _mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qlut + 16 * s)));
+      }
+      const __m256i lo = _mm256_and_si256(codes, nibble);
+      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(codes, 4), nibble);
+      accumulate(_mm256_shuffle_epi8(table, lo), even_lo, odd_lo);
+      accumulate(_mm256_shuffle_epi8(table, hi), even_hi, odd_hi);
+    }
+    store_sums(even_lo, odd_lo, out);
+    store_sums(even_hi, odd_hi, out + 16);
+  }
+}
+
+constexpr AdcKernels kTable{&scan8, &fastscan4};
+
+}  // namespace
+
+const AdcKernels& avx2_adc_kernels() { return kTable; }
+
+}  // namespace lookalike::pq

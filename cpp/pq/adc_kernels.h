@@ -1,0 +1,54 @@
+// SIMD scans of PQ codes against a query's lookup tables, one translation unit
+// per instruction set (adc_scalar.cpp, adc_avx2.cpp, adc_avx512.cpp), chosen at
+// run time by the same level as the distance kernels (distance::active_isa(), so
+// LOOKALIKE_SIMD and ScopedIsa apply to both). Index code never sees an intrinsic.
+//
+// Every level returns bit-identical results to the scalar one:
+//   scan8     sums each code's m float table entries in a fixed order (16
+//             partial sums, partial j taking the sub-spaces s = j mod 16 in
+//             increasing s, then the pairwise tree of sum16 below), which is
+//             exactly what 16 SIMD lanes do; AVX2 keeps the 16 lanes in two
+//             registers. Table entries are fetched with gathers.
+//   fastscan4 works on uint8 tables and uint16 sums: integer arithmetic, exact
+//             in any order.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace lookalike::pq {
+
+// out[i] = the ADC distance of code i, for n codes of m bytes each (8-bit PQ,
+// row-major): the sum over s of lut[s * 256 + codes[i * m + s]].
+using Scan8Fn = void (*)(const float* lut, const uint8_t* codes, size_t n, size_t m, float* out);
+
+// Fast-scan of 4-bit codes in fast_scan.h's block layout: out[32 b + j] = the
+// sum over s of qlut[s * 16 + code_s(vector j of block b)], for nblocks blocks.
+// m <= kMaxFastScanM keeps every sum within uint16.
+using FastScan4Fn = void (*)(const uint8_t* qlut, const uint8_t* blocks, size_t nblocks, size_t m, uint16_t* out);
+
+struct AdcKernels {
+  Scan8Fn scan8;
+  FastScan4Fn fastscan4;
+};
+
+const AdcKernels& scalar_adc_kernels();
+#if defined(__x86_64__) || defined(_M_X64)
+const AdcKernels& avx2_adc_kernels();
+const AdcKernels& avx512_adc_kernels();
+#endif
+
+// The kernels of the active SIMD level.
+const AdcKernels& adc_kernels();
+
+// The fixed summation order of scan8's 16 partial sums. static: every
+// translation unit gets its own copy, compiled with its own flags (see
+// distance/kernel_templates.h for why a shared inline copy would be unsafe).
+static inline float sum16(float p[16]) {
+  for (int j = 0; j < 8; ++j) p[j] += p[j + 8];
+  for (int j = 0; j < 4; ++j) p[j] += p[j + 4];
+  for (int j = 0; j < 2; ++j) p[j] += p[j + 2];
+  return p[0] + p[1];
+}
+
+}  // namespace lookalike::pq

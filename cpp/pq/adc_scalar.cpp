@@ -1,0 +1,34 @@
+// Scalar reference of the ADC scans: the definition every SIMD level must match
+// bit for bit (see adc_kernels.h for the summation order).
+#include "pq/adc_kernels.h"
+
+namespace lookalike::pq {
+namespace {
+
+void scan8(const float* lut, const uint8_t* codes, size_t n, size_t m, float* out) {
+  for (size_t i = 0; i < n; ++i, codes += m) {
+    float partial[16] = {};
+    for (size_t s = 0; s < m; ++s) partial[s % 16] += lut[s * 256 + codes[s]];
+    out[i] = sum16(partial);
+  }
+}
+
+void fastscan4(const uint8_t* qlut, const uint8_t* blocks, size_t nblocks, size_t m, uint16_t* out) {
+  for (size_t b = 0; b < nblocks; ++b, blocks += 16 * m, out += 32) {
+    for (size_t j = 0; j < 32; ++j) out[j] = 0;
+    for (size_t s = 0; s < m; ++s)
+      for (size_t j = 0; j < 16; ++j) {
+        const uint8_t byte = blocks[16 * s + j];
+        out[j] = uint16_t(out[j] + qlut[16 * s + (byte & 0x0F)]);
+        out[j + 16] = uint16_t(out[j + 16] + qlut[16 * s + (byte >> 4)]);
+      }
+  }
+}
+
+constexpr AdcKernels kTable{&scan8, &fastscan4};
+
+}  // namespace
+
+const AdcKernels& scalar_adc_kernels() { return kTable; }
+
+}  // namespace lookalike::pq

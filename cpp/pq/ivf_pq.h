@@ -1,0 +1,169 @@
+// IVF-PQ: an inverted-file index over product-quantised residuals (Jegou et al.
+// 2011), with an exact re-rank from full vectors kept in a memory-mapped file.
+//
+// A coarse k-means splits the space into nlist cells; each vector is stored in
+// its nearest cell's inverted list as the PQ code of its residual (the vector
+// minus the cell's centroid), beside its slot number. A query visits the nprobe
+// cells whose centroids are nearest, scores every code there by ADC (8-bit: float
+// tables and a gather scan; 4-bit: uint8 tables in registers, fast-scan), keeps
+// the rerank_k best, and re-ranks those by their exact float32 distance read from
+// the vectors file (vector_file.h). RAM holds codes, slot numbers, ids and
+// centroids; the float vectors stay on disk and in the page cache.
+//
+// Parameters and their trade-offs:
+//   nlist     cells. More: shorter lists (a faster scan at a given nprobe) but a
+//             costlier coarse search and a worse residual fit per cell; ~4 sqrt(n)
+//             to 16 sqrt(n) is the usual range (1024 at 200k, 16k-65k at 100M).
+//   m, nbits  the PQ code (product_quantizer.h): m * nbits / 8 bytes a vector.
+//             At 512 dims under an 80-byte budget: nbits=4, m=64 (32 bytes),
+//             scanned several times faster than nbits=8, m=32 of the same size.
+//   nprobe    cells visited per query (default; a search may override): recall
+//             against time, linearly.
+//   rerank_k  candidates re-ranked exactly (default; a search may override).
+//             Each costs one random read of dim * 4 bytes from the vectors file:
+//             cheap while it is in the page cache, a disk read when it is not.
+//   metric    cosine (vectors normalised on the way in, distance 1 - cos), ip
+//             (negative inner product) or l2 (squared). Smaller is closer, as in
+//             the HNSW index. Cells are always chosen by L2 to the centroids.
+//   seed      training (samples, k-means++ draws) is a function of seed and data.
+//
+// Writes after training: add appends; delete marks the slot deleted at once
+// (tombstone) and compact() drops deleted entries from the lists; upsert is
+// delete + add. Rows of the vectors file are never rewritten (deleted rows
+// stay as dead space on disk until the index is rebuilt), which keeps every
+// saved index file valid while the live index goes on writing.
+//
+// Concurrency: searches run in parallel with each other; train, add, delete and
+// compact take the index exclusively; save() excludes writers only.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "hnsw/filters.h"
+#include "hnsw/hnsw_index.h"
+#include "hnsw/vector_codec.h"
+#include "pq/id_map.h"
+#include "pq/product_quantizer.h"
+#include "pq/vector_file.h"
+
+namespace lookalike::pq {
+
+using hnsw::Metric;
+
+struct IvfPqConfig {
+  size_t dim = 0;
+  Metric metric = Metric::Cosine;
+  size_t nlist = 1024;
+  size_t m = 64;
+  size_t nbits = 4;
+  size_t nprobe = 16;
+  size_t rerank_k = 100;
+  uint64_t seed = 0;
+
+  void validate() const;  // throws std::invalid_argument naming the bad field
+};
+
+struct IvfSearchParams {
+  size_t k = 10;
+  size_t nprobe = 0;                 // 0: the index's nprobe (capped at nlist)
+  size_t rerank_k = 0;               // 0: the index's rerank_k; raised to k when smaller
+  const hnsw::Filter* filter = nullptr;
+  bool rerank = true;                // false: ADC distances, no vectors file read
+};
+
+struct IvfMemoryUsage {
+  size_t code_bytes = 0;       // PQ codes in the inverted lists
+  size_t list_slot_bytes = 0;  // slot numbers beside the codes
+  size_t id_bytes = 0;         // slot -> id
+  size_t id_map_bytes = 0;     // id -> slot
+  size_t deleted_bytes = 0;    // tombstone bitmap
+  size_t centroid_bytes = 0;   // coarse centroids and PQ codebooks
+  size_t total_bytes = 0;
+  size_t vector_file_bytes = 0;  // on disk / in page cache, not in total_bytes
+  size_t live = 0, deleted = 0, slots = 0;
+};
+
+class IvfPqIndex {
+ public:
+  static constexpr int64_t kNoId = -1;
+
+  // vectors_path: where the full vectors go (a new file, replacing any there);
+  // empty for an anonymous temporary file (save() then copies it).
+  IvfPqIndex(const IvfPqConfig& config, const std::string& vectors_path = "");
+  ~IvfPqIndex();
+  IvfPqIndex(const IvfPqIndex&) = delete;
+  IvfPqIndex& operator=(const IvfPqIndex&) = delete;
+
+  // Learns the coarse centroids and the PQ codebooks from n finite vectors
+  // (n >= nlist and n >= 2^nbits). Only on an empty index.
+  void train(const float* vectors, size_t n, size_t threads = 0);
+  bool trained() const { return pq_.trained(); }
+
+  // Same contract as HnswIndex::add: all checks first, then all or nothing.
+  void add(const int64_t* ids, const float* vectors, size_t n, bool replace, size_t threads = 0);
+  // All-or-nothing: an unknown id is an hnsw::UnknownIdError and nothing changes.
+  void remove(const int64_t* ids, size_t n);
+  bool contains(int64_t id) const;
+
+  void search(const float* query, const IvfSearchParams& params, int64_t* ids, float* dists) const;
+  void search_batch(const float* queries, size_t n, const IvfSearchParams& params, int64_t* ids, float* dists,
+                    size_t threads = 0) const;
+
+  // Drops deleted entries from the inverted lists (their RAM comes back).
+  void compact();
+
+  // Writes the index to `path` and its vectors to `path` + ".vectors".
+  void save(const std::string& path) const;
+  // Loads both; later writes append to `path` + ".vectors".
+  static std::unique_ptr<IvfPqIndex> load(const std::string& path);
+
+  const IvfPqConfig& config() const { return config_; }
+  void set_nprobe(size_t nprobe);
+  void set_rerank_k(size_t rerank_k);
+  size_t size() const;
+  size_t deleted_count() const;
+  IvfMemoryUsage memory_usage() const;
+
+ private:
+  struct InvertedList {
+    std::vector<uint32_t> slots;
+    std::vector<uint8_t> codes;  // 8-bit: m bytes a vector; 4-bit: fast-scan blocks
+  };
+  struct Candidate {
+    float dist;
+    uint32_t slot;
+    bool operator<(const Candidate& o) const { return dist < o.dist; }
+  };
+  class Scan;  // per-query state of a search, in ivf_pq.cpp
+
+  void require_trained() const;
+  void check_vectors(const float* vectors, size_t n) const;
+  // Normalised copies under cosine; `vectors` itself otherwise.
+  const float* prepared(const float* vectors, size_t n, std::vector<float>& buffer) const;
+  // Grows the lists that the cells of a batch will extend, before appending.
+  void reserve_lists(const std::vector<uint32_t>& cells);
+  void append_code(InvertedList& list, uint32_t slot, const uint8_t* code);
+  bool is_deleted(uint32_t slot) const { return (deleted_[slot >> 6] >> (slot & 63)) & 1; }
+  void mark_deleted(uint32_t slot);
+  void search_locked(const float* query, const IvfSearchParams& params, int64_t* ids, float* dists) const;
+  friend struct IvfPqPersist;
+
+  IvfPqConfig config_;
+  ProductQuantizer pq_;
+  std::vector<float> centroids_;  // nlist * dim, after training
+  std::vector<InvertedList> lists_;
+  std::vector<int64_t> slot_ids_;  // slot -> external id
+  std::vector<uint64_t> deleted_;  // one bit a slot
+  size_t deleted_count_ = 0;       // deleted slots (forever)
+  size_t deleted_in_lists_ = 0;    // deleted slots still in a list (until compact)
+  IdMap slot_by_id_;
+  std::unique_ptr<VectorFile> vectors_;
+  mutable std::shared_mutex mutex_;
+};
+
+}  // namespace lookalike::pq

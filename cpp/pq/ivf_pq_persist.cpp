@@ -1,0 +1,201 @@
+// Saving and loading an IVF-PQ index: the container of io/file_format.h at
+// `path`, and the full vectors as raw float32 rows in `path` + ".vectors" (a
+// second file, memory-mapped on load; its row count and CRC32C are in the meta
+// section, so a missing, short, damaged or foreign vectors file is refused).
+//
+// Sections (kind 3, kind version 1):
+//   1 meta       IvfMeta below
+//   2 centroids  nlist * dim float32 (trained indexes only, as are 3-6)
+//   3 codebooks  m * 2^nbits * (dim / m) float32
+//   4 list sizes nlist uint64
+//   5 slots      the lists' slot numbers, uint32, list after list
+//   6 codes      the lists' codes, list after list, in their in-memory layout
+//   7 ids        slot -> external id, int64
+//   8 deleted    tombstone bitmap, one uint64 per 64 slots
+//
+// Like the HNSW loader, this one checks every count, slot and id against the
+// others before the index is handed out.
+#include <cstring>
+
+#include "io/file_format.h"
+#include "pq/fast_scan.h"
+#include "pq/ivf_pq.h"
+
+namespace lookalike::pq {
+
+namespace {
+
+constexpr uint32_t kFileKind = 3;  // IVF-PQ (1 is HNSW)
+constexpr uint32_t kKindVersion = 1;
+enum Section : uint32_t {
+  kMeta = 1, kCentroids = 2, kCodebooks = 3, kListSizes = 4, kSlots = 5, kCodes = 6, kIds = 7, kDeleted = 8,
+};
+
+struct IvfMeta {
+  uint64_t dim, nlist, m, nbits, nprobe, rerank_k, seed;
+  uint64_t slots, deleted, deleted_in_lists;
+  uint32_t metric, trained;
+  uint32_t vectors_crc, reserved;
+};
+static_assert(sizeof(IvfMeta) == 96);
+
+[[noreturn]] void damaged(const std::string& path, const std::string& what) {
+  throw io::FormatError("lookalike: " + path + ": damaged index: " + what);
+}
+
+size_t list_code_bytes(const IvfPqConfig& c, size_t n) {
+  if (c.nbits == 8) return n * c.m;
+  return (n + kFastScanBlock - 1) / kFastScanBlock * fast_scan_block_bytes(c.m);
+}
+
+}  // namespace
+
+struct IvfPqPersist {
+  static void save(const IvfPqIndex& ix, const std::string& path);
+  static std::unique_ptr<IvfPqIndex> load(const std::string& path);
+};
+
+void IvfPqPersist::save(const IvfPqIndex& ix, const std::string& path) {
+  const IvfPqConfig& c = ix.config_;
+  IvfMeta meta{};
+  meta.dim = c.dim;
+  meta.nlist = c.nlist;
+  meta.m = c.m;
+  meta.nbits = c.nbits;
+  meta.nprobe = c.nprobe;
+  meta.rerank_k = c.rerank_k;
+  meta.seed = c.seed;
+  meta.slots = ix.slot_ids_.size();
+  meta.deleted = ix.deleted_count_;
+  meta.deleted_in_lists = ix.deleted_in_lists_;
+  meta.metric = uint32_t(c.metric);
+  meta.trained = ix.trained();
+  meta.vectors_crc = ix.vectors_->crc();
+
+  // The vectors first: an index file never refers to rows that are not on disk.
+  ix.vectors_->save_as(path + ".vectors");
+  io::FileWriter out(path, kFileKind, kKindVersion);
+  out.write_section(kMeta, &meta, sizeof(meta));
+  if (ix.trained()) {
+    out.write_section(kCentroids, ix.centroids_.data(), ix.centroids_.size() * sizeof(float));
+    out.write_section(kCodebooks, ix.pq_.centroids().data(), ix.pq_.centroids().size() * sizeof(float));
+    std::vector<uint64_t> sizes;
+    for (const auto& list : ix.lists_) sizes.push_back(list.slots.size());
+    out.write_section(kListSizes, sizes.data(), sizes.size() * sizeof(uint64_t));
+    out.begin_section(kSlots);
+    for (const auto& list : ix.lists_) out.append(list.slots.data(), list.slots.size() * sizeof(uint32_t));
+    out.end_section();
+    out.begin_section(kCodes);
+    for (const auto& list : ix.lists_) out.append(list.codes.data(), list.codes.size());
+    out.end_section();
+  }
+  out.write_section(kIds, ix.slot_ids_.data(), ix.slot_ids_.size() * sizeof(int64_t));
+  out.write_section(kDeleted, ix.deleted_.data(), ix.deleted_.size() * sizeof(uint64_t));
+  out.commit();
+}
+
+std::unique_ptr<IvfPqIndex> IvfPqPersist::load(const std::string& path) {
+  io::FileReader in(path, kFileKind, kKindVersion);
+  IvfMeta meta;
+  std::memcpy(&meta, in.section(kMeta, sizeof(IvfMeta)).data, sizeof(meta));
+  IvfPqConfig c;
+  c.dim = meta.dim;
+  c.nlist = meta.nlist;
+  c.m = meta.m;
+  c.nbits = meta.nbits;
+  c.nprobe = meta.nprobe;
+  c.rerank_k = meta.rerank_k;
+  c.seed = meta.seed;
+  if (meta.metric > 2 || meta.trained > 1) damaged(path, "unknown metric or state code");
+  c.metric = Metric(meta.metric);
+  try {
+    c.validate();
+  } catch (const std::invalid_argument& e) {
+    damaged(path, e.what());
+  }
+  if (meta.dim > (1u << 16) || meta.nlist > (1u << 24)) damaged(path, "dimensions out of range");
+  const uint64_t slots = meta.slots;
+  if (slots > UINT32_MAX - 1) damaged(path, "slot count out of range");
+  if (!meta.trained && slots) damaged(path, "vectors in an untrained index");
+
+  // Built without a file of its own; the saved vectors file is attached below.
+  auto index = std::unique_ptr<IvfPqIndex>(new IvfPqIndex(c, ""));
+  IvfPqIndex& ix = *index;
+
+  auto ids = in.section(kIds, slots * sizeof(int64_t));
+  ix.slot_ids_.resize(slots);
+  std::memcpy(ix.slot_ids_.data(), ids.data, ids.size);
+  auto deleted = in.section(kDeleted, (slots + 63) / 64 * sizeof(uint64_t));
+  ix.deleted_.resize((slots + 63) / 64);
+  std::memcpy(ix.deleted_.data(), deleted.data, deleted.size);
+  if (slots % 64 && ix.deleted_.back() >> (slots % 64)) damaged(path, "tombstones past the last slot");
+  uint64_t deleted_count = 0;
+  for (uint64_t w : ix.deleted_) deleted_count += uint64_t(__builtin_popcountll(w));
+  if (deleted_count != meta.deleted) damaged(path, "deleted count does not match the tombstones");
+  for (uint32_t s = 0; s < slots; ++s) {
+    if (ix.is_deleted(s)) continue;
+    const int64_t id = ix.slot_ids_[s];
+    if (id < 0) damaged(path, "slot " + std::to_string(s) + " has negative id " + std::to_string(id));
+    if (ix.slot_by_id_.find(id) != IdMap::kAbsent) damaged(path, "id " + std::to_string(id) + " appears twice");
+    ix.slot_by_id_.set(id, s);
+  }
+
+  if (meta.trained) {
+    auto centroids = in.section(kCentroids, c.nlist * c.dim * sizeof(float));
+    ix.centroids_.resize(c.nlist * c.dim);
+    std::memcpy(ix.centroids_.data(), centroids.data, centroids.size);
+    const size_t book_floats = c.m * (size_t(1) << c.nbits) * (c.dim / c.m);
+    auto books = in.section(kCodebooks, book_floats * sizeof(float));
+    std::vector<float> codebooks(book_floats);
+    std::memcpy(codebooks.data(), books.data, books.size);
+    ix.pq_.set_centroids(std::move(codebooks));
+
+    auto sizes_bytes = in.section(kListSizes, c.nlist * sizeof(uint64_t));
+    std::vector<uint64_t> sizes(c.nlist);
+    std::memcpy(sizes.data(), sizes_bytes.data, sizes_bytes.size);
+    uint64_t entries = 0, code_bytes = 0;
+    for (uint64_t n : sizes) {
+      if (n > slots) damaged(path, "an inverted list longer than the index");
+      entries += n;
+      code_bytes += list_code_bytes(c, n);
+    }
+    if (entries > slots) damaged(path, "more list entries than slots");
+    auto slot_bytes = in.section(kSlots, entries * sizeof(uint32_t));
+    auto codes = in.section(kCodes, code_bytes);
+    const uint32_t* slot_at = reinterpret_cast<const uint32_t*>(slot_bytes.data);
+    const uint8_t* code_at = codes.data;
+    std::vector<uint8_t> seen(slots, 0);
+    uint64_t deleted_listed = 0;
+    ix.lists_.assign(c.nlist, {});
+    for (size_t l = 0; l < c.nlist; ++l) {
+      auto& list = ix.lists_[l];
+      list.slots.assign(slot_at, slot_at + sizes[l]);
+      slot_at += sizes[l];
+      const size_t nb = list_code_bytes(c, sizes[l]);
+      list.codes.assign(code_at, code_at + nb);
+      code_at += nb;
+      for (uint32_t s : list.slots) {
+        if (s >= slots) damaged(path, "list " + std::to_string(l) + " refers to missing slot " + std::to_string(s));
+        if (seen[s]++) damaged(path, "slot " + std::to_string(s) + " is listed twice");
+        deleted_listed += ix.is_deleted(s);
+      }
+    }
+    for (uint32_t s = 0; s < slots; ++s)
+      if (!seen[s] && !ix.is_deleted(s)) damaged(path, "live slot " + std::to_string(s) + " is in no list");
+    if (deleted_listed != meta.deleted_in_lists) damaged(path, "deleted entry count does not match the lists");
+  }
+  ix.deleted_count_ = deleted_count;
+  ix.deleted_in_lists_ = meta.deleted_in_lists;
+  ix.vectors_ = std::make_unique<VectorFile>(path + ".vectors", c.dim, slots, meta.vectors_crc);
+  return index;
+}
+
+void IvfPqIndex::save(const std::string& path) const {
+  // Writers wait (the files must be one consistent state); searches go on.
+  std::shared_lock<std::shared_mutex> lock(mutex_);
+  IvfPqPersist::save(*this, path);
+}
+
+std::unique_ptr<IvfPqIndex> IvfPqIndex::load(const std::string& path) { return IvfPqPersist::load(path); }
+
+}  // namespace lookalike::pq

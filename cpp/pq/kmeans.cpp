@@ -1,0 +1,159 @@
+#include "pq/kmeans.h"
+
+#include <algorithm>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <stdexcept>
+#include <string>
+
+#include "distance/distance.h"
+#include "hnsw/parallel.h"
+
+namespace lookalike::pq {
+
+namespace {
+
+// Below this many components a call through the kernel table costs more than
+// the arithmetic, so short sub-vectors (PQ sub-spaces) take an inline loop.
+constexpr size_t kKernelMinDim = 32;
+constexpr size_t kInitSamplePerCentroid = 8;
+constexpr size_t kChunk = 256;  // points per parallel work item
+constexpr float kSplitNudge = 1.0f / 1024;
+
+double uniform01(std::mt19937_64& rng) { return double(rng() >> 11) * 0x1.0p-53; }
+
+float l2sq_inline(const float* a, const float* b, size_t dim) {
+  float s = 0;
+  for (size_t j = 0; j < dim; ++j) {
+    const float d = a[j] - b[j];
+    s += d * d;
+  }
+  return s;
+}
+
+// Copies `count` distinct points of x, drawn at random, into a new buffer.
+std::vector<float> sample_points(const float* x, size_t n, size_t dim, size_t count, std::mt19937_64& rng) {
+  std::vector<uint32_t> order(n);
+  std::iota(order.begin(), order.end(), 0u);
+  for (size_t i = 0; i < count; ++i) std::swap(order[i], order[i + rng() % (n - i)]);
+  std::sort(order.begin(), order.begin() + count);  // reads x in order
+  std::vector<float> out(count * dim);
+  for (size_t i = 0; i < count; ++i) std::copy_n(x + size_t(order[i]) * dim, dim, out.data() + i * dim);
+  return out;
+}
+
+std::vector<float> kmeans_plus_plus(const float* x, size_t n, size_t dim, size_t k, std::mt19937_64& rng,
+                                    size_t threads) {
+  std::vector<float> centroids(k * dim);
+  std::vector<float> nearest(n, std::numeric_limits<float>::infinity());
+  size_t chosen = rng() % n;
+  for (size_t c = 0;; ++c) {
+    const float* centre = x + chosen * dim;
+    std::copy_n(centre, dim, centroids.data() + c * dim);
+    if (c + 1 == k) break;
+    hnsw::parallel_for((n + kChunk - 1) / kChunk, threads, [&](size_t chunk) {
+      for (size_t i = chunk * kChunk; i < std::min(n, (chunk + 1) * kChunk); ++i)
+        nearest[i] = std::min(nearest[i], l2sq_inline(x + i * dim, centre, dim));
+    });
+    const double total = std::accumulate(nearest.begin(), nearest.end(), 0.0);
+    if (!(total > 0)) {  // every point sits on a centroid already: any point will do
+      chosen = rng() % n;
+      continue;
+    }
+    double target = uniform01(rng) * total;
+    chosen = n - 1;
+    for (size_t i = 0; i < n; ++i)
+      if ((target -= nearest[i]) < 0) {
+        chosen = i;
+        break;
+      }
+  }
+  return centroids;
+}
+
+// Re-seeds each empty cluster by splitting the currently largest one.
+void split_into_empty(std::vector<float>& centroids, std::vector<size_t>& counts, size_t dim) {
+  const size_t k = counts.size();
+  for (size_t e = 0; e < k; ++e) {
+    if (counts[e] != 0) continue;
+    const size_t big = size_t(std::max_element(counts.begin(), counts.end()) - counts.begin());
+    float* ce = centroids.data() + e * dim;
+    float* cb = centroids.data() + big * dim;
+    for (size_t j = 0; j < dim; ++j) {
+      const float sign = j % 2 ? 1.0f : -1.0f;
+      ce[j] = cb[j] * (1 + sign * kSplitNudge);
+      cb[j] = cb[j] * (1 - sign * kSplitNudge);
+    }
+    counts[e] = counts[big] / 2;
+    counts[big] -= counts[e];
+  }
+}
+
+}  // namespace
+
+void assign_nearest(const float* x, size_t n, const float* centroids, size_t k, size_t dim, uint32_t* out,
+                    float* out_dist, size_t threads) {
+  const auto many = distance::kernels().get_many(distance::Scalar::F32, distance::Kernel::L2Sq);
+  hnsw::parallel_for((n + kChunk - 1) / kChunk, threads, [&](size_t chunk) {
+    std::vector<float> d(k);
+    for (size_t i = chunk * kChunk; i < std::min(n, (chunk + 1) * kChunk); ++i) {
+      const float* p = x + i * dim;
+      if (dim >= kKernelMinDim) {
+        many(p, centroids, k, dim * sizeof(float), dim, d.data());
+      } else {
+        for (size_t c = 0; c < k; ++c) d[c] = l2sq_inline(p, centroids + c * dim, dim);
+      }
+      const size_t best = size_t(std::min_element(d.begin(), d.end()) - d.begin());  // first of ties
+      out[i] = uint32_t(best);
+      if (out_dist) out_dist[i] = d[best];
+    }
+  });
+}
+
+std::vector<float> kmeans(const float* x, size_t n, size_t dim, const KMeansParams& params) {
+  const size_t k = params.k;
+  if (k == 0 || k > n)
+    throw std::invalid_argument("k-means needs 1 <= k <= points, got k = " + std::to_string(k) + " for " +
+                                std::to_string(n) + " points");
+  std::mt19937_64 rng(params.seed);
+
+  std::vector<float> sample;
+  const size_t cap = params.max_points_per_centroid ? k * params.max_points_per_centroid : n;
+  if (n > cap) {
+    sample = sample_points(x, n, dim, cap, rng);
+    x = sample.data();
+    n = cap;
+  }
+
+  std::vector<float> centroids;
+  const size_t init_n = std::min(n, k * kInitSamplePerCentroid);
+  if (init_n < n) {
+    std::vector<float> init_points = sample_points(x, n, dim, init_n, rng);
+    centroids = kmeans_plus_plus(init_points.data(), init_n, dim, k, rng, params.threads);
+  } else {
+    centroids = kmeans_plus_plus(x, n, dim, k, rng, params.threads);
+  }
+
+  std::vector<uint32_t> assign(n);
+  std::vector<double> sums(k * dim);
+  std::vector<size_t> counts(k);
+  for (size_t it = 0; it < params.iterations; ++it) {
+    assign_nearest(x, n, centroids.data(), k, dim, assign.data(), nullptr, params.threads);
+    std::fill(sums.begin(), sums.end(), 0.0);
+    std::fill(counts.begin(), counts.end(), 0);
+    for (size_t i = 0; i < n; ++i) {
+      double* s = sums.data() + size_t(assign[i]) * dim;
+      const float* p = x + i * dim;
+      for (size_t j = 0; j < dim; ++j) s[j] += p[j];
+      ++counts[assign[i]];
+    }
+    for (size_t c = 0; c < k; ++c)
+      if (counts[c])
+        for (size_t j = 0; j < dim; ++j) centroids[c * dim + j] = float(sums[c * dim + j] / double(counts[c]));
+    split_into_empty(centroids, counts, dim);
+  }
+  return centroids;
+}
+
+}  // namespace lookalike::pq

@@ -1,0 +1,71 @@
+// A product quantizer (Jegou, Douze & Schmid, 2011): a dim-float vector is cut
+// into m sub-vectors of dim / m floats, and each sub-vector is replaced by the
+// index of its nearest centroid among 2^nbits learned for that sub-space.
+//
+// Parameters and their trade-offs:
+//   m      sub-spaces; dim must be a multiple of m. More sub-spaces: finer codes
+//          (lower error, higher recall before re-rank) and more bytes a vector.
+//   nbits  8: 256 centroids a sub-space, m bytes a code, scanned with float
+//          lookup tables (adc_kernels.h scan8). 4: 16 centroids, m / 2 bytes, and
+//          the lookup tables fit in SIMD registers (fast-scan): about as many
+//          bytes buy a coarser code but a several times faster scan, which the
+//          exact re-rank then corrects. At 512 dims, 4-bit m=128 (64 bytes) is
+//          the usual choice under an 80-byte budget; 8-bit m=64 is its peer.
+//
+// Codes handed in and out here are always one byte per sub-space ("unpacked");
+// packing two 4-bit codes a byte, in fast-scan blocks, is fast_scan.h's job.
+//
+// Asymmetric distance computation (ADC): the query stays exact; a per-query
+// lookup table holds its distance to every centroid of every sub-space, and the
+// distance to a code is the sum of m table entries. Tables are "smaller is
+// closer": squared L2 or the negative inner product.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace lookalike::pq {
+
+enum class LutKind : uint8_t { L2 = 0, NegInnerProduct = 1 };
+
+class ProductQuantizer {
+ public:
+  // Throws std::invalid_argument unless dim % m == 0 and nbits is 4 or 8.
+  ProductQuantizer(size_t dim, size_t m, size_t nbits);
+
+  size_t dim() const { return dim_; }
+  size_t m() const { return m_; }
+  size_t nbits() const { return nbits_; }
+  size_t ksub() const { return size_t(1) << nbits_; }  // centroids a sub-space
+  size_t dsub() const { return dim_ / m_; }
+  bool trained() const { return !centroids_.empty(); }
+
+  // Learns the codebooks from n >= ksub() finite vectors; sub-spaces are
+  // trained in parallel on up to `threads` threads (0: every core).
+  void train(const float* x, size_t n, uint64_t seed, size_t threads, size_t iterations = 20);
+
+  // n vectors to n * m one-byte codes, and back. Require a trained quantizer.
+  void encode(const float* x, size_t n, uint8_t* codes, size_t threads = 1) const;
+  void decode(const uint8_t* codes, size_t n, float* out) const;
+
+  // m * ksub() entries: lut[s * ksub + c] = the distance of the query's
+  // sub-vector s to centroid c of sub-space s.
+  void compute_lut(const float* query, LutKind kind, float* lut) const;
+  // The ADC distance of one code: the sum of its m table entries, in order.
+  float adc(const float* lut, const uint8_t* code) const;
+
+  // Codebooks: m * ksub * dsub floats, sub-space-major. set_centroids takes
+  // exactly that many (loading a saved quantizer).
+  const std::vector<float>& centroids() const { return centroids_; }
+  void set_centroids(std::vector<float> centroids);
+
+ private:
+  const float* sub_centroids(size_t s) const { return centroids_.data() + s * ksub() * dsub(); }
+  void require_trained() const;
+
+  size_t dim_, m_, nbits_;
+  std::vector<float> centroids_;
+};
+
+}  // namespace lookalike::pq

@@ -1,0 +1,53 @@
+// The full-precision vectors of an IVF-PQ index, kept out of RAM: an append-only
+// file of float32 rows, memory-mapped, read only for the exact re-rank of a few
+// candidates a query. The kernel's page cache decides how much of it stays
+// resident; the index's own memory holds codes, ids and centroids only.
+//
+// The file is raw rows (no header): its row count and CRC32C live in the index
+// file that refers to it (ivf_pq_persist.cpp), which is what makes a damaged or
+// foreign vectors file detectable. Rows are only ever appended, so an index file
+// saved earlier stays valid while the live index keeps adding; loading it
+// truncates the rows added after that save.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace lookalike::pq {
+
+class VectorFile {
+ public:
+  // A new, empty file at `path` (replacing any file there); with an empty path,
+  // an anonymous temporary file that disappears with the object.
+  VectorFile(const std::string& path, size_t dim);
+  // An existing file holding at least `rows` rows, cut back to exactly that
+  // many; throws io::FormatError if it is shorter or its CRC32C is not `crc`.
+  VectorFile(const std::string& path, size_t dim, size_t rows, uint32_t crc);
+  ~VectorFile();
+  VectorFile(const VectorFile&) = delete;
+  VectorFile& operator=(const VectorFile&) = delete;
+
+  // Appends n rows of dim floats (growing the file and its map by doubling).
+  void append(const float* rows, size_t n);
+  const float* row(size_t i) const { return map_ + i * dim_; }
+  size_t rows() const { return rows_; }
+  uint32_t crc() const { return crc_; }  // CRC32C of every row so far
+  const std::string& path() const { return path_; }  // empty for a temporary file
+
+  // Writes the rows to `path` atomically (temporary file, fsync, rename), or,
+  // when `path` is this file already, just flushes it to disk.
+  void save_as(const std::string& path) const;
+
+ private:
+  void map_capacity(size_t capacity_rows);
+
+  std::string path_;
+  int fd_ = -1;
+  size_t dim_;
+  size_t rows_ = 0, capacity_ = 0;
+  float* map_ = nullptr;
+  uint32_t crc_ = 0;
+};
+
+}  // namespace lookalike::pq

@@ -1,0 +1,91 @@
+"""Which index for a collection: the default by size, and memory estimates.
+
+The rule of thumb (measured in bench/; see the README's projection to 100M):
+
+- below ~10M vectors, HNSW: the best recall per query-second, and its memory
+  (about 2.2 KB a 512-d vector in float32, 1.6 KB as int8 + float16 copies)
+  still fits one machine;
+- from ~10M up, IVF-PQ with re-rank from disk: ~70 bytes of RAM a vector
+  (4-bit PQ, m = dim / 8, plus ids), the float vectors in a memory-mapped file.
+
+With a ``memory_budget`` (bytes of RAM for the index), the first kind in the
+order HNSW float32, float16, int8 + float16 copies, IVF-PQ whose estimate fits
+is chosen. The estimates count what each index keeps in RAM: codes, vectors,
+links, ids and id maps; not the page cache of IVF-PQ's vectors file.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+HNSW_MAX_VECTORS = 10_000_000
+_HNSW_M = 16
+_ID_MAP_BYTES = 56  # HnswIndex's std::unordered_map, per id
+_IVF_ID_BYTES = 8 + 4 + 24  # slot -> id, list slot number, open-addressing id map
+
+
+@dataclass(frozen=True)
+class IndexChoice:
+    kind: str                      # "hnsw", "hnsw-float16", "hnsw-int8" or "ivf_pq"
+    params: dict = field(default_factory=dict)  # keyword arguments for the index class
+    memory_bytes: int = 0          # estimated RAM of the index
+
+    @property
+    def index_class(self) -> str:
+        return "IvfPqIndex" if self.kind == "ivf_pq" else "HnswIndex"
+
+
+def default_nlist(n: int) -> int:
+    """~4 sqrt(n) cells, a power of two in [16, 65536]."""
+    return int(min(65536, max(16, 2 ** round(math.log2(4 * math.sqrt(max(n, 1)))))))
+
+
+def default_pq_m(dim: int) -> int:
+    """dim / 8 sub-spaces (4-bit codes of dim / 16 bytes), kept a divisor of dim."""
+    m = max(1, dim // 8)
+    while dim % m:
+        m -= 1
+    return m
+
+
+def estimate_memory(kind: str, n: int, dim: int) -> int:
+    """Estimated bytes of RAM an index of `kind` holds for n vectors of dim."""
+    links = 2 * _HNSW_M * 4 + 16 + _ID_MAP_BYTES  # level-0 links, node header, id map
+    if kind == "hnsw":
+        return n * (4 * dim + links)
+    if kind == "hnsw-float16":
+        return n * (2 * dim + links)
+    if kind == "hnsw-int8":
+        return n * (dim + 2 * dim + links)  # int8 codes + float16 re-ranking copies
+    if kind == "ivf_pq":
+        m, nlist = default_pq_m(dim), default_nlist(n)
+        return n * (m // 2 + _IVF_ID_BYTES) + 4 * dim * (nlist + 16)
+    raise ValueError(f"unknown index kind {kind!r} (expected hnsw, hnsw-float16, hnsw-int8 or ivf_pq)")
+
+
+def _params(kind: str, n: int, dim: int) -> dict:
+    if kind == "hnsw":
+        return {"M": _HNSW_M}
+    if kind == "hnsw-float16":
+        return {"M": _HNSW_M, "storage": "float16"}
+    if kind == "hnsw-int8":
+        return {"M": _HNSW_M, "storage": "int8", "rerank": "float16"}
+    return {"nlist": default_nlist(n), "m": default_pq_m(dim), "nbits": 4, "nprobe": 16, "rerank_k": 100}
+
+
+def choose_index(n: int, dim: int, memory_budget: int | None = None) -> IndexChoice:
+    """The index kind, its parameters and estimated RAM for n vectors of dim."""
+    if n < 0 or dim < 1:
+        raise ValueError(f"need n >= 0 and dim >= 1, got n={n}, dim={dim}")
+    if memory_budget is None:
+        kind = "hnsw" if n < HNSW_MAX_VECTORS else "ivf_pq"
+    else:
+        fits = [k for k in ("hnsw", "hnsw-float16", "hnsw-int8", "ivf_pq") if estimate_memory(k, n, dim) <= memory_budget]
+        if n >= HNSW_MAX_VECTORS and "ivf_pq" in fits:
+            fits = ["ivf_pq"]
+        if not fits:
+            need = estimate_memory("ivf_pq", n, dim)
+            raise ValueError(f"no index fits {memory_budget:,} bytes for {n:,} x {dim}: IVF-PQ needs ~{need:,}")
+        kind = fits[0]
+    return IndexChoice(kind, _params(kind, n, dim), estimate_memory(kind, n, dim))

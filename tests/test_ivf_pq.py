@@ -1,0 +1,188 @@
+"""IvfPqIndex: recall with re-rank, writes after training, filters, persistence,
+damaged files and bad input."""
+
+import os
+
+import numpy as np
+import pytest
+
+from conftest import clustered, exact_knn, recall
+from lookalike.index import (
+    DuplicateIdError,
+    IdFilter,
+    IndexFileError,
+    IvfPqIndex,
+    UnknownIdError,
+    choose_index,
+    estimate_memory,
+)
+
+DIM = 64
+
+
+@pytest.fixture(scope="module")
+def data():
+    x = clustered(6200, DIM, seed=11)
+    return x[:6000], x[6000:]
+
+
+def build(base, nbits=4, metric="cosine", **kw):
+    index = IvfPqIndex(DIM, metric, nlist=32, m=16 if nbits == 8 else 32, nbits=nbits, nprobe=8, **kw)
+    index.train(base)
+    index.add(np.arange(len(base)), base)
+    return index
+
+
+@pytest.fixture(scope="module")
+def index4(data):
+    return build(data[0])
+
+
+@pytest.mark.parametrize("nbits", [4, 8])
+@pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])
+def test_recall_with_rerank(data, nbits, metric):
+    base, queries = data
+    if metric == "l2":
+        base, queries = base * 3.0, queries * 3.0
+    index = build(base, nbits, metric)
+    truth = exact_knn(base, queries, 10, metric)
+    found = index.search(queries, 10, rerank_k=100)
+    assert recall(found.ids, truth) >= 0.95
+    assert recall(index.search(queries, 10, rerank=False).ids, truth) < recall(found.ids, truth)
+    # Re-ranked distances are the exact ones, ascending.
+    q, ids, d = queries[0], found.ids[0], found.distances[0]
+    exact = {"cosine": 1 - base[ids] @ q, "ip": -(base[ids] @ q), "l2": ((base[ids] - q) ** 2).sum(1)}[metric]
+    np.testing.assert_allclose(d, exact, rtol=1e-4, atol=1e-4)
+    assert (np.diff(d) >= 0).all()
+
+
+def test_single_query_shape_and_padding(index4, data):
+    res = index4.search(data[1][0], k=5)
+    assert res.ids.shape == (5,) and res.distances.shape == (5,)
+    few = index4.search(data[1][0], k=5, filter=IdFilter([3, 4]), nprobe=32)
+    assert set(few.ids[:2]) == {3, 4} and (few.ids[2:] == -1).all() and np.isinf(few.distances[2:]).all()
+
+
+def test_filter_only_returns_allowed_ids(index4, data):
+    allowed = np.arange(0, 6000, 3)
+    res = index4.search(data[1], 10, filter=IdFilter(allowed))
+    assert np.isin(res.ids, allowed).all()
+    res = index4.search(data[1], 10, filter=IdFilter(allowed, exclude=True))
+    assert not np.isin(res.ids, allowed).any()
+
+
+def test_delete_upsert_and_compact(data):
+    base, queries = data
+    index = build(base[:3000])
+    top = index.search(queries[:20], 1).ids[:, 0]
+    index.delete(np.unique(top))
+    assert not np.isin(index.search(queries[:20], 10).ids, top).any()
+    assert len(index) == 3000 - len(np.unique(top)) and index.deleted_count == len(np.unique(top))
+    with pytest.raises(UnknownIdError):
+        index.delete([top[0], 1])  # all or nothing
+    assert 1 in index
+    index.upsert([1], queries[0])
+    assert index.search(queries[0], 1).ids[0] == 1
+    before = index.memory_usage()["code_bytes"]
+    index.compact()
+    assert index.deleted_count == 0 and index.memory_usage()["code_bytes"] <= before
+    assert index.search(queries[0], 1).ids[0] == 1
+    assert not np.isin(index.search(queries[:20], 10).ids, top).any()
+
+
+def test_round_trip_and_later_writes(tmp_path, data):
+    base, queries = data
+    index = build(base[:3000], nbits=8)
+    index.delete([5, 6])
+    path = tmp_path / "ivf.lkl"
+    index.save(path)
+    assert os.path.exists(str(path) + ".vectors")
+    loaded = IvfPqIndex.load(path)
+    assert (len(loaded), loaded.nbits, loaded.nlist, loaded.nprobe) == (len(index), 8, 32, 8)
+    for a, b in zip(index.search(queries, 10), loaded.search(queries, 10)):
+        np.testing.assert_array_equal(a, b)
+    loaded.add([10_000], queries[0])
+    assert loaded.search(queries[0], 1).ids[0] == 10_000
+    # The earlier save is still valid: rows appended since are dropped on load.
+    again = IvfPqIndex.load(path)
+    assert 10_000 not in again and len(again) == len(index)
+
+
+def test_damaged_files_are_refused(tmp_path, data):
+    index = build(data[0][:2000])
+    path = str(tmp_path / "ivf.lkl")
+    index.save(path)
+    raw = open(path, "rb").read()
+    for name, blob in (("truncated", raw[: len(raw) // 2]), ("flipped", raw[:3000] + bytes([raw[3000] ^ 1]) + raw[3001:])):
+        bad = str(tmp_path / f"{name}.lkl")
+        open(bad, "wb").write(blob)
+        os.link(path + ".vectors", bad + ".vectors")
+        with pytest.raises(IndexFileError):
+            IvfPqIndex.load(bad)
+    vec = bytearray(open(path + ".vectors", "rb").read())
+    vec[100] ^= 0xFF
+    open(path + ".vectors", "wb").write(bytes(vec))
+    with pytest.raises(IndexFileError, match="checksum"):
+        IvfPqIndex.load(path)
+    os.remove(path + ".vectors")
+    with pytest.raises(IndexFileError, match="missing"):
+        IvfPqIndex.load(path)
+    with pytest.raises(FileNotFoundError):
+        IvfPqIndex.load(tmp_path / "nothing.lkl")
+
+
+def test_bad_input_changes_nothing(index4, data):
+    base, queries = data
+    n = len(index4)
+    with pytest.raises(ValueError, match="dimension"):
+        index4.add([99_999], np.ones((1, DIM + 1)))
+    bad = base[:2].copy()
+    bad[1, 3] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        index4.add([99_998, 99_999], bad)
+    with pytest.raises(DuplicateIdError):
+        index4.add([0], base[0])
+    with pytest.raises(ValueError, match=">= 0"):
+        index4.add([-1], base[0])
+    assert len(index4) == n and 99_998 not in index4
+    with pytest.raises(ValueError, match="k must"):
+        index4.search(queries[0], k=0)
+    with pytest.raises(ValueError, match="non-finite"):
+        index4.search(np.full(DIM, np.inf), k=1)
+    with pytest.raises(TypeError, match="filter"):
+        index4.search(queries[0], filter=lambda i: True)
+
+
+def test_untrained_and_bad_parameters(data):
+    index = IvfPqIndex(DIM, nlist=32, m=32)
+    with pytest.raises(RuntimeError, match="not trained"):
+        index.add([1], data[0][0])
+    with pytest.raises(RuntimeError, match="not trained"):
+        index.search(data[1][0])
+    with pytest.raises(ValueError, match="at least"):
+        index.train(data[0][:10])
+    with pytest.raises(ValueError, match="multiple of m"):
+        IvfPqIndex(DIM, m=48)
+    with pytest.raises(ValueError, match="nbits"):
+        IvfPqIndex(DIM, m=16, nbits=5)
+    with pytest.raises(ValueError, match="metric"):
+        IvfPqIndex(DIM, "hamming", m=16)
+
+
+def test_memory_stays_near_the_code_size(index4):
+    use = index4.memory_usage()
+    per_vector = (use["total_bytes"] - use["centroid_bytes"]) / use["live"]
+    assert use["code_bytes"] >= use["live"] * 16  # m=32 4-bit codes: 16 bytes a vector
+    assert per_vector < 16 * 2 + 12 + 40  # codes (with list slack) + slot + id + id map
+    assert use["vector_file_bytes"] == use["live"] * DIM * 4
+
+
+def test_choose_index_by_size_and_budget():
+    assert choose_index(1_000_000, 512).kind == "hnsw"
+    big = choose_index(100_000_000, 512)
+    assert big.kind == "ivf_pq" and big.params["m"] == 64 and big.memory_bytes / 1e8 < 80
+    assert choose_index(5_000_000, 512, memory_budget=6 * 2**30).kind == "hnsw-float16"
+    assert choose_index(5_000_000, 512, memory_budget=1 * 2**30).kind == "ivf_pq"
+    assert estimate_memory("hnsw", 1000, 512) > estimate_memory("hnsw-int8", 1000, 512)
+    with pytest.raises(ValueError, match="no index fits"):
+        choose_index(100_000_000, 512, memory_budget=10**6)

@@ -1,0 +1,105 @@
+"""The PQ building blocks against numpy references: k-means, encode/decode, lookup
+tables and ADC, and the SIMD scans at every level against the scalar one."""
+
+import numpy as np
+import pytest
+
+from conftest import clustered
+from lookalike import _core
+
+
+@pytest.fixture(scope="module")
+def data():
+    return clustered(3000, 32, seed=5)
+
+
+@pytest.fixture(scope="module")
+def pq8(data):
+    pq = _core.ProductQuantizer(32, 8, 8)
+    pq.train(data, 1, 0, 10)
+    return pq
+
+
+def test_kmeans_is_seeded_and_fills_every_cluster(data):
+    a = _core.kmeans(data, 64, 8, 256, 7, 0)
+    b = _core.kmeans(data, 64, 8, 256, 7, 1)
+    np.testing.assert_array_equal(a, b)  # same seed, any thread count: same centroids
+    assert not np.array_equal(a, _core.kmeans(data, 64, 8, 256, 8, 0))
+    assign = np.argmin(((data[:, None, :] - a[None]) ** 2).sum(-1), axis=1)
+    assert len(np.unique(assign)) == 64  # no empty cluster survives
+    # Lloyd rounds lower the quantisation error below a random choice of centres.
+    rand = data[np.random.default_rng(0).choice(len(data), 64, replace=False)]
+    err = lambda c: ((data[:, None, :] - c[None]) ** 2).sum(-1).min(1).mean()  # noqa: E731
+    assert err(a) < 0.8 * err(rand)
+
+
+def test_kmeans_splits_clusters_on_duplicate_points():
+    x = np.repeat(np.eye(4, dtype=np.float32), 50, axis=0)  # 4 distinct points, 8 clusters
+    c = _core.kmeans(x, 8, 5, 256, 0, 1)
+    assert np.isfinite(c).all() and len({tuple(r) for r in np.round(c, 6)}) == 8
+
+
+def test_kmeans_rejects_bad_k(data):
+    with pytest.raises(ValueError, match="k-means needs"):
+        _core.kmeans(data[:10], 11, 5, 256, 0, 1)
+
+
+def test_encode_decode_match_numpy(data, pq8):
+    books = pq8.centroids  # (m, 256, dsub)
+    sub = data.reshape(len(data), 8, 4)
+    ref = np.stack([np.argmin(((sub[:, s, None, :] - books[s][None]) ** 2).sum(-1), axis=1) for s in range(8)], 1)
+    codes = pq8.encode(data)
+    assert (codes == ref).mean() > 0.999  # float ties aside, the same nearest centroids
+    decoded = pq8.decode(codes)
+    np.testing.assert_array_equal(decoded.reshape(-1, 8, 4), books[np.arange(8), codes])
+    rel = ((decoded - data) ** 2).sum() / (data**2).sum()
+    assert rel < 0.1  # 8 bytes for 32 floats still keep 90% of the energy
+
+
+def test_adc_equals_decoded_distances(data, pq8):
+    codes = pq8.encode(data[:500])
+    decoded = pq8.decode(codes)
+    q = data[2999]
+    for kind, ref in (("l2", ((decoded - q) ** 2).sum(1)), ("ip", -(decoded @ q))):
+        lut = pq8.compute_lut(q, kind)
+        np.testing.assert_allclose(_core.pq_scan8(lut, codes), ref, rtol=1e-4, atol=1e-5)
+
+
+def test_pq_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="multiple of m"):
+        _core.ProductQuantizer(30, 8, 8)
+    with pytest.raises(ValueError, match="nbits"):
+        _core.ProductQuantizer(32, 8, 6)
+    pq = _core.ProductQuantizer(32, 8, 8)
+    with pytest.raises(RuntimeError, match="not trained"):
+        pq.encode(np.zeros((1, 32), np.float32))
+    with pytest.raises(ValueError, match="at least 256"):
+        pq.train(np.zeros((100, 32), np.float32), 0, 1, 5)
+
+
+@pytest.mark.parametrize("m", [1, 3, 8, 16, 17, 64, 256])
+def test_every_simd_level_matches_scalar_exactly(m):
+    rng = np.random.default_rng(m)
+    lut = rng.standard_normal((m, 256)).astype(np.float32)
+    codes = rng.integers(0, 256, (77, m), dtype=np.uint8)
+    qlut = rng.integers(0, 256, (m, 16), dtype=np.uint8)
+    codes4 = rng.integers(0, 16, (77, m), dtype=np.uint8)
+    out = {}
+    for level in _core.simd_levels():
+        with _core.simd_level(level):
+            out[level] = (_core.pq_scan8(lut, codes), _core.pq_fastscan4(qlut, codes4))
+    np.testing.assert_allclose(out["scalar"][0], lut[np.arange(m), codes].sum(1), rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(out["scalar"][1], qlut[np.arange(m), codes4].astype(np.int64).sum(1))
+    for level, (scan8, scan4) in out.items():
+        np.testing.assert_array_equal(scan8, out["scalar"][0], err_msg=level)
+        np.testing.assert_array_equal(scan4, out["scalar"][1], err_msg=level)
+
+
+def test_quantized_lut_approximates_float_sums():
+    rng = np.random.default_rng(1)
+    lut = rng.standard_normal((32, 16)).astype(np.float32)
+    qlut, bias, scale = _core.pq_quantize_lut(lut)
+    codes = rng.integers(0, 16, (200, 32), dtype=np.uint8)
+    exact = lut[np.arange(32), codes].sum(1)
+    approx = bias + scale * _core.pq_fastscan4(qlut, codes).astype(np.float64)
+    assert np.abs(approx - exact).max() <= 32 * scale / 2 + 1e-4  # half a step a sub-space at most
