@@ -32,3 +32,19 @@ def recall(found: np.ndarray, truth: np.ndarray) -> float:
 def data_64d():
     vectors = clustered(4200, 64, seed=1)
     return vectors[:4000], vectors[4000:]  # queries from the same clusters
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_checkpoint(tmp_path_factory):
+    """A tiny random CLIP checkpoint folder (see tiny_clip.py)."""
+    from tiny_clip import make_tiny_clip
+
+    return make_tiny_clip(tmp_path_factory.mktemp("tiny-clip-checkpoint"))
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_bundle(tiny_clip_checkpoint, tmp_path_factory):
+    """That checkpoint exported to a bundle by lookalike's CLIP exporter."""
+    from lookalike.encoders.export_clip import export_clip
+
+    return export_clip(str(tiny_clip_checkpoint), tmp_path_factory.mktemp("tiny-clip-bundle"), model_id="tiny-clip")
