@@ -19,7 +19,7 @@ def manifest_doc(tiny_clip_bundle):
 def test_exported_bundle_loads(tiny_clip_bundle, tiny_clip_checkpoint):
     bundle = load_bundle(tiny_clip_bundle)
     m = bundle.manifest
-    assert m.model_id == "tiny-clip" and m.spaces["clip"].dim == 24 and m.spaces["clip"].metric == "cosine"
+    assert m.model_id == "tiny-clip" and m.spaces["joint"].dim == 24 and m.spaces["joint"].metric == "cosine"
     assert set(m.towers) == {"image", "text"}
     assert m.towers["image"].preprocess.crop_size == 32 and m.towers["image"].preprocess.resize_filter == "bicubic"
     assert m.towers["text"].tokenizer.max_length == 16
@@ -54,12 +54,12 @@ def broken(doc, path, value):
         ("model.id", ..., r"model\.id: missing"),
         ("model.version", 3, r"model\.version: expected a string, got int 3"),
         ("spaces", {}, r"spaces: at least one vector space"),
-        ("spaces.clip.dim", 0, r"spaces\.clip\.dim: must be a positive integer, got 0"),
-        ("spaces.clip.dim", True, r"spaces\.clip\.dim: expected an integer, got a boolean"),
-        ("spaces.clip.metric", "hamming", r"spaces\.clip\.metric: 'hamming' is not one of cosine, ip, l2"),
+        ("spaces.joint.dim", 0, r"spaces\.joint\.dim: must be a positive integer, got 0"),
+        ("spaces.joint.dim", True, r"spaces\.joint\.dim: expected an integer, got a boolean"),
+        ("spaces.joint.metric", "hamming", r"spaces\.joint\.metric: 'hamming' is not one of cosine, ip, l2"),
         ("towers.audio", {}, r"towers\.audio: unknown tower kind"),
         ("towers.image.file", ..., r"towers\.image\.file: missing"),
-        ("towers.image.outputs.clip", "nowhere", r"towers\.image\.outputs\.clip: names space 'nowhere'"),
+        ("towers.image.outputs.joint", "nowhere", r"towers\.image\.outputs\.joint: names space 'nowhere'"),
         ("towers.image.preprocess.resize_filter", "magic", r"resize_filter: 'magic' is not one of"),
         ("towers.image.preprocess.crop_size", 64, r"crop_size: 64 is larger than the resized image \(32\)"),
         ("towers.image.preprocess.std", [1, 0, 1], r"preprocess\.std: every std must be > 0"),
@@ -71,7 +71,7 @@ def broken(doc, path, value):
         ("towers.text.inputs.0.name", "tokens", r"a text tower takes input_ids"),
         ("weights.0.license", ..., r"weights\[0\]\.license: missing"),
         ("image_query", {"visual": 1.0}, r"image_query\.visual: names no space"),
-        ("image_query.clip", -1, r"image_query\.clip: must be >= 0"),
+        ("image_query.joint", -1, r"image_query\.joint: must be >= 0"),
     ],
 )
 def test_broken_manifest_names_field_and_problem(manifest_doc, path, value, message):

@@ -94,22 +94,22 @@ def test_bad_runtime_config(field, value):
 
 def test_runs_on_the_cpu_here(encoder):
     assert encoder.providers == {"image": [CPU], "text": [CPU]}
-    assert encoder.spaces == {"clip": 24}
+    assert encoder.spaces == {"joint": 24}
 
 
 def test_image_vectors_are_unit_length_and_batch_invariant(encoder):
     images = photos(7)
-    together = encoder.encode_images(images)["clip"]  # chunks of 3, 3, 1
+    together = encoder.encode_images(images)["joint"]  # chunks of 3, 3, 1
     assert together.shape == (7, 24) and together.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-5)
-    alone = np.concatenate([encoder.encode_images([image])["clip"] for image in images])
+    alone = np.concatenate([encoder.encode_images([image])["joint"] for image in images])
     np.testing.assert_allclose(together, alone, atol=1e-6, rtol=0)
-    np.testing.assert_array_equal(encoder.encode_images(images)["clip"], together)  # deterministic
+    np.testing.assert_array_equal(encoder.encode_images(images)["joint"], together)  # deterministic
 
 
 def test_text_vectors_are_batch_invariant_despite_padding(encoder):
-    together = encoder.encode_texts(TEXTS)["clip"]
-    alone = np.concatenate([encoder.encode_texts([t])["clip"] for t in TEXTS])
+    together = encoder.encode_texts(TEXTS)["joint"]
+    alone = np.concatenate([encoder.encode_texts([t])["joint"] for t in TEXTS])
     np.testing.assert_allclose(together, alone, atol=1e-6, rtol=0)
     np.testing.assert_allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-5)
     assert not np.allclose(together[0], together[1])
@@ -117,18 +117,18 @@ def test_text_vectors_are_batch_invariant_despite_padding(encoder):
 
 def test_pil_images_and_bytes_give_the_same_vector(encoder):
     data = photos(1)[0]
-    from_bytes = encoder.encode_images([data])["clip"]
-    np.testing.assert_array_equal(encoder.encode_images([Image.open(io.BytesIO(data))])["clip"], from_bytes)
+    from_bytes = encoder.encode_images([data])["joint"]
+    np.testing.assert_array_equal(encoder.encode_images([Image.open(io.BytesIO(data))])["joint"], from_bytes)
 
 
 def test_empty_batches(encoder):
-    assert encoder.encode_images([])["clip"].shape == (0, 24)
-    assert encoder.encode_texts([])["clip"].shape == (0, 24)
+    assert encoder.encode_images([])["joint"].shape == (0, 24)
+    assert encoder.encode_texts([])["joint"].shape == (0, 24)
 
 
 def test_long_text_is_truncated_to_max_length(encoder):
     long = " ".join(["shoe"] * 100)
-    assert encoder.encode_texts([long])["clip"].shape == (1, 24)
+    assert encoder.encode_texts([long])["joint"].shape == (1, 24)
 
 
 def test_bad_inputs_are_clear_errors(encoder):
@@ -148,9 +148,9 @@ def test_graph_that_does_not_match_the_manifest(tiny_clip_bundle, tmp_path):
 
     bundle = shutil.copytree(tiny_clip_bundle, tmp_path / "b")
     doc = json.loads((bundle / "manifest.json").read_text())
-    doc["spaces"]["clip"]["dim"] = 25
+    doc["spaces"]["joint"]["dim"] = 25
     (bundle / "manifest.json").write_text(json.dumps(doc))
-    with pytest.raises(BundleError, match="output 'clip' has 24 dimensions, space 'clip' has 25"):
+    with pytest.raises(BundleError, match="output 'joint' has 24 dimensions, space 'joint' has 25"):
         Encoder(bundle, RuntimeConfig(device="cpu"))
 
 

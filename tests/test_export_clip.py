@@ -37,7 +37,7 @@ def test_text_tower_matches_torch_across_lengths(torch_clip, encoder, texts):
     with torch.no_grad():
         features = torch_clip.get_text_features(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask))
         expected = F.normalize(features.pooler_output, dim=-1).numpy()
-    np.testing.assert_allclose(encoder.encode_texts(texts)["clip"], expected, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(encoder.encode_texts(texts)["joint"], expected, atol=1e-4, rtol=0)
 
 
 def test_sequence_lengths_differ_from_the_traced_one(encoder):
@@ -56,6 +56,6 @@ def test_cli_exports_a_checkpoint_folder(tiny_clip_checkpoint, tmp_path, capsys)
 
     assert main(["model", "export-clip", str(tiny_clip_checkpoint), "--out", str(tmp_path / "b"), "--model-id", "t"]) == 0
     assert main(["model", "check", str(tmp_path / "b")]) == 0
-    assert "spaces {'clip': 24}" in capsys.readouterr().out
+    assert "spaces {'joint': 24}" in capsys.readouterr().out
     assert main(["model", "export-clip", str(tmp_path / "missing"), "--out", str(tmp_path / "c")]) == 1
     assert "not a checkpoint folder" in capsys.readouterr().err

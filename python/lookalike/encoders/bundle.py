@@ -35,6 +35,12 @@ MANIFEST_NAME = "manifest.json"
 FORMAT_NAME = "lookalike-model-bundle"
 FORMAT_VERSION = 1
 
+# Space names shared by every exporter, so that the service needs no per-model
+# knowledge: text and image vectors that can be compared live in JOINT_SPACE;
+# an image-only space for photo-to-photo similarity is VISUAL_SPACE.
+JOINT_SPACE = "joint"
+VISUAL_SPACE = "visual"
+
 METRICS = ("cosine", "ip", "l2")
 RESIZE_FILTERS = ("nearest", "box", "bilinear", "hamming", "bicubic", "lanczos")
 RESIZE_MODES = ("shorter_side", "stretch")

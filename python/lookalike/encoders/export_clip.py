@@ -1,6 +1,6 @@
 """Exports a CLIP checkpoint (Hugging Face ``transformers`` CLIPModel) into a
 model bundle: ``image.onnx`` and ``text.onnx`` with the projection and the L2
-normalisation inside the graphs, both writing into one ``clip`` space, plus
+normalisation inside the graphs, both writing into the ``joint`` space, plus
 ``tokenizer.json`` and a manifest with the checkpoint's own preprocessing.
 
 Build time only (the ``build`` extra: torch, transformers). A checkpoint is a
@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from lookalike.encoders.bundle import (
+    JOINT_SPACE as SPACE,
     ImagePreprocess,
     Manifest,
     Space,
@@ -33,7 +34,6 @@ from lookalike.encoders.onnx_export import export_onnx
 # OpenAI CLIP's pixel statistics, used when a checkpoint has no preprocessor_config.json.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-SPACE = "clip"
 # Pillow's resample numbers, as saved in preprocessor_config.json.
 _PIL_FILTERS = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
 

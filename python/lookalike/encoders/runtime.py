@@ -130,8 +130,8 @@ class Encoder:
     """The towers of one bundle, ready to encode.
 
     >>> encoder = Encoder("data/models/default")
-    >>> encoder.encode_images([jpeg_bytes])["clip"].shape   # (1, dim), L2-normalised
-    >>> encoder.encode_texts(["red running shoes"])["clip"]
+    >>> encoder.encode_images([jpeg_bytes])["joint"].shape   # (1, dim), L2-normalised
+    >>> encoder.encode_texts(["red running shoes"])["joint"]
 
     Both methods return ``{space name: float32 array (n, dim)}`` in input order.
     The same input gives the same vector whatever the batch it is part of
