@@ -33,7 +33,6 @@ import onnxruntime as ort
 from PIL import Image
 
 from lookalike.encoders import Encoder, RuntimeConfig, load_bundle
-from lookalike.encoders.text import TextTokenizer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 QUERIES = [
@@ -86,15 +85,14 @@ def int8_copy(bundle_dir: Path, tower: str, into: Path) -> Path:
 
 
 def bench_tower(encoder: Encoder, tower: str, batches: list[int], images: list[bytes]) -> dict[str, dict[str, float]]:
-    session = encoder._sessions[tower]
+    session = encoder.session(tower)
     spec = encoder.bundle.manifest.towers[tower]
     rows = {}
     for batch in batches:
         if tower == "image":
             feed = {spec.inputs[0].name: encoder.preprocess_images((images * batch)[:batch])}
         else:
-            tokenizer = TextTokenizer(encoder.bundle.file(spec.tokenizer.file), spec.tokenizer)
-            ids, mask = tokenizer((QUERIES * batch)[:batch])
+            ids, mask = encoder.tokenize((QUERIES * batch)[:batch])
             feed = {k: v for k, v in (("input_ids", ids), ("attention_mask", mask)) if k in {i.name for i in spec.inputs}}
         seconds = median_seconds(lambda: session.run(None, feed))
         rows[str(batch)] = {"ms_per_batch": seconds * 1e3, "ms_per_item": seconds * 1e3 / batch, "items_per_s": batch / seconds}

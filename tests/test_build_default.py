@@ -73,7 +73,7 @@ def test_text_tower_onnx_matches_torch_and_sentence_transformers(towers, encoder
     from sentence_transformers import SentenceTransformer
 
     got = encoder.encode_texts(TEXTS)["joint"]
-    ids, mask = encoder._tokenizer(TEXTS)
+    ids, mask = encoder.tokenize(TEXTS)
     with torch.no_grad():
         np.testing.assert_allclose(got, towers.text(torch.from_numpy(ids), torch.from_numpy(mask)).numpy(), atol=1e-4, rtol=0)
     reference = SentenceTransformer(str(get_model_path()), device="cpu").encode(TEXTS, normalize_embeddings=True)

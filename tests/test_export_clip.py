@@ -26,14 +26,14 @@ def test_image_tower_matches_torch(torch_clip, encoder, batch):
     pixels = np.random.default_rng(batch).standard_normal((batch, 3, IMAGE_SIZE, IMAGE_SIZE)).astype(np.float32)
     with torch.no_grad():
         expected = F.normalize(torch_clip.get_image_features(pixel_values=torch.from_numpy(pixels)).pooler_output, dim=-1)
-    session = encoder._sessions["image"]
+    session = encoder.session("image")
     (got,) = session.run(None, {"pixel_values": pixels})
     np.testing.assert_allclose(got, expected.numpy(), atol=1e-4, rtol=0)
 
 
 @pytest.mark.parametrize("texts", [["red"], ["a photo of a shoe", "bag"], ["the small red leather running shoes"] * 2 + ["blue"]])
 def test_text_tower_matches_torch_across_lengths(torch_clip, encoder, texts):
-    ids, mask = encoder._tokenizer(texts)
+    ids, mask = encoder.tokenize(texts)
     with torch.no_grad():
         features = torch_clip.get_text_features(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask))
         expected = F.normalize(features.pooler_output, dim=-1).numpy()
@@ -41,7 +41,7 @@ def test_text_tower_matches_torch_across_lengths(torch_clip, encoder, texts):
 
 
 def test_sequence_lengths_differ_from_the_traced_one(encoder):
-    lengths = {encoder._tokenizer([t])[0].shape[1] for t in ["red", "a photo of a shoe", "the small red leather running shoes"]}
+    lengths = {encoder.tokenize([t])[0].shape[1] for t in ["red", "a photo of a shoe", "the small red leather running shoes"]}
     assert lengths == {3, 7, 8}  # traced with 3
 
 

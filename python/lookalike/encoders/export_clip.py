@@ -161,7 +161,9 @@ def _resolve_checkpoint(source: str) -> Path:
         raise FileNotFoundError(f"{source}: not a checkpoint folder")
     from huggingface_hub import snapshot_download  # a dependency of transformers
 
-    patterns = ["*.json", "*.safetensors", "*.txt", "merges.txt"]
+    # Configs, tokenizer files and safetensors weights; not the duplicate
+    # PyTorch/TF/Flax weight files that many CLIP repositories also hold.
+    patterns = ["*.json", "*.txt", "*.safetensors"]
     return Path(snapshot_download(source, allow_patterns=patterns))
 
 

@@ -166,6 +166,18 @@ class Encoder:
         """The providers each tower's session runs on."""
         return {kind: s.get_providers() for kind, s in self._sessions.items()}
 
+    def session(self, kind: str) -> ort.InferenceSession:
+        """The onnxruntime session of the ``image`` or ``text`` tower (for
+        benchmarks and parity checks that feed the graph directly)."""
+        self._tower(kind)
+        return self._sessions[kind]
+
+    def tokenize(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(input_ids, attention_mask) for ``texts``, as the text tower gets them."""
+        self._tower("text")
+        assert self._tokenizer is not None
+        return self._tokenizer(list(texts))
+
     def preprocess_images(self, images: Sequence[ImageInput]) -> np.ndarray:
         """Decodes (bytes) and preprocesses images into the image tower's NCHW batch."""
         spec = self._tower("image").preprocess
@@ -191,11 +203,10 @@ class Encoder:
         if isinstance(texts, str):
             raise TypeError("encode_texts takes a list of texts, not one str")
         tower = self._tower("text")
-        assert self._tokenizer is not None
         wanted = {t.name for t in tower.inputs}
 
         def feed(lo: int, hi: int) -> dict[str, np.ndarray]:
-            ids, mask = self._tokenizer(list(texts[lo:hi]))
+            ids, mask = self.tokenize(texts[lo:hi])
             return {k: v for k, v in (("input_ids", ids), ("attention_mask", mask)) if k in wanted}
 
         return self._run("text", tower, feed, len(texts))
