@@ -179,7 +179,7 @@ def reference_bicubic(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
     return np.clip(np.round(_resample_axis(horizontal, size[1], axis=0)), 0, 255)
 
 
-@pytest.mark.parametrize(("source", "target"), [((300, 200), (336, 224)), ((301, 201), (335, 224)), ((97, 150), (64, 99)), ((40, 40), (224, 224))])
+@pytest.mark.parametrize(("source", "target"), [((300, 200), (336, 224)), ((301, 201), (335, 224)), ((97, 150), (64, 98)), ((40, 40), (224, 224))])
 def test_bicubic_resize_matches_the_reference_resampling(source, target):
     noise = np.random.default_rng(1).integers(0, 256, (source[1], source[0], 3), dtype=np.uint8)
     image = Image.fromarray(noise)

@@ -59,3 +59,20 @@ def test_cli_exports_a_checkpoint_folder(tiny_clip_checkpoint, tmp_path, capsys)
     assert "spaces {'joint': 24}" in capsys.readouterr().out
     assert main(["model", "export-clip", str(tmp_path / "missing"), "--out", str(tmp_path / "c")]) == 1
     assert "not a checkpoint folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("shape", [(300, 451), (517, 263), (224, 224), (100, 80)])
+def test_preprocessing_equals_hugging_face_clip_processor(shape):
+    """Our resize (shorter side, long side rounded down), centre crop and
+    normalisation give exactly the tensor of transformers' Pillow CLIP processor."""
+    from PIL import Image
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    from lookalike.encoders.bundle import ImagePreprocess
+    from lookalike.encoders.preprocess import image_to_tensor
+
+    reference = CLIPImageProcessorPil()
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8))
+    spec = ImagePreprocess(size=224, crop_size=224, mean=tuple(reference.image_mean), std=tuple(reference.image_std))
+    expected = reference(images=image, return_tensors="np")["pixel_values"][0]
+    np.testing.assert_allclose(image_to_tensor(image, spec), expected, atol=1e-6, rtol=0)

@@ -10,7 +10,7 @@ limit raises ``ImageTooLargeError`` before its pixels are decoded.
 
 ``image_to_tensor`` resizes, crops and normalises exactly as a bundle's
 ``ImagePreprocess`` says, with Pillow's antialiased resampling (the same
-numbers as the Pillow path of CLIP's and timm's reference preprocessing).
+numbers as Hugging Face's Pillow CLIP processor; tested).
 """
 
 from __future__ import annotations
@@ -126,12 +126,15 @@ def _high_depth_to_rgb(image: Image.Image) -> Image.Image:
 def resize_and_crop(image: Image.Image, spec: ImagePreprocess) -> Image.Image:
     """Resizes (antialiased) and crops an RGB image as ``spec`` says."""
     width, height = image.size
+    # The long side is rounded down and the crop offset too, as torchvision's
+    # Resize/CenterCrop and Hugging Face's CLIP processor do: a pixel either way
+    # would shift the crop against the numbers the model was trained with.
     if spec.resize == "stretch":
         target = (spec.size, spec.size)
     elif width <= height:
-        target = (spec.size, max(spec.size, round(height * spec.size / width)))
+        target = (spec.size, max(spec.size, int(height * spec.size / width)))
     else:
-        target = (max(spec.size, round(width * spec.size / height)), spec.size)
+        target = (max(spec.size, int(width * spec.size / height)), spec.size)
     if target != image.size:
         image = image.resize(target, _FILTERS[spec.resize_filter])
     if spec.crop == "center":
