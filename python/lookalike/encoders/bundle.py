@@ -290,8 +290,8 @@ class _Reader:
             self.fail(full, "must not be empty")
         return value
 
-    def choice(self, d: dict[str, Any], path: str, key: str, choices: tuple[str, ...], default: str | None = None) -> str:
-        value = self.get(d, path, key, str, **({} if default is None else {"default": default}))
+    def choice(self, d: dict[str, Any], path: str, key: str, choices: tuple[str, ...], default: Any = _MISSING) -> str:
+        value = self.get(d, path, key, str, default)
         if value not in choices:
             self.fail(f"{path}.{key}", f"{value!r} is not one of {', '.join(choices)}")
         return value
