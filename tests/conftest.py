@@ -34,6 +34,7 @@ def data_64d():
     return vectors[:4000], vectors[4000:]  # queries from the same clusters
 
 
+
 def reference_matches(clause, attrs: dict, id_: int) -> bool:
     """Whether a product with attributes `attrs` (as AttributeStore.get returns
     them) and id `id_` matches a filter clause: the language's meaning in plain
@@ -59,3 +60,19 @@ def reference_matches(clause, attrs: dict, id_: int) -> bool:
         return ((clause.gt is None or value > clause.gt) and (clause.gte is None or value >= clause.gte)
                 and (clause.lt is None or value < clause.lt) and (clause.lte is None or value <= clause.lte))
     raise TypeError(f"unknown clause {clause!r}")
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_checkpoint(tmp_path_factory):
+    """A tiny random CLIP checkpoint folder (see tiny_clip.py)."""
+    from tiny_clip import make_tiny_clip
+
+    return make_tiny_clip(tmp_path_factory.mktemp("tiny-clip-checkpoint"))
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_bundle(tiny_clip_checkpoint, tmp_path_factory):
+    """That checkpoint exported to a bundle by lookalike's CLIP exporter."""
+    from lookalike.encoders.export_clip import export_clip
+
+    return export_clip(str(tiny_clip_checkpoint), tmp_path_factory.mktemp("tiny-clip-bundle"), model_id="tiny-clip")

@@ -314,5 +314,5 @@ def test_ingest_a_manifest_and_search_from_the_command_line(served, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps(rows[3]) + "\n")
     refused = run_cli("ingest", str(bad), "--address", address)
-    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
     assert "bad.jsonl:1: attribute 'price' is numeric: give a number" in refused.stderr

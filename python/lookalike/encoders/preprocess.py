@@ -1,0 +1,157 @@
+"""Uploaded image bytes -> an RGB picture -> the tensor an image tower expects.
+
+``decode_image`` accepts whatever a shopper's phone or a catalogue feed sends and
+never crashes on it: EXIF orientation is applied; palette, greyscale, CMYK,
+16-bit and float images become 8-bit RGB; transparency is composited on white
+(product shots on a transparent background should look like product shots on a
+white one); an animated image gives its first frame. Bytes that are not an
+image, or are truncated, raise ``ImageDecodeError``; an image over the pixel
+limit raises ``ImageTooLargeError`` before its pixels are decoded.
+
+``image_to_tensor`` resizes, crops and normalises exactly as a bundle's
+``ImagePreprocess`` says, with Pillow's antialiased resampling (the same
+numbers as Hugging Face's Pillow CLIP processor; tested).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from lookalike.encoders.bundle import ImagePreprocess
+from lookalike.encoders.errors import ImageDecodeError, ImageTooLargeError
+
+# 64 megapixels: above a 48 MP phone photo, far below what exhausts memory
+# (a 64 MP RGB image is 192 MB decoded).
+DEFAULT_MAX_PIXELS = 64_000_000
+
+_FILTERS = {
+    "nearest": Image.Resampling.NEAREST,
+    "box": Image.Resampling.BOX,
+    "bilinear": Image.Resampling.BILINEAR,
+    "hamming": Image.Resampling.HAMMING,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+_WHITE = (255, 255, 255, 255)
+
+
+def decode_image(
+    data: bytes | bytearray | memoryview | str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Image.Image:
+    """Decodes image bytes (or a file path) into an 8-bit RGB ``PIL.Image``.
+
+    ``max_pixels`` bounds width x height; it is checked from the header, before
+    the pixel data is decoded, so a decompression bomb costs nothing.
+    """
+    if isinstance(data, (str, os.PathLike)):
+        with open(data, "rb") as f:
+            data = f.read()
+    if len(data) == 0:
+        raise ImageDecodeError("empty input: no image bytes")
+    try:
+        # Pillow's own bomb check is a process-wide setting with a warning below
+        # its hard limit; ours is per call and exact, so silence Pillow's warning.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as e:
+        raise ImageTooLargeError(f"image too large: {e}") from None
+    except UnidentifiedImageError:
+        raise ImageDecodeError(f"not an image of a known format ({len(data)} bytes)") from None
+    except (OSError, ValueError, SyntaxError) as e:  # broken headers surface as any of these
+        raise ImageDecodeError(f"unreadable image header: {e}") from None
+
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageTooLargeError(f"image has {width}x{height} = {width * height} pixels, the limit is {max_pixels}")
+    if width == 0 or height == 0:
+        raise ImageDecodeError(f"image has no pixels ({width}x{height})")
+    try:
+        image.seek(0)  # animated GIF/WebP/APNG: the first frame
+        image.load()
+    except (OSError, ValueError, SyntaxError, EOFError) as e:
+        raise ImageDecodeError(f"{image.format or 'image'} data is truncated or corrupt: {e}") from None
+    return to_rgb(_apply_exif_orientation(image))
+
+
+def _apply_exif_orientation(image: Image.Image) -> Image.Image:
+    try:
+        return ImageOps.exif_transpose(image)
+    except (OSError, ValueError, SyntaxError, TypeError, KeyError, ZeroDivisionError):
+        # A damaged EXIF block must not lose the upload: use the pixels as stored.
+        return image
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode -> 8-bit RGB, transparency composited on white."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in _SIXTEEN_BIT_MODES or image.mode == "F":
+        return _high_depth_to_rgb(image)
+    if image.mode == "P":
+        # Palette images may carry transparency in the palette or a tRNS chunk.
+        image = image.convert("RGBA") if "transparency" in image.info else image.convert("RGB")
+    elif image.mode in ("LA", "La", "PA", "RGBa"):
+        image = image.convert("RGBA")
+    elif image.mode == "L" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode == "RGBA":
+        background = Image.new("RGBA", image.size, _WHITE)
+        return Image.alpha_composite(background, image).convert("RGB")
+    # L, 1, CMYK, YCbCr, LAB, HSV, I;16 variants handled above.
+    return image.convert("RGB")
+
+
+def _high_depth_to_rgb(image: Image.Image) -> Image.Image:
+    """16-bit integer greyscale scales 0..65535 to 0..255 (Pillow's own convert
+    clips at 255, which turns most 16-bit photos white); float images are taken
+    as 0..1 when they fit that range and as 0..255 otherwise."""
+    pixels = np.asarray(image)
+    if image.mode == "F":
+        pixels = pixels.astype(np.float64)
+        if np.nanmax(pixels, initial=0.0) <= 1.0:
+            pixels = pixels * 255.0
+    else:
+        pixels = pixels.astype(np.float64) * (255.0 / 65535.0)
+    grey = np.clip(np.nan_to_num(pixels), 0, 255).round().astype(np.uint8)
+    return Image.fromarray(grey, mode="L").convert("RGB")
+
+
+def resize_and_crop(image: Image.Image, spec: ImagePreprocess) -> Image.Image:
+    """Resizes (antialiased) and crops an RGB image as ``spec`` says."""
+    width, height = image.size
+    # The long side is rounded down and the crop offset too, as torchvision's
+    # Resize/CenterCrop and Hugging Face's CLIP processor do: a pixel either way
+    # would shift the crop against the numbers the model was trained with.
+    if spec.resize == "stretch":
+        target = (spec.size, spec.size)
+    elif width <= height:
+        target = (spec.size, max(spec.size, int(height * spec.size / width)))
+    else:
+        target = (max(spec.size, int(width * spec.size / height)), spec.size)
+    if target != image.size:
+        image = image.resize(target, _FILTERS[spec.resize_filter])
+    if spec.crop == "center":
+        left = (image.width - spec.crop_size) // 2
+        top = (image.height - spec.crop_size) // 2
+        image = image.crop((left, top, left + spec.crop_size, top + spec.crop_size))
+    return image
+
+
+def image_to_tensor(image: Image.Image, spec: ImagePreprocess) -> np.ndarray:
+    """An RGB image -> a float32 (3, crop_size, crop_size) array, normalised and
+    in the channel order of ``spec``."""
+    if image.mode != "RGB":
+        image = to_rgb(image)
+    pixels = np.asarray(resize_and_crop(image, spec), dtype=np.float32) / np.float32(255.0)
+    if spec.normalization == "mean_std":
+        pixels = (pixels - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
+    if spec.color_order == "BGR":
+        pixels = pixels[:, :, ::-1]
+    return np.ascontiguousarray(pixels.transpose(2, 0, 1))
