@@ -209,10 +209,8 @@ def test_filtered_search_agrees_with_the_exact_filtered_answer(n, seed, k, claus
     hits = found[found >= 0]
     assert np.isin(hits, matching).all()  # never a product that fails the filter, nor a deleted one
     assert len(hits) == min(k, len(matching))  # k whenever k match
-    if len(matching):
+    if len(matching) and stats.plan == "exact_scan":
+        # A walk is approximate (its recall is checked over many queries above); a scan is exact.
         exact = matching[np.argsort(((vectors[matching] - query) ** 2).sum(1), kind="stable")[:k]]
-        exact_d = np.sort(((vectors[exact] - query) ** 2).sum(1))
-        if stats.plan == "exact_scan":
-            np.testing.assert_allclose(dists[:len(hits)], exact_d, rtol=1e-4, atol=1e-4)
-        else:
-            assert len(set(hits) & set(exact)) >= 0.7 * len(exact)
+        np.testing.assert_allclose(dists[:len(hits)], np.sort(((vectors[exact] - query) ** 2).sum(1)),
+                                   rtol=1e-4, atol=1e-4)
