@@ -193,8 +193,13 @@ class Encoder:
 
     def encode_images(self, images: Sequence[ImageInput]) -> dict[str, np.ndarray]:
         """Image bytes (as uploaded) or PIL images -> {space: (n, dim) float32}."""
+        return self.encode_pixels(self.preprocess_images(images))
+
+    def encode_pixels(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
+        """Preprocessed images (the NCHW batch preprocess_images makes) ->
+        {space: (n, dim) float32}. The service preprocesses each upload on its own
+        thread (a bad image fails alone) and batches only this step."""
         tower = self._tower("image")
-        pixels = self.preprocess_images(images)
         return self._run("image", tower, lambda lo, hi: {tower.inputs[0].name: pixels[lo:hi]}, len(pixels))
 
     def encode_texts(self, texts: Sequence[str]) -> dict[str, np.ndarray]:

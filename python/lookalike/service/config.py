@@ -1,15 +1,20 @@
 """The service's configuration: a TOML file, then LOOKALIKE_* environment
-variables, then command-line flags, each overriding the one before; with none of
-them the defaults serve an empty 512-d "clip" space from ./lookalike-data.
+variables, then command-line flags, each overriding the one before. With none of
+them the service keeps its data in ./lookalike-data and encodes with the bundle
+in ./lookalike-data/models/default (`lookalike model build-default --out
+lookalike-data/models/default` builds it offline), one index per space of it.
 
     address = "127.0.0.1:50051"
     data_dir = "lookalike-data"
+    model = "models/my-clip"             # a bundle folder (default: <data_dir>/models/default)
     [schema]
     category = "keyword"
     price = "numeric"
-    [[spaces]]
-    name = "clip"
-    dim = 512
+    [[spaces]]                           # optional: index parameters per space
+    name = "joint"
+    dim = 384
+    storage = "float16"
+    rerank = ""                          # no re-ranking copies (TOML has no null)
     [limits]
     max_k = 1000
     [api_keys]
@@ -28,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from lookalike.index.collection import SpaceConfig
+from lookalike.service.encoding import BatchingConfig
 from lookalike.service.security import TlsConfig
 
 
@@ -51,7 +57,15 @@ class ServiceConfig:
     address: str = "127.0.0.1:50051"     # host:port; loopback unless you mean to expose it
     data_dir: str = "lookalike-data"     # the collection and the catalog live here
     workers: int = 16                    # gRPC handler threads (native searches release the GIL)
-    spaces: tuple[SpaceConfig, ...] = (SpaceConfig("clip", 512),)
+    # The model bundle that encodes images and texts; "" = <data_dir>/models/default when it
+    # exists (build it with `lookalike model build-default`), else none: vector queries only.
+    model: str = ""
+    device: str = "auto"                 # onnxruntime: auto (CUDA when it works, else CPU), cpu, cuda
+    encoder_threads: int = 0             # onnxruntime threads per operator; 0 = every core
+    batching: BatchingConfig = BatchingConfig()
+    # The vector spaces and their indexes; empty = one per space of the model bundle, with
+    # the default index parameters of SpaceConfig.
+    spaces: tuple[SpaceConfig, ...] = ()
     default_space: str = ""              # "" = the first space
     schema: dict[str, str] = field(default_factory=dict)  # attribute name -> keyword|numeric|bool|timestamp
     limits: Limits = Limits()
@@ -76,6 +90,13 @@ class ServiceConfig:
             config = replace(config, **{k: v for k, v in source.items() if v is not None})
         return config
 
+    def model_path(self) -> Path | None:
+        """The bundle to load, or None for a vectors-only service."""
+        if self.model:
+            return Path(self.model)
+        default = Path(self.data_dir) / "models" / "default"
+        return default if (default / "manifest.json").is_file() else None
+
     def _with_toml(self, path: Path) -> ServiceConfig:
         try:
             data = tomllib.loads(path.read_text())
@@ -92,6 +113,8 @@ class ServiceConfig:
                 data["limits"] = Limits(**data["limits"])
             if "tls" in data:
                 data["tls"] = TlsConfig(**data["tls"])
+            if "batching" in data:
+                data["batching"] = BatchingConfig(**data["batching"])
         except TypeError as e:
             raise ValueError(f"config {path}: {e}") from e
         return replace(self, **data)

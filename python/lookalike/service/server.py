@@ -22,11 +22,12 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from lookalike.index.collection import Collection
+from lookalike.index.collection import Collection, SpaceConfig
 from lookalike.service.config import ServiceConfig
 from lookalike.service.observability import Metrics, ObservingInterceptor
 from lookalike.service.security import ApiKeyInterceptor
-from lookalike.service.servicer import SearchServicer, SpaceEncoder
+from lookalike.service.encoding import ModelEncoder
+from lookalike.service.servicer import SearchServicer
 from lookalike.store.catalog import Catalog
 from lookalike.v1 import search_pb2, search_pb2_grpc
 
@@ -35,9 +36,8 @@ SERVICE_NAME = search_pb2.DESCRIPTOR.services_by_name["SearchService"].full_name
 
 
 class Server:
-    def __init__(self, config: ServiceConfig, encoders: dict[str, SpaceEncoder] | None = None) -> None:
+    def __init__(self, config: ServiceConfig) -> None:
         self.config = config
-        self._encoders = encoders or {}
         self._stopped = threading.Event()
         limits = config.limits
         options = [("grpc.max_receive_message_length", limits.max_message_bytes),
@@ -60,33 +60,75 @@ class Server:
             raise OSError(f"cannot listen on {config.address}")
         # With port 0 in the config the system picks one: this is the real address.
         self.address = f"{config.address.rsplit(':', 1)[0]}:{self.port}"
-        self._servicer = SearchServicer(config.limits, self._encoders, self.metrics)
+        self._servicer = SearchServicer(config.limits, self.metrics)
         search_pb2_grpc.add_SearchServiceServicer_to_server(self._servicer, self._grpc)
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         self.collection: Collection | None = None
         self._catalog: Catalog | None = None
+        self.encoder: ModelEncoder | None = None
         self._metrics_server = None
         self.metrics_port = 0
 
     def start(self) -> None:
-        """Listens at once (health answers NOT_SERVING), loads or creates the
-        collection, then serves."""
+        """Listens at once (health answers NOT_SERVING), loads the model and the
+        collection (or creates it), then serves."""
         self._grpc.start()
-        data = Path(self.config.data_dir)
-        data.mkdir(parents=True, exist_ok=True)
-        if Collection.exists(data / "collection"):
-            self.collection = Collection.load(data / "collection")
-            log.info("loaded %d products from %s", len(self.collection), data)
-        else:
-            self.collection = Collection(self.config.spaces, self.config.schema, self.config.default_space or None)
-        self._catalog = Catalog(data / "catalog.sqlite3")
-        self._servicer.attach(self.collection, self._catalog)
+        try:
+            self._load()
+        except BaseException:
+            self._grpc.stop(0)
+            raise
+        self._servicer.attach(self.collection, self._catalog, self.encoder)
         collection = self.collection
         self.metrics.products.set_function(lambda: len(collection))
         if self.config.metrics_address:
             self._metrics_server, self.metrics_port = self.metrics.serve(self.config.metrics_address)
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info("serving on %s", self.address)
+
+    def _load(self) -> None:
+        data = Path(self.config.data_dir)
+        data.mkdir(parents=True, exist_ok=True)
+        self.encoder = self._load_encoder()
+        if Collection.exists(data / "collection"):
+            self.collection = Collection.load(data / "collection")
+            log.info("loaded %d products from %s", len(self.collection), data)
+        else:
+            self.collection = Collection(self._spaces(), self.config.schema, self.config.default_space or None)
+        self._check_spaces_match_the_model()
+        self._catalog = Catalog(data / "catalog.sqlite3")
+
+    def _load_encoder(self) -> ModelEncoder | None:
+        path = self.config.model_path()
+        if path is None:
+            log.info("no model bundle: vector and more-like-this queries only")
+            return None
+        from lookalike.encoders import Encoder, RuntimeConfig  # onnxruntime: only when there is a model
+
+        runtime = RuntimeConfig(device=self.config.device, intra_op_threads=self.config.encoder_threads)
+        encoder = ModelEncoder(Encoder(path, runtime), self.config.batching)
+        log.info("model %s from %s, providers %s", encoder.model_id, path, encoder.encoder.providers)
+        return encoder
+
+    def _spaces(self) -> tuple[SpaceConfig, ...]:
+        """The configured spaces, or one per space of the model."""
+        if self.config.spaces:
+            return self.config.spaces
+        if self.encoder is None:
+            raise ValueError(f"no [[spaces]] in the config and no model bundle in {self.config.data_dir}/models/default:"
+                             " build one with `lookalike model build-default --out "
+                             f"{self.config.data_dir}/models/default`, or configure the spaces")
+        return tuple(SpaceConfig(name, s.dim, s.metric)
+                     for name, s in self.encoder.encoder.bundle.manifest.spaces.items())
+
+    def _check_spaces_match_the_model(self) -> None:
+        if self.encoder is None:
+            return
+        model_spaces = self.encoder.encoder.bundle.manifest.spaces
+        for name, config in self.collection.spaces.items():
+            if name in model_spaces and model_spaces[name].dim != config.dim:
+                raise ValueError(f"space '{name}' has dimension {config.dim} but model {self.encoder.model_id} "
+                                 f"writes {model_spaces[name].dim}: re-index with the model, or fix the config")
 
     def stop(self, grace: float = 10.0) -> None:
         """Refuses new calls, lets those in flight finish for up to `grace`
@@ -99,6 +141,8 @@ class Server:
             self.collection.save(Path(self.config.data_dir) / "collection")
         if self._catalog is not None:
             self._catalog.close()
+        if self.encoder is not None:
+            self.encoder.close()
         self._stopped.set()
 
     def wait(self) -> None:

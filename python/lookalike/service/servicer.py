@@ -13,8 +13,8 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import grpc
 import numpy as np
@@ -23,21 +23,14 @@ from lookalike.index import UnknownIdError
 from lookalike.index.collection import Collection
 from lookalike.service import convert
 from lookalike.service.config import Limits
+from lookalike.service.batching import Overloaded
+from lookalike.service.encoding import ModelEncoder, StageClock
 from lookalike.service.errors import ServiceError, invalid, key_error_text, not_found
 from lookalike.service.observability import Metrics
 from lookalike.store.catalog import Catalog, ProductRecord
 from lookalike.v1 import search_pb2, search_pb2_grpc
 
 log = logging.getLogger("lookalike.service")
-
-
-class SpaceEncoder(Protocol):
-    """What the service needs of a space's encoders (lookalike.encoders provides
-    them): L2-normalised float32 vectors, one row per input. A bad image raises
-    ValueError naming the problem."""
-
-    def encode_images(self, images: list[bytes]) -> np.ndarray: ...
-    def encode_texts(self, texts: list[str]) -> np.ndarray: ...
 
 
 class InFlight:
@@ -83,19 +76,20 @@ def _micros(seconds: float) -> int:
 
 
 class SearchServicer(search_pb2_grpc.SearchServiceServicer):
-    def __init__(self, limits: Limits, encoders: Mapping[str, SpaceEncoder] | None = None,
-                 metrics: Metrics | None = None) -> None:
+    def __init__(self, limits: Limits, metrics: Metrics | None = None) -> None:
         """Serves once attach() hands it a collection; until then every call is
         UNAVAILABLE (the server listens while it loads, so health checks answer)."""
         self._metrics = metrics or Metrics()
         self._collection: Collection | None = None
         self._catalog: Catalog | None = None
         self._limits = limits
-        self._encoders = dict(encoders or {})
+        self._encoder: ModelEncoder | None = None
         self._in_flight = InFlight(limits.max_in_flight)
 
-    def attach(self, collection: Collection, catalog: Catalog) -> None:
+    def attach(self, collection: Collection, catalog: Catalog, encoder: ModelEncoder | None) -> None:
+        """Starts serving `collection`; `encoder` turns images and texts into vectors (None: vectors only)."""
         self._catalog = catalog
+        self._encoder = encoder
         self._collection = collection
 
     # --- search -------------------------------------------------------------------------
@@ -127,9 +121,12 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             raise invalid(f"k is {k}, at most {limits.max_k}")
         offset = convert.page_offset(request.page_token, limits.max_results)
         want = min(offset + k, limits.max_results)
-        space = self._space(request.using)
+        space = self._space(request.using, request.query.WhichOneof("kind"))
 
-        query, exclude = self._query_vector(request.query, space, timings)
+        clock = StageClock()
+        query, exclude = self._query_vector(request.query, space, clock)
+        timings.decode_us, timings.preprocess_us, timings.encode_us = (
+            _micros(clock.decode), _micros(clock.preprocess), _micros(clock.encode))
         clause = convert.filter_from_proto(request.filter) if request.HasField("filter") else None
         try:
             native = self._collection.compile_filter(clause) if clause is not None else None
@@ -161,14 +158,20 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         self._metrics.observe_stages(timings)
         return response
 
-    def _space(self, name: str) -> str:
+    def _space(self, name: str, query_kind: str | None = None) -> str:
+        """The space a request names; with none, an image query goes to the model's
+        preferred image space (when the collection has it), anything else to the
+        collection's default space."""
+        if not name and query_kind == "image" and self._encoder is not None:
+            preferred = self._encoder.image_query_space
+            if preferred in self._collection.spaces:
+                return preferred
         try:
             return self._collection.space(name).name
         except KeyError as e:
             raise not_found(key_error_text(e)) from None
 
-    def _query_vector(self, query: search_pb2.Query, space: str,
-                      timings: search_pb2.StageTimings) -> tuple[np.ndarray, int | None]:
+    def _query_vector(self, query: search_pb2.Query, space: str, clock: StageClock) -> tuple[np.ndarray, int | None]:
         """The query as a vector of `space`, and the id to leave out of the hits."""
         kind = query.WhichOneof("kind")
         if kind == "vector":
@@ -179,43 +182,52 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             except UnknownIdError:
                 raise not_found(f"query.product_id: no product {query.product_id}") from None
         if kind == "image":
-            return self._encode(space, "image", [query.image], timings)[0], None
+            return self._encode("image", query.image, space, clock, "query.image"), None
         if kind == "text":
-            return self._encode(space, "text", [query.text], timings)[0], None
+            return self._encode("text", query.text, space, clock, "query.text"), None
         if kind == "hybrid":
-            return self._hybrid(query.hybrid, space, timings), None
+            return self._hybrid(query.hybrid, space, clock), None
         raise invalid("query: set one of image, text, vector, product_id or hybrid")
 
-    def _hybrid(self, h: search_pb2.HybridQuery, space: str, timings: search_pb2.StageTimings) -> np.ndarray:
+    def _hybrid(self, h: search_pb2.HybridQuery, space: str, clock: StageClock) -> np.ndarray:
         if not h.image or not h.text:
             raise invalid("query.hybrid: both image and text are required")
         if h.image_weight < 0 or h.text_weight < 0 or not np.isfinite([h.image_weight, h.text_weight]).all():
             raise invalid("query.hybrid: weights must be finite and >= 0")
         wi, wt = (h.image_weight, h.text_weight) if (h.image_weight or h.text_weight) else (0.5, 0.5)
-        image = self._encode(space, "image", [h.image], timings)[0]
-        text = self._encode(space, "text", [h.text], timings)[0]
+        image = self._encode("image", h.image, space, clock, "query.hybrid.image")
+        text = self._encode("text", h.text, space, clock, "query.hybrid.text")
         mixed = wi * image + wt * text
         norm = float(np.linalg.norm(mixed))
         if norm == 0.0:
             raise invalid("query.hybrid: the weighted image and text vectors cancel out")
         return mixed / norm
 
-    def _encode(self, space: str, kind: str, inputs: list, timings: search_pb2.StageTimings) -> np.ndarray:
-        encoder = self._encoders.get(space)
-        if encoder is None:
+    def _encode(self, kind: str, data: bytes | str, space: str, clock: StageClock, where: str) -> np.ndarray:
+        """The vector of `space` for one image or text; every space the tower fills is
+        computed by the same run, so _encode_all serves products."""
+        vectors = self._encode_all(kind, data, clock, where)
+        if space not in vectors:
             raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION,
-                               f"space '{space}' has no {kind} encoder: query it with a vector or a product id")
-        if kind == "image":
-            for data in inputs:
-                if len(data) > self._limits.max_image_bytes:
-                    raise invalid(f"the image is {len(data)} bytes, at most {self._limits.max_image_bytes}")
-        t = time.perf_counter()
+                               f"space '{space}' has no {kind} encoder: query it with a vector or a product id"
+                               + (f" (the model's {kind} tower fills: {', '.join(sorted(vectors))})" if vectors else ""))
+        return vectors[space]
+
+    def _encode_all(self, kind: str, data: bytes | str, clock: StageClock, where: str) -> dict[str, np.ndarray]:
+        encoder = self._encoder
+        spaces = (encoder.image_spaces if kind == "image" else encoder.text_spaces) if encoder else frozenset()
+        if not spaces:
+            raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION,
+                               f"the server has no {kind} encoder: query it with a vector or a product id")
+        if kind == "image" and len(data) > self._limits.max_image_bytes:
+            raise invalid(f"{where}: the image is {len(data)} bytes, at most {self._limits.max_image_bytes}")
         try:
-            vectors = encoder.encode_images(inputs) if kind == "image" else encoder.encode_texts(inputs)
-        except ValueError as e:
-            raise invalid(f"{kind}: {e}") from None
-        timings.encode_us += _micros(time.perf_counter() - t)
-        return vectors
+            return encoder.image(data, clock) if kind == "image" else encoder.text(data, clock)
+        except Overloaded:
+            raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, "the encoder queue is full; retry after the "
+                                                                   "retry-after-ms trailer") from None
+        except ValueError as e:  # an undecodable or oversized image, an empty text
+            raise invalid(f"{where}: {e}") from None
 
     def _metadata(self, ids: np.ndarray) -> dict[int, search_pb2.ProductMetadata]:
         records = self._catalog.get(ids.tolist())
@@ -259,28 +271,40 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         return results
 
     def _prepared(self, product: search_pb2.Product, where: str) -> dict[str, Any]:
+        """A product's vectors for every space (sent > from its image > from its
+        title), attributes and record, checked."""
         if product.id < 0:
             raise invalid(f"{where}: id must be >= 0, got {product.id}")
-        if len(product.image) > self._limits.max_image_bytes:
-            raise invalid(f"{where}: the image is {len(product.image)} bytes, at most {self._limits.max_image_bytes}")
+        unknown = set(product.vectors) - set(self._collection.spaces)
+        if unknown:
+            raise not_found(f"{where}: unknown vector space(s) {sorted(unknown)}")
+        clock = StageClock()
+        from_image = self._encode_all("image", product.image, clock, f"{where}.image") if product.image else {}
+        from_title = {}
         vectors = {}
         for name, config in self._collection.spaces.items():
             if name in product.vectors:
                 vectors[name] = convert.vector_from_proto(product.vectors[name], config.dim, f"{where}.vectors['{name}']")
-            elif product.image and name in self._encoders:
-                vectors[name] = self._encode(name, "image", [product.image], search_pb2.StageTimings())[0]
+            elif name in from_image:
+                vectors[name] = from_image[name]
+            elif product.title and self._encoder is not None and name in self._encoder.text_spaces:
+                from_title = from_title or self._encode_all("text", product.title, clock, f"{where}.title")
+                vectors[name] = from_title[name]
             else:
-                raise invalid(f"{where}: no vector for space '{name}': send an image (the space has an image "
-                              f"encoder) or vectors['{name}']" if name in self._encoders
-                              else f"{where}: no vector for space '{name}': send vectors['{name}']")
-            if self._collection.space(name).metric == "cosine" and not vectors[name].any():
+                raise invalid(f"{where}: no vector for space '{name}': send vectors['{name}']"
+                              + self._how_to_fill(name))
+            if config.metric == "cosine" and not vectors[name].any():
                 raise invalid(f"{where}.vectors['{name}']: an all-zero vector has no direction")
-        unknown = set(product.vectors) - set(self._collection.spaces)
-        if unknown:
-            raise not_found(f"{where}: unknown vector space(s) {sorted(unknown)}")
         attributes = convert.attributes_from_proto(product.attributes, self._collection.schema, where)
         return {"id": product.id, "vectors": vectors, "attributes": attributes,
                 "record": ProductRecord(product.id, product.title, product.image_uri)}
+
+    def _how_to_fill(self, space: str) -> str:
+        if self._encoder is None:
+            return ""
+        ways = [what for what, spaces in (("an image", self._encoder.image_spaces),
+                                          ("a title", self._encoder.text_spaces)) if space in spaces]
+        return f" or {' or '.join(ways)}" if ways else ""
 
     def _apply(self, products: list[dict[str, Any]]) -> None:
         # The same id twice in one batch: the last one wins, as if sent one by one.
@@ -353,13 +377,16 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         response = search_pb2.StatsResponse(products=len(self._collection),
                                             default_space=self._collection.default_space,
                                             attribute_schema=self._collection.schema)
+        encoder = self._encoder
+        if encoder is not None:
+            response.model_id = encoder.model_id
         for name, config in self._collection.spaces.items():
             index = self._collection.index(name)
             kind = f"hnsw {config.storage}" + (f" + {config.rerank} re-rank" if index.rerank else "") + f", M={config.M}"
-            encoder = self._encoders.get(name)
             response.spaces.add(name=name, dim=config.dim, metric=config.metric, index_kind=kind,
                                 memory_bytes=index.memory_usage()["total_bytes"], deleted=index.deleted_count,
-                                has_image_encoder=encoder is not None, has_text_encoder=encoder is not None)
+                                has_image_encoder=encoder is not None and name in encoder.image_spaces,
+                                has_text_encoder=encoder is not None and name in encoder.text_spaces)
         return response
 
 

@@ -1,0 +1,97 @@
+"""The service's side of the encoders: one model bundle turns query and product
+images and texts into vectors of its spaces, with per-stage timings.
+
+Each upload is decoded and preprocessed on the calling handler thread, so a
+broken image fails its own call only (ValueError naming the problem); the ONNX
+runs are micro-batched across concurrent calls (batching.py), which is where
+batching pays. A full encoder queue raises Overloaded.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from lookalike.encoders import Encoder, decode_image, image_to_tensor
+from lookalike.service.batching import MicroBatcher
+
+
+@dataclass
+class StageClock:
+    """Seconds spent per encoding stage, added up over a request."""
+
+    decode: float = 0.0
+    preprocess: float = 0.0
+    encode: float = 0.0
+
+
+@dataclass(frozen=True)
+class BatchingConfig:
+    """How the encoder batches across calls (see MicroBatcher)."""
+
+    max_batch: int = 16        # inputs per ONNX run
+    max_wait_ms: float = 2.0   # how long a lone input waits for company
+    max_queue: int = 256       # inputs waiting before new ones are refused (RESOURCE_EXHAUSTED)
+
+
+class ModelEncoder:
+    def __init__(self, encoder: Encoder, batching: BatchingConfig = BatchingConfig()) -> None:
+        self.encoder = encoder
+        manifest = encoder.bundle.manifest
+        self.model_id = f"{manifest.model_id}@{manifest.model_version}"
+        image, text = manifest.towers.get("image"), manifest.towers.get("text")
+        # The spaces each tower writes a vector into.
+        self.image_spaces = frozenset(image.outputs.values()) if image else frozenset()
+        self.text_spaces = frozenset(text.outputs.values()) if text else frozenset()
+        # Where an image query goes when it names no space: the bundle's preferred image space.
+        weights = manifest.image_query or {s: 1.0 for s in sorted(self.image_spaces)}
+        self.image_query_space = max(weights, key=lambda s: weights[s]) if weights else None
+        self._preprocess = image.preprocess if image else None
+        wait = batching.max_wait_ms / 1e3
+        self._images = MicroBatcher(self._run_images, max_batch=batching.max_batch, max_wait=wait,
+                                    max_queue=batching.max_queue, name="image-encoder")
+        self._texts = MicroBatcher(self._run_texts, max_batch=batching.max_batch, max_wait=wait,
+                                   max_queue=batching.max_queue, name="text-encoder")
+
+    def image(self, data: bytes, clock: StageClock) -> dict[str, np.ndarray]:
+        """One uploaded image -> {space: (dim,) vector} for every image space."""
+        if self._preprocess is None:
+            raise ValueError(f"model {self.model_id} has no image tower")
+        t0 = time.perf_counter()
+        picture = decode_image(data, self.encoder.config.max_pixels)
+        t1 = time.perf_counter()
+        tensor = image_to_tensor(picture, self._preprocess)
+        t2 = time.perf_counter()
+        vectors = self._images(tensor)
+        clock.decode += t1 - t0
+        clock.preprocess += t2 - t1
+        clock.encode += time.perf_counter() - t2
+        return vectors
+
+    def text(self, text: str, clock: StageClock) -> dict[str, np.ndarray]:
+        """One text -> {space: (dim,) vector} for every text space."""
+        if not self.text_spaces:
+            raise ValueError(f"model {self.model_id} has no text tower")
+        if not text.strip():
+            raise ValueError("the text is empty")
+        t = time.perf_counter()
+        vectors = self._texts(text)
+        clock.encode += time.perf_counter() - t
+        return vectors
+
+    def close(self) -> None:
+        self._images.close()
+        self._texts.close()
+
+    def _run_images(self, tensors: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        return _rows(self.encoder.encode_pixels(np.stack(tensors)), len(tensors))
+
+    def _run_texts(self, texts: list[str]) -> list[dict[str, np.ndarray]]:
+        return _rows(self.encoder.encode_texts(texts), len(texts))
+
+
+def _rows(by_space: dict[str, np.ndarray], n: int) -> list[dict[str, np.ndarray]]:
+    """{space: (n, dim)} -> n dicts {space: (dim,)}."""
+    return [{space: matrix[i] for space, matrix in by_space.items()} for i in range(n)]

@@ -1,0 +1,146 @@
+"""The service with a model bundle: photo, text and hybrid queries, products sent
+as photos, per-stage timings, and broken uploads. The bundle is the tiny random
+CLIP the exporter tests build (tests/tiny_clip.py), so similarities carry no
+meaning beyond "the same picture is nearest to itself"."""
+
+import io
+import subprocess
+import sys
+
+import grpc
+import numpy as np
+import pytest
+from PIL import Image
+
+from lookalike.client import Client, Product
+from lookalike.encoders import Encoder
+from lookalike.service.config import Limits, ServiceConfig
+from lookalike.service.server import Server
+from lookalike.v1 import search_pb2
+
+N = 24
+
+
+def picture(i: int) -> bytes:
+    """A distinct little photo: stripes whose colour and width depend on i."""
+    rng = np.random.default_rng(i)
+    pixels = np.zeros((48, 64, 3), dtype=np.uint8)
+    width = 2 + i % 7
+    colour = rng.integers(0, 256, 3)
+    for x in range(0, 64, 2 * width):
+        pixels[:, x:x + width] = colour
+    pixels[: 8 + i % 40] += np.uint8(i * 5 % 256)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="JPEG" if i % 2 else "PNG")
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def served(tiny_clip_bundle, tmp_path_factory):
+    config = ServiceConfig(address="127.0.0.1:0", data_dir=str(tmp_path_factory.mktemp("encoded")),
+                           model=str(tiny_clip_bundle), schema={"category": "keyword"},
+                           limits=Limits(max_image_bytes=200_000))
+    server = Server(config)
+    server.start()
+    with Client(server.address) as client:
+        products = [Product(id=i, image=picture(i), title=f"red dress {i}") for i in range(N)]
+        reply = client.upsert(products)
+        assert [r.error for r in reply.results] == [""] * N
+        yield server, client
+    server.stop(grace=1)
+
+
+def test_spaces_come_from_the_model(served):
+    _, client = served
+    stats = client.stats()
+    assert stats.model_id.startswith("tiny-clip@")
+    assert [(s.name, s.has_image_encoder, s.has_text_encoder) for s in stats.spaces] == [("joint", True, True)]
+    assert stats.products == N
+
+
+def test_a_photo_finds_its_own_product_with_stage_timings(served):
+    _, client = served
+    for i in (0, 5, 17):
+        reply = client.search(image=picture(i), k=3)
+        assert reply.hits[0].id == i
+        assert reply.hits[0].score == pytest.approx(1.0, abs=2e-2)
+    t = reply.timings
+    assert t.decode_us > 0 and t.preprocess_us > 0 and t.encode_us > 0 and t.search_us > 0
+    assert t.total_us >= t.decode_us + t.preprocess_us + t.encode_us
+
+
+def test_text_and_hybrid_queries_use_the_towers(served):
+    server, client = served
+    words = "red dress 3"
+    expected = server.encoder.encoder.encode_texts([words])["joint"][0]
+    stored = np.stack([server.collection.vectors("joint", [i])[0] for i in range(N)])
+    best = int(np.argmax(stored @ expected))
+    assert client.search(text=words, k=1).hits[0].id == best
+
+    image = Encoder(server.config.model).encode_images([picture(4)])["joint"][0]
+    mix = (image + expected) / np.linalg.norm(image + expected)
+    reply = client.search(image=picture(4), text=words, k=N)
+    assert [h.id for h in reply.hits][:3] == np.argsort(-(stored @ mix))[:3].tolist()
+
+
+def test_concurrent_photo_queries_are_batched(served):
+    server, client = served
+    before = server.encoder._images.batches
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        top = list(pool.map(lambda i: client.search(image=picture(i), k=1).hits[0].id, range(16)))
+    assert top == list(range(16))
+    assert server.encoder._images.batches - before <= 16  # never more runs than queries
+
+
+@pytest.mark.parametrize(
+    "image, code, message",
+    [
+        (b"not an image at all", grpc.StatusCode.INVALID_ARGUMENT, "query.image"),
+        (picture(1)[: len(picture(1)) // 2], grpc.StatusCode.INVALID_ARGUMENT, "query.image"),
+        (b"\xff" * 300_000, grpc.StatusCode.INVALID_ARGUMENT, "300000 bytes, at most 200000"),
+    ],
+)
+def test_broken_uploads_get_a_status_that_names_the_problem(served, image, code, message):
+    _, client = served
+    with pytest.raises(grpc.RpcError) as caught:
+        client.search(image=image, k=1)
+    assert caught.value.code() == code and message in caught.value.details()
+
+
+def test_a_product_with_a_broken_photo_fails_alone(served):
+    _, client = served
+    reply = client.upsert([Product(id=100, image=b"garbage"), Product(id=101, image=picture(101))])
+    assert reply.results[0].status_code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert "products[0].image" in reply.results[0].error
+    assert reply.results[1].status_code == 0
+    assert client.search(image=picture(101), k=1).hits[0].id == 101
+
+
+def test_a_product_with_only_a_title_is_encoded_from_it(served):
+    server, client = served
+    assert client.upsert([Product(id=200, title="blue shoes")]).results[0].status_code == 0
+    expected = server.encoder.encoder.encode_texts(["blue shoes"])["joint"][0]
+    np.testing.assert_allclose(server.collection.vectors("joint", [200])[0], expected, atol=2e-2)
+
+
+def test_ingest_a_folder_of_photos_from_the_command_line(served, tmp_path):
+    server, client = served
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"p{i}.{'jpg' if i % 2 else 'png'}").write_bytes(picture(300 + i))
+    done = subprocess.run([sys.executable, "-m", "lookalike.cli", "ingest", str(folder), "--address", server.address],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "3 products stored, 0 failed" in done.stderr
+    # A folder's products are numbered by position; id 1 was replaced by p1.jpg.
+    reply = client.search(image=picture(301), k=1, with_metadata=True)
+    assert reply.hits[0].id == 1 and reply.hits[0].metadata.title == "p1"
+
+
+def test_a_config_without_spaces_or_model_is_refused(tmp_path):
+    server = Server(ServiceConfig(address="127.0.0.1:0", data_dir=str(tmp_path)))
+    with pytest.raises(ValueError, match="model build-default"):
+        server.start()
