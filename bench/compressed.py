@@ -142,7 +142,7 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"compressed_{args.n}x{args.dim}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"| config | train+add s | RAM B/vec | QPS@.90 | QPS@.95 | max recall |\n|---|---|---|---|---|---|")
+    print("| config | train+add s | RAM B/vec | QPS@.90 | QPS@.95 | max recall |\n|---|---|---|---|---|---|")
     for r in rows:
         q = r["qps_at"]
         f = lambda x: "n/a" if x is None else f"{x:,.0f}"  # noqa: E731

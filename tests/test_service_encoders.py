@@ -16,7 +16,6 @@ from lookalike.client import Client, Product
 from lookalike.encoders import Encoder
 from lookalike.service.config import Limits, ServiceConfig
 from lookalike.service.server import Server
-from lookalike.v1 import search_pb2
 
 N = 24
 
@@ -35,11 +34,18 @@ def picture(i: int) -> bytes:
     return out.getvalue()
 
 
+def big_blank_png() -> bytes:
+    """Few bytes, many pixels: what a decompression bomb looks like, in small."""
+    out = io.BytesIO()
+    Image.new("RGB", (400, 400)).save(out, format="PNG")
+    return out.getvalue()
+
+
 @pytest.fixture(scope="module")
 def served(tiny_clip_bundle, tmp_path_factory):
     config = ServiceConfig(address="127.0.0.1:0", data_dir=str(tmp_path_factory.mktemp("encoded")),
                            model=str(tiny_clip_bundle), schema={"category": "keyword"},
-                           limits=Limits(max_image_bytes=200_000))
+                           limits=Limits(max_image_bytes=200_000, max_image_pixels=100_000))
     server = Server(config)
     server.start()
     with Client(server.address) as client:
@@ -100,6 +106,7 @@ def test_concurrent_photo_queries_are_batched(served):
         (b"not an image at all", grpc.StatusCode.INVALID_ARGUMENT, "query.image"),
         (picture(1)[: len(picture(1)) // 2], grpc.StatusCode.INVALID_ARGUMENT, "query.image"),
         (b"\xff" * 300_000, grpc.StatusCode.INVALID_ARGUMENT, "300000 bytes, at most 200000"),
+        (big_blank_png(), grpc.StatusCode.INVALID_ARGUMENT, "400x400 = 160000 pixels, the limit is 100000"),
     ],
 )
 def test_broken_uploads_get_a_status_that_names_the_problem(served, image, code, message):
@@ -138,6 +145,21 @@ def test_ingest_a_folder_of_photos_from_the_command_line(served, tmp_path):
     # A folder's products are numbered by position; id 1 was replaced by p1.jpg.
     reply = client.search(image=picture(301), k=1, with_metadata=True)
     assert reply.hits[0].id == 1 and reply.hits[0].metadata.title == "p1"
+
+
+def test_ingest_a_csv_manifest_with_attributes(served, tmp_path):
+    server, client = served
+    for i in range(2):
+        (tmp_path / f"c{i}.png").write_bytes(picture(400 + i))
+    (tmp_path / "catalog.csv").write_text("id,image,title,category\n"
+                                          "700,c0.png,green bag,bags|leather\n"
+                                          "701,c1.png,blue bag,\n")
+    done = subprocess.run([sys.executable, "-m", "lookalike.cli", "ingest", str(tmp_path / "catalog.csv"),
+                           "--address", server.address], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    got = {p.id: p for p in client.get([700, 701]).products}
+    assert list(got[700].metadata.attributes["category"].keywords.values) == ["bags", "leather"]
+    assert got[700].metadata.title == "green bag" and "category" not in got[701].metadata.attributes
 
 
 def test_a_config_without_spaces_or_model_is_refused(tmp_path):

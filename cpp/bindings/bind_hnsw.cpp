@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "bindings/bindings.h"
+#include "bindings/convert.h"
 #include "hnsw/hnsw_index.h"
 
 namespace py = pybind11;
@@ -23,30 +24,11 @@ using distance::Scalar;
 
 namespace {
 
-template <class T>
-using CArray = py::array_t<T, py::array::c_style>;
-
-Metric parse_metric(const std::string& name) {
-  if (name == "l2") return Metric::L2;
-  if (name == "ip") return Metric::InnerProduct;
-  if (name == "cosine") return Metric::Cosine;
-  throw std::invalid_argument("metric must be 'cosine', 'ip' or 'l2', got '" + name + "'");
-}
-
 Scalar parse_storage(const std::string& name) {
   if (name == "float32") return Scalar::F32;
   if (name == "float16") return Scalar::F16;
   if (name == "int8") return Scalar::I8;
   throw std::invalid_argument("storage must be 'float32', 'float16' or 'int8', got '" + name + "'");
-}
-
-// Rows of a (n, dim) float32 array, checked against the index's dimension; with
-// allow_1d, a (dim,) array is one row.
-size_t rows(const CArray<float>& vectors, size_t dim, bool allow_1d = false) {
-  if (allow_1d && vectors.ndim() == 1 && size_t(vectors.shape(0)) == dim) return 1;
-  if (vectors.ndim() != 2 || size_t(vectors.shape(1)) != dim)
-    throw std::invalid_argument("expected vectors of shape (n, " + std::to_string(dim) + ")");
-  return size_t(vectors.shape(0));
 }
 
 py::dict memory_dict(const hnsw::MemoryUsage& m) {
@@ -115,10 +97,8 @@ void bind_hnsw(py::module_& m) {
       .def(
           "add",
           [](HnswIndex& ix, const CArray<int64_t>& ids, const CArray<float>& vectors, bool replace, size_t threads) {
-            size_t n = rows(vectors, ix.config().dim);
-            if (size_t(ids.size()) != n)
-              throw std::invalid_argument("got " + std::to_string(ids.size()) + " ids for " + std::to_string(n) +
-                                          " vectors");
+            const size_t n = rows_of(vectors, ix.config().dim, "vectors");
+            check_id_count(ids, n);
             py::gil_scoped_release nogil;
             ix.add(ids.data(), vectors.data(), n, replace, threads);
           },
@@ -149,19 +129,16 @@ void bind_hnsw(py::module_& m) {
              bool rerank, bool exact, size_t threads, bool return_stats) -> py::tuple {
             // One query (dim,) gives results of shape (k,); n queries, (n, k).
             const bool single = queries.ndim() == 1;
-            size_t n = rows(queries, ix.config().dim, true);
+            const size_t n = rows_of(queries, ix.config().dim, "queries", true);
             hnsw::SearchParams p;
             p.k = k;
             p.ef = ef;
             p.filter = filter;
             p.rerank = rerank;
             p.exact = exact;
-            std::vector<py::ssize_t> shape = single ? std::vector<py::ssize_t>{py::ssize_t(k)}
-                                                    : std::vector<py::ssize_t>{py::ssize_t(n), py::ssize_t(k)};
-            CArray<int64_t> ids(shape);
-            CArray<float> dists(shape);
-            int64_t* id_out = ids.mutable_data();
-            float* dist_out = dists.mutable_data();
+            KnnArrays out(single, n, k);
+            int64_t* id_out = out.ids.mutable_data();
+            float* dist_out = out.dists.mutable_data();
             std::vector<hnsw::SearchStats> stats(return_stats ? n : 0);
             hnsw::SearchStats* stats_out = return_stats ? stats.data() : nullptr;
             {
@@ -171,9 +148,9 @@ void bind_hnsw(py::module_& m) {
               else
                 ix.search_batch(queries.data(), n, p, id_out, dist_out, threads, stats_out);
             }
-            if (!return_stats) return py::make_tuple(ids, dists);
-            if (single) return py::make_tuple(ids, dists, py::cast(stats[0]));
-            return py::make_tuple(ids, dists, py::cast(stats));
+            if (!return_stats) return py::make_tuple(out.ids, out.dists);
+            if (single) return py::make_tuple(out.ids, out.dists, py::cast(stats[0]));
+            return py::make_tuple(out.ids, out.dists, py::cast(stats));
           },
           py::arg("queries"), py::arg("k"), py::arg("ef"), py::arg("filter"), py::arg("rerank"), py::arg("exact"),
           py::arg("threads"), py::arg("return_stats") = false)

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "bindings/bindings.h"
+#include "bindings/convert.h"
 #include "pq/adc_kernels.h"
 #include "pq/fast_scan.h"
 #include "pq/ivf_pq.h"
@@ -22,23 +23,6 @@ namespace lookalike::bindings {
 using pq::IvfPqIndex;
 
 namespace {
-
-template <class T>
-using CArray = py::array_t<T, py::array::c_style>;
-
-size_t rows_of(const py::array& a, size_t width, const char* what, bool allow_1d = false) {
-  if (allow_1d && a.ndim() == 1 && size_t(a.shape(0)) == width) return 1;
-  if (a.ndim() != 2 || size_t(a.shape(1)) != width)
-    throw std::invalid_argument(std::string("expected ") + what + " of shape (n, " + std::to_string(width) + ")");
-  return size_t(a.shape(0));
-}
-
-hnsw::Metric metric_of(const std::string& name) {
-  if (name == "l2") return hnsw::Metric::L2;
-  if (name == "ip") return hnsw::Metric::InnerProduct;
-  if (name == "cosine") return hnsw::Metric::Cosine;
-  throw std::invalid_argument("metric must be 'cosine', 'ip' or 'l2', got '" + name + "'");
-}
 
 void bind_building_blocks(py::module_& m) {
   m.def(
@@ -181,7 +165,7 @@ void bind_pq(py::module_& m) {
                        size_t rerank_k, uint64_t seed, const std::string& vectors_path) {
              pq::IvfPqConfig c;
              c.dim = dim;
-             c.metric = metric_of(metric);
+             c.metric = parse_metric(metric);
              c.nlist = nlist;
              c.m = mm;
              c.nbits = nbits;
@@ -205,9 +189,7 @@ void bind_pq(py::module_& m) {
           "add",
           [](IvfPqIndex& ix, const CArray<int64_t>& ids, const CArray<float>& vectors, bool replace, size_t threads) {
             const size_t n = rows_of(vectors, ix.config().dim, "vectors");
-            if (size_t(ids.size()) != n)
-              throw std::invalid_argument("got " + std::to_string(ids.size()) + " ids for " + std::to_string(n) +
-                                          " vectors");
+            check_id_count(ids, n);
             py::gil_scoped_release nogil;
             ix.add(ids.data(), vectors.data(), n, replace, threads);
           },
@@ -232,12 +214,9 @@ void bind_pq(py::module_& m) {
             p.rerank_k = rerank_k;
             p.filter = filter;
             p.rerank = rerank;
-            std::vector<py::ssize_t> shape = single ? std::vector<py::ssize_t>{py::ssize_t(k)}
-                                                    : std::vector<py::ssize_t>{py::ssize_t(n), py::ssize_t(k)};
-            CArray<int64_t> ids(shape);
-            CArray<float> dists(shape);
-            int64_t* id_out = ids.mutable_data();
-            float* dist_out = dists.mutable_data();
+            KnnArrays out(single, n, k);
+            int64_t* id_out = out.ids.mutable_data();
+            float* dist_out = out.dists.mutable_data();
             {
               py::gil_scoped_release nogil;
               if (n == 1)
@@ -245,7 +224,7 @@ void bind_pq(py::module_& m) {
               else
                 ix.search_batch(queries.data(), n, p, id_out, dist_out, threads);
             }
-            return py::make_tuple(ids, dists);
+            return py::make_tuple(out.ids, out.dists);
           },
           py::arg("queries"), py::arg("k"), py::arg("nprobe"), py::arg("rerank_k"), py::arg("filter"),
           py::arg("rerank"), py::arg("threads"))

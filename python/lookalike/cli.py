@@ -1,7 +1,7 @@
 """The ``lookalike`` command line.
 
     lookalike serve  [--config lookalike.toml] [--address HOST:PORT] [--data-dir DIR]
-    lookalike ingest FOLDER_OR_MANIFEST.jsonl [--address HOST:PORT]
+    lookalike ingest FOLDER | MANIFEST.csv | MANIFEST.jsonl [--address HOST:PORT]
     lookalike search [--image PATH] [--text WORDS] [--product-id ID] [--filter JSON] [-k 10]
     lookalike model export-clip SOURCE --out DIR   a CLIP checkpoint -> a bundle
     lookalike model build-default --out DIR        the offline default bundle
@@ -132,14 +132,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, help="gRPC handler threads")
     serve.set_defaults(run=_serve)
 
-    for name, run, help_ in (("ingest", _ingest, "send a folder of images or a JSONL manifest to a server"),
+    for name, run, help_ in (("ingest", _ingest, "send a folder of images or a CSV / JSONL manifest to a server"),
                              ("search", _search, "query a server and print the hits")):
         command = commands.add_parser(name, help=help_)
         command.add_argument("--address", default="127.0.0.1:50051")
         command.add_argument("--timeout", type=float, default=60.0, help="seconds per call")
         command.set_defaults(run=run)
         if name == "ingest":
-            command.add_argument("source", help="a folder of images, or a .jsonl manifest (see lookalike.ingest)")
+            command.add_argument("source", help="a folder of images, or a .csv / .jsonl manifest (see lookalike.ingest)")
             command.add_argument("--batch", type=int, default=64, help="products per message")
         else:
             command.add_argument("--image", help="a photo to search with")

@@ -1,8 +1,11 @@
 """Feeding a catalog to a running server: `lookalike ingest`.
 
-Two sources:
+Three sources:
 - a folder of images: every image file under it (sorted by path) becomes a
   product whose id is its position and whose title is its file name;
+- a CSV manifest with a header row: columns id, image, title, image_uri, and one
+  column per attribute (a keyword column may hold several values split by "|";
+  an empty cell leaves the attribute unset);
 - a JSONL manifest, one product a line:
       {"id": 17, "image": "photos/17.jpg", "title": "red floral dress",
        "image_uri": "https://cdn.example/17.jpg",
@@ -17,6 +20,7 @@ Images are sent as their bytes; the server decodes and encodes them.
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 import time
@@ -77,11 +81,51 @@ def products_from_manifest(manifest: Path, schema: Mapping[str, str]) -> Iterato
             yield product
 
 
+def products_from_csv(manifest: Path, schema: Mapping[str, str]) -> Iterator[Product]:
+    with open(manifest, newline="") as f:
+        for number, row in enumerate(csv.DictReader(f), 2):
+            where = f"{manifest}:{number}"
+            try:
+                product = Product(id=int(row.pop("id")), title=row.pop("title", "") or "",
+                                  image_uri=row.pop("image_uri", "") or "")
+                image = row.pop("image", "")
+                if image:
+                    product.image = (manifest.parent / image).read_bytes()
+                for name, cell in row.items():
+                    if cell:
+                        product.attributes[name].CopyFrom(attribute_value(name, _csv_value(name, cell, schema), schema))
+            except (ValueError, KeyError, TypeError, OSError) as e:
+                raise ValueError(f"{where}: {e}") from e
+            yield product
+
+
+def _csv_value(name: str, cell: str, schema: Mapping[str, str]) -> Any:
+    """A CSV cell as the Python value attribute_value() expects for the attribute's type."""
+    kind = schema.get(name)
+    if kind == "keyword":
+        return cell.split("|")
+    if kind == "bool":
+        if cell.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(f"attribute '{name}' is a bool: write true or false, got {cell!r}")
+        return cell.lower() in ("true", "1")
+    if kind in ("numeric", "timestamp"):
+        try:
+            return float(cell) if kind == "numeric" else int(cell)
+        except ValueError:
+            raise ValueError(f"attribute '{name}' is {kind}: give a number, got {cell!r}") from None
+    return cell  # unknown names: attribute_value() names the problem
+
+
 def ingest(client: Client, source: Path, batch: int = 64, progress=sys.stderr) -> tuple[int, list[search_pb2.ItemResult]]:
-    """Sends every product of `source` (a folder or a .jsonl manifest); returns
+    """Sends every product of `source` (a folder, a .csv or a .jsonl manifest); returns
     (products stored, results of the products that failed)."""
     schema = dict(client.stats().attribute_schema)
-    products = products_from_folder(source) if source.is_dir() else products_from_manifest(source, schema)
+    if source.is_dir():
+        products = products_from_folder(source)
+    elif source.suffix.lower() == ".csv":
+        products = products_from_csv(source, schema)
+    else:
+        products = products_from_manifest(source, schema)
     stored, failed, start = 0, [], time.monotonic()
     chunk: list[Product] = []
 

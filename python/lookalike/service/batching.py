@@ -51,6 +51,10 @@ class MicroBatcher:
         """Submits one item and waits for its result."""
         return self.submit(item).result(timeout)
 
+    def queued(self) -> int:
+        """Items waiting for a batch."""
+        return self._queue.qsize()
+
     def close(self) -> None:
         """Finishes what is queued, then stops the worker."""
         self._queue.put(None)

@@ -47,6 +47,7 @@ class Limits:
     max_batch: int = 256                 # queries per SearchBatch; products per Upsert message
     max_ids: int = 10_000                # ids per Get or Delete
     max_image_bytes: int = 10 << 20      # an encoded image in a query or product
+    max_image_pixels: int = 64 << 20     # width x height, checked before decoding (decompression bombs)
     max_message_bytes: int = 64 << 20    # any message, in or out
     max_in_flight: int = 64              # calls being served at once before RESOURCE_EXHAUSTED
     retry_after_ms: int = 200            # suggested back-off sent with RESOURCE_EXHAUSTED

@@ -10,6 +10,7 @@ batching pays. A full encoder queue raises Overloaded.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,6 +81,10 @@ class ModelEncoder:
         vectors = self._texts(text)
         clock.encode += time.perf_counter() - t
         return vectors
+
+    def queue_depths(self) -> dict[str, Callable[[], int]]:
+        """Per tower, a function giving the inputs waiting for it (for metrics)."""
+        return {"image": self._images.queued, "text": self._texts.queued}
 
     def close(self) -> None:
         self._images.close()

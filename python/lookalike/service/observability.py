@@ -6,6 +6,7 @@ Metrics:
   lookalike_request_seconds{method}              call latency
   lookalike_stage_seconds{stage}                 Search stages (encode, search, hydrate, ...)
   lookalike_in_flight                            calls being served
+  lookalike_encoder_queue{tower}                 inputs waiting for the image / text encoder
   lookalike_products                             products in the collection
 
 A call's id is the client's `x-request-id` metadata when it sends one, else a
@@ -41,6 +42,8 @@ class Metrics:
                                      registry=self.registry)
         self.in_flight = prom.Gauge("lookalike_in_flight", "Calls being served", registry=self.registry)
         self.products = prom.Gauge("lookalike_products", "Products in the collection", registry=self.registry)
+        self.encoder_queue = prom.Gauge("lookalike_encoder_queue", "Inputs waiting for an encoder run", ["tower"],
+                                        registry=self.registry)
 
     def observe_stages(self, timings: object) -> None:
         """Feeds a SearchResponse's StageTimings (microseconds) into the stage histogram."""

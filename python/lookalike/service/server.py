@@ -81,6 +81,9 @@ class Server:
         self._servicer.attach(self.collection, self._catalog, self.encoder)
         collection = self.collection
         self.metrics.products.set_function(lambda: len(collection))
+        if self.encoder is not None:
+            for kind, depth in self.encoder.queue_depths().items():
+                self.metrics.encoder_queue.labels(kind).set_function(depth)
         if self.config.metrics_address:
             self._metrics_server, self.metrics_port = self.metrics.serve(self.config.metrics_address)
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
@@ -105,7 +108,8 @@ class Server:
             return None
         from lookalike.encoders import Encoder, RuntimeConfig  # onnxruntime: only when there is a model
 
-        runtime = RuntimeConfig(device=self.config.device, intra_op_threads=self.config.encoder_threads)
+        runtime = RuntimeConfig(device=self.config.device, intra_op_threads=self.config.encoder_threads,
+                                max_pixels=self.config.limits.max_image_pixels)
         encoder = ModelEncoder(Encoder(path, runtime), self.config.batching)
         log.info("model %s from %s, providers %s", encoder.model_id, path, encoder.encoder.providers)
         return encoder

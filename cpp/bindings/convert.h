@@ -1,0 +1,55 @@
+// Conversions the index bindings share: numpy arrays in (checked against the
+// index's dimension) and out (allocated before the GIL is released, filled in
+// place), and the metric's name.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "hnsw/vector_codec.h"
+
+namespace lookalike::bindings {
+
+template <class T>
+using CArray = pybind11::array_t<T, pybind11::array::c_style>;
+
+// Rows of a (n, width) array; with allow_1d, a (width,) array is one row.
+inline size_t rows_of(const pybind11::array& a, size_t width, const char* what, bool allow_1d = false) {
+  if (allow_1d && a.ndim() == 1 && size_t(a.shape(0)) == width) return 1;
+  if (a.ndim() != 2 || size_t(a.shape(1)) != width)
+    throw std::invalid_argument(std::string("expected ") + what + " of shape (n, " + std::to_string(width) + ")");
+  return size_t(a.shape(0));
+}
+
+inline void check_id_count(const CArray<int64_t>& ids, size_t n) {
+  if (size_t(ids.size()) != n)
+    throw std::invalid_argument("got " + std::to_string(ids.size()) + " ids for " + std::to_string(n) + " vectors");
+}
+
+// The ids and distances of a k-NN search: shape (k,) for one query given as a
+// 1-D array, (n, k) otherwise.
+struct KnnArrays {
+  CArray<int64_t> ids;
+  CArray<float> dists;
+
+  KnnArrays(bool single, size_t n, size_t k)
+      : ids(shape(single, n, k)), dists(shape(single, n, k)) {}
+
+ private:
+  static std::vector<pybind11::ssize_t> shape(bool single, size_t n, size_t k) {
+    if (single) return {pybind11::ssize_t(k)};
+    return {pybind11::ssize_t(n), pybind11::ssize_t(k)};
+  }
+};
+
+inline hnsw::Metric parse_metric(const std::string& name) {
+  if (name == "l2") return hnsw::Metric::L2;
+  if (name == "ip") return hnsw::Metric::InnerProduct;
+  if (name == "cosine") return hnsw::Metric::Cosine;
+  throw std::invalid_argument("metric must be 'cosine', 'ip' or 'l2', got '" + name + "'");
+}
+
+}  // namespace lookalike::bindings
