@@ -186,6 +186,15 @@ def test_overload_is_refused_at_once_with_a_retry_hint(serve):
         assert client.stats().products == 1  # served again once the slot is free
 
 
+def test_an_oversized_message_is_refused(serve):
+    server = serve(limits=Limits(max_message_bytes=4096))
+    with Client(server.address) as client:
+        with pytest.raises(grpc.RpcError) as caught:
+            client.upsert([Product(id=1, title="x" * 10_000, vectors={"clip": packed(packed_one(1))})])
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert client.stats().products == 0
+
+
 class _Context:
     """The two questions _check_alive asks of a call."""
 
