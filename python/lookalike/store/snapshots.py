@@ -95,7 +95,11 @@ class Snapshots:
         directory; returns the seqs kept, newest first."""
         seqs = self.seqs()
         for seq in seqs[keep:]:
-            shutil.rmtree(self.path(seq))
+            # Renamed first, so that a crash in the middle of the removal leaves a
+            # tmp directory to finish off, not a half snapshot.
+            doomed = self.root / f".tmp-removing-{seq:020d}"
+            os.rename(self.path(seq), doomed)
+            shutil.rmtree(doomed)
         if self.root.is_dir():
             for leftover in self.root.glob(".tmp-*"):
                 shutil.rmtree(leftover, ignore_errors=True)
