@@ -101,6 +101,8 @@ class DurableCollection:
 
     def delete(self, ids: list[int]) -> list[int]:
         """Deletes the products; returns the ids that were not there."""
+        if not len(ids):
+            return []
         return self._write(DeleteBatch(np.asarray(ids, dtype=np.int64)))
 
     def _write(self, batch: UpsertBatch | DeleteBatch) -> list[int]:
@@ -194,6 +196,10 @@ class DurableCollection:
         self._stop.set()
         self._wake.set()
         self._snapshotter.join()
-        if snapshot:
-            self.snapshot()
-        self._wal.close()
+        try:
+            if snapshot:
+                self.snapshot()
+        except Exception:  # nothing is lost: the log holds every write, the next start replays it
+            log.exception("the last snapshot failed")
+        finally:
+            self._wal.close()
