@@ -45,9 +45,9 @@ max_batch = 64
 CATEGORIES = ["dresses", "shoes", "bags", "hats"]
 
 
-def start_server(tmp_path, *extra):
+def start_server(tmp_path, *extra, config_text=CONFIG):
     config = tmp_path / "lookalike.toml"
-    config.write_text(CONFIG)
+    config.write_text(config_text)
     process = subprocess.Popen(
         [sys.executable, "-m", "lookalike.cli", "serve", "--config", str(config), "--address", "127.0.0.1:0",
          "--data-dir", str(tmp_path / "data"), *extra],

@@ -17,6 +17,8 @@ lookalike-data/models/default` builds it offline), one index per space of it.
     rerank = ""                          # no re-ranking copies (TOML has no null)
     [limits]
     max_k = 1000
+    [durability]
+    fsync = "always"                     # always | interval | never
     [api_keys]
     "a-long-random-key-for-the-indexer" = "write"
     [tls]
@@ -35,6 +37,7 @@ from typing import Any
 from lookalike.index.collection import SpaceConfig
 from lookalike.service.encoding import BatchingConfig
 from lookalike.service.security import TlsConfig
+from lookalike.store.wal import FSYNC_POLICIES
 
 
 @dataclass(frozen=True)
@@ -54,9 +57,31 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class DurabilityConfig:
+    """How writes are made durable (store/wal.py, service/durable.py)."""
+
+    # always: an acknowledgement waits for its fsync (shared by concurrent writers);
+    # interval: fsync every fsync_interval_ms, acknowledge once written (a power loss may
+    # lose that much; a process crash loses nothing); never: tests and throw-away data.
+    fsync: str = "always"
+    fsync_interval_ms: int = 100
+    segment_bytes: int = 64 << 20        # log segment size; whole segments are removed after a snapshot
+    snapshot_every_records: int = 10_000  # a snapshot after this many logged write batches...
+    snapshot_every_seconds: float = 300.0  # ...or this long, whichever comes first (if anything was written)
+    keep_snapshots: int = 2              # >= 2, so a damaged newest snapshot falls back to the one before
+
+    def __post_init__(self) -> None:
+        if self.fsync not in FSYNC_POLICIES:
+            raise ValueError(f"durability.fsync must be one of {', '.join(FSYNC_POLICIES)}, got {self.fsync!r}")
+        if self.keep_snapshots < 1 or self.snapshot_every_records < 1 or self.snapshot_every_seconds <= 0:
+            raise ValueError("durability: keep_snapshots and snapshot_every_records must be >= 1, "
+                             "snapshot_every_seconds > 0")
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     address: str = "127.0.0.1:50051"     # host:port; loopback unless you mean to expose it
-    data_dir: str = "lookalike-data"     # the collection and the catalog live here
+    data_dir: str = "lookalike-data"     # snapshots, the write-ahead log and the catalog live here
     workers: int = 16                    # gRPC handler threads (native searches release the GIL)
     # The model bundle that encodes images and texts; "" = <data_dir>/models/default when it
     # exists (build it with `lookalike model build-default`), else none: vector queries only.
@@ -70,6 +95,7 @@ class ServiceConfig:
     default_space: str = ""              # "" = the first space
     schema: dict[str, str] = field(default_factory=dict)  # attribute name -> keyword|numeric|bool|timestamp
     limits: Limits = Limits()
+    durability: DurabilityConfig = DurabilityConfig()
     # API key -> scope ("read": search, get, stats; "write": also upsert, delete). Empty: auth off.
     api_keys: dict[str, str] = field(default_factory=dict)
     tls: TlsConfig = TlsConfig()         # cert + key: TLS; client_ca too: mutual TLS
@@ -116,6 +142,8 @@ class ServiceConfig:
                 data["tls"] = TlsConfig(**data["tls"])
             if "batching" in data:
                 data["batching"] = BatchingConfig(**data["batching"])
+            if "durability" in data:
+                data["durability"] = DurabilityConfig(**data["durability"])
         except TypeError as e:
             raise ValueError(f"config {path}: {e}") from e
         return replace(self, **data)

@@ -1,9 +1,12 @@
 """Starting and stopping the gRPC server.
 
     server = Server(ServiceConfig.load("lookalike.toml"))
-    server.start()            # loads the collection, then reports SERVING
+    server.start()            # recovers the collection (snapshot + log), then reports SERVING
     server.wait()             # until stop() or a signal
-    server.stop(grace=10)     # drains calls in flight, saves the collection
+    server.stop(grace=10)     # drains calls in flight, takes a last snapshot
+
+Every acknowledged write is in the write-ahead log first (service/durable.py),
+so a kill -9 loses nothing acknowledged; the next start replays it.
 
 Health (grpc.health.v1) says NOT_SERVING until the collection is loaded and
 again once shutdown begins; server reflection lists the services for tools such
@@ -24,6 +27,7 @@ from grpc_reflection.v1alpha import reflection
 
 from lookalike.index.collection import Collection, SpaceConfig
 from lookalike.service.config import ServiceConfig
+from lookalike.service.durable import DurableCollection
 from lookalike.service.observability import Metrics, ObservingInterceptor
 from lookalike.service.security import ApiKeyInterceptor
 from lookalike.service.encoding import ModelEncoder
@@ -64,6 +68,7 @@ class Server:
         search_pb2_grpc.add_SearchServiceServicer_to_server(self._servicer, self._grpc)
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         self.collection: Collection | None = None
+        self.store: DurableCollection | None = None
         self._catalog: Catalog | None = None
         self.encoder: ModelEncoder | None = None
         self._metrics_server = None
@@ -78,7 +83,7 @@ class Server:
         except BaseException:
             self._grpc.stop(0)
             raise
-        self._servicer.attach(self.collection, self._catalog, self.encoder)
+        self._servicer.attach(self.store, self.encoder)
         collection = self.collection
         self.metrics.products.set_function(lambda: len(collection))
         if self.encoder is not None:
@@ -93,13 +98,17 @@ class Server:
         data = Path(self.config.data_dir)
         data.mkdir(parents=True, exist_ok=True)
         self.encoder = self._load_encoder()
-        if Collection.exists(data / "collection"):
-            self.collection = Collection.load(data / "collection")
-            log.info("loaded %d products from %s", len(self.collection), data)
-        else:
-            self.collection = Collection(self._spaces(), self.config.schema, self.config.default_space or None)
-        self._check_spaces_match_the_model()
         self._catalog = Catalog(data / "catalog.sqlite3")
+        # data/collection: where the collection was saved before the log and snapshots.
+        self.store = DurableCollection(
+            data, self.config.durability, self._catalog, legacy=data / "collection",
+            new_collection=lambda: Collection(self._spaces(), self.config.schema, self.config.default_space or None))
+        self.collection = self.store.collection
+        try:
+            self._check_spaces_match_the_model()
+        except ValueError:
+            self.store.close(snapshot=False)
+            raise
 
     def _load_encoder(self) -> ModelEncoder | None:
         path = self.config.model_path()
@@ -136,13 +145,13 @@ class Server:
 
     def stop(self, grace: float = 10.0) -> None:
         """Refuses new calls, lets those in flight finish for up to `grace`
-        seconds, then saves the collection."""
+        seconds, then takes a last snapshot (the next start replays nothing)."""
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         self._grpc.stop(grace).wait()
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
-        if self.collection is not None:
-            self.collection.save(Path(self.config.data_dir) / "collection")
+        if self.store is not None:
+            self.store.close()
         if self._catalog is not None:
             self._catalog.close()
         if self.encoder is not None:

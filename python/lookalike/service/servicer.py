@@ -24,10 +24,12 @@ from lookalike.index.collection import Collection
 from lookalike.service import convert
 from lookalike.service.config import Limits
 from lookalike.service.batching import Overloaded
+from lookalike.service.durable import DurableCollection
 from lookalike.service.encoding import ModelEncoder, StageClock
 from lookalike.service.errors import ServiceError, invalid, key_error_text, not_found
 from lookalike.service.observability import Metrics
 from lookalike.store.catalog import Catalog, ProductRecord
+from lookalike.store.records import UpsertBatch
 from lookalike.v1 import search_pb2, search_pb2_grpc
 
 log = logging.getLogger("lookalike.service")
@@ -80,17 +82,20 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         """Serves once attach() hands it a collection; until then every call is
         UNAVAILABLE (the server listens while it loads, so health checks answer)."""
         self._metrics = metrics or Metrics()
+        self._store: DurableCollection | None = None
         self._collection: Collection | None = None
         self._catalog: Catalog | None = None
         self._limits = limits
         self._encoder: ModelEncoder | None = None
         self._in_flight = InFlight(limits.max_in_flight)
 
-    def attach(self, collection: Collection, catalog: Catalog, encoder: ModelEncoder | None) -> None:
-        """Starts serving `collection`; `encoder` turns images and texts into vectors (None: vectors only)."""
-        self._catalog = catalog
+    def attach(self, store: DurableCollection, encoder: ModelEncoder | None) -> None:
+        """Starts serving the collection and catalog of `store`, which also takes
+        the writes; `encoder` turns images and texts into vectors (None: vectors only)."""
+        self._store = store
+        self._catalog = store.catalog
         self._encoder = encoder
-        self._collection = collection
+        self._collection = store.collection
 
     # --- search -------------------------------------------------------------------------
 
@@ -307,15 +312,16 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         return f" or {' or '.join(ways)}" if ways else ""
 
     def _apply(self, products: list[dict[str, Any]]) -> None:
+        """Logs the checked products (durably), applies them, and returns: then they may be acknowledged."""
         # The same id twice in one batch: the last one wins, as if sent one by one.
         latest = {p["id"]: p for p in products}
         products = list(latest.values())
-        ids = np.array([p["id"] for p in products], dtype=np.int64)
-        vectors = {name: np.stack([p["vectors"][name] for p in products]) for name in self._collection.spaces}
         names = {name for p in products for name in p["attributes"]}
-        attributes = {name: [p["attributes"].get(name) for p in products] for name in names}
-        self._catalog.upsert(p["record"] for p in products)
-        self._collection.upsert(ids, vectors, attributes)
+        self._store.upsert(UpsertBatch(
+            ids=np.array([p["id"] for p in products], dtype=np.int64),
+            vectors={name: np.stack([p["vectors"][name] for p in products]) for name in self._collection.spaces},
+            attributes={name: [p["attributes"].get(name) for p in products] for name in names},
+            titles=[p["record"].title for p in products], image_uris=[p["record"].image_uri for p in products]))
 
     @_rpc
     def Delete(self, request: search_pb2.DeleteRequest, context: grpc.ServicerContext) -> search_pb2.DeleteResponse:
@@ -330,9 +336,8 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             if len(request.ids) > self._limits.max_ids:
                 raise invalid(f"{len(request.ids)} ids in one call, at most {self._limits.max_ids}")
             ids = list(request.ids)
-        unknown = self._collection.delete(ids)
-        gone = sorted(set(ids) - set(unknown))
-        self._catalog.delete(gone)
+        unknown = self._store.delete(ids)
+        gone = set(ids) - set(unknown)
         return search_pb2.DeleteResponse(deleted=len(gone), unknown_ids=unknown)
 
     def _matching_ids(self, clause: Any) -> list[int]:

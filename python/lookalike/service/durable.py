@@ -1,0 +1,205 @@
+"""DurableCollection: the Collection and the Catalog behind the write-ahead log,
+so that every acknowledged write survives a crash.
+
+A write is logged, made durable (the fsync policy), then applied to the
+collection and the catalog, in log order, then acknowledged:
+
+    seq = wal.write(record); wal.commit(seq)     # concurrent writers share an fsync
+    wait for the turn of seq                     # applies follow the log's order, so
+    apply to collection, then catalog            #   memory and replay agree on who won
+
+On start the newest snapshot that loads (data_dir/snapshots/<seq>/) gives the
+collection, and the log records after its seq are replayed over it.
+
+The catalog is not copied into snapshots. SQLite keeps it durable on its own, and
+every catalog change is also in the log: replay re-applies the catalog changes
+after the snapshot (idempotently: upsert = replace, delete = delete), and a
+snapshot checkpoints the catalog first, so that it holds at least everything up
+to the snapshot's seq even after a power loss. This saves copying the whole
+catalog per snapshot; the price is that a catalog file damaged by something
+other than a crash cannot be restored from a snapshot.
+
+Snapshots are fuzzy: their seq S is read first (every record up to S applied),
+then the collection is saved while writes continue, so it may also hold some
+writes after S. Replay from S + 1 is still exact, because every record replaces
+or deletes its products whole and records are replayed in order: each product
+touched after S ends as its last record says. Collection.save blocks writes
+(not searches) while it writes the index files; writes queue behind it.
+
+Two snapshots are kept, and the log from the older one on, so that a damaged
+newest snapshot falls back to the one before with every write still replayable.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+from lookalike.index.collection import Collection
+from lookalike.service.config import DurabilityConfig
+from lookalike.service.errors import ServiceError
+from lookalike.store import records
+from lookalike.store.catalog import Catalog, ProductRecord
+from lookalike.store.records import DeleteBatch, UpsertBatch
+from lookalike.store.snapshots import Snapshots
+from lookalike.store.wal import WalError, WalWriteError, WriteAheadLog
+
+log = logging.getLogger("lookalike.service")
+
+
+class DurableCollection:
+    def __init__(self, data_dir: str | Path, config: DurabilityConfig, catalog: Catalog,
+                 new_collection: Callable[[], Collection], legacy: Path | None = None) -> None:
+        """Recovers the state in ``data_dir``: the newest loadable snapshot (or
+        the pre-log ``legacy`` collection directory, or ``new_collection()``),
+        then the log replayed over it and over ``catalog``; then starts the
+        background snapshots."""
+        data_dir = Path(data_dir)
+        self.catalog = catalog
+        self._config = config
+        self._snapshots = Snapshots(data_dir / "snapshots")
+        self._records_since_snapshot = 0
+        self._wake = threading.Event()          # asks for a snapshot before the timer does
+        self._stop = threading.Event()
+        started = time.perf_counter()
+        loaded = self._snapshots.load_newest(Collection.load)
+        if loaded is not None:
+            self.collection, covered = loaded
+        elif legacy is not None and Collection.exists(legacy):
+            self.collection, covered = Collection.load(legacy), 0
+        else:
+            self.collection, covered = new_collection(), 0
+        self._wal = WriteAheadLog(data_dir / "wal", fsync=config.fsync, interval_ms=config.fsync_interval_ms,
+                                  segment_bytes=config.segment_bytes, covered_seq=covered)
+        replayed = 0
+        for record in self._wal.records(after=covered):
+            self._apply(records.decode(record.payload), record.seq, replaying=True)
+            replayed += 1
+        log.info("recovered %d products: snapshot at record %d, %d log records replayed in %.2f s",
+                 len(self.collection), covered, replayed, time.perf_counter() - started)
+
+        self._turn = threading.Condition()      # applies go in log order; guards _applied_seq
+        self._applied_seq = self._wal.last_seq
+        self._snapshot_lock = threading.Lock()  # one snapshot at a time
+        self.last_snapshot_seq = covered
+        self._snapshotter = threading.Thread(target=self._snapshot_loop, name="lookalike-snapshots", daemon=True)
+        self._snapshotter.start()
+
+    # --- writes ---------------------------------------------------------------------
+
+    def upsert(self, batch: UpsertBatch) -> None:
+        """Logs, applies and returns: then (and only then) the products may be
+        acknowledged. Raises ServiceError if the log cannot take the batch."""
+        self._write(batch)
+
+    def delete(self, ids: list[int]) -> list[int]:
+        """Deletes the products; returns the ids that were not there."""
+        if not len(ids):
+            return []
+        return self._write(DeleteBatch(np.asarray(ids, dtype=np.int64)))
+
+    def _write(self, batch: UpsertBatch | DeleteBatch) -> list[int]:
+        try:
+            seq = self._wal.write(records.encode(batch))
+        except WalWriteError as e:
+            code = (grpc.StatusCode.RESOURCE_EXHAUSTED if e.errno in (errno.ENOSPC, errno.EDQUOT)
+                    else grpc.StatusCode.UNAVAILABLE)
+            raise ServiceError(code, f"{e}; nothing of this write was applied, retry later") from e
+        except WalError as e:
+            raise ServiceError(grpc.StatusCode.UNAVAILABLE, f"{e}; nothing of this write was applied") from e
+        durable = None
+        try:
+            self._wal.commit(seq)
+        except WalError as e:
+            durable = e
+        with self._turn:
+            self._turn.wait_for(lambda: self._applied_seq == seq - 1)
+            try:
+                if durable is None:
+                    return self._apply(batch, seq)
+            finally:
+                self._applied_seq = seq
+                self._turn.notify_all()
+        raise ServiceError(grpc.StatusCode.UNAVAILABLE, f"{durable}; this write was not applied") from durable
+
+    def _apply(self, batch: UpsertBatch | DeleteBatch, seq: int, *, replaying: bool = False) -> list[int]:
+        """Applies one logged batch; the collection first, since it checks its
+        input and changes nothing on a bad one. On replay a batch that fails
+        fails as it did live (it was never acknowledged) and is skipped."""
+        try:
+            if isinstance(batch, DeleteBatch):
+                unknown = self.collection.delete(batch.ids)
+                self.catalog.delete(batch.ids.tolist())
+                return unknown
+            self.collection.upsert(batch.ids, batch.vectors, batch.attributes)
+            self.catalog.upsert(ProductRecord(int(i), t, u)
+                                for i, t, u in zip(batch.ids, batch.titles, batch.image_uris))
+            return []
+        except (KeyError, ValueError, TypeError) as e:
+            if not replaying:
+                raise
+            log.warning("log record %d does not apply (%s); skipped, as it was when written", seq, e)
+            return []
+        finally:
+            self._note_write()
+
+    # --- snapshots ------------------------------------------------------------------
+
+    def _note_write(self) -> None:
+        self._records_since_snapshot += 1
+        if self._records_since_snapshot >= self._config.snapshot_every_records:
+            self._wake.set()
+
+    def _snapshot_loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self._config.snapshot_every_seconds)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.snapshot()
+            except Exception:  # the log still holds everything; try again next time
+                log.exception("snapshot failed")
+
+    def snapshot(self) -> int:
+        """Saves a snapshot unless the newest already covers every applied write;
+        returns the seq the newest snapshot covers. Then removes older snapshots
+        and the log segments no kept snapshot needs."""
+        with self._snapshot_lock:
+            with self._turn:
+                seq = self._applied_seq
+            if seq == self.last_snapshot_seq:
+                return seq
+            started = time.perf_counter()
+            self._records_since_snapshot = 0
+            self.catalog.checkpoint()  # the catalog now holds everything up to seq durably
+            self._snapshots.write(seq, self.collection.save)
+            self.last_snapshot_seq = seq
+            kept = self._snapshots.prune(self._config.keep_snapshots)
+            removed = self._wal.remove_before(min(kept) + 1)
+            log.info("snapshot at record %d in %.2f s; %d log segment(s) removed", seq,
+                     time.perf_counter() - started, removed)
+            return seq
+
+    # --- closing --------------------------------------------------------------------
+
+    def close(self, snapshot: bool = True) -> None:
+        """Stops the background snapshots, takes a last one (so the next start
+        replays nothing) unless ``snapshot`` is false, and closes the log."""
+        self._stop.set()
+        self._wake.set()
+        self._snapshotter.join()
+        try:
+            if snapshot:
+                self.snapshot()
+        except Exception:  # nothing is lost: the log holds every write, the next start replays it
+            log.exception("the last snapshot failed")
+        finally:
+            self._wal.close()
