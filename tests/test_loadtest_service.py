@@ -8,6 +8,7 @@ import os
 import pytest
 
 from lookalike.cli import main
+from lookalike.loadtest.breakdown import format_table, measure, plot
 from lookalike.client import Client
 from lookalike.loadtest.runner import RunConfig
 from lookalike.loadtest.soak import MemoryProbe, bursty, soak
@@ -65,3 +66,21 @@ def test_a_short_soak_reports_memory_and_no_errors(server):
     assert len(outcome.memory) >= 3 and all(s["rss_bytes"] > 0 and s["index_bytes"] > 0 for s in outcome.memory)
     assert set(outcome.growth()) == {"index_bytes", "products", "rss_bytes"}
     assert outcome.growth()["products"] == 0
+
+
+def test_the_stage_breakdown_accounts_for_the_time_of_each_kind(server, tmp_path):
+    with Client(server.address) as client:
+        spec = WorkloadSpec(shape=ServerShape.from_stats(client.stats()), products=50)
+    base = RunConfig(address=server.address, workload=spec, mode="closed", processes=1)
+    rows = measure(base, ["vector", "image"], callers=(1,), seconds=0.7)
+    vector, image = rows
+    assert (vector.kind, image.kind) == ("vector", "image") and vector.calls > 5 and image.calls > 5
+    assert vector.parts_ms["encode"] == 0 < vector.parts_ms["search"]
+    assert image.parts_ms["decode"] > 0 and image.parts_ms["encode"] > 0
+    # The parts add up to the mean end to end (the outside part is measured per call).
+    for row in rows:
+        assert sum(row.parts_ms.values()) == pytest.approx(row.mean_ms, rel=0.05)
+    table = format_table(rows)
+    assert table.count("\n| vector | 1 |") == 1 and "| image | 1 |" in table
+    plot(rows, tmp_path / "latency.png")
+    assert (tmp_path / "latency.png").stat().st_size > 10_000

@@ -4,8 +4,8 @@ line). Latencies are reported in milliseconds."""
 from __future__ import annotations
 
 import json
-import platform
 import os
+import platform
 import sys
 import time
 from collections.abc import Callable
