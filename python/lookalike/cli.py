@@ -6,6 +6,7 @@
     lookalike model export-clip SOURCE --out DIR   a CLIP checkpoint -> a bundle
     lookalike model build-default --out DIR        the offline default bundle
     lookalike model check DIR                      validate a bundle and print it
+    lookalike bench load [--mode open|closed|ramp|soak] [--rate R] [--mix vector=3,text=1] ...
 
 Clients (ingest, search) read the API key from LOOKALIKE_API_KEY when the server
 asks for one. The ``model`` commands that build bundles need the ``build`` extra
@@ -121,6 +122,15 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- benchmarks ----------------------------------------------------------------------
+
+
+def _bench_load(args: argparse.Namespace) -> int:
+    from lookalike.loadtest.command import run_command
+
+    return run_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lookalike", description="Visual product search.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -169,6 +179,14 @@ def build_parser() -> argparse.ArgumentParser:
     check = model_commands.add_parser("check", help="validate a bundle, open its graphs and print its manifest")
     check.add_argument("bundle", help="the bundle folder")
     check.set_defaults(run=_check)
+
+    from lookalike.loadtest.arguments import add_arguments as add_load_arguments
+
+    bench = commands.add_parser("bench", help="load-test a running server")
+    bench_commands = bench.add_subparsers(dest="bench_command", required=True)
+    load = bench_commands.add_parser("load", help="drive a server over gRPC: open or closed loop, SLO ramp, soak")
+    add_load_arguments(load)
+    load.set_defaults(run=_bench_load)
     return parser
 
 
