@@ -92,11 +92,13 @@ def served(tmp_path_factory):
     process, address = start_server(tmp)
     clip = clustered(N + 20, 32, seed=7)
     visual = clustered(N, 16, seed=8)
-    with Client(address) as client:
-        reply = client.upsert(products(clip, visual), batch=50)
-        assert [r.status_code for r in reply.results] == [0] * N
-        yield client, address, clip, visual
-    stop_server(process)
+    try:
+        with Client(address) as client:
+            reply = client.upsert(products(clip, visual), batch=50)
+            assert [r.status_code for r in reply.results] == [0] * N
+            yield client, address, clip, visual
+    finally:  # a failed setup must not leave the server running
+        stop_server(process)
 
 
 def match(attribute, value):
@@ -273,11 +275,13 @@ def test_a_batch_answers_each_request_on_its_own(served):
 def test_the_collection_survives_a_graceful_restart(tmp_path):
     process, address = start_server(tmp_path)
     vectors = clustered(30, 32, seed=9)
-    with Client(address) as client:
-        client.upsert(Product(id=i, title=f"t{i}", vectors={"clip": packed(vectors[i]), "visual": packed(np.ones(16))})
-                      for i in range(30))
-        client.delete([4])
-    stop_server(process)  # SIGTERM: drain, save
+    try:
+        with Client(address) as client:
+            client.upsert(Product(id=i, title=f"t{i}", vectors={"clip": packed(vectors[i]),
+                                                               "visual": packed(np.ones(16))}) for i in range(30))
+            client.delete([4])
+    finally:
+        stop_server(process)  # SIGTERM: drain, save
     process, address = start_server(tmp_path)
     try:
         with Client(address) as client:
