@@ -225,6 +225,7 @@ def test_stats_describe_the_collection(served):
     assert stats.spaces[0].dim == 32 and stats.spaces[0].index_kind.startswith("hnsw int8 + float16")
     assert dict(stats.attribute_schema) == {"category": "keyword", "price": "numeric", "in_stock": "bool"}
     assert 0 < stats.products <= N + 1
+    assert stats.applied_seq >= 8 and stats.last_snapshot_seq <= stats.applied_seq  # 400 products in 8 messages
 
 
 @pytest.mark.parametrize(
@@ -285,7 +286,9 @@ def test_the_collection_survives_a_graceful_restart(tmp_path):
     process, address = start_server(tmp_path)
     try:
         with Client(address) as client:
-            assert client.stats().products == 29
+            stats = client.stats()
+            assert stats.products == 29
+            assert stats.last_snapshot_seq == stats.applied_seq > 0  # the stop took a last snapshot
             reply = client.search(vector=vectors[7], k=1, with_metadata=True)
             assert reply.hits[0].id == 7 and reply.hits[0].metadata.title == "t7"
             assert [p.id for p in client.get([4]).products] == []

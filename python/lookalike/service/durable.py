@@ -94,6 +94,12 @@ class DurableCollection:
 
     # --- writes ---------------------------------------------------------------------
 
+    @property
+    def applied_seq(self) -> int:
+        """The last log record applied: every acknowledged write is at or before it."""
+        with self._turn:
+            return self._applied_seq
+
     def upsert(self, batch: UpsertBatch) -> None:
         """Logs, applies and returns: then (and only then) the products may be
         acknowledged. Raises ServiceError if the log cannot take the batch."""

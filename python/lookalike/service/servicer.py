@@ -381,7 +381,9 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
     def Stats(self, request: search_pb2.StatsRequest, context: grpc.ServicerContext) -> search_pb2.StatsResponse:
         response = search_pb2.StatsResponse(products=len(self._collection),
                                             default_space=self._collection.default_space,
-                                            attribute_schema=self._collection.schema)
+                                            attribute_schema=self._collection.schema,
+                                            applied_seq=self._store.applied_seq,
+                                            last_snapshot_seq=self._store.last_snapshot_seq)
         encoder = self._encoder
         if encoder is not None:
             response.model_id = encoder.model_id

@@ -316,7 +316,7 @@ class SpaceStats(_message.Message):
     def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index_kind: _Optional[str] = ..., memory_bytes: _Optional[int] = ..., deleted: _Optional[int] = ..., has_image_encoder: _Optional[bool] = ..., has_text_encoder: _Optional[bool] = ...) -> None: ...
 
 class StatsResponse(_message.Message):
-    __slots__ = ("products", "spaces", "default_space", "model_id", "attribute_schema")
+    __slots__ = ("products", "spaces", "default_space", "model_id", "attribute_schema", "applied_seq", "last_snapshot_seq")
     class AttributeSchemaEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -329,9 +329,13 @@ class StatsResponse(_message.Message):
     DEFAULT_SPACE_FIELD_NUMBER: _ClassVar[int]
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTE_SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_SEQ_FIELD_NUMBER: _ClassVar[int]
+    LAST_SNAPSHOT_SEQ_FIELD_NUMBER: _ClassVar[int]
     products: int
     spaces: _containers.RepeatedCompositeFieldContainer[SpaceStats]
     default_space: str
     model_id: str
     attribute_schema: _containers.ScalarMap[str, str]
-    def __init__(self, products: _Optional[int] = ..., spaces: _Optional[_Iterable[_Union[SpaceStats, _Mapping]]] = ..., default_space: _Optional[str] = ..., model_id: _Optional[str] = ..., attribute_schema: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    applied_seq: int
+    last_snapshot_seq: int
+    def __init__(self, products: _Optional[int] = ..., spaces: _Optional[_Iterable[_Union[SpaceStats, _Mapping]]] = ..., default_space: _Optional[str] = ..., model_id: _Optional[str] = ..., attribute_schema: _Optional[_Mapping[str, str]] = ..., applied_seq: _Optional[int] = ..., last_snapshot_seq: _Optional[int] = ...) -> None: ...
