@@ -89,3 +89,16 @@ def test_batch_add_uses_threads_and_gives_the_same_recall_as_one_thread():
         ids = index.search(queries, 10, ef=64).ids
         recalls.append(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, truth)]))
     assert min(recalls) >= 0.95
+
+
+def test_a_parallel_build_leaves_no_node_unreachable():
+    """A node inserted on several levels becomes reachable on its top level before
+    it links itself on the lower ones; inserts running meanwhile may link to it
+    there, and those links must survive (overwriting them once orphaned 1-8 nodes
+    in most of these builds). With ef = n a search reaches every reachable node."""
+    for seed in range(30):
+        x = np.random.default_rng(seed).standard_normal((128, 256)).astype(np.float32)
+        index = HnswIndex(256, "l2", M=16, ef_construction=100, seed=seed)
+        index.add(np.arange(128), x, threads=4)
+        found = index.search(x, 1, ef=128).ids[:, 0]
+        assert (found == np.arange(128)).all(), f"seed {seed}: unreachable {np.nonzero(found != np.arange(128))[0]}"

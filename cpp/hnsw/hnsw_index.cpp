@@ -195,6 +195,12 @@ void HnswIndex::link_to(uint32_t from, uint32_t to, int level) {
   lock_node(from);
   LinkList list = link_list(from, level);
   uint32_t n = list.count.load(std::memory_order_relaxed);
+  for (uint32_t i = 0; i < n; ++i) {
+    if (list.slots[i] == to) {  // already linked (it linked to us while we were being inserted)
+      unlock_node(from);
+      return;
+    }
+  }
   if (n < max_links(level)) {
     std::atomic_ref<uint32_t>(list.slots[n]).store(to, std::memory_order_release);
     list.count.store(n + 1, std::memory_order_release);
@@ -232,7 +238,7 @@ void HnswIndex::insert(uint32_t slot, const uint8_t* query) {
   uint32_t nearest = greedy_descend(query, entry_slot(entry), top, level);
 
   auto s = scratch_.acquire();
-  std::vector<Candidate> chosen;
+  std::vector<Candidate> chosen, back_links;
   for (int l = std::min(level, top); l >= 0; --l) {
     search_level(query, nearest, config_.ef_construction, l, nullptr, *s);
     chosen.clear();
@@ -241,14 +247,25 @@ void HnswIndex::insert(uint32_t slot, const uint8_t* query) {
     if (chosen.empty()) continue;
     select_neighbours(chosen, config_.M);
     nearest = chosen.front().slot;
+    back_links.assign(chosen.begin(), chosen.end());
 
     lock_node(slot);
     LinkList own = link_list(slot, l);
+    // Once this node is linked on a higher level, concurrent inserts can reach it
+    // and link themselves to it on this level before it gets here: keep those
+    // links (overwriting them would leave such a node unreachable) and prune the
+    // union if it overflows.
+    for (uint32_t i = 0, had = own.count.load(std::memory_order_relaxed); i < had; ++i) {
+      const uint32_t other = own.slots[i];
+      if (std::none_of(chosen.begin(), chosen.end(), [&](const Candidate& c) { return c.slot == other; }))
+        chosen.push_back({codec_.distance(query, code(other)), other});
+    }
+    if (chosen.size() > max_links(l)) select_neighbours(chosen, max_links(l));
     for (size_t i = 0; i < chosen.size(); ++i)
       std::atomic_ref<uint32_t>(own.slots[i]).store(chosen[i].slot, std::memory_order_release);
     own.count.store(uint32_t(chosen.size()), std::memory_order_release);
     unlock_node(slot);
-    for (const Candidate& c : chosen) link_to(c.slot, slot, l);
+    for (const Candidate& c : back_links) link_to(c.slot, slot, l);
   }
   if (top_lock.owns_lock()) entry_.store(pack_entry(slot, level), std::memory_order_release);
 }
