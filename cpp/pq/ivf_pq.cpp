@@ -22,7 +22,6 @@ constexpr size_t kCoarseIterations = 10;
 // 64 points a cell place the coarse centroids about as well as 256 do (the
 // partition only has to be balanced), at a quarter of the training time.
 constexpr size_t kCoarsePointsPerCentroid = 64;
-constexpr size_t kPqIterations = 20;
 constexpr uint32_t kMaxSlots = UINT32_MAX - 1;
 
 std::string id_text(int64_t id) { return std::to_string(id); }
@@ -111,8 +110,10 @@ void IvfPqIndex::train(const float* vectors, size_t n, size_t threads) {
   coarse.threads = threads;
   std::vector<float> centroids = kmeans(x, n, dim, coarse);
 
-  // The codebooks learn the residuals of (at most) 256 points a PQ centroid.
-  const size_t pq_n = std::min(n, pq_.ksub() * 256);
+  // A pool of residuals twice what one sub-quantizer trains on: each draws its
+  // own sample from it. (Larger pools cost coarse assignments, nlist distances
+  // of dim floats a point, for little: the sub-spaces are low-dimensional.)
+  const size_t pq_n = std::min(n, pq_.ksub() * kTrainPointsPerCentroid * 2);
   const size_t step = n / pq_n;
   std::vector<float> residuals(pq_n * dim);
   for (size_t i = 0; i < pq_n; ++i) std::copy_n(x + i * step * dim, dim, residuals.data() + i * dim);
@@ -120,7 +121,7 @@ void IvfPqIndex::train(const float* vectors, size_t n, size_t threads) {
   assign_nearest(residuals.data(), pq_n, centroids.data(), config_.nlist, dim, cell.data(), nullptr, threads);
   for (size_t i = 0; i < pq_n; ++i)
     for (size_t j = 0; j < dim; ++j) residuals[i * dim + j] -= centroids[size_t(cell[i]) * dim + j];
-  pq_.train(residuals.data(), pq_n, config_.seed + 1, threads, kPqIterations);
+  pq_.train(residuals.data(), pq_n, config_.seed + 1, threads);
 
   centroids_ = std::move(centroids);
   lists_.assign(config_.nlist, InvertedList{});
