@@ -105,9 +105,9 @@ def test_quantized_lut_approximates_float_sums():
     assert np.abs(approx - exact).max() <= 32 * scale / 2 + 1e-4  # half a step a sub-space at most
 
 
-def test_pq_training_samples_per_sub_space_and_ignores_threads(data):
-    # 3000 points, 256 centroids: the 64-a-centroid cap leaves every point in; a
-    # cap of 4 draws a 1024-point sample per sub-space, still seeded.
+def test_pq_training_does_not_depend_on_threads(data):
+    # Each sub-space trains on one thread with a seed of its own, so the thread
+    # count only changes which sub-space runs where.
     one, two = (_core.ProductQuantizer(32, 8, 8) for _ in range(2))
     one.train(data, 3, 1, 10)
     two.train(data, 3, 2, 10)
