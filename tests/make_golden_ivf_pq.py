@@ -3,7 +3,8 @@ version N of the IVF-PQ file, the files test_ivf_pq_golden.py loads.
 
 Run it only when the file format's version changes, and keep the files of older
 versions: they must go on loading. (ivf_pq_v1.lkl was written by version 1, which
-had no coarse graph, from the same vectors and parameters.)
+had no coarse graph, from the same vectors and parameters; version 2 saves the
+HNSW over the centroids, built here though nlist is small.)
 """
 
 from pathlib import Path
@@ -12,7 +13,7 @@ import numpy as np
 
 from lookalike.index import IvfPqIndex
 
-CURRENT_VERSION = 1
+CURRENT_VERSION = 2
 
 
 def golden_vectors() -> np.ndarray:
@@ -21,7 +22,8 @@ def golden_vectors() -> np.ndarray:
 
 
 def main() -> None:
-    index = IvfPqIndex(16, "cosine", nlist=8, m=4, nbits=4, nprobe=8, rerank_k=50, seed=3)
+    index = IvfPqIndex(16, "cosine", nlist=8, m=4, nbits=4, nprobe=8, rerank_k=50, seed=3,
+                       coarse_graph_min_nlist=8)
     vectors = golden_vectors()
     index.train(vectors, threads=1)
     index.add(np.arange(300) * 2, vectors, threads=1)

@@ -108,6 +108,25 @@ def test_round_trip_and_later_writes(tmp_path, data):
     assert 10_000 not in again and len(again) == len(index)
 
 
+def test_coarse_graph_finds_the_cells_a_scan_finds(tmp_path, data):
+    base, queries = data
+    flat = build(base)
+    graph = build(base, coarse_graph_min_nlist=32)  # nlist is 32: the graph is built
+    assert graph.has_coarse_graph and not flat.has_coarse_graph
+    assert graph.memory_usage()["coarse_graph_bytes"] > 32 * DIM * 4
+    assert flat.memory_usage()["coarse_graph_bytes"] == 0
+    for q in queries:
+        np.testing.assert_array_equal(graph.probes(q, 8), flat.probes(q, 8))
+    assert len(graph.probes(queries[0], 100)) == 32  # nprobe is capped at nlist
+    for a, b in zip(graph.search(queries, 10), flat.search(queries, 10)):
+        np.testing.assert_array_equal(a, b)
+    # The graph is saved with the index and comes back with it.
+    graph.save(tmp_path / "g.lkl")
+    loaded = IvfPqIndex.load(tmp_path / "g.lkl")
+    assert loaded.has_coarse_graph
+    np.testing.assert_array_equal(loaded.search(queries, 10).ids, graph.search(queries, 10).ids)
+
+
 def test_damaged_files_are_refused(tmp_path, data):
     index = build(data[0][:2000])
     path = str(tmp_path / "ivf.lkl")
@@ -167,6 +186,10 @@ def test_untrained_and_bad_parameters(data):
         IvfPqIndex(DIM, m=16, nbits=5)
     with pytest.raises(ValueError, match="metric"):
         IvfPqIndex(DIM, "hamming", m=16)
+    with pytest.raises(ValueError, match="coarse_graph_min_nlist"):
+        IvfPqIndex(DIM, m=16, coarse_graph_min_nlist=0)
+    with pytest.raises(ValueError, match="nprobe"):
+        index.probes(data[1][0], 0)
 
 
 def test_memory_stays_near_the_code_size(index4):
