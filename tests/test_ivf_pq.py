@@ -9,6 +9,7 @@ import pytest
 from conftest import clustered, exact_knn, recall
 from lookalike.index import (
     DuplicateIdError,
+    HnswIndex,
     IdFilter,
     IndexFileError,
     IvfPqIndex,
@@ -201,6 +202,12 @@ def test_memory_stays_near_the_code_size(index4):
 
 
 def test_choose_index_by_size_and_budget():
+    small = choose_index(5_000, 512)
+    assert small.kind == "flat" and small.index_class == "HnswIndex" and small.search_params == {"exact": True}
+    assert small.memory_bytes == estimate_memory("hnsw", 5_000, 512)
+    assert choose_index(5_000, 512, memory_budget=10**8).kind == "flat"
+    assert choose_index(5_000, 512, memory_budget=10**6).kind == "ivf_pq"
+    assert choose_index(50_000, 512).kind == "hnsw" and choose_index(50_000, 512).search_params == {}
     assert choose_index(1_000_000, 512).kind == "hnsw"
     big = choose_index(100_000_000, 512)
     assert big.kind == "ivf_pq" and big.params["m"] == 64 and big.memory_bytes / 1e8 < 80
@@ -209,3 +216,14 @@ def test_choose_index_by_size_and_budget():
     assert estimate_memory("hnsw", 1000, 512) > estimate_memory("hnsw-int8", 1000, 512)
     with pytest.raises(ValueError, match="no index fits"):
         choose_index(100_000_000, 512, memory_budget=10**6)
+    with pytest.raises(ValueError, match="unknown index kind"):
+        estimate_memory("ivf", 10, 8)
+
+
+def test_a_flat_choice_searches_exactly(data):
+    base, queries = data
+    choice = choose_index(2000, DIM)
+    index = HnswIndex(DIM, **choice.params)
+    index.add(np.arange(2000), base[:2000])
+    found = index.search(queries, 10, **choice.search_params).ids
+    np.testing.assert_array_equal(found, exact_knn(base[:2000], queries, 10, "cosine"))
