@@ -298,7 +298,7 @@ def machine_info() -> dict:
     except (OSError, StopIteration):
         pass
     versions = {}
-    for pkg in ("numpy", "hnswlib", "faiss-cpu", "usearch", "lookalike"):
+    for pkg in ("numpy", "hnswlib", "faiss-cpu", "usearch", "scann", "lookalike"):
         try:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:

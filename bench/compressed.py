@@ -1,13 +1,21 @@
-"""Compressed indexes: our IvfPqIndex vs faiss IndexIVFPQ and IndexIVFPQFastScan,
-each with an exact re-rank (faiss: IndexRefineFlat, float vectors in RAM; ours:
-float vectors in a memory-mapped file), on the CLIP-like data of datasets.py.
+"""Compressed indexes: our IvfPqIndex vs faiss IndexIVFPQ and IndexIVFPQFastScan
+and ScaNN, each with an exact re-rank (faiss: IndexRefineFlat, ScaNN: reorder,
+both with float vectors in RAM; ours: float vectors in a memory-mapped file), on
+the CLIP-like data of datasets.py.
 
-For each configuration: train + add with all threads (timed), RAM bytes per
-vector, then a sweep of (nprobe, re-rank candidates) with single-thread batch-1
-queries, reporting QPS at recall@10 = 0.90 / 0.95 (the fastest sweep point reaching it).
+For each configuration: train and add with all threads (timed apart), RAM bytes
+per vector, then a sweep of (nprobe, re-rank candidates) with single-thread
+batch-1 queries, reporting QPS at recall@10 = 0.90 / 0.95 (the fastest sweep point
+reaching it). Every configuration codes a vector in --code-bytes bytes (default
+32): 4-bit PQ with 2 * code-bytes sub-spaces, 8-bit PQ with code-bytes, ScaNN's
+4-bit anisotropic codes with dim / (2 * code-bytes) dimensions a block.
 
-    python bench/compressed.py               # 200k x 512
-    python bench/compressed.py --quick       # 20k x 128 smoke run
+    python bench/compressed.py                              # 200k x 512
+    python bench/compressed.py --n 1000000 --dim 256 --nlist 4096   # the scale run
+    python bench/compressed.py --quick                      # 20k x 128 smoke run
+
+ScaNN is a peer when `pip install scann` works (1.4 wheels need no TensorFlow);
+its rows are skipped with a note when it does not import.
 """
 from __future__ import annotations
 
@@ -29,8 +37,9 @@ TARGETS = (0.90, 0.95)
 SWEEP = ((4, 40), (8, 50), (8, 100), (16, 100), (16, 200), (16, 400), (32, 400), (16, 800), (32, 800),
          (32, 1600), (64, 1600))
 RAM_METHOD = ("RAM B/vec: what the index holds in RAM / n. Ours: memory_usage()['total_bytes'] "
-              "(codes, list slots, ids, id map, centroids; the vectors file is on disk / page cache). "
-              "faiss: codes + 8-byte ids + the float32 vectors IndexRefineFlat keeps.")
+              "(codes, list slots, ids, id map, centroids, coarse graph; the vectors file is on disk / "
+              "page cache). faiss: codes + 8-byte ids + the float32 vectors IndexRefineFlat keeps. "
+              "ScaNN: codes + the float32 vectors its reorder keeps.")
 
 
 def sweep(searcher, queries, gt, points, repeats, label) -> list[dict]:
@@ -59,14 +68,15 @@ def build_ours(base, k, threads, nlist, m, nbits, tmp):
     idx = IvfPqIndex(base.shape[1], "cosine", nlist=nlist, m=m, nbits=nbits,
                      vectors_path=Path(tmp) / "vectors.f32")
     idx.train(base, threads=threads)
+    train_s = time.perf_counter() - t0
     idx.add(np.arange(len(base)), base, threads=threads)
-    build_s = time.perf_counter() - t0
+    add_s = time.perf_counter() - t0 - train_s
     ram = idx.memory_usage()["total_bytes"]
 
     def searcher(point):
         nprobe, rerank_k = point
         return lambda q: idx.search(q, k, nprobe=nprobe, rerank_k=rerank_k, threads=1)[0]
-    return build_s, ram, searcher, idx
+    return train_s, add_s, ram, searcher, idx
 
 
 def build_faiss(base, k, threads, nlist, m, nbits, fast_scan):
@@ -81,8 +91,9 @@ def build_faiss(base, k, threads, nlist, m, nbits, fast_scan):
         ivf = faiss.IndexIVFPQ(quantizer, d, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT)
     idx = faiss.IndexRefineFlat(ivf)
     idx.train(base)
+    train_s = time.perf_counter() - t0
     idx.add(base)
-    build_s = time.perf_counter() - t0
+    add_s = time.perf_counter() - t0 - train_s
     faiss.omp_set_num_threads(1)
     n = len(base)
     ram = nlist * d * 4 + n * (ivf.code_size + 8) + n * d * 4
@@ -92,7 +103,38 @@ def build_faiss(base, k, threads, nlist, m, nbits, fast_scan):
         ivf.nprobe = nprobe
         idx.k_factor = rerank_k / k
         return lambda q: idx.search(q[None], k)[1][0]
-    return build_s, ram, searcher, idx
+    return train_s, add_s, ram, searcher, idx
+
+
+def build_scann(base, k, threads, nlist, code_bytes):
+    import scann
+    n, d = base.shape
+    t0 = time.perf_counter()
+    # ScaNN trains and adds in one build(); its training sample is capped as ours is.
+    builder = (scann.scann_ops_pybind.builder(base, k, "dot_product")
+               .tree(num_leaves=nlist, num_leaves_to_search=16, training_sample_size=min(n, 64 * nlist))
+               .score_ah(d // (2 * code_bytes), anisotropic_quantization_threshold=0.2)
+               .reorder(100))
+    if hasattr(builder, "set_n_training_threads"):
+        builder = builder.set_n_training_threads(threads)
+    idx = builder.build()
+    train_s, add_s = time.perf_counter() - t0, 0.0
+    ram = nlist * d * 4 + n * (code_bytes + 4 * d)
+
+    def searcher(point):
+        nprobe, rerank_k = point
+        return lambda q: idx.search(q, final_num_neighbors=k, pre_reorder_num_neighbors=rerank_k,
+                                    leaves_to_search=nprobe)[0]
+    return train_s, add_s, ram, searcher, idx
+
+
+def scann_missing() -> str | None:
+    """Why ScaNN cannot run here, or None when it can."""
+    try:
+        import scann  # noqa: F401
+    except ImportError as e:
+        return f"scann does not import ({e}); `pip install scann` (1.4+, no TensorFlow needed) to add its rows"
+    return None
 
 
 def main(argv=None) -> int:
@@ -101,6 +143,7 @@ def main(argv=None) -> int:
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--nlist", type=int, default=1024)
+    ap.add_argument("--code-bytes", type=int, default=32, help="PQ code bytes a vector, every configuration")
     ap.add_argument("--threads", type=int, default=0, help="build threads (0: every core)")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--skip", default="", help="comma-separated substrings of config labels to leave out")
@@ -115,7 +158,9 @@ def main(argv=None) -> int:
     spec = datasets.ClipLikeSpec(n=args.n, dim=args.dim, n_queries=args.queries)
     base, queries = datasets.clip_like(spec)
     gt = np.ascontiguousarray(datasets.ground_truth(spec, base, queries, 100)[0][:, :k])
-    m4, m8 = args.dim // 8, args.dim // 16  # both 32 bytes of code at 512-d
+    if args.quick:
+        args.code_bytes = 16
+    m4, m8 = 2 * args.code_bytes, args.code_bytes  # both code_bytes of code
 
     configs = {
         f"lookalike ivfpq4 m={m4}": lambda tmp: build_ours(base, k, threads, args.nlist, m4, 4, tmp),
@@ -123,32 +168,39 @@ def main(argv=None) -> int:
         f"faiss IVFPQFastScan m={m4} + refine": lambda tmp: build_faiss(base, k, threads, args.nlist, m4, 4, True),
         f"faiss IVFPQ m={m8} + refine": lambda tmp: build_faiss(base, k, threads, args.nlist, m8, 8, False),
         f"faiss IVFPQ m={m4} + refine": lambda tmp: build_faiss(base, k, threads, args.nlist, m4, 8, False),
+        f"scann AH {args.code_bytes}B + reorder": lambda tmp: build_scann(base, k, threads, args.nlist, args.code_bytes),
     }
+    notes = []
+    if (why := scann_missing()) is not None:
+        configs = {label: b for label, b in configs.items() if not label.startswith("scann")}
+        notes.append(why)
+        log(why)
     rows = []
     for label, build in configs.items():
         if any(part and part in label for part in args.skip.split(",")):
             continue
         with tempfile.TemporaryDirectory() as tmp:
             log(f"{label}: train + add {args.n:,} x {args.dim}")
-            build_s, ram, searcher, idx = build(tmp)
-            log(f"{label}: {build_s:.1f}s, {ram / args.n:.0f} RAM B/vec")
+            train_s, add_s, ram, searcher, idx = build(tmp)
+            log(f"{label}: train {train_s:.1f}s + add {add_s:.1f}s, {ram / args.n:.0f} RAM B/vec")
             points = sweep(searcher, queries, gt, SWEEP, args.repeats, label)
-            rows.append({"label": label, "build_s": build_s, "ram_per_vec": ram / args.n, "sweep": points,
+            rows.append({"label": label, "train_s": train_s, "add_s": add_s, "ram_per_vec": ram / args.n,
+                         "sweep": points,
                          "qps_at": {str(t): best_qps(points, t) for t in TARGETS}})
             del idx
 
     result = {"machine": machine_info(), "n": args.n, "dim": args.dim, "nlist": args.nlist,
-              "ram_method": RAM_METHOD, "rows": rows}
+              "code_bytes": args.code_bytes, "ram_method": RAM_METHOD, "notes": notes, "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"compressed_{args.n}x{args.dim}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
-    print("| config | train+add s | RAM B/vec | QPS@.90 | QPS@.95 | max recall |\n|---|---|---|---|---|---|")
+    print("| config | train s | add s | RAM B/vec | QPS@.90 | QPS@.95 | max recall |\n|---|---|---|---|---|---|---|")
     for r in rows:
         q = r["qps_at"]
         f = lambda x: "n/a" if x is None else f"{x:,.0f}"  # noqa: E731
-        print(f"| {r['label']} | {r['build_s']:.1f} | {r['ram_per_vec']:.0f} | {f(q['0.9'])} | {f(q['0.95'])} | "
+        print(f"| {r['label']} | {r['train_s']:.1f} | {r['add_s']:.1f} | {r['ram_per_vec']:.0f} | {f(q['0.9'])} | {f(q['0.95'])} | "
               f"{max(p['recall'] for p in r['sweep']):.3f} |")
-    print(f"\n{RAM_METHOD}\nwrote {path}")
+    print("\n".join(["", RAM_METHOD, *notes, f"wrote {path}"]))
     return 0
 
 

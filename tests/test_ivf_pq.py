@@ -9,6 +9,7 @@ import pytest
 from conftest import clustered, exact_knn, recall
 from lookalike.index import (
     DuplicateIdError,
+    HnswIndex,
     IdFilter,
     IndexFileError,
     IvfPqIndex,
@@ -108,6 +109,25 @@ def test_round_trip_and_later_writes(tmp_path, data):
     assert 10_000 not in again and len(again) == len(index)
 
 
+def test_coarse_graph_finds_the_cells_a_scan_finds(tmp_path, data):
+    base, queries = data
+    flat = build(base)
+    graph = build(base, coarse_graph_min_nlist=32)  # nlist is 32: the graph is built
+    assert graph.has_coarse_graph and not flat.has_coarse_graph
+    assert graph.memory_usage()["coarse_graph_bytes"] > 32 * DIM * 4
+    assert flat.memory_usage()["coarse_graph_bytes"] == 0
+    for q in queries:
+        np.testing.assert_array_equal(graph.probes(q, 8), flat.probes(q, 8))
+    assert len(graph.probes(queries[0], 100)) == 32  # nprobe is capped at nlist
+    for a, b in zip(graph.search(queries, 10), flat.search(queries, 10)):
+        np.testing.assert_array_equal(a, b)
+    # The graph is saved with the index and comes back with it.
+    graph.save(tmp_path / "g.lkl")
+    loaded = IvfPqIndex.load(tmp_path / "g.lkl")
+    assert loaded.has_coarse_graph
+    np.testing.assert_array_equal(loaded.search(queries, 10).ids, graph.search(queries, 10).ids)
+
+
 def test_damaged_files_are_refused(tmp_path, data):
     index = build(data[0][:2000])
     path = str(tmp_path / "ivf.lkl")
@@ -167,6 +187,10 @@ def test_untrained_and_bad_parameters(data):
         IvfPqIndex(DIM, m=16, nbits=5)
     with pytest.raises(ValueError, match="metric"):
         IvfPqIndex(DIM, "hamming", m=16)
+    with pytest.raises(ValueError, match="coarse_graph_min_nlist"):
+        IvfPqIndex(DIM, m=16, coarse_graph_min_nlist=0)
+    with pytest.raises(ValueError, match="nprobe"):
+        index.probes(data[1][0], 0)
 
 
 def test_memory_stays_near_the_code_size(index4):
@@ -178,6 +202,12 @@ def test_memory_stays_near_the_code_size(index4):
 
 
 def test_choose_index_by_size_and_budget():
+    small = choose_index(5_000, 512)
+    assert small.kind == "flat" and small.index_class == "HnswIndex" and small.search_params == {"exact": True}
+    assert small.memory_bytes == estimate_memory("hnsw", 5_000, 512)
+    assert choose_index(5_000, 512, memory_budget=10**8).kind == "flat"
+    assert choose_index(5_000, 512, memory_budget=10**6).kind == "ivf_pq"
+    assert choose_index(50_000, 512).kind == "hnsw" and choose_index(50_000, 512).search_params == {}
     assert choose_index(1_000_000, 512).kind == "hnsw"
     big = choose_index(100_000_000, 512)
     assert big.kind == "ivf_pq" and big.params["m"] == 64 and big.memory_bytes / 1e8 < 80
@@ -186,3 +216,14 @@ def test_choose_index_by_size_and_budget():
     assert estimate_memory("hnsw", 1000, 512) > estimate_memory("hnsw-int8", 1000, 512)
     with pytest.raises(ValueError, match="no index fits"):
         choose_index(100_000_000, 512, memory_budget=10**6)
+    with pytest.raises(ValueError, match="unknown index kind"):
+        estimate_memory("ivf", 10, 8)
+
+
+def test_a_flat_choice_searches_exactly(data):
+    base, queries = data
+    choice = choose_index(2000, DIM)
+    index = HnswIndex(DIM, **choice.params)
+    index.add(np.arange(2000), base[:2000])
+    found = index.search(queries, 10, **choice.search_params).ids
+    np.testing.assert_array_equal(found, exact_knn(base[:2000], queries, 10, "cosine"))

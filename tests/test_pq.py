@@ -103,3 +103,13 @@ def test_quantized_lut_approximates_float_sums():
     exact = lut[np.arange(32), codes].sum(1)
     approx = bias + scale * _core.pq_fastscan4(qlut, codes).astype(np.float64)
     assert np.abs(approx - exact).max() <= 32 * scale / 2 + 1e-4  # half a step a sub-space at most
+
+
+def test_pq_training_does_not_depend_on_threads(data):
+    # Each sub-space trains on one thread with a seed of its own, so the thread
+    # count only changes which sub-space runs where.
+    one, two = (_core.ProductQuantizer(32, 8, 8) for _ in range(2))
+    one.train(data, 3, 1, 10)
+    two.train(data, 3, 2, 10)
+    np.testing.assert_array_equal(one.centroids, two.centroids)
+    assert np.isfinite(one.centroids).all()

@@ -147,6 +147,7 @@ py::dict memory_dict(const pq::IvfMemoryUsage& u) {
   d["id_map_bytes"] = u.id_map_bytes;
   d["deleted_bytes"] = u.deleted_bytes;
   d["centroid_bytes"] = u.centroid_bytes;
+  d["coarse_graph_bytes"] = u.coarse_graph_bytes;
   d["total_bytes"] = u.total_bytes;
   d["vector_file_bytes"] = u.vector_file_bytes;
   d["live"] = u.live;
@@ -162,7 +163,8 @@ void bind_pq(py::module_& m) {
 
   py::class_<IvfPqIndex>(m, "IvfPqIndex")
       .def(py::init([](size_t dim, const std::string& metric, size_t nlist, size_t mm, size_t nbits, size_t nprobe,
-                       size_t rerank_k, uint64_t seed, const std::string& vectors_path) {
+                       size_t rerank_k, uint64_t seed, size_t coarse_graph_min_nlist,
+                       const std::string& vectors_path) {
              pq::IvfPqConfig c;
              c.dim = dim;
              c.metric = parse_metric(metric);
@@ -172,10 +174,11 @@ void bind_pq(py::module_& m) {
              c.nprobe = nprobe;
              c.rerank_k = rerank_k;
              c.seed = seed;
+             c.coarse_graph_min_nlist = coarse_graph_min_nlist;
              return std::make_unique<IvfPqIndex>(c, vectors_path);
            }),
            py::arg("dim"), py::arg("metric"), py::arg("nlist"), py::arg("m"), py::arg("nbits"), py::arg("nprobe"),
-           py::arg("rerank_k"), py::arg("seed"), py::arg("vectors_path"))
+           py::arg("rerank_k"), py::arg("seed"), py::arg("coarse_graph_min_nlist"), py::arg("vectors_path"))
       .def(
           "train",
           [](IvfPqIndex& ix, const CArray<float>& vectors, size_t threads) {
@@ -228,6 +231,23 @@ void bind_pq(py::module_& m) {
           },
           py::arg("queries"), py::arg("k"), py::arg("nprobe"), py::arg("rerank_k"), py::arg("filter"),
           py::arg("rerank"), py::arg("threads"))
+      .def(
+          "probes",
+          [](const IvfPqIndex& ix, const CArray<float>& query, size_t nprobe) {
+            rows_of(query, ix.config().dim, "query", true);
+            if (query.ndim() != 1) throw std::invalid_argument("probes takes one query (a 1-d array)");
+            std::vector<uint32_t> cells(nprobe);
+            size_t found;
+            {
+              py::gil_scoped_release nogil;
+              found = ix.probes(query.data(), nprobe, cells.data());
+            }
+            CArray<uint32_t> out({found});
+            std::copy_n(cells.begin(), found, out.mutable_data());
+            return out;
+          },
+          py::arg("query"), py::arg("nprobe"))
+      .def_property_readonly("has_coarse_graph", &IvfPqIndex::has_coarse_graph)
       .def("compact", &IvfPqIndex::compact, py::call_guard<py::gil_scoped_release>())
       .def("save", &IvfPqIndex::save, py::arg("path"), py::call_guard<py::gil_scoped_release>())
       .def_static("load", &IvfPqIndex::load, py::arg("path"), py::call_guard<py::gil_scoped_release>())

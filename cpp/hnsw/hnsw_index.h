@@ -47,6 +47,11 @@
 #include "hnsw/search_scratch.h"
 #include "hnsw/vector_codec.h"
 
+namespace lookalike::io {
+class FileWriter;
+class FileReader;
+}  // namespace lookalike::io
+
 namespace lookalike::hnsw {
 
 // An id the index does not hold (delete, get, replace of an unknown id).
@@ -151,6 +156,17 @@ class HnswIndex {
 
   void save(const std::string& path) const;
   static std::unique_ptr<HnswIndex> load(const std::string& path);
+
+  // The layout of the sections save() writes; a file of kind HNSW records it as
+  // its kind version. Another index that embeds an HNSW (IVF-PQ's coarse graph)
+  // records it too, to hand back to read_sections.
+  static constexpr uint32_t kFileLayoutVersion = 2;
+  // The sections of save(), numbered first_section + 1 .. first_section + 4, in
+  // a container that may hold other sections too; read_sections reads them back
+  // (written under `layout_version`), with every check load() makes.
+  void write_sections(io::FileWriter& out, uint32_t first_section) const;
+  static std::unique_ptr<HnswIndex> read_sections(const io::FileReader& in, uint32_t first_section,
+                                                  uint32_t layout_version);
 
   const IndexConfig& config() const { return config_; }
   // May change while other threads search: read it here, not in config().

@@ -8,6 +8,9 @@
 //   4 rerank  slot_count re-ranking copies (only when the index keeps them), in
 //             the storage IndexMeta::rerank_copies names
 //
+// The same sections, numbered from an offset, can sit inside another index's
+// file (write_sections / read_sections): IVF-PQ keeps its coarse graph so.
+//
 // Kind versions: 1 knew float32 re-ranking copies only (rerank_copies 0 or 1);
 // 2 adds float16 copies (2). Both load.
 //
@@ -25,7 +28,7 @@ namespace lookalike::hnsw {
 namespace {
 
 constexpr uint32_t kFileKind = 1;  // HNSW
-constexpr uint32_t kKindVersion = 2;
+constexpr uint32_t kKindVersion = HnswIndex::kFileLayoutVersion;
 enum Section : uint32_t { kMeta = 1, kNodes = 2, kUpper = 3, kRerank = 4 };
 
 struct IndexMeta {
@@ -44,6 +47,17 @@ static_assert(sizeof(IndexMeta) == 88);
 }  // namespace
 
 void HnswIndex::save(const std::string& path) const {
+  io::FileWriter out(path, kFileKind, kKindVersion);
+  write_sections(out, 0);
+  out.commit();
+}
+
+std::unique_ptr<HnswIndex> HnswIndex::load(const std::string& path) {
+  io::FileReader in(path, kFileKind, kKindVersion);
+  return read_sections(in, 0, in.kind_version());
+}
+
+void HnswIndex::write_sections(io::FileWriter& out, uint32_t first_section) const {
   // Writers wait (the file must be one consistent state); searches go on.
   std::unique_lock<std::shared_mutex> writes(writes_mutex_);
   std::shared_lock<std::shared_mutex> graph(graph_mutex_);
@@ -64,12 +78,11 @@ void HnswIndex::save(const std::string& path) const {
   meta.rerank_copies = config_.rerank_copies ? 1 + uint32_t(*config_.rerank_copies) : 0;
   meta.int8_scale = codec_.int8_scale();
 
-  io::FileWriter out(path, kFileKind, kKindVersion);
-  out.write_section(kMeta, &meta, sizeof(meta));
+  out.write_section(first_section + kMeta, &meta, sizeof(meta));
 
   // Blocks of a segment are contiguous: write them a segment at a time.
   auto write_blocks = [&](Section id, const BlockArray& blocks) {
-    out.begin_section(id);
+    out.begin_section(first_section + id);
     for (size_t seg = 0; seg * BlockArray::kSegmentBlocks < count; ++seg) {
       size_t n = std::min<size_t>(BlockArray::kSegmentBlocks, count - seg * BlockArray::kSegmentBlocks);
       out.append(blocks.segment(seg), n * blocks.block_bytes());
@@ -78,19 +91,21 @@ void HnswIndex::save(const std::string& path) const {
   };
   write_blocks(kNodes, *nodes_);
 
-  out.begin_section(kUpper);
+  out.begin_section(first_section + kUpper);
   for (uint32_t s = 0; s < count; ++s)
     if (header(s).level > 0) out.append(upper_of(s), size_t(header(s).level) * (config_.M + 1) * sizeof(uint32_t));
   out.end_section();
 
   if (rerank_) write_blocks(kRerank, *rerank_);
-  out.commit();
 }
 
-std::unique_ptr<HnswIndex> HnswIndex::load(const std::string& path) {
-  io::FileReader in(path, kFileKind, kKindVersion);
+std::unique_ptr<HnswIndex> HnswIndex::read_sections(const io::FileReader& in, uint32_t first_section,
+                                                    uint32_t layout_version) {
+  const std::string& path = in.path();
+  if (layout_version < 1 || layout_version > kKindVersion)
+    damaged(path, "unknown HNSW layout version " + std::to_string(layout_version));
   IndexMeta meta;
-  std::memcpy(&meta, in.section(kMeta, sizeof(IndexMeta)).data, sizeof(meta));
+  std::memcpy(&meta, in.section(first_section + kMeta, sizeof(IndexMeta)).data, sizeof(meta));
 
   IndexConfig config;
   config.dim = meta.dim;
@@ -100,7 +115,7 @@ std::unique_ptr<HnswIndex> HnswIndex::load(const std::string& path) {
   config.seed = meta.seed;
   config.metric = Metric(meta.metric);
   config.storage = distance::Scalar(meta.storage);
-  const uint32_t max_rerank_code = in.kind_version() == 1 ? 1 : 2;
+  const uint32_t max_rerank_code = layout_version == 1 ? 1 : 2;
   if (meta.metric > 2 || meta.storage > 2 || meta.rerank_copies > max_rerank_code)
     damaged(path, "unknown metric or storage code");
   if (meta.rerank_copies) config.rerank_copies = distance::Scalar(meta.rerank_copies - 1);
@@ -121,7 +136,7 @@ std::unique_ptr<HnswIndex> HnswIndex::load(const std::string& path) {
   ix.codec_ = VectorCodec(config.dim, config.metric, config.storage, meta.int8_scale);
 
   // Level-0 blocks, then a check of every header and link in them.
-  io::FileReader::Bytes nodes = in.section(kNodes, count * ix.block_bytes_);
+  io::FileReader::Bytes nodes = in.section(first_section + kNodes, count * ix.block_bytes_);
   ix.nodes_->reserve(count);
   ix.upper_->reserve(count);
   for (size_t seg = 0; seg * BlockArray::kSegmentBlocks < count; ++seg) {
@@ -151,7 +166,7 @@ std::unique_ptr<HnswIndex> HnswIndex::load(const std::string& path) {
   if (deleted != meta.deleted) damaged(path, "deleted count does not match the nodes' flags");
 
   // Upper links: exactly the size the node levels call for.
-  io::FileReader::Bytes upper = in.section(kUpper, upper_words * sizeof(uint32_t));
+  io::FileReader::Bytes upper = in.section(first_section + kUpper, upper_words * sizeof(uint32_t));
   const auto* words = reinterpret_cast<const uint32_t*>(upper.data);
   for (uint32_t s = 0; s < count; ++s) {
     const int level = ix.header(s).level;
@@ -171,7 +186,7 @@ std::unique_ptr<HnswIndex> HnswIndex::load(const std::string& path) {
   if (bool(ix.rerank_) != bool(meta.rerank_copies)) damaged(path, "re-ranking copies that its storage rules out");
   if (ix.rerank_) {
     const size_t bytes = ix.rerank_->block_bytes();
-    io::FileReader::Bytes copies = in.section(kRerank, count * bytes);
+    io::FileReader::Bytes copies = in.section(first_section + kRerank, count * bytes);
     ix.rerank_->reserve(count);
     for (size_t seg = 0; seg * BlockArray::kSegmentBlocks < count; ++seg) {
       size_t first = seg * BlockArray::kSegmentBlocks;

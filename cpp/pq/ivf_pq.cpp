@@ -22,7 +22,6 @@ constexpr size_t kCoarseIterations = 10;
 // 64 points a cell place the coarse centroids about as well as 256 do (the
 // partition only has to be balanced), at a quarter of the training time.
 constexpr size_t kCoarsePointsPerCentroid = 64;
-constexpr size_t kPqIterations = 20;
 constexpr uint32_t kMaxSlots = UINT32_MAX - 1;
 
 std::string id_text(int64_t id) { return std::to_string(id); }
@@ -46,6 +45,7 @@ void IvfPqConfig::validate() const {
     throw std::invalid_argument("4-bit codes allow m <= " + std::to_string(kMaxFastScanM) + ", got " +
                                 std::to_string(m));
   if (nlist > kMaxSlots) throw std::invalid_argument("nlist is too large");
+  positive("coarse_graph_min_nlist", coarse_graph_min_nlist);
 }
 
 IvfPqIndex::IvfPqIndex(const IvfPqConfig& config, const std::string& vectors_path)
@@ -109,20 +109,22 @@ void IvfPqIndex::train(const float* vectors, size_t n, size_t threads) {
   coarse.max_points_per_centroid = kCoarsePointsPerCentroid;
   coarse.seed = config_.seed;
   coarse.threads = threads;
-  std::vector<float> centroids = kmeans(x, n, dim, coarse);
+  CoarseQuantizer quantizer(kmeans(x, n, dim, coarse), dim, config_.nlist >= config_.coarse_graph_min_nlist);
 
-  // The codebooks learn the residuals of (at most) 256 points a PQ centroid.
-  const size_t pq_n = std::min(n, pq_.ksub() * 256);
+  // A pool of residuals twice what one sub-quantizer trains on: each draws its
+  // own sample from it. (Larger pools cost coarse assignments, nlist distances
+  // of dim floats a point, for little: the sub-spaces are low-dimensional.)
+  const size_t pq_n = std::min(n, pq_.ksub() * kTrainPointsPerCentroid * 2);
   const size_t step = n / pq_n;
   std::vector<float> residuals(pq_n * dim);
   for (size_t i = 0; i < pq_n; ++i) std::copy_n(x + i * step * dim, dim, residuals.data() + i * dim);
   std::vector<uint32_t> cell(pq_n);
-  assign_nearest(residuals.data(), pq_n, centroids.data(), config_.nlist, dim, cell.data(), nullptr, threads);
+  quantizer.assign(residuals.data(), pq_n, cell.data(), threads);
   for (size_t i = 0; i < pq_n; ++i)
-    for (size_t j = 0; j < dim; ++j) residuals[i * dim + j] -= centroids[size_t(cell[i]) * dim + j];
-  pq_.train(residuals.data(), pq_n, config_.seed + 1, threads, kPqIterations);
+    for (size_t j = 0; j < dim; ++j) residuals[i * dim + j] -= quantizer.centroid(cell[i])[j];
+  pq_.train(residuals.data(), pq_n, config_.seed + 1, threads);
 
-  centroids_ = std::move(centroids);
+  coarse_ = std::move(quantizer);
   lists_.assign(config_.nlist, InvertedList{});
 }
 
@@ -181,10 +183,12 @@ void IvfPqIndex::add(const int64_t* ids, const float* vectors, size_t n, bool re
   std::vector<float> buffer;
   const float* x = prepared(vectors, n, buffer);
   std::vector<uint32_t> cell(n);
-  assign_nearest(x, n, centroids_.data(), config_.nlist, dim, cell.data(), nullptr, threads);
+  coarse_.assign(x, n, cell.data(), threads);
   std::vector<float> residuals(n * dim);
-  for (size_t i = 0; i < n; ++i)
-    for (size_t j = 0; j < dim; ++j) residuals[i * dim + j] = x[i * dim + j] - centroids_[size_t(cell[i]) * dim + j];
+  for (size_t i = 0; i < n; ++i) {
+    const float* centroid = coarse_.centroid(cell[i]);
+    for (size_t j = 0; j < dim; ++j) residuals[i * dim + j] = x[i * dim + j] - centroid[j];
+  }
   std::vector<uint8_t> codes(n * m);
   pq_.encode(residuals.data(), n, codes.data(), threads);
 
@@ -271,7 +275,7 @@ class IvfPqIndex::Scan {
     const size_t n = list.slots.size();
     if (n == 0) return;
     const IvfPqConfig& c = ix_.config_;
-    const float* centroid = ix_.centroids_.data() + cell * c.dim;
+    const float* centroid = ix_.coarse_.centroid(cell);
     float offset = 0;  // the cell's share of the distance, outside the tables
     if (c.metric == Metric::L2) {
       residual_.resize(c.dim);
@@ -342,15 +346,8 @@ void IvfPqIndex::search_locked(const float* query, const IvfSearchParams& p, int
   std::vector<float> buffer;
   const float* q = prepared(query, 1, buffer);
 
-  // The nprobe cells nearest the query.
-  const size_t nprobe = std::min(p.nprobe ? p.nprobe : config_.nprobe, config_.nlist);
-  std::vector<float> coarse(config_.nlist);
-  distance::kernels().get_many(distance::Scalar::F32, distance::Kernel::L2Sq)(
-      q, centroids_.data(), config_.nlist, dim * sizeof(float), dim, coarse.data());
-  std::vector<uint32_t> cells(config_.nlist);
-  for (uint32_t i = 0; i < cells.size(); ++i) cells[i] = i;
-  std::partial_sort(cells.begin(), cells.begin() + nprobe, cells.end(),
-                    [&](uint32_t a, uint32_t b) { return coarse[a] < coarse[b] || (coarse[a] == coarse[b] && a < b); });
+  std::vector<uint32_t> cells(std::min(p.nprobe ? p.nprobe : config_.nprobe, config_.nlist));
+  const size_t nprobe = coarse_.nearest(q, cells.size(), cells.data());
 
   const size_t keep = p.rerank ? std::max(p.k, p.rerank_k ? p.rerank_k : config_.rerank_k) : p.k;
   Scan scan(*this, q, p, keep);
@@ -379,6 +376,14 @@ void IvfPqIndex::search_locked(const float* query, const IvfSearchParams& p, int
       dists[i] = std::numeric_limits<float>::infinity();
     }
   }
+}
+
+size_t IvfPqIndex::probes(const float* query, size_t nprobe, uint32_t* cells) const {
+  check_vectors(query, 1);
+  std::shared_lock<std::shared_mutex> lock(mutex_);
+  require_trained();
+  std::vector<float> buffer;
+  return coarse_.nearest(prepared(query, 1, buffer), std::min(nprobe, config_.nlist), cells);
 }
 
 // --- bookkeeping -------------------------------------------------------------
@@ -415,9 +420,10 @@ IvfMemoryUsage IvfPqIndex::memory_usage() const {
   u.id_bytes = slot_ids_.capacity() * sizeof(int64_t);
   u.id_map_bytes = slot_by_id_.memory_bytes();
   u.deleted_bytes = deleted_.capacity() * sizeof(uint64_t);
-  u.centroid_bytes = (centroids_.capacity() + pq_.centroids().capacity()) * sizeof(float);
-  u.total_bytes =
-      u.code_bytes + u.list_slot_bytes + u.id_bytes + u.id_map_bytes + u.deleted_bytes + u.centroid_bytes;
+  u.centroid_bytes = (coarse_.centroids().capacity() + pq_.centroids().capacity()) * sizeof(float);
+  u.coarse_graph_bytes = coarse_.graph_bytes();
+  u.total_bytes = u.code_bytes + u.list_slot_bytes + u.id_bytes + u.id_map_bytes + u.deleted_bytes +
+                  u.centroid_bytes + u.coarse_graph_bytes;
   u.vector_file_bytes = vectors_->rows() * config_.dim * sizeof(float);
   u.live = slot_by_id_.size();
   u.deleted = deleted_in_lists_;

@@ -26,6 +26,11 @@
 //             (negative inner product) or l2 (squared). Smaller is closer, as in
 //             the HNSW index. Cells are always chosen by L2 to the centroids.
 //   seed      training (samples, k-means++ draws) is a function of seed and data.
+//   coarse_graph_min_nlist
+//             from this many cells on, train() builds an HNSW over the centroids
+//             to find a query's cells (and an added vector's cell) instead of
+//             scanning all of them (coarse_quantizer.h; default 4096). A loaded
+//             index keeps the coarse search it was saved with.
 //
 // Writes after training: add appends; delete marks the slot deleted at once
 // (tombstone) and compact() drops deleted entries from the lists; upsert is
@@ -47,6 +52,7 @@
 #include "hnsw/filters.h"
 #include "hnsw/hnsw_index.h"
 #include "hnsw/vector_codec.h"
+#include "pq/coarse_quantizer.h"
 #include "pq/id_map.h"
 #include "pq/product_quantizer.h"
 #include "pq/vector_file.h"
@@ -64,6 +70,7 @@ struct IvfPqConfig {
   size_t nprobe = 16;
   size_t rerank_k = 100;
   uint64_t seed = 0;
+  size_t coarse_graph_min_nlist = CoarseQuantizer::kGraphMinNlist;
 
   void validate() const;  // throws std::invalid_argument naming the bad field
 };
@@ -83,6 +90,7 @@ struct IvfMemoryUsage {
   size_t id_map_bytes = 0;     // id -> slot
   size_t deleted_bytes = 0;    // tombstone bitmap
   size_t centroid_bytes = 0;   // coarse centroids and PQ codebooks
+  size_t coarse_graph_bytes = 0;  // the HNSW over the centroids, when there is one
   size_t total_bytes = 0;
   size_t vector_file_bytes = 0;  // on disk / in page cache, not in total_bytes
   size_t live = 0, deleted = 0, slots = 0;
@@ -113,6 +121,10 @@ class IvfPqIndex {
   void search(const float* query, const IvfSearchParams& params, int64_t* ids, float* dists) const;
   void search_batch(const float* queries, size_t n, const IvfSearchParams& params, int64_t* ids, float* dists,
                     size_t threads = 0) const;
+  // The cells a search with this nprobe visits (nearest first), into cells;
+  // returns their number.
+  size_t probes(const float* query, size_t nprobe, uint32_t* cells) const;
+  bool has_coarse_graph() const { return coarse_.graph() != nullptr; }
 
   // Drops deleted entries from the inverted lists (their RAM comes back).
   void compact();
@@ -155,7 +167,7 @@ class IvfPqIndex {
 
   IvfPqConfig config_;
   ProductQuantizer pq_;
-  std::vector<float> centroids_;  // nlist * dim, after training
+  CoarseQuantizer coarse_;  // the nlist centroids, after training
   std::vector<InvertedList> lists_;
   std::vector<int64_t> slot_ids_;  // slot -> external id
   std::vector<uint64_t> deleted_;  // one bit a slot

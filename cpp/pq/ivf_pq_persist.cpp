@@ -3,7 +3,7 @@
 // second file, memory-mapped on load; its row count and CRC32C are in the meta
 // section, so a missing, short, damaged or foreign vectors file is refused).
 //
-// Sections (kind 3, kind version 1):
+// Sections (kind 3, kind version 2):
 //   1 meta       IvfMeta below
 //   2 centroids  nlist * dim float32 (trained indexes only, as are 3-6)
 //   3 codebooks  m * 2^nbits * (dim / m) float32
@@ -12,6 +12,12 @@
 //   6 codes      the lists' codes, list after list, in their in-memory layout
 //   7 ids        slot -> external id, int64
 //   8 deleted    tombstone bitmap, one uint64 per 64 slots
+//   17-20        the coarse graph over the centroids, when there is one: the
+//                sections of an HNSW file (hnsw_persist.cpp) from 17 on, in the
+//                HNSW layout version IvfMeta::coarse_graph_layout names
+//
+// Kind versions: 1 had no coarse graph (its IvfMeta::coarse_graph_layout, then
+// "reserved", is 0); 2 adds it. Both load; a version-1 index scans its centroids.
 //
 // Like the HNSW loader, this one checks every count, slot and id against the
 // others before the index is handed out.
@@ -26,7 +32,8 @@ namespace lookalike::pq {
 namespace {
 
 constexpr uint32_t kFileKind = 3;  // IVF-PQ (1 is HNSW)
-constexpr uint32_t kKindVersion = 1;
+constexpr uint32_t kKindVersion = 2;
+constexpr uint32_t kCoarseGraphSections = 16;  // the graph's sections are 17, 18, ...
 enum Section : uint32_t {
   kMeta = 1, kCentroids = 2, kCodebooks = 3, kListSizes = 4, kSlots = 5, kCodes = 6, kIds = 7, kDeleted = 8,
 };
@@ -35,7 +42,8 @@ struct IvfMeta {
   uint64_t dim, nlist, m, nbits, nprobe, rerank_k, seed;
   uint64_t slots, deleted, deleted_in_lists;
   uint32_t metric, trained;
-  uint32_t vectors_crc, reserved;
+  uint32_t vectors_crc;
+  uint32_t coarse_graph_layout;  // 0: no coarse graph; else its HNSW layout version
 };
 static_assert(sizeof(IvfMeta) == 96);
 
@@ -71,13 +79,17 @@ void IvfPqPersist::save(const IvfPqIndex& ix, const std::string& path) {
   meta.metric = uint32_t(c.metric);
   meta.trained = ix.trained();
   meta.vectors_crc = ix.vectors_->crc();
+  const hnsw::HnswIndex* graph = ix.coarse_.graph();
+  meta.coarse_graph_layout = graph ? hnsw::HnswIndex::kFileLayoutVersion : 0;
 
   // The vectors first: an index file never refers to rows that are not on disk.
   ix.vectors_->save_as(path + ".vectors");
   io::FileWriter out(path, kFileKind, kKindVersion);
   out.write_section(kMeta, &meta, sizeof(meta));
   if (ix.trained()) {
-    out.write_section(kCentroids, ix.centroids_.data(), ix.centroids_.size() * sizeof(float));
+    const std::vector<float>& centroids = ix.coarse_.centroids();
+    out.write_section(kCentroids, centroids.data(), centroids.size() * sizeof(float));
+    if (graph) graph->write_sections(out, kCoarseGraphSections);
     out.write_section(kCodebooks, ix.pq_.centroids().data(), ix.pq_.centroids().size() * sizeof(float));
     std::vector<uint64_t> sizes;
     for (const auto& list : ix.lists_) sizes.push_back(list.slots.size());
@@ -117,6 +129,8 @@ std::unique_ptr<IvfPqIndex> IvfPqPersist::load(const std::string& path) {
   const uint64_t slots = meta.slots;
   if (slots > UINT32_MAX - 1) damaged(path, "slot count out of range");
   if (!meta.trained && slots) damaged(path, "vectors in an untrained index");
+  if (meta.coarse_graph_layout && (!meta.trained || in.kind_version() < 2))
+    damaged(path, "a coarse graph where there can be none");
 
   // Built without a file of its own; the saved vectors file is attached below.
   auto index = std::unique_ptr<IvfPqIndex>(new IvfPqIndex(c, ""));
@@ -142,8 +156,18 @@ std::unique_ptr<IvfPqIndex> IvfPqPersist::load(const std::string& path) {
 
   if (meta.trained) {
     auto centroids = in.section(kCentroids, c.nlist * c.dim * sizeof(float));
-    ix.centroids_.resize(c.nlist * c.dim);
-    std::memcpy(ix.centroids_.data(), centroids.data, centroids.size);
+    std::vector<float> cell_centroids(c.nlist * c.dim);
+    std::memcpy(cell_centroids.data(), centroids.data, centroids.size);
+    std::unique_ptr<hnsw::HnswIndex> graph;
+    if (meta.coarse_graph_layout) {
+      graph = hnsw::HnswIndex::read_sections(in, kCoarseGraphSections, meta.coarse_graph_layout);
+      const hnsw::IndexConfig& g = graph->config();
+      if (g.dim != c.dim || g.metric != Metric::L2 || graph->size() != c.nlist)
+        damaged(path, "the coarse graph does not match the centroids");
+      for (size_t cell = 0; cell < c.nlist; ++cell)
+        if (!graph->contains(int64_t(cell))) damaged(path, "the coarse graph lacks cell " + std::to_string(cell));
+    }
+    ix.coarse_ = CoarseQuantizer(std::move(cell_centroids), c.dim, std::move(graph));
     const size_t book_floats = c.m * (size_t(1) << c.nbits) * (c.dim / c.m);
     auto books = in.section(kCodebooks, book_floats * sizeof(float));
     std::vector<float> codebooks(book_floats);

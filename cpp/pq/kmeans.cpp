@@ -32,6 +32,19 @@ float l2sq_inline(const float* a, const float* b, size_t dim) {
   return s;
 }
 
+// Squared L2 from p to each of k centroids stored component-major (ct[j * k + c]).
+void l2sq_to_transposed(const float* p, const float* ct, size_t k, size_t dim, float* d) {
+  std::fill_n(d, k, 0.0f);
+  for (size_t j = 0; j < dim; ++j) {
+    const float pj = p[j];
+    const float* row = ct + j * k;
+    for (size_t c = 0; c < k; ++c) {
+      const float t = pj - row[c];
+      d[c] += t * t;
+    }
+  }
+}
+
 // Copies `count` distinct points of x, drawn at random, into a new buffer.
 std::vector<float> sample_points(const float* x, size_t n, size_t dim, size_t count, std::mt19937_64& rng) {
   std::vector<uint32_t> order(n);
@@ -95,6 +108,15 @@ void split_into_empty(std::vector<float>& centroids, std::vector<size_t>& counts
 void assign_nearest(const float* x, size_t n, const float* centroids, size_t k, size_t dim, uint32_t* out,
                     float* out_dist, size_t threads) {
   const auto many = distance::kernels().get_many(distance::Scalar::F32, distance::Kernel::L2Sq);
+  // Short sub-vectors: centroids transposed (component-major), so the loop over
+  // centroids is the inner one and vectorises; each distance still sums its
+  // components in order, so the result is the same as a plain loop's.
+  std::vector<float> by_component;
+  if (dim < kKernelMinDim) {
+    by_component.resize(k * dim);
+    for (size_t c = 0; c < k; ++c)
+      for (size_t j = 0; j < dim; ++j) by_component[j * k + c] = centroids[c * dim + j];
+  }
   hnsw::parallel_for((n + kChunk - 1) / kChunk, threads, [&](size_t chunk) {
     std::vector<float> d(k);
     for (size_t i = chunk * kChunk; i < std::min(n, (chunk + 1) * kChunk); ++i) {
@@ -102,7 +124,7 @@ void assign_nearest(const float* x, size_t n, const float* centroids, size_t k, 
       if (dim >= kKernelMinDim) {
         many(p, centroids, k, dim * sizeof(float), dim, d.data());
       } else {
-        for (size_t c = 0; c < k; ++c) d[c] = l2sq_inline(p, centroids + c * dim, dim);
+        l2sq_to_transposed(p, by_component.data(), k, dim, d.data());
       }
       const size_t best = size_t(std::min_element(d.begin(), d.end()) - d.begin());  // first of ties
       out[i] = uint32_t(best);

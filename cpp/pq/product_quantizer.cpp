@@ -19,7 +19,8 @@ void ProductQuantizer::require_trained() const {
   if (!trained()) throw std::logic_error("the product quantizer is not trained");
 }
 
-void ProductQuantizer::train(const float* x, size_t n, uint64_t seed, size_t threads, size_t iterations) {
+void ProductQuantizer::train(const float* x, size_t n, uint64_t seed, size_t threads, size_t iterations,
+                             size_t max_points_per_centroid) {
   if (n < ksub())
     throw std::invalid_argument("training a " + std::to_string(nbits_) + "-bit product quantizer needs at least " +
                                 std::to_string(ksub()) + " vectors, got " + std::to_string(n));
@@ -33,6 +34,7 @@ void ProductQuantizer::train(const float* x, size_t n, uint64_t seed, size_t thr
     KMeansParams p;
     p.k = k;
     p.iterations = iterations;
+    p.max_points_per_centroid = max_points_per_centroid;
     p.seed = seed + s;
     p.threads = 1;
     std::vector<float> c = kmeans(sub.data(), n, ds, p);

@@ -29,6 +29,14 @@ namespace lookalike::pq {
 
 enum class LutKind : uint8_t { L2 = 0, NegInnerProduct = 1 };
 
+// Training defaults. A sub-space has few dimensions (2-16), so 64 points a
+// centroid and 10 Lloyd rounds reach nearly the error of 256 points and 20
+// rounds (faiss's defaults) at an eighth of the time: the 8-bit codebooks of
+// 1M x 256 train in seconds instead of minutes. (Measured in bench/compressed.py:
+// recall after re-rank is unchanged.)
+constexpr size_t kTrainIterations = 10;
+constexpr size_t kTrainPointsPerCentroid = 64;
+
 class ProductQuantizer {
  public:
   // Throws std::invalid_argument unless dim % m == 0 and nbits is 4 or 8.
@@ -42,8 +50,10 @@ class ProductQuantizer {
   bool trained() const { return !centroids_.empty(); }
 
   // Learns the codebooks from n >= ksub() finite vectors; sub-spaces are
-  // trained in parallel on up to `threads` threads (0: every core).
-  void train(const float* x, size_t n, uint64_t seed, size_t threads, size_t iterations = 20);
+  // trained in parallel on up to `threads` threads (0: every core), each on its
+  // own random sample of at most ksub() * max_points_per_centroid of the n.
+  void train(const float* x, size_t n, uint64_t seed, size_t threads, size_t iterations = kTrainIterations,
+             size_t max_points_per_centroid = kTrainPointsPerCentroid);
 
   // n vectors to n * m one-byte codes, and back. Require a trained quantizer.
   void encode(const float* x, size_t n, uint8_t* codes, size_t threads = 1) const;

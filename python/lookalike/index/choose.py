@@ -2,6 +2,12 @@
 
 The rule of thumb (measured in bench/; see the README's projection to 100M):
 
+- below 10k vectors, "flat": an exact scan (an HnswIndex searched with
+  ``exact=True``, which ``IndexChoice.search_params`` says): recall 1.0 and
+  nothing to tune, at ~4 ms a query for 10k x 512 on one (contended) core of
+  the 2-core bench machine, against ~1 ms for the graph walk. Its memory is
+  that of HNSW float32 (the graph is kept, so that the collection can outgrow
+  the scan without a rebuild);
 - below ~10M vectors, HNSW: the best recall per query-second, and its memory
   (about 2.2 KB a 512-d vector in float32, 1.6 KB as int8 + float16 copies)
   still fits one machine;
@@ -9,8 +15,8 @@ The rule of thumb (measured in bench/; see the README's projection to 100M):
   (4-bit PQ, m = dim / 8, plus ids), the float vectors in a memory-mapped file.
 
 With a ``memory_budget`` (bytes of RAM for the index), the first kind in the
-order HNSW float32, float16, int8 + float16 copies, IVF-PQ whose estimate fits
-is chosen. The estimates count what each index keeps in RAM: codes, vectors,
+order flat (below 10k vectors only), HNSW float32, float16, int8 + float16
+copies, IVF-PQ whose estimate fits is chosen. The estimates count what each index keeps in RAM: codes, vectors,
 links, ids and id maps; not the page cache of IVF-PQ's vectors file.
 """
 
@@ -19,7 +25,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+FLAT_MAX_VECTORS = 10_000
 HNSW_MAX_VECTORS = 10_000_000
+KINDS = ("flat", "hnsw", "hnsw-float16", "hnsw-int8", "ivf_pq")
 _HNSW_M = 16
 _ID_MAP_BYTES = 56  # HnswIndex's std::unordered_map, per id
 _IVF_ID_BYTES = 8 + 4 + 24  # slot -> id, list slot number, open-addressing id map
@@ -27,9 +35,10 @@ _IVF_ID_BYTES = 8 + 4 + 24  # slot -> id, list slot number, open-addressing id m
 
 @dataclass(frozen=True)
 class IndexChoice:
-    kind: str                      # "hnsw", "hnsw-float16", "hnsw-int8" or "ivf_pq"
+    kind: str                      # one of KINDS
     params: dict = field(default_factory=dict)  # keyword arguments for the index class
     memory_bytes: int = 0          # estimated RAM of the index
+    search_params: dict = field(default_factory=dict)  # keyword arguments for every search
 
     @property
     def index_class(self) -> str:
@@ -52,7 +61,7 @@ def default_pq_m(dim: int) -> int:
 def estimate_memory(kind: str, n: int, dim: int) -> int:
     """Estimated bytes of RAM an index of `kind` holds for n vectors of dim."""
     links = 2 * _HNSW_M * 4 + 16 + _ID_MAP_BYTES  # level-0 links, node header, id map
-    if kind == "hnsw":
+    if kind in ("flat", "hnsw"):
         return n * (4 * dim + links)
     if kind == "hnsw-float16":
         return n * (2 * dim + links)
@@ -61,11 +70,11 @@ def estimate_memory(kind: str, n: int, dim: int) -> int:
     if kind == "ivf_pq":
         m, nlist = default_pq_m(dim), default_nlist(n)
         return n * (m // 2 + _IVF_ID_BYTES) + 4 * dim * (nlist + 16)
-    raise ValueError(f"unknown index kind {kind!r} (expected hnsw, hnsw-float16, hnsw-int8 or ivf_pq)")
+    raise ValueError(f"unknown index kind {kind!r} (expected one of {', '.join(KINDS)})")
 
 
 def _params(kind: str, n: int, dim: int) -> dict:
-    if kind == "hnsw":
+    if kind in ("flat", "hnsw"):
         return {"M": _HNSW_M}
     if kind == "hnsw-float16":
         return {"M": _HNSW_M, "storage": "float16"}
@@ -79,13 +88,15 @@ def choose_index(n: int, dim: int, memory_budget: int | None = None) -> IndexCho
     if n < 0 or dim < 1:
         raise ValueError(f"need n >= 0 and dim >= 1, got n={n}, dim={dim}")
     if memory_budget is None:
-        kind = "hnsw" if n < HNSW_MAX_VECTORS else "ivf_pq"
+        kind = "flat" if n < FLAT_MAX_VECTORS else "hnsw" if n < HNSW_MAX_VECTORS else "ivf_pq"
     else:
-        fits = [k for k in ("hnsw", "hnsw-float16", "hnsw-int8", "ivf_pq") if estimate_memory(k, n, dim) <= memory_budget]
+        candidates = KINDS if n < FLAT_MAX_VECTORS else KINDS[1:]
+        fits = [k for k in candidates if estimate_memory(k, n, dim) <= memory_budget]
         if n >= HNSW_MAX_VECTORS and "ivf_pq" in fits:
             fits = ["ivf_pq"]
         if not fits:
             need = estimate_memory("ivf_pq", n, dim)
             raise ValueError(f"no index fits {memory_budget:,} bytes for {n:,} x {dim}: IVF-PQ needs ~{need:,}")
         kind = fits[0]
-    return IndexChoice(kind, _params(kind, n, dim), estimate_memory(kind, n, dim))
+    search = {"exact": True} if kind == "flat" else {}
+    return IndexChoice(kind, _params(kind, n, dim), estimate_memory(kind, n, dim), search)

@@ -19,6 +19,12 @@ Parameters (and what they trade):
 - ``nprobe``: cells searched per query (override per search): recall vs time.
 - ``rerank_k``: candidates re-ranked by exact distance (override per search).
   Each costs one ``dim * 4``-byte read from the vectors file.
+- ``coarse_graph_min_nlist``: from this many cells on (default 4096),
+  ``train`` builds an HNSW over the centroids, which then finds a query's
+  cells (and an added vector's cell) in about a thousand distances instead of
+  ``nlist``; below it the centroids are scanned exactly. The graph's cells are
+  approximate, rarely other than the exact ones. A loaded index keeps the
+  coarse search it was saved with.
 - ``vectors_path``: where the float vectors go; ``None`` keeps them in an
   anonymous temporary file (``save`` then copies them next to the index).
 
@@ -54,13 +60,16 @@ class IvfPqIndex(NativeIndex):
         nprobe: int = 16,
         rerank_k: int = 100,
         seed: int = 0,
+        coarse_graph_min_nlist: int = 4096,
         vectors_path: str | os.PathLike[str] | None = None,
     ) -> None:
-        for name, value in (("dim", dim), ("nlist", nlist), ("m", m), ("nprobe", nprobe), ("rerank_k", rerank_k)):
+        for name, value in (("dim", dim), ("nlist", nlist), ("m", m), ("nprobe", nprobe), ("rerank_k", rerank_k),
+                            ("coarse_graph_min_nlist", coarse_graph_min_nlist)):
             check_positive(name, value)
         path = "" if vectors_path is None else os.fspath(vectors_path)
         self._core = _core.IvfPqIndex(
-            int(dim), metric, int(nlist), int(m), int(nbits), int(nprobe), int(rerank_k), int(seed), path
+            int(dim), metric, int(nlist), int(m), int(nbits), int(nprobe), int(rerank_k), int(seed),
+            int(coarse_graph_min_nlist), path
         )
         self._dim = int(dim)
 
@@ -104,6 +113,18 @@ class IvfPqIndex(NativeIndex):
         return SearchResult(
             *self._core.search(queries, k, nprobe or 0, rerank_k or 0, filter, bool(rerank), thread_count(threads))
         )
+
+    def probes(self, query: npt.ArrayLike, nprobe: int | None = None) -> npt.NDArray:
+        """The cells (uint32, nearest first) a search of ``query`` visits with
+        ``nprobe`` (default: the index's)."""
+        nprobe = self.nprobe if nprobe is None else nprobe
+        check_positive("nprobe", nprobe)
+        return self._core.probes(as_vectors(query, self._dim, "query", allow_1d=True), int(nprobe))
+
+    @property
+    def has_coarse_graph(self) -> bool:
+        """Whether cells are found by an HNSW over the centroids (else a scan)."""
+        return self._core.has_coarse_graph
 
     # --- parameters -----------------------------------------------------------
 

@@ -1,0 +1,28 @@
+"""IVF-PQ files written by every version of the format must keep loading."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lookalike.index import IvfPqIndex
+from make_golden_ivf_pq import golden_vectors
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.mark.parametrize("version, coarse_graph", [(1, False), (2, True)])
+def test_a_file_of_each_version_loads_and_searches(tmp_path, version, coarse_graph):
+    # A copy: a loaded index appends its later writes to the vectors file.
+    for suffix in ("", ".vectors"):
+        shutil.copy(DATA / f"ivf_pq_v{version}.lkl{suffix}", tmp_path / f"ivf.lkl{suffix}")
+    index = IvfPqIndex.load(tmp_path / "ivf.lkl")
+    assert (index.dim, index.metric, index.nlist, index.m, index.nbits) == (16, "cosine", 8, 4, 4)
+    assert index.has_coarse_graph == coarse_graph
+    assert len(index) == 298 and 0 not in index and 2 not in index and 4 in index
+    vectors = golden_vectors()
+    # Every cell probed and every candidate re-ranked: the search is exact.
+    found = index.search(vectors, 1, nprobe=8, rerank_k=300).ids[:, 0]
+    live = np.arange(2, 300)
+    np.testing.assert_array_equal(found[live], live * 2)
