@@ -77,7 +77,9 @@ void bind_hnsw(py::module_& m) {
                ", fell_back=" + (s.fell_back ? "True" : "False") + ")";
       });
 
-  py::class_<HnswIndex>(m, "HnswIndex")
+  py::class_<HnswIndex> index_class(m, "HnswIndex");
+  def_id_writes<HnswIndex>(index_class);
+  index_class
       .def(py::init([](size_t dim, const std::string& metric, const std::string& storage, size_t M,
                        size_t ef_construction, size_t ef_search, const std::string& rerank_copies,
                        uint64_t seed) {
@@ -94,23 +96,6 @@ void bind_hnsw(py::module_& m) {
            }),
            py::arg("dim"), py::arg("metric"), py::arg("storage"), py::arg("M"), py::arg("ef_construction"),
            py::arg("ef_search"), py::arg("rerank_copies"), py::arg("seed"))
-      .def(
-          "add",
-          [](HnswIndex& ix, const CArray<int64_t>& ids, const CArray<float>& vectors, bool replace, size_t threads) {
-            const size_t n = rows_of(vectors, ix.config().dim, "vectors");
-            check_id_count(ids, n);
-            py::gil_scoped_release nogil;
-            ix.add(ids.data(), vectors.data(), n, replace, threads);
-          },
-          py::arg("ids"), py::arg("vectors"), py::arg("replace"), py::arg("threads"))
-      .def(
-          "remove",
-          [](HnswIndex& ix, const CArray<int64_t>& ids) {
-            py::gil_scoped_release nogil;
-            ix.remove(ids.data(), size_t(ids.size()));
-          },
-          py::arg("ids"))
-      .def("contains", &HnswIndex::contains, py::arg("id"))
       .def(
           "get",
           [](const HnswIndex& ix, const CArray<int64_t>& ids) {

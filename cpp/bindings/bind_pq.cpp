@@ -161,7 +161,9 @@ py::dict memory_dict(const pq::IvfMemoryUsage& u) {
 void bind_pq(py::module_& m) {
   bind_building_blocks(m);
 
-  py::class_<IvfPqIndex>(m, "IvfPqIndex")
+  py::class_<IvfPqIndex> index_class(m, "IvfPqIndex");
+  def_id_writes<IvfPqIndex>(index_class);
+  index_class
       .def(py::init([](size_t dim, const std::string& metric, size_t nlist, size_t mm, size_t nbits, size_t nprobe,
                        size_t rerank_k, uint64_t seed, size_t coarse_graph_min_nlist,
                        const std::string& vectors_path) {
@@ -188,23 +190,6 @@ void bind_pq(py::module_& m) {
           },
           py::arg("vectors"), py::arg("threads"))
       .def_property_readonly("trained", &IvfPqIndex::trained)
-      .def(
-          "add",
-          [](IvfPqIndex& ix, const CArray<int64_t>& ids, const CArray<float>& vectors, bool replace, size_t threads) {
-            const size_t n = rows_of(vectors, ix.config().dim, "vectors");
-            check_id_count(ids, n);
-            py::gil_scoped_release nogil;
-            ix.add(ids.data(), vectors.data(), n, replace, threads);
-          },
-          py::arg("ids"), py::arg("vectors"), py::arg("replace"), py::arg("threads"))
-      .def(
-          "remove",
-          [](IvfPqIndex& ix, const CArray<int64_t>& ids) {
-            py::gil_scoped_release nogil;
-            ix.remove(ids.data(), size_t(ids.size()));
-          },
-          py::arg("ids"))
-      .def("contains", &IvfPqIndex::contains, py::arg("id"))
       .def(
           "search",
           [](const IvfPqIndex& ix, const CArray<float>& queries, size_t k, size_t nprobe, size_t rerank_k,

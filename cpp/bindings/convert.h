@@ -45,6 +45,30 @@ struct KnnArrays {
   }
 };
 
+// The writes by id every index offers alike (add with replace, remove, contains),
+// bound on `cls` for an index type with those methods and config().dim.
+template <class Index, class Class>
+void def_id_writes(Class& cls) {
+  namespace py = pybind11;
+  cls.def(
+         "add",
+         [](Index& ix, const CArray<int64_t>& ids, const CArray<float>& vectors, bool replace, size_t threads) {
+           const size_t n = rows_of(vectors, ix.config().dim, "vectors");
+           check_id_count(ids, n);
+           py::gil_scoped_release nogil;
+           ix.add(ids.data(), vectors.data(), n, replace, threads);
+         },
+         py::arg("ids"), py::arg("vectors"), py::arg("replace"), py::arg("threads"))
+      .def(
+          "remove",
+          [](Index& ix, const CArray<int64_t>& ids) {
+            py::gil_scoped_release nogil;
+            ix.remove(ids.data(), size_t(ids.size()));
+          },
+          py::arg("ids"))
+      .def("contains", &Index::contains, py::arg("id"));
+}
+
 inline hnsw::Metric parse_metric(const std::string& name) {
   if (name == "l2") return hnsw::Metric::L2;
   if (name == "ip") return hnsw::Metric::InnerProduct;
