@@ -1,0 +1,2 @@
+"""Relevance evaluation: ranking metrics, offline runs over labelled queries and
+online metrics from shoppers' feedback."""
