@@ -126,6 +126,24 @@ def test_cosine_of_zero_vector_is_zero(level, dtype):
     np.testing.assert_array_equal(_core.distance_many(other, np.stack([zero, zero]), "cosine"), [0, 0])
 
 
+# Shapes around the tile (3 or 12 points), the panel (32 vectors) and the SIMD widths.
+@pytest.mark.parametrize("n, m, dim", [(1, 1, 1), (13, 33, 7), (25, 65, 40), (100, 70, 256)])
+def test_dot_matrix_matches_numpy(level, n, m, dim):
+    a = random_vectors(np.float32, n, dim, seed=n)
+    b = random_vectors(np.float32, m, dim, seed=m + 1)
+    got = _core.dot_matrix(a, b)
+    assert got.shape == (n, m) and got.dtype == np.float32
+    wide_a, wide_b = a.astype(np.float64), b.astype(np.float64)
+    assert np.all(np.abs(got - wide_a @ wide_b.T) <= RTOL * (np.abs(wide_a) @ np.abs(wide_b).T))
+
+
+def test_dot_matrix_refuses_other_dtypes_and_mismatched_dims():
+    with pytest.raises(TypeError, match="float32"):
+        _core.dot_matrix(np.ones((2, 4), np.float16), np.ones((3, 4), np.float16))
+    with pytest.raises(ValueError, match="dimension mismatch"):
+        _core.dot_matrix(np.ones((2, 4), np.float32), np.ones((3, 5), np.float32))
+
+
 def test_non_contiguous_inputs_are_accepted():
     vectors = random_vectors(np.float32, 8, 64, seed=2)
     query, base = vectors[0], vectors[1:]

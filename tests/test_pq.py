@@ -33,6 +33,19 @@ def test_kmeans_is_seeded_and_fills_every_cluster(data):
     assert err(a) < 0.8 * err(rand)
 
 
+def test_kmeans_with_many_clusters_seeds_from_the_data_and_improves_on_it(data):
+    # Above 1024 clusters the seeds are random distinct points, not k-means++.
+    k = 1100
+    a = _core.kmeans(data, k, 4, 256, 3, 0)
+    np.testing.assert_array_equal(a, _core.kmeans(data, k, 4, 256, 3, 1))
+    nearest = ((data[:, None, :] - a[None]) ** 2).sum(-1)
+    assert len(np.unique(nearest.argmin(1))) == k
+    seeds = _core.kmeans(data, k, 0, 256, 3, 0)
+    assert {tuple(r) for r in seeds} <= {tuple(r) for r in data}  # seeds are data points
+    err = lambda c: ((data[:, None, :] - c[None]) ** 2).sum(-1).min(1).mean()  # noqa: E731
+    assert err(a) < 0.9 * err(seeds)
+
+
 def test_kmeans_splits_clusters_on_duplicate_points():
     x = np.repeat(np.eye(4, dtype=np.float32), 50, axis=0)  # 4 distinct points, 8 clusters
     c = _core.kmeans(x, 8, 5, 256, 0, 1)

@@ -4,9 +4,11 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "bindings/bindings.h"
 #include "distance/distance.h"
@@ -89,6 +91,30 @@ py::array_t<float> distance_many(const py::array& q_in, const py::array& base_in
   return out;
 }
 
+// points @ vectors.T by pack_panels + dot_panels, float32 only (the k-means kernel).
+py::array_t<float> dot_matrix(const py::array& points_in, const py::array& vectors_in) {
+  if (common_scalar(points_in, "points", vectors_in, "vectors") != Scalar::F32)
+    throw py::type_error("dot_matrix takes float32 arrays");
+  const py::array points = contiguous(points_in, 2, "points"), vectors = contiguous(vectors_in, 2, "vectors");
+  const size_t n = size_t(points.shape(0)), m = size_t(vectors.shape(0)), dim = size_t(points.shape(1));
+  if (size_t(vectors.shape(1)) != dim)
+    throw py::value_error("dimension mismatch: points have " + std::to_string(dim) + " components, vectors have " +
+                          std::to_string(vectors.shape(1)));
+  const size_t panels = (m + distance::kPanelWidth - 1) / distance::kPanelWidth;
+  std::vector<float> wide(n * panels * distance::kPanelWidth);
+  const float* pp = static_cast<const float*>(points.data());
+  const float* vp = static_cast<const float*>(vectors.data());
+  {
+    py::gil_scoped_release unlocked;
+    const std::vector<float> packed = distance::pack_panels(vp, m, dim);
+    distance::kernels().dot_panels(pp, n, dim, packed.data(), panels, wide.data(), panels * distance::kPanelWidth);
+  }
+  auto out = py::array_t<float>({py::ssize_t(n), py::ssize_t(m)});
+  float* op = out.mutable_data();
+  for (size_t i = 0; i < n; ++i) std::copy_n(wide.data() + i * panels * distance::kPanelWidth, m, op + i * m);
+  return out;
+}
+
 // `with simd_level("scalar"): ...` runs the block with that level's kernels.
 class SimdLevel {
  public:
@@ -140,6 +166,9 @@ void bind_distance(py::module_& m) {
 
   m.def("distance_many", &distance_many, py::arg("query"), py::arg("base"), py::arg("kernel"),
         "kernel(query, row) for every row of the 2-D array base, as a float32 array.");
+
+  m.def("dot_matrix", &dot_matrix, py::arg("points"), py::arg("vectors"),
+        "points @ vectors.T for two 2-D float32 arrays, by the tiled kernel k-means assigns with.");
 }
 
 }  // namespace lookalike::bindings

@@ -135,4 +135,16 @@ ScopedIsa::~ScopedIsa() { g_active.store(int(previous_), std::memory_order_relea
 void f32_to_f16_n(const float* in, uint16_t* out, size_t n) { kernels().to_f16(in, out, n); }
 void f16_to_f32_n(const uint16_t* in, float* out, size_t n) { kernels().from_f16(in, out, n); }
 
+// The same layout at every level (the levels differ in registers per panel row,
+// not in the panel), so packed vectors stay valid when the level changes.
+std::vector<float> pack_panels(const float* x, size_t n, size_t dim) {
+  const size_t panels = (n + kPanelWidth - 1) / kPanelWidth;
+  std::vector<float> packed(panels * dim * kPanelWidth, 0.0f);
+  for (size_t v = 0; v < n; ++v) {
+    float* column = packed.data() + (v / kPanelWidth) * dim * kPanelWidth + v % kPanelWidth;
+    for (size_t j = 0; j < dim; ++j) column[j * kPanelWidth] = x[v * dim + j];
+  }
+  return packed;
+}
+
 }  // namespace lookalike::distance

@@ -46,6 +46,19 @@ using OneToOneFn = float (*)(const void* a, const void* b, size_t dim);
 using OneToManyFn = void (*)(const void* query, const void* base, size_t n,
                              size_t stride_bytes, size_t dim, float* out);
 
+// Dot products of many float32 points with many float32 vectors at once: the
+// inner loop of k-means assignment, a small matrix product. The vectors are
+// packed first (pack_panels), kPanelWidth to a panel, component-major, so that
+// each register of vector components loaded is multiplied by many points (the
+// one-to-many kernels instead stream every vector once per point, and are
+// bound by that traffic when the vectors outgrow the cache).
+//   out[i * out_stride + p * kPanelWidth + l] = dot(points[i], vector p * kPanelWidth + l)
+// for i < n, p < panel_count, l < kPanelWidth; points are rows of dim floats.
+// Unlike the other kernels, levels differ in rounding (fused multiply-adds).
+using DotPanelsFn = void (*)(const float* points, size_t n, size_t dim, const float* panels,
+                             size_t panel_count, float* out, size_t out_stride);
+constexpr size_t kPanelWidth = 32;
+
 // Bulk float16 conversion, n components (behind f32_to_f16_n / f16_to_f32_n).
 using ToF16Fn = void (*)(const float* in, uint16_t* out, size_t n);
 using FromF16Fn = void (*)(const uint16_t* in, float* out, size_t n);
@@ -57,6 +70,7 @@ struct KernelSet {
   // translation units are compiled for. Every level gives bit-identical results.
   ToF16Fn to_f16;
   FromF16Fn from_f16;
+  DotPanelsFn dot_panels;
 
   OneToOneFn get(Scalar s, Kernel k) const { return one[int(s)][int(k)]; }
   OneToManyFn get_many(Scalar s, Kernel k) const { return many[int(s)][int(k)]; }
@@ -95,6 +109,12 @@ class ScopedIsa {
  private:
   Isa previous_;
 };
+
+// The n vectors of dim floats at x packed for dot_panels: ceil(n / kPanelWidth)
+// panels, panel p holding vectors p * kPanelWidth.. component by component,
+// (p * dim + j) * kPanelWidth + l -> component j of vector p * kPanelWidth + l;
+// the last panel is padded with zero vectors.
+std::vector<float> pack_panels(const float* x, size_t n, size_t dim);
 
 // float16 <-> float32 conversion (round to nearest even), for storage encoders
 // and the scalar kernels.

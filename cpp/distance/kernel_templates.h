@@ -13,6 +13,10 @@
 //       load_first(p, r) the first r < W components at p, the other lanes zero
 //                       (zeros are neutral for every kernel);
 //   - the arithmetic overloads mul_acc, sub, add and hsum for its register types;
+//   - for dot_panels: LoadF32::splat(x) (x in every lane), LoadF32::store(p, v)
+//     and LoadF32::kTileRows, the points one tile multiplies at once (its
+//     accumulators, kTileRows * kPanelWidth / W registers, must fit the register
+//     file with room for one panel row and a broadcast);
 //   - to_f16 and from_f16, its bulk float16 conversions.
 // It includes nothing itself (a standard header pulled in inside a namespace
 // would be broken): the TU must already have included <immintrin.h> (for
@@ -111,6 +115,50 @@ void many(const void* query, const void* base, size_t n, size_t stride, size_t d
   }
 }
 
+// One tile of dot_panels: R points (rows `dim` floats apart) times one panel,
+// the R x kPanelWidth sums held in registers for the whole pass over dim.
+template <size_t R>
+void dot_panel_tile(const float* points, size_t dim, const float* panel, float* out, size_t out_stride) {
+  using L = LoadF32;
+  constexpr size_t G = kPanelWidth / L::W;  // registers per panel row
+  typename L::V acc[R][G] = {};
+  for (size_t j = 0; j < dim; ++j, panel += kPanelWidth) {
+    typename L::V row[G];
+    for (size_t g = 0; g < G; ++g) row[g] = L::load(panel + g * L::W);
+    for (size_t r = 0; r < R; ++r) {
+      const typename L::V x = L::splat(points[r * dim + j]);
+      for (size_t g = 0; g < G; ++g) acc[r][g] = mul_acc(acc[r][g], x, row[g]);
+    }
+  }
+  for (size_t r = 0; r < R; ++r)
+    for (size_t g = 0; g < G; ++g) L::store(out + r * out_stride + g * L::W, acc[r][g]);
+}
+
+// The last rows % kTileRows points of a panel, in one tile of their number.
+template <size_t R>
+void dot_panel_rest(size_t rows, const float* points, size_t dim, const float* panel, float* out,
+                    size_t out_stride) {
+  if constexpr (R > 0) {
+    if (rows == R) return dot_panel_tile<R>(points, dim, panel, out, out_stride);
+    dot_panel_rest<R - 1>(rows, points, dim, panel, out, out_stride);
+  }
+}
+
+// Panel by panel, so that one panel (dim * kPanelWidth floats) stays in the
+// cache while every point passes it; callers keep n small enough for the points
+// to stay there too.
+void dot_panels(const float* points, size_t n, size_t dim, const float* panels, size_t panel_count, float* out,
+                size_t out_stride) {
+  constexpr size_t R = LoadF32::kTileRows;
+  for (size_t p = 0; p < panel_count; ++p) {
+    const float* panel = panels + p * dim * kPanelWidth;
+    float* column = out + p * kPanelWidth;
+    size_t i = 0;
+    for (; i + R <= n; i += R) dot_panel_tile<R>(points + i * dim, dim, panel, column + i * out_stride, out_stride);
+    dot_panel_rest<R - 1>(n - i, points + i * dim, dim, panel, column + i * out_stride, out_stride);
+  }
+}
+
 template <class L>
 constexpr void add_row(KernelSet& t, Scalar s) {
   t.one[int(s)][int(Kernel::Dot)] = &one<L, Kernel::Dot>;
@@ -128,5 +176,6 @@ constexpr KernelSet make_table() {
   add_row<LoadI8>(t, Scalar::I8);
   t.to_f16 = &to_f16;
   t.from_f16 = &from_f16;
+  t.dot_panels = &dot_panels;
   return t;
 }

@@ -41,6 +41,9 @@ struct LoadF32 {
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     return _mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(int(r)), lane));
   }
+  static __m256 splat(float x) { return _mm256_set1_ps(x); }
+  static void store(float* p, __m256 v) { _mm256_storeu_ps(p, v); }
+  static constexpr size_t kTileRows = 3;  // 12 accumulators of 16 registers
 };
 
 struct LoadF16 {

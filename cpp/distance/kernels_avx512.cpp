@@ -35,6 +35,9 @@ struct LoadF32 {
   static __m512 load_first(const T* p, size_t r) {
     return _mm512_maskz_loadu_ps(__mmask16((1u << r) - 1), p);
   }
+  static __m512 splat(float x) { return _mm512_set1_ps(x); }
+  static void store(float* p, __m512 v) { _mm512_storeu_ps(p, v); }
+  static constexpr size_t kTileRows = 12;  // 24 accumulators of 32 registers
 };
 
 struct LoadF16 {

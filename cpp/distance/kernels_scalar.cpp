@@ -90,6 +90,20 @@ void from_f16(const uint16_t* in, float* out, size_t n) {
   for (size_t i = 0; i < n; ++i) out[i] = half_to_float(in[i]);
 }
 
+// The reference: each sum in component order, one point at a time.
+void dot_panels(const float* points, size_t n, size_t dim, const float* panels, size_t panel_count, float* out,
+                size_t out_stride) {
+  for (size_t p = 0; p < panel_count; ++p) {
+    const float* panel = panels + p * dim * kPanelWidth;
+    for (size_t i = 0; i < n; ++i) {
+      float acc[kPanelWidth] = {};
+      for (size_t j = 0; j < dim; ++j)
+        for (size_t l = 0; l < kPanelWidth; ++l) acc[l] += points[i * dim + j] * panel[j * kPanelWidth + l];
+      for (size_t l = 0; l < kPanelWidth; ++l) out[i * out_stride + p * kPanelWidth + l] = acc[l];
+    }
+  }
+}
+
 template <class T>
 constexpr void add_row(KernelSet& t, Scalar s) {
   t.one[int(s)][int(Kernel::Dot)] = &one<T, Kernel::Dot>;
@@ -107,6 +121,7 @@ constexpr KernelSet make_table() {
   add_row<int8_t>(t, Scalar::I8);
   t.to_f16 = &to_f16;
   t.from_f16 = &from_f16;
+  t.dot_panels = &dot_panels;
   return t;
 }
 

@@ -18,7 +18,11 @@ namespace {
 // the arithmetic, so short sub-vectors (PQ sub-spaces) take an inline loop.
 constexpr size_t kKernelMinDim = 32;
 constexpr size_t kInitSamplePerCentroid = 8;
+// Above this many clusters the seeds are random distinct points (see kmeans.h).
+constexpr size_t kPlusPlusMaxK = 1024;
 constexpr size_t kChunk = 256;  // points per parallel work item
+// Fewer points than this do not repay packing the centroids for the tiled path.
+constexpr size_t kTiledMinPoints = 64;
 constexpr float kSplitNudge = 1.0f / 1024;
 
 double uniform01(std::mt19937_64& rng) { return double(rng() >> 11) * 0x1.0p-53; }
@@ -60,14 +64,21 @@ std::vector<float> kmeans_plus_plus(const float* x, size_t n, size_t dim, size_t
                                     size_t threads) {
   std::vector<float> centroids(k * dim);
   std::vector<float> nearest(n, std::numeric_limits<float>::infinity());
+  const auto many = distance::kernels().get_many(distance::Scalar::F32, distance::Kernel::L2Sq);
   size_t chosen = rng() % n;
   for (size_t c = 0;; ++c) {
     const float* centre = x + chosen * dim;
     std::copy_n(centre, dim, centroids.data() + c * dim);
     if (c + 1 == k) break;
     hnsw::parallel_for((n + kChunk - 1) / kChunk, threads, [&](size_t chunk) {
-      for (size_t i = chunk * kChunk; i < std::min(n, (chunk + 1) * kChunk); ++i)
-        nearest[i] = std::min(nearest[i], l2sq_inline(x + i * dim, centre, dim));
+      const size_t first = chunk * kChunk, count = std::min(n, first + kChunk) - first;
+      float d[kChunk];
+      if (dim >= kKernelMinDim) {
+        many(centre, x + first * dim, count, dim * sizeof(float), dim, d);
+      } else {
+        for (size_t i = 0; i < count; ++i) d[i] = l2sq_inline(x + (first + i) * dim, centre, dim);
+      }
+      for (size_t i = 0; i < count; ++i) nearest[first + i] = std::min(nearest[first + i], d[i]);
     });
     const double total = std::accumulate(nearest.begin(), nearest.end(), 0.0);
     if (!(total > 0)) {  // every point sits on a centroid already: any point will do
@@ -103,10 +114,64 @@ void split_into_empty(std::vector<float>& centroids, std::vector<size_t>& counts
   }
 }
 
+// |p - c|^2 = |p|^2 + |c|^2 - 2 p.c: the p.c of a block of points times a block
+// of centroids is a small matrix product (distance::dot_panels), which reuses
+// each centroid loaded for many points. Scanning every centroid once per point
+// instead streams all of them (4 MB for 4096 x 256-d) through the cache per
+// point, and that traffic bounded the coarse k-means.
+// The block sizes keep a block of points (kTiledPoints x dim floats) and a block
+// of panels (kTilePanels x 32 x dim) in L2 at dim 256-1024.
+constexpr size_t kTiledPoints = 48;
+constexpr size_t kTilePanels = 8;
+
+void assign_tiled(const float* x, size_t n, const float* centroids, size_t k, size_t dim, uint32_t* out,
+                  float* out_dist, size_t threads) {
+  const auto& kernels = distance::kernels();
+  const std::vector<float> panels = distance::pack_panels(centroids, k, dim);
+  const size_t panel_count = panels.size() / (dim * distance::kPanelWidth);
+  // Padding centroids get an infinite norm, so they never win.
+  std::vector<float> half_norm(panel_count * distance::kPanelWidth, std::numeric_limits<float>::infinity());
+  for (size_t c = 0; c < k; ++c) half_norm[c] = 0.5f * kernels.get(distance::Scalar::F32, distance::Kernel::Dot)(
+                                                           centroids + c * dim, centroids + c * dim, dim);
+  hnsw::parallel_for((n + kTiledPoints - 1) / kTiledPoints, threads, [&](size_t block) {
+    const size_t first = block * kTiledPoints, rows = std::min(n, first + kTiledPoints) - first;
+    const size_t width = kTilePanels * distance::kPanelWidth;
+    std::vector<float> dots(rows * width);
+    // Minimising |c|^2 / 2 - p.c ranks centroids as |p - c|^2 does.
+    std::vector<float> best(rows, std::numeric_limits<float>::infinity());
+    std::vector<uint32_t> best_c(rows, 0);
+    for (size_t p0 = 0; p0 < panel_count; p0 += kTilePanels) {
+      const size_t np = std::min(kTilePanels, panel_count - p0);
+      kernels.dot_panels(x + first * dim, rows, dim, panels.data() + p0 * dim * distance::kPanelWidth, np,
+                         dots.data(), width);
+      const size_t c0 = p0 * distance::kPanelWidth, cn = np * distance::kPanelWidth;
+      for (size_t r = 0; r < rows; ++r) {
+        const float* d = dots.data() + r * width;
+        for (size_t c = 0; c < cn; ++c) {
+          const float score = half_norm[c0 + c] - d[c];
+          if (score < best[r]) {  // strictly: the first of ties wins
+            best[r] = score;
+            best_c[r] = uint32_t(c0 + c);
+          }
+        }
+      }
+    }
+    for (size_t r = 0; r < rows; ++r) {
+      out[first + r] = best_c[r];
+      if (out_dist) {
+        const float* p = x + (first + r) * dim;
+        const float pp = kernels.get(distance::Scalar::F32, distance::Kernel::Dot)(p, p, dim);
+        out_dist[first + r] = std::max(0.0f, pp + 2 * best[r]);
+      }
+    }
+  });
+}
+
 }  // namespace
 
 void assign_nearest(const float* x, size_t n, const float* centroids, size_t k, size_t dim, uint32_t* out,
                     float* out_dist, size_t threads) {
+  if (dim >= kKernelMinDim && n >= kTiledMinPoints) return assign_tiled(x, n, centroids, k, dim, out, out_dist, threads);
   const auto many = distance::kernels().get_many(distance::Scalar::F32, distance::Kernel::L2Sq);
   // Short sub-vectors: centroids transposed (component-major), so the loop over
   // centroids is the inner one and vectorises; each distance still sums its
@@ -149,12 +214,16 @@ std::vector<float> kmeans(const float* x, size_t n, size_t dim, const KMeansPara
   }
 
   std::vector<float> centroids;
-  const size_t init_n = std::min(n, k * kInitSamplePerCentroid);
-  if (init_n < n) {
-    std::vector<float> init_points = sample_points(x, n, dim, init_n, rng);
-    centroids = kmeans_plus_plus(init_points.data(), init_n, dim, k, rng, params.threads);
+  if (k > kPlusPlusMaxK) {
+    centroids = sample_points(x, n, dim, k, rng);
   } else {
-    centroids = kmeans_plus_plus(x, n, dim, k, rng, params.threads);
+    const size_t init_n = std::min(n, k * kInitSamplePerCentroid);
+    if (init_n < n) {
+      std::vector<float> init_points = sample_points(x, n, dim, init_n, rng);
+      centroids = kmeans_plus_plus(init_points.data(), init_n, dim, k, rng, params.threads);
+    } else {
+      centroids = kmeans_plus_plus(x, n, dim, k, rng, params.threads);
+    }
   }
 
   std::vector<uint32_t> assign(n);

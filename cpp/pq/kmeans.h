@@ -15,9 +15,13 @@
 //   threads                  assignment runs on up to this many threads (0: every
 //                            core); the result does not depend on it.
 //
-// Initialisation is k-means++ (Arthur & Vassilvitskii 2007) on a sample of at
-// most 8k points (k-means++ costs k passes over what it reads; 8k points are
-// plenty to spread the seeds). A cluster left empty by an iteration is re-seeded
+// Initialisation, up to 1024 clusters, is k-means++ (Arthur & Vassilvitskii
+// 2007) on a sample of 8 points a cluster (plenty to spread the seeds). Its k
+// passes over the sample are sequential, so their cost grows as k^2: at 4096
+// clusters they took as long as several Lloyd rounds. Beyond 1024 clusters (the
+// IVF coarse quantizer) the seeds are k distinct points drawn at random, as
+// FAISS does; there each cluster holds a small share of the data and the Lloyd
+// rounds spread the centroids. A cluster left empty by an iteration is re-seeded
 // by splitting the largest cluster: the empty centroid takes the largest one's
 // position, nudged apart symmetrically, so no centroid is wasted.
 #pragma once
