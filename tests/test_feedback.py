@@ -179,3 +179,20 @@ def test_acknowledged_events_survive_a_restart(tmp_path):
         finally:
             server.stop(grace=1)
     assert (tmp_path / "data" / "feedback.sqlite3").is_file()
+
+
+def test_the_feedback_service_needs_an_api_key_and_a_read_key_will_do(tmp_path):
+    reader_key = "r" * 24
+    server = Server(ServiceConfig(address="127.0.0.1:0", data_dir=str(tmp_path / "data"),
+                                  spaces=(SpaceConfig("clip", 8),), api_keys={reader_key: "read"}))
+    server.start()
+    try:
+        with Client(server.address) as anonymous, Client(server.address, api_key=reader_key) as reader:
+            for call in (lambda c: c.feedback([event("s", 1, 1, "click")]), lambda c: c.feedback_stats()):
+                with pytest.raises(grpc.RpcError) as e:
+                    call(anonymous)
+                assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            assert reader.feedback([event("s", 1, 1, "click")]).recorded == 1
+            assert reader.feedback_stats().clicks == 1
+    finally:
+        server.stop(grace=1)
