@@ -2,6 +2,7 @@
 (rates worked out by hand below), retention, and the FeedbackService over gRPC
 with search ids from real searches."""
 
+import json
 import re
 
 import grpc
@@ -196,3 +197,26 @@ def test_the_feedback_service_needs_an_api_key_and_a_read_key_will_do(tmp_path):
             assert reader.feedback_stats().clicks == 1
     finally:
         server.stop(grace=1)
+
+
+def test_lookalike_eval_online_on_a_data_directory(tmp_path, capsys):
+    from lookalike.cli import main
+
+    server = Server(config(tmp_path))
+    server.start()
+    try:
+        with Client(server.address) as client:
+            client.feedback([event(*row[:3], row[3], row[4]) for row in SESSION])
+    finally:
+        server.stop(grace=1)
+    toml = tmp_path / "lookalike.toml"
+    toml.write_text('[[spaces]]\nname = "clip"\ndim = 8\n')
+    out = tmp_path / "online.json"
+    since, until = "2027-01-15T08:00:00", "2027-01-15T08:00:01"  # T0 is 2027-01-15T08:00:00 UTC
+    assert parse_time_ms(since, 0) == T0
+    assert main(["eval", "online", "--data-dir", str(tmp_path / "data"), "--config", str(toml),
+                 "--since", since, "--until", until, "--json", str(out)]) == 0
+    assert "abandonment                0.3333" in capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert report["since_ms"] == T0 and report["until_ms"] == T0 + 1000
+    assert {k: report[k] for k in EXPECTED} == pytest.approx(EXPECTED)
