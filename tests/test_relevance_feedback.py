@@ -104,6 +104,13 @@ def test_a_previous_search_id_carries_its_query(client):
     assert set(ids(again)) <= set(GROUP_B)
 
 
+def test_more_like_this_keeps_its_product_out_through_feedback_rounds(client):
+    first = client.search(product_id=GROUP_A[0], k=5)
+    assert GROUP_A[0] not in ids(first)
+    again = client.search(k=29, relevance=search_pb2.RelevanceFeedback(search_id=first.search_id))
+    assert len(ids(again)) == 29 and GROUP_A[0] not in ids(again)
+
+
 @pytest.mark.parametrize("relevance, query, code, message", [
     (search_pb2.RelevanceFeedback(search_id="0" * 32), None, grpc.StatusCode.NOT_FOUND, "no remembered search"),
     (search_pb2.RelevanceFeedback(liked_ids=[1], disliked_ids=[1]), QUERY, grpc.StatusCode.INVALID_ARGUMENT,

@@ -8,7 +8,7 @@ search code itself changes little:
     remembered = feedback.remembered(request)          # a previous search's query, or None
     query, clause, applied = feedback.adjust(...)      # Rocchio; liked/disliked left out by the filter
     ids, scores = feedback.boost(text, space, ids, scores)
-    response.search_id = feedback.remember(space, query, text)
+    response.search_id = feedback.remember(space, query, text, exclude)
 
 Rocchio moves the query q to alpha * q + beta * mean(liked) - gamma * mean(disliked),
 using the products' stored vectors of the searched space, and normalises it again
@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lookalike.index import UnknownIdError
 from lookalike.index import filter as flt
 from lookalike.index.collection import Collection
 from lookalike.service.errors import invalid, not_found
@@ -70,6 +71,7 @@ class RememberedSearch:
     vector: np.ndarray   # the query as searched (after any relevance feedback)
     text: str            # the query's words ("" for none): the key of click boosts
     at: float            # time.monotonic() when searched
+    exclude: int | None = None  # the product a "more like this" search leaves out, left out again
 
 
 def rocchio(query: np.ndarray, liked: np.ndarray, disliked: np.ndarray, alpha: float, beta: float,
@@ -178,12 +180,10 @@ class SearchFeedback:
         both = set(rf.liked_ids) & set(rf.disliked_ids)
         if both:
             raise invalid(f"relevance: ids both liked and disliked: {sorted(both)}")
-        liked = [i for i in dict.fromkeys(rf.liked_ids) if i in collection]
-        disliked = [i for i in dict.fromkeys(rf.disliked_ids) if i in collection]
-        missing = [i for i in dict.fromkeys([*rf.liked_ids, *rf.disliked_ids]) if i not in collection]
-        dim = collection.space(space).dim
-        vectors = (lambda ids: collection.vectors(space, ids) if ids else np.empty((0, dim), np.float32))
-        moved = rocchio(query, vectors(liked), vectors(disliked), c.alpha, c.beta, c.gamma,
+        missing: list[int] = []
+        liked, liked_vectors = _stored(collection, space, rf.liked_ids, missing)
+        disliked, disliked_vectors = _stored(collection, space, rf.disliked_ids, missing)
+        moved = rocchio(query, liked_vectors, disliked_vectors, c.alpha, c.beta, c.gamma,
                         normalise=collection.space(space).metric == "cosine")
         rated = [*liked, *disliked]
         exclude = bool(rated) and not rf.include_rated
@@ -208,9 +208,10 @@ class SearchFeedback:
         order = np.argsort(-boosted, kind="stable")
         return ids[order], boosted[order]
 
-    def remember(self, space: str, query: np.ndarray, text: str) -> str:
+    def remember(self, space: str, query: np.ndarray, text: str, exclude: int | None = None) -> str:
         """A new search id for this search, remembered for later feedback."""
-        return self.recent.add(RememberedSearch(space, np.array(query, dtype=np.float32), text, time.monotonic()))
+        return self.recent.add(RememberedSearch(space, np.array(query, dtype=np.float32), text, time.monotonic(),
+                                                exclude))
 
     def clicked(self, search_id: str, product_ids: Sequence[int]) -> None:
         """Clicks on the hits of a search: counted for the boost when it is on and
@@ -221,6 +222,21 @@ class SearchFeedback:
         if search is not None and search.text:
             for product_id in product_ids:
                 self.clicks.click(search.space, search.text, product_id)
+
+
+def _stored(collection: Collection, space: str, ids: Sequence[int], missing: list[int]) -> tuple[list[int], np.ndarray]:
+    """The ids (first occurrences) that have a vector in `space`, and their
+    vectors; the others are appended to `missing`. One id at a time, so a product
+    deleted meanwhile is reported rather than failing the search."""
+    found, rows = [], []
+    for id_ in dict.fromkeys(ids):
+        try:
+            rows.append(collection.vectors(space, [id_])[0])
+            found.append(id_)
+        except UnknownIdError:
+            missing.append(id_)
+    dim = collection.space(space).dim
+    return found, (np.stack(rows) if rows else np.empty((0, dim), np.float32))
 
 
 def query_text(query: search_pb2.Query) -> str:

@@ -132,7 +132,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         clock = StageClock()
         remembered = self._feedback.remembered(request)
         if remembered is not None:
-            space, query, exclude, text = remembered.space, remembered.vector, None, remembered.text
+            space, query, exclude, text = remembered.space, remembered.vector, remembered.exclude, remembered.text
         else:
             space = self._space(request.using, request.query.WhichOneof("kind"))
             query, exclude = self._query_vector(request.query, space, clock)
@@ -158,7 +158,8 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         ids, scores = self._feedback.boost(space, text, hits.ids, hits.scores)
         ids, scores = ids[offset:], scores[offset:]
         response = search_pb2.SearchResponse(plan=_plan(hits.stats),
-                                             search_id=self._feedback.remember(space, query, text), relevance=applied)
+                                             search_id=self._feedback.remember(space, query, text, exclude),
+                                             relevance=applied)
         if len(hits.ids) == want and want < limits.max_results:
             response.next_page_token = convert.page_token(want)
         t = time.perf_counter()
