@@ -7,7 +7,7 @@ search code itself changes little:
 
     remembered = feedback.remembered(request)          # a previous search's query, or None
     query, clause, applied = feedback.adjust(...)      # Rocchio; liked/disliked left out by the filter
-    ids, scores = feedback.boost(text, space, ids, scores)
+    ids, scores = feedback.boost(space, text, ids, scores)  # earlier clicks for the same words (optional)
     response.search_id = feedback.remember(space, query, text, exclude)
 
 Rocchio moves the query q to alpha * q + beta * mean(liked) - gamma * mean(disliked),
