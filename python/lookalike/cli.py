@@ -7,6 +7,8 @@
     lookalike model build-default --out DIR        the offline default bundle
     lookalike model check DIR                      validate a bundle and print it
     lookalike bench load [--mode open|closed|ramp|soak] [--rate R] [--mix vector=3,text=1] ...
+    lookalike eval QUERIES.jsonl [--address HOST:PORT | --data-dir DIR] [--k 1,5,10] [--json OUT] [--plot OUT.png]
+    lookalike eval online [--since 24h] [--until now] [--address HOST:PORT] [--json OUT]
 
 Clients (ingest, search) read the API key from LOOKALIKE_API_KEY when the server
 asks for one. The ``model`` commands that build bundles need the ``build`` extra
@@ -91,6 +93,77 @@ def _search(args: argparse.Namespace) -> int:
           f"encode {t.encode_us / 1e3:.1f} ms, search {t.search_us / 1e3:.2f} ms, total {t.total_us / 1e3:.1f} ms",
           file=sys.stderr)
     return 0
+
+
+# --- evaluation ----------------------------------------------------------------------
+
+
+def _eval(args: argparse.Namespace) -> int:
+    if args.source == "online":
+        return _eval_online(args)
+    from lookalike.eval.offline import ClientSearcher, evaluate, parse_ks
+    from lookalike.eval.queries import load_queries
+    from lookalike.eval.report import plot, table, write_json
+
+    ks = parse_ks(args.k)
+    queries = load_queries(args.source)  # a bad file fails here, before any server starts
+    with _eval_target(args) as client:
+        report = evaluate(queries, ClientSearcher(client), ks, category_attribute=args.category_attribute,
+                          progress=lambda done, total: print(f"\r{done}/{total} queries", end="", file=sys.stderr))
+    print(file=sys.stderr)
+    print(table(report))
+    if args.json:
+        write_json(report, args.json)
+    if args.plot:
+        plot(report, args.plot)
+    return 0
+
+
+def _eval_online(args: argparse.Namespace) -> int:
+    import time
+
+    from lookalike.eval.online import format_online, online_metrics, parse_time_ms
+
+    now = time.time()
+    since = parse_time_ms(args.since, now) if args.since else 0
+    until = parse_time_ms(args.until, now) if args.until else 0
+    with _eval_target(args) as client:
+        reply = client.feedback_stats(since, until)
+    metrics = online_metrics(reply.searches, reply.impressions, reply.clicks, reply.add_to_carts, reply.purchases,
+                             reply.searches_with_click)
+    print(format_online(metrics))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"since_ms": since, "until_ms": until, **metrics.as_dict()}, indent=2))
+    return 0
+
+
+class _eval_target:
+    """A client of the server at --address, or of a server started in this
+    process on --data-dir (on a free loopback port, stopped afterwards)."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self._args = args
+        self._server = None
+
+    def __enter__(self):
+        from lookalike.client import Client
+
+        args = self._args
+        address = args.address
+        if args.data_dir:
+            from lookalike.service.config import ServiceConfig
+            from lookalike.service.server import Server
+
+            self._server = Server(ServiceConfig.load(args.config, address="127.0.0.1:0", data_dir=args.data_dir))
+            self._server.start()
+            address = self._server.address
+        self._client = Client(address, api_key=os.environ.get("LOOKALIKE_API_KEY"), timeout=args.timeout)
+        return self._client
+
+    def __exit__(self, *exc: object) -> None:
+        self._client.close()
+        if self._server is not None:
+            self._server.stop(grace=1)
 
 
 # --- model bundles -------------------------------------------------------------------
@@ -179,6 +252,27 @@ def build_parser() -> argparse.ArgumentParser:
     check = model_commands.add_parser("check", help="validate a bundle, open its graphs and print its manifest")
     check.add_argument("bundle", help="the bundle folder")
     check.set_defaults(run=_check)
+
+    evaluate = commands.add_parser(
+        "eval", help="offline relevance metrics of a labelled query set, or online metrics from feedback",
+        description="lookalike eval QUERIES.jsonl: Recall/Precision/MRR/nDCG@K per query kind and the ANN recall "
+                    "against exact search (see lookalike.eval.queries for the file format). "
+                    "lookalike eval online: click-through, add-to-cart and purchase-through rates and abandonment "
+                    "over a time window.")
+    evaluate.add_argument("source", help="a labelled query file (JSONL), or the word 'online'")
+    where = evaluate.add_mutually_exclusive_group()
+    where.add_argument("--address", default="127.0.0.1:50051", help="a running server")
+    where.add_argument("--data-dir", help="open this data directory in-process instead (no other server may use it)")
+    evaluate.add_argument("--config", help="with --data-dir: the server's TOML config (schema, spaces, model)")
+    evaluate.add_argument("--timeout", type=float, default=60.0, help="seconds per call")
+    evaluate.add_argument("--k", default="1,5,10", help="the K of the @K metrics, comma-separated")
+    evaluate.add_argument("--category-attribute", default="category",
+                          help="the keyword attribute that relevant_category refers to")
+    evaluate.add_argument("--json", help="also write the report as JSON to this file")
+    evaluate.add_argument("--plot", help="also draw metric vs K into this PNG (needs matplotlib)")
+    evaluate.add_argument("--since", help="online: window start (ISO 8601, or 30m / 24h / 7d before now)")
+    evaluate.add_argument("--until", help="online: window end, excluded (ISO 8601, a span before now, or now)")
+    evaluate.set_defaults(run=_eval)
 
     from lookalike.loadtest.arguments import add_arguments as add_load_arguments
 

@@ -17,7 +17,7 @@ import grpc
 import numpy as np
 import numpy.typing as npt
 
-from lookalike.v1 import filter_pb2, search_pb2, search_pb2_grpc
+from lookalike.v1 import feedback_pb2, feedback_pb2_grpc, filter_pb2, search_pb2, search_pb2_grpc
 
 Filter = filter_pb2.Filter
 Product = search_pb2.Product
@@ -66,6 +66,7 @@ class Client:
         if api_key:
             self._channel = grpc.intercept_channel(self._channel, _BearerKey(api_key))
         self.stub = search_pb2_grpc.SearchServiceStub(self._channel)
+        self.feedback_stub = feedback_pb2_grpc.FeedbackServiceStub(self._channel)
         self.timeout = timeout
 
     def __enter__(self) -> Client:
@@ -80,9 +81,11 @@ class Client:
     def search(self, *, vector: npt.ArrayLike | None = None, text: str | None = None, image: bytes | None = None,
                product_id: int | None = None, k: int = 10, using: str = "", filter: Filter | None = None,
                with_metadata: bool = False, page_token: str = "",
-               params: search_pb2.SearchParams | None = None) -> search_pb2.SearchResponse:
+               params: search_pb2.SearchParams | None = None,
+               relevance: search_pb2.RelevanceFeedback | None = None) -> search_pb2.SearchResponse:
         """One query: exactly one of vector, text, image (both text and image: a
-        hybrid query, weighted equally) or product_id."""
+        hybrid query, weighted equally) or product_id; or none of them with
+        ``relevance.search_id`` (the query of that earlier search)."""
         if image is not None and text is not None:
             query = search_pb2.Query(hybrid=search_pb2.HybridQuery(image=image, text=text))
         elif vector is not None:
@@ -93,10 +96,12 @@ class Client:
             query = search_pb2.Query(image=image)
         elif product_id is not None:
             query = search_pb2.Query(product_id=product_id)
+        elif relevance is not None and relevance.search_id:
+            query = None
         else:
-            raise ValueError("give one of vector, text, image or product_id")
+            raise ValueError("give one of vector, text, image or product_id (or relevance.search_id)")
         request = search_pb2.SearchRequest(query=query, k=k, using=using, with_metadata=with_metadata,
-                                           page_token=page_token, params=params)
+                                           page_token=page_token, params=params, relevance=relevance)
         if filter is not None:
             request.filter.CopyFrom(filter)
         return self.stub.Search(request, timeout=self.timeout)
@@ -126,3 +131,12 @@ class Client:
 
     def stats(self) -> search_pb2.StatsResponse:
         return self.stub.Stats(search_pb2.StatsRequest(), timeout=self.timeout)
+
+    def feedback(self, events: Iterable[feedback_pb2.FeedbackEvent]) -> feedback_pb2.FeedbackResponse:
+        """Records shoppers' events on search hits (all or none)."""
+        return self.feedback_stub.Feedback(feedback_pb2.FeedbackRequest(events=list(events)), timeout=self.timeout)
+
+    def feedback_stats(self, since_ms: int = 0, until_ms: int = 0) -> feedback_pb2.FeedbackStatsResponse:
+        """Online metrics of the events in [since_ms, until_ms) (0: open)."""
+        return self.feedback_stub.Stats(feedback_pb2.FeedbackStatsRequest(since_ms=since_ms, until_ms=until_ms),
+                                        timeout=self.timeout)

@@ -21,6 +21,8 @@ lookalike-data/models/default` builds it offline), one index per space of it.
     fsync = "always"                     # always | interval | never
     [api_keys]
     "a-long-random-key-for-the-indexer" = "write"
+    [feedback]                           # relevance feedback and stored shopper events
+    beta = 0.75
     [tls]
     cert = "server.pem"
     key = "server.key"
@@ -36,6 +38,7 @@ from typing import Any
 
 from lookalike.index.collection import SpaceConfig
 from lookalike.service.encoding import BatchingConfig
+from lookalike.service.relevance_feedback import FeedbackConfig
 from lookalike.service.security import TlsConfig
 from lookalike.store.wal import FSYNC_POLICIES
 
@@ -96,6 +99,7 @@ class ServiceConfig:
     schema: dict[str, str] = field(default_factory=dict)  # attribute name -> keyword|numeric|bool|timestamp
     limits: Limits = Limits()
     durability: DurabilityConfig = DurabilityConfig()
+    feedback: FeedbackConfig = FeedbackConfig()  # Rocchio weights, remembered searches, event retention
     # API key -> scope ("read": search, get, stats; "write": also upsert, delete). Empty: auth off.
     api_keys: dict[str, str] = field(default_factory=dict)
     tls: TlsConfig = TlsConfig()         # cert + key: TLS; client_ca too: mutual TLS
@@ -144,6 +148,8 @@ class ServiceConfig:
                 data["batching"] = BatchingConfig(**data["batching"])
             if "durability" in data:
                 data["durability"] = DurabilityConfig(**data["durability"])
+            if "feedback" in data:
+                data["feedback"] = FeedbackConfig(**data["feedback"])
         except TypeError as e:
             raise ValueError(f"config {path}: {e}") from e
         return replace(self, **data)

@@ -1,8 +1,9 @@
 """Service-to-service security: API keys with scopes, and TLS / mutual TLS.
 
 API keys travel as `authorization: Bearer <key>` metadata. A key has a scope:
-`read` may Search, SearchBatch, Get and Stats; `write` may also Upsert and
-Delete. Health and reflection stay open (load balancers and tools call them
+`read` may Search, SearchBatch, Get and Stats, and use the FeedbackService
+(a front end that searches also reports what shoppers did); `write` may also
+Upsert and Delete. Health and reflection stay open (load balancers and tools call them
 without keys). With no keys configured, auth is off. Keys are compared in
 constant time against every configured key, and never logged.
 """
@@ -18,7 +19,7 @@ import grpc
 
 SCOPES = ("read", "write")
 _WRITE_METHODS = {"Upsert", "Delete"}
-_PROTECTED_SERVICE = "/lookalike.v1.SearchService/"
+_PROTECTED_SERVICES = ("/lookalike.v1.SearchService/", "/lookalike.v1.FeedbackService/")
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class ApiKeyInterceptor(grpc.ServerInterceptor):
 
     def intercept_service(self, continuation: Callable, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
         method = details.method
-        if not method.startswith(_PROTECTED_SERVICE):
+        if not method.startswith(_PROTECTED_SERVICES):
             return continuation(details)
         scope = self._scope_of(dict(details.invocation_metadata or ()).get("authorization", ""))
         if scope is None:

@@ -31,12 +31,16 @@ from lookalike.service.durable import DurableCollection
 from lookalike.service.observability import Metrics, ObservingInterceptor
 from lookalike.service.security import ApiKeyInterceptor
 from lookalike.service.encoding import ModelEncoder
+from lookalike.service.feedback_servicer import FeedbackServicer
+from lookalike.service.relevance_feedback import SearchFeedback
 from lookalike.service.servicer import SearchServicer
 from lookalike.store.catalog import Catalog
-from lookalike.v1 import search_pb2, search_pb2_grpc
+from lookalike.store.feedback import FeedbackStore
+from lookalike.v1 import feedback_pb2, feedback_pb2_grpc, search_pb2, search_pb2_grpc
 
 log = logging.getLogger("lookalike.service")
 SERVICE_NAME = search_pb2.DESCRIPTOR.services_by_name["SearchService"].full_name
+FEEDBACK_SERVICE_NAME = feedback_pb2.DESCRIPTOR.services_by_name["FeedbackService"].full_name
 
 
 class Server:
@@ -55,7 +59,7 @@ class Server:
                                  options=options, interceptors=interceptors)
         self._health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
-        reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._grpc)
+        reflection.enable_server_reflection((SERVICE_NAME, FEEDBACK_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._grpc)
         if config.tls.enabled:
             self.port = self._grpc.add_secure_port(config.address, config.tls.server_credentials())
         else:
@@ -64,8 +68,12 @@ class Server:
             raise OSError(f"cannot listen on {config.address}")
         # With port 0 in the config the system picks one: this is the real address.
         self.address = f"{config.address.rsplit(':', 1)[0]}:{self.port}"
-        self._servicer = SearchServicer(config.limits, self.metrics)
+        search_feedback = SearchFeedback(config.feedback)
+        self._servicer = SearchServicer(config.limits, self.metrics, search_feedback)
         search_pb2_grpc.add_SearchServiceServicer_to_server(self._servicer, self._grpc)
+        self._feedback_servicer = FeedbackServicer(search_feedback, config.limits.max_batch)
+        feedback_pb2_grpc.add_FeedbackServiceServicer_to_server(self._feedback_servicer, self._grpc)
+        self._feedback_store: FeedbackStore | None = None
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         self.collection: Collection | None = None
         self.store: DurableCollection | None = None
@@ -84,6 +92,7 @@ class Server:
             self._grpc.stop(0)
             raise
         self._servicer.attach(self.store, self.encoder)
+        self._feedback_servicer.attach(self._feedback_store)
         collection = self.collection
         self.metrics.products.set_function(lambda: len(collection))
         if self.encoder is not None:
@@ -99,6 +108,9 @@ class Server:
         data.mkdir(parents=True, exist_ok=True)
         self.encoder = self._load_encoder()
         self._catalog = Catalog(data / "catalog.sqlite3")
+        feedback = self.config.feedback
+        self._feedback_store = FeedbackStore(data / "feedback.sqlite3", max_events=feedback.max_events,
+                                             retention_ms=int(feedback.retention_days * 86_400_000))
         # data/collection: where the collection was saved before the log and snapshots.
         self.store = DurableCollection(
             data, self.config.durability, self._catalog, legacy=data / "collection",
@@ -154,6 +166,8 @@ class Server:
             self.store.close()
         if self._catalog is not None:
             self._catalog.close()
+        if self._feedback_store is not None:
+            self._feedback_store.close()
         if self.encoder is not None:
             self.encoder.close()
         self._stopped.set()

@@ -28,6 +28,7 @@ from lookalike.service.durable import DurableCollection
 from lookalike.service.encoding import ModelEncoder, StageClock
 from lookalike.service.errors import ServiceError, invalid, key_error_text, not_found
 from lookalike.service.observability import Metrics
+from lookalike.service.relevance_feedback import SearchFeedback, query_text
 from lookalike.store.catalog import Catalog, ProductRecord
 from lookalike.store.records import UpsertBatch
 from lookalike.v1 import search_pb2, search_pb2_grpc
@@ -78,9 +79,11 @@ def _micros(seconds: float) -> int:
 
 
 class SearchServicer(search_pb2_grpc.SearchServiceServicer):
-    def __init__(self, limits: Limits, metrics: Metrics | None = None) -> None:
+    def __init__(self, limits: Limits, metrics: Metrics | None = None, feedback: SearchFeedback | None = None) -> None:
         """Serves once attach() hands it a collection; until then every call is
-        UNAVAILABLE (the server listens while it loads, so health checks answer)."""
+        UNAVAILABLE (the server listens while it loads, so health checks answer).
+        ``feedback`` gives searches their ids and applies relevance feedback."""
+        self._feedback = feedback or SearchFeedback()
         self._metrics = metrics or Metrics()
         self._store: DurableCollection | None = None
         self._collection: Collection | None = None
@@ -126,13 +129,18 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             raise invalid(f"k is {k}, at most {limits.max_k}")
         offset = convert.page_offset(request.page_token, limits.max_results)
         want = min(offset + k, limits.max_results)
-        space = self._space(request.using, request.query.WhichOneof("kind"))
-
         clock = StageClock()
-        query, exclude = self._query_vector(request.query, space, clock)
+        remembered = self._feedback.remembered(request)
+        if remembered is not None:
+            space, query, exclude, text = remembered.space, remembered.vector, remembered.exclude, remembered.text
+        else:
+            space = self._space(request.using, request.query.WhichOneof("kind"))
+            query, exclude = self._query_vector(request.query, space, clock)
+            text = query_text(request.query)
         timings.decode_us, timings.preprocess_us, timings.encode_us = (
             _micros(clock.decode), _micros(clock.preprocess), _micros(clock.encode))
         clause = convert.filter_from_proto(request.filter) if request.HasField("filter") else None
+        query, clause, applied = self._feedback.adjust(request, self._collection, space, query, clause)
         try:
             native = self._collection.compile_filter(clause) if clause is not None else None
         except KeyError as e:
@@ -147,8 +155,11 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
                                        rerank=not params.no_rerank, exact=params.exact, exclude=exclude)
         timings.search_us = _micros(time.perf_counter() - t)
 
-        ids, scores = hits.ids[offset:], hits.scores[offset:]
-        response = search_pb2.SearchResponse(plan=_plan(hits.stats))
+        ids, scores = self._feedback.boost(space, text, hits.ids, hits.scores)
+        ids, scores = ids[offset:], scores[offset:]
+        response = search_pb2.SearchResponse(plan=_plan(hits.stats),
+                                             search_id=self._feedback.remember(space, query, text, exclude),
+                                             relevance=applied)
         if len(hits.ids) == want and want < limits.max_results:
             response.next_page_token = convert.page_token(want)
         t = time.perf_counter()

@@ -131,7 +131,7 @@ class SearchParams(_message.Message):
     def __init__(self, ef: _Optional[int] = ..., nprobe: _Optional[int] = ..., no_rerank: _Optional[bool] = ..., exact: _Optional[bool] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("query", "using", "filter", "k", "page_token", "params", "with_metadata")
+    __slots__ = ("query", "using", "filter", "k", "page_token", "params", "with_metadata", "relevance")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     USING_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
@@ -139,6 +139,7 @@ class SearchRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     WITH_METADATA_FIELD_NUMBER: _ClassVar[int]
+    RELEVANCE_FIELD_NUMBER: _ClassVar[int]
     query: Query
     using: str
     filter: _filter_pb2.Filter
@@ -146,7 +147,40 @@ class SearchRequest(_message.Message):
     page_token: str
     params: SearchParams
     with_metadata: bool
-    def __init__(self, query: _Optional[_Union[Query, _Mapping]] = ..., using: _Optional[str] = ..., filter: _Optional[_Union[_filter_pb2.Filter, _Mapping]] = ..., k: _Optional[int] = ..., page_token: _Optional[str] = ..., params: _Optional[_Union[SearchParams, _Mapping]] = ..., with_metadata: _Optional[bool] = ...) -> None: ...
+    relevance: RelevanceFeedback
+    def __init__(self, query: _Optional[_Union[Query, _Mapping]] = ..., using: _Optional[str] = ..., filter: _Optional[_Union[_filter_pb2.Filter, _Mapping]] = ..., k: _Optional[int] = ..., page_token: _Optional[str] = ..., params: _Optional[_Union[SearchParams, _Mapping]] = ..., with_metadata: _Optional[bool] = ..., relevance: _Optional[_Union[RelevanceFeedback, _Mapping]] = ...) -> None: ...
+
+class RelevanceFeedback(_message.Message):
+    __slots__ = ("liked_ids", "disliked_ids", "search_id", "include_rated")
+    LIKED_IDS_FIELD_NUMBER: _ClassVar[int]
+    DISLIKED_IDS_FIELD_NUMBER: _ClassVar[int]
+    SEARCH_ID_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_RATED_FIELD_NUMBER: _ClassVar[int]
+    liked_ids: _containers.RepeatedScalarFieldContainer[int]
+    disliked_ids: _containers.RepeatedScalarFieldContainer[int]
+    search_id: str
+    include_rated: bool
+    def __init__(self, liked_ids: _Optional[_Iterable[int]] = ..., disliked_ids: _Optional[_Iterable[int]] = ..., search_id: _Optional[str] = ..., include_rated: _Optional[bool] = ...) -> None: ...
+
+class RelevanceApplied(_message.Message):
+    __slots__ = ("alpha", "beta", "gamma", "liked_used", "disliked_used", "not_found_ids", "from_search_id", "rated_excluded")
+    ALPHA_FIELD_NUMBER: _ClassVar[int]
+    BETA_FIELD_NUMBER: _ClassVar[int]
+    GAMMA_FIELD_NUMBER: _ClassVar[int]
+    LIKED_USED_FIELD_NUMBER: _ClassVar[int]
+    DISLIKED_USED_FIELD_NUMBER: _ClassVar[int]
+    NOT_FOUND_IDS_FIELD_NUMBER: _ClassVar[int]
+    FROM_SEARCH_ID_FIELD_NUMBER: _ClassVar[int]
+    RATED_EXCLUDED_FIELD_NUMBER: _ClassVar[int]
+    alpha: float
+    beta: float
+    gamma: float
+    liked_used: int
+    disliked_used: int
+    not_found_ids: _containers.RepeatedScalarFieldContainer[int]
+    from_search_id: str
+    rated_excluded: bool
+    def __init__(self, alpha: _Optional[float] = ..., beta: _Optional[float] = ..., gamma: _Optional[float] = ..., liked_used: _Optional[int] = ..., disliked_used: _Optional[int] = ..., not_found_ids: _Optional[_Iterable[int]] = ..., from_search_id: _Optional[str] = ..., rated_excluded: _Optional[bool] = ...) -> None: ...
 
 class Hit(_message.Message):
     __slots__ = ("id", "score", "metadata")
@@ -187,16 +221,20 @@ class StageTimings(_message.Message):
     def __init__(self, decode_us: _Optional[int] = ..., preprocess_us: _Optional[int] = ..., encode_us: _Optional[int] = ..., search_us: _Optional[int] = ..., hydrate_us: _Optional[int] = ..., total_us: _Optional[int] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("hits", "next_page_token", "plan", "timings")
+    __slots__ = ("hits", "next_page_token", "plan", "timings", "search_id", "relevance")
     HITS_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     PLAN_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    SEARCH_ID_FIELD_NUMBER: _ClassVar[int]
+    RELEVANCE_FIELD_NUMBER: _ClassVar[int]
     hits: _containers.RepeatedCompositeFieldContainer[Hit]
     next_page_token: str
     plan: QueryPlan
     timings: StageTimings
-    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., plan: _Optional[_Union[QueryPlan, _Mapping]] = ..., timings: _Optional[_Union[StageTimings, _Mapping]] = ...) -> None: ...
+    search_id: str
+    relevance: RelevanceApplied
+    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., plan: _Optional[_Union[QueryPlan, _Mapping]] = ..., timings: _Optional[_Union[StageTimings, _Mapping]] = ..., search_id: _Optional[str] = ..., relevance: _Optional[_Union[RelevanceApplied, _Mapping]] = ...) -> None: ...
 
 class SearchBatchRequest(_message.Message):
     __slots__ = ("requests",)
