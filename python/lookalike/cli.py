@@ -92,6 +92,8 @@ def _search(args: argparse.Namespace) -> int:
     print(f"plan {reply.plan.plan}; decode {t.decode_us / 1e3:.1f} ms, preprocess {t.preprocess_us / 1e3:.1f} ms, "
           f"encode {t.encode_us / 1e3:.1f} ms, search {t.search_us / 1e3:.2f} ms, total {t.total_us / 1e3:.1f} ms",
           file=sys.stderr)
+    if reply.unanswered_shards:
+        print(f"partial: shard(s) {', '.join(reply.unanswered_shards)} did not answer", file=sys.stderr)
     return 0
 
 
