@@ -24,6 +24,7 @@ from lookalike.index.sharding import shard_of
 from lookalike.service.config import DurabilityConfig, Limits, ServiceConfig
 from lookalike.service.server import Server
 from lookalike.service.shardmap import RouterConfig, Shard
+from lookalike.service.shards import Shards
 from lookalike.v1 import filter_pb2, search_pb2, search_pb2_grpc
 
 N = 240
@@ -186,6 +187,8 @@ def test_get_and_stats_through_the_router(loaded):
     assert stats.products == N and [s.name for s in stats.spaces] == ["v", "w"]
     assert [s.name for s in stats.shards] == ["shard-0", "shard-1", "shard-2"]
     assert sum(s.products for s in stats.shards) == N and all(s.answered_by for s in stats.shards)
+    replicas = {via_router.stats().shards[0].answered_by for _ in range(2)}  # round-robin over shard-0's two
+    assert replicas == {server.address for server in c.shards[0]}
 
 
 def test_deletes_by_filter_reach_every_shard(loaded):
@@ -264,6 +267,20 @@ def test_a_slow_shard_is_cut_off_at_the_shard_deadline(tmp_path):
                 assert list(reply.unanswered_shards) == ["slow"]
                 assert sorted(h.id for h in reply.hits) == sorted(p.id for p in few)
     finally:
+        slow.stop(0)
+
+
+def test_an_attempt_at_a_shard_never_outlives_the_callers_deadline():
+    slow = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    search_pb2_grpc.add_SearchServiceServicer_to_server(SlowShard(), slow)
+    port = slow.add_insecure_port("127.0.0.1:0")
+    slow.start()
+    shards = Shards(RouterConfig(shards=(Shard("slow", (f"127.0.0.1:{port}",)),), shard_deadline_ms=5000), 1 << 20)
+    try:  # the shard would answer after 1 s, within its 5 s: only the caller's 0.3 s cuts it off
+        answer = shards.read("Search", {0: search_pb2.SearchRequest()}, deadline=time.monotonic() + 0.3)[0]
+        assert answer.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    finally:
+        shards.close()
         slow.stop(0)
 
 

@@ -35,6 +35,7 @@ from lookalike.service.calls import InFlight, check_alive, micros, rpc
 from lookalike.service.config import Limits
 from lookalike.service.encoding import ModelEncoder, StageClock
 from lookalike.service.errors import ServiceError, invalid, not_found
+from lookalike.service.observability import Metrics
 from lookalike.service.query_encoding import QueryEncoder
 from lookalike.service.shards import FAILOVER_CODES, Answer, Shards
 from lookalike.v1 import search_pb2, search_pb2_grpc
@@ -54,8 +55,9 @@ def _deadline(context: grpc.ServicerContext) -> float | None:
 
 
 class RouterServicer(search_pb2_grpc.SearchServiceServicer):
-    def __init__(self, limits: Limits, on_shard_failure: str) -> None:
+    def __init__(self, limits: Limits, on_shard_failure: str, metrics: Metrics | None = None) -> None:
         """Serves once attach() hands it the shards; until then every call is UNAVAILABLE."""
+        self._metrics = metrics or Metrics()
         self._limits = limits
         self._on_shard_failure = on_shard_failure
         self._in_flight = InFlight(limits.max_in_flight)
@@ -155,6 +157,7 @@ class RouterServicer(search_pb2_grpc.SearchServiceServicer):
             decode_us=micros(clock.decode), preprocess_us=micros(clock.preprocess), encode_us=micros(clock.encode),
             search_us=micros(search_s), hydrate_us=max(r.timings.hydrate_us for r in answered),
             total_us=micros(time.perf_counter() - started)))
+        self._metrics.observe_stages(response.timings)
         return response
 
     def _vector_request(self, request: search_pb2.SearchRequest, deadline: float | None,

@@ -71,7 +71,7 @@ class Server:
             raise OSError(f"cannot listen on {config.address}")
         # With port 0 in the config the system picks one: this is the real address.
         self.address = f"{config.address.rsplit(':', 1)[0]}:{self.port}"
-        self._servicer = (RouterServicer(config.limits, config.router.on_shard_failure) if router
+        self._servicer = (RouterServicer(config.limits, config.router.on_shard_failure, self.metrics) if router
                           else SearchServicer(config.limits, self.metrics))
         search_pb2_grpc.add_SearchServiceServicer_to_server(self._servicer, self._grpc)
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
