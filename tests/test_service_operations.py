@@ -20,7 +20,7 @@ from lookalike.service.config import Limits, ServiceConfig
 from lookalike.service.security import TlsConfig
 from lookalike.service.errors import ServiceError
 from lookalike.service.server import Server
-from lookalike.service.servicer import _check_alive
+from lookalike.service.calls import check_alive
 from lookalike.v1 import search_pb2
 
 WRITER_KEY = "w" * 24
@@ -196,7 +196,7 @@ def test_an_oversized_message_is_refused(serve):
 
 
 class _Context:
-    """The two questions _check_alive asks of a call."""
+    """The two questions check_alive asks of a call."""
 
     def __init__(self, active, remaining):
         self._active, self._remaining = active, remaining
@@ -215,13 +215,13 @@ class _Context:
 ])
 def test_work_stops_for_cancelled_and_expired_calls(active, remaining, code):
     with pytest.raises(ServiceError) as caught:
-        _check_alive(_Context(active, remaining))
+        check_alive(_Context(active, remaining))
     assert caught.value.code == code
 
 
 def test_live_calls_go_on():
-    _check_alive(_Context(True, None))  # no deadline
-    _check_alive(_Context(True, 0.5))
+    check_alive(_Context(True, None))  # no deadline
+    check_alive(_Context(True, 0.5))
 
 
 # --- observability -------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The ``lookalike`` command line.
 
-    lookalike serve  [--config lookalike.toml] [--address HOST:PORT] [--data-dir DIR]
+    lookalike serve  [--config lookalike.toml] [--address HOST:PORT] [--data-dir DIR] [--router]
     lookalike ingest FOLDER | MANIFEST.csv | MANIFEST.jsonl [--address HOST:PORT]
     lookalike search [--image PATH] [--text WORDS] [--product-id ID] [--filter JSON] [-k 10]
     lookalike model export-clip SOURCE --out DIR   a CLIP checkpoint -> a bundle
@@ -34,11 +34,13 @@ def _serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = ServiceConfig.load(args.config, address=args.address, data_dir=args.data_dir, workers=args.workers)
-    server = Server(config)
+    server = Server(config, router=args.router)
     server.stop_on_signals()
     server.start()
     # Scripts and tests read the address (with the real port) from this line.
-    print(f"lookalike serving on {server.address} (data in {config.data_dir})", file=sys.stderr, flush=True)
+    serving = (f"as a router over {len(config.router.shards)} shards" if args.router
+               else f"(data in {config.data_dir})")
+    print(f"lookalike serving on {server.address} {serving}", file=sys.stderr, flush=True)
     server.wait()
     return 0
 
@@ -92,6 +94,8 @@ def _search(args: argparse.Namespace) -> int:
     print(f"plan {reply.plan.plan}; decode {t.decode_us / 1e3:.1f} ms, preprocess {t.preprocess_us / 1e3:.1f} ms, "
           f"encode {t.encode_us / 1e3:.1f} ms, search {t.search_us / 1e3:.2f} ms, total {t.total_us / 1e3:.1f} ms",
           file=sys.stderr)
+    if reply.unanswered_shards:
+        print(f"partial: shard(s) {', '.join(reply.unanswered_shards)} did not answer", file=sys.stderr)
     return 0
 
 
@@ -213,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--address", help="host:port to listen on (default 127.0.0.1:50051)")
     serve.add_argument("--data-dir", help="where the collection, catalog and models live (default ./lookalike-data)")
     serve.add_argument("--workers", type=int, help="gRPC handler threads")
+    serve.add_argument("--router", action="store_true",
+                       help="serve the shards of the config's [router] shard map instead of a collection")
     serve.set_defaults(run=_serve)
 
     for name, run, help_ in (("ingest", _ingest, "send a folder of images or a CSV / JSONL manifest to a server"),

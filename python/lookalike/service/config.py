@@ -26,6 +26,10 @@ lookalike-data/models/default` builds it offline), one index per space of it.
     [tls]
     cert = "server.pem"
     key = "server.key"
+    [router]                             # `lookalike serve --router`: see service/shardmap.py
+    [[router.shards]]
+    name = "shard-0"
+    replicas = ["10.0.0.5:50051"]
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from lookalike.index.collection import SpaceConfig
 from lookalike.service.encoding import BatchingConfig
 from lookalike.service.relevance_feedback import FeedbackConfig
 from lookalike.service.security import TlsConfig
+from lookalike.service.shardmap import RouterConfig
 from lookalike.store.wal import FSYNC_POLICIES
 
 
@@ -104,6 +109,8 @@ class ServiceConfig:
     api_keys: dict[str, str] = field(default_factory=dict)
     tls: TlsConfig = TlsConfig()         # cert + key: TLS; client_ca too: mutual TLS
     metrics_address: str = ""            # host:port of the Prometheus /metrics endpoint; "" = off
+    # The shard map, used by `lookalike serve --router` (keys in service/shardmap.py).
+    router: RouterConfig = RouterConfig()
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None,
@@ -150,6 +157,8 @@ class ServiceConfig:
                 data["durability"] = DurabilityConfig(**data["durability"])
             if "feedback" in data:
                 data["feedback"] = FeedbackConfig(**data["feedback"])
+            if "router" in data:
+                data["router"] = RouterConfig.from_toml(data["router"])
         except TypeError as e:
             raise ValueError(f"config {path}: {e}") from e
         return replace(self, **data)

@@ -33,7 +33,9 @@ from lookalike.service.security import ApiKeyInterceptor
 from lookalike.service.encoding import ModelEncoder
 from lookalike.service.feedback_servicer import FeedbackServicer
 from lookalike.service.relevance_feedback import SearchFeedback
+from lookalike.service.router import RouterServicer
 from lookalike.service.servicer import SearchServicer
+from lookalike.service.shards import Shards
 from lookalike.store.catalog import Catalog
 from lookalike.store.feedback import FeedbackStore
 from lookalike.v1 import feedback_pb2, feedback_pb2_grpc, search_pb2, search_pb2_grpc
@@ -44,8 +46,13 @@ FEEDBACK_SERVICE_NAME = feedback_pb2.DESCRIPTOR.services_by_name["FeedbackServic
 
 
 class Server:
-    def __init__(self, config: ServiceConfig) -> None:
+    def __init__(self, config: ServiceConfig, router: bool = False) -> None:
+        """`router`: serve the shards of config.router instead of a collection of
+        its own (service/router.py)."""
+        if router and not config.router.shards:
+            raise ValueError("a router needs its shard map: [[router.shards]] in the config (see service/shardmap.py)")
         self.config = config
+        self.router = router
         self._stopped = threading.Event()
         limits = config.limits
         options = [("grpc.max_receive_message_length", limits.max_message_bytes),
@@ -68,33 +75,45 @@ class Server:
             raise OSError(f"cannot listen on {config.address}")
         # With port 0 in the config the system picks one: this is the real address.
         self.address = f"{config.address.rsplit(':', 1)[0]}:{self.port}"
-        search_feedback = SearchFeedback(config.feedback)
-        self._servicer = SearchServicer(config.limits, self.metrics, search_feedback)
-        search_pb2_grpc.add_SearchServiceServicer_to_server(self._servicer, self._grpc)
-        self._feedback_servicer = FeedbackServicer(search_feedback, config.limits.max_batch)
-        feedback_pb2_grpc.add_FeedbackServiceServicer_to_server(self._feedback_servicer, self._grpc)
+        # Feedback and relevance feedback belong to a collection's server; a
+        # router serves searches only (its shards keep no feedback either).
+        self._feedback_servicer: FeedbackServicer | None = None
         self._feedback_store: FeedbackStore | None = None
+        if router:
+            self._servicer = RouterServicer(config.limits, config.router.on_shard_failure, self.metrics)
+        else:
+            search_feedback = SearchFeedback(config.feedback)
+            self._servicer = SearchServicer(config.limits, self.metrics, search_feedback)
+            self._feedback_servicer = FeedbackServicer(search_feedback, config.limits.max_batch)
+            feedback_pb2_grpc.add_FeedbackServiceServicer_to_server(self._feedback_servicer, self._grpc)
+        search_pb2_grpc.add_SearchServiceServicer_to_server(self._servicer, self._grpc)
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         self.collection: Collection | None = None
         self.store: DurableCollection | None = None
         self._catalog: Catalog | None = None
         self.encoder: ModelEncoder | None = None
+        self.shards: Shards | None = None
         self._metrics_server = None
         self.metrics_port = 0
 
     def start(self) -> None:
         """Listens at once (health answers NOT_SERVING), loads the model and the
-        collection (or creates it), then serves."""
+        collection (or creates it; a router: connects to its shards), then serves."""
         self._grpc.start()
         try:
-            self._load()
+            if self.router:
+                self.encoder = self._load_encoder()
+                self.shards = Shards(self.config.router, self.config.limits.max_message_bytes)
+                self._servicer.attach(self.shards, self.encoder)
+            else:
+                self._load()
+                self._servicer.attach(self.store, self.encoder)
+                self._feedback_servicer.attach(self._feedback_store)
+                collection = self.collection
+                self.metrics.products.set_function(lambda: len(collection))
         except BaseException:
             self._grpc.stop(0)
             raise
-        self._servicer.attach(self.store, self.encoder)
-        self._feedback_servicer.attach(self._feedback_store)
-        collection = self.collection
-        self.metrics.products.set_function(lambda: len(collection))
         if self.encoder is not None:
             for kind, depth in self.encoder.queue_depths().items():
                 self.metrics.encoder_queue.labels(kind).set_function(depth)
@@ -164,6 +183,8 @@ class Server:
             self._metrics_server.shutdown()
         if self.store is not None:
             self.store.close()
+        if self.shards is not None:
+            self.shards.close()
         if self._catalog is not None:
             self._catalog.close()
         if self._feedback_store is not None:

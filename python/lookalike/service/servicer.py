@@ -9,11 +9,8 @@ instead of queueing behind work it cannot see.
 
 from __future__ import annotations
 
-import functools
-import logging
-import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import grpc
@@ -23,59 +20,16 @@ from lookalike.index import UnknownIdError
 from lookalike.index.collection import Collection
 from lookalike.service import convert
 from lookalike.service.config import Limits
-from lookalike.service.batching import Overloaded
+from lookalike.service.calls import InFlight, check_alive, micros, rpc
 from lookalike.service.durable import DurableCollection
 from lookalike.service.encoding import ModelEncoder, StageClock
+from lookalike.service.query_encoding import QueryEncoder
 from lookalike.service.errors import ServiceError, invalid, key_error_text, not_found
 from lookalike.service.observability import Metrics
 from lookalike.service.relevance_feedback import SearchFeedback, query_text
 from lookalike.store.catalog import Catalog, ProductRecord
 from lookalike.store.records import UpsertBatch
 from lookalike.v1 import search_pb2, search_pb2_grpc
-
-log = logging.getLogger("lookalike.service")
-
-
-class InFlight:
-    """Counts calls being served; refuses one beyond the limit instead of queueing it."""
-
-    def __init__(self, limit: int) -> None:
-        self._slots = threading.BoundedSemaphore(limit)
-
-    def __enter__(self) -> InFlight:
-        if not self._slots.acquire(blocking=False):
-            raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, "the server is at its limit of calls in flight; "
-                                                                   "retry after the retry-after-ms trailer")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._slots.release()
-
-
-def _rpc(method: Callable) -> Callable:
-    """Runs a servicer method inside the in-flight limit and turns its failures
-    into statuses (see errors.py)."""
-
-    @functools.wraps(method)
-    def wrapper(self: SearchServicer, request: Any, context: grpc.ServicerContext) -> Any:
-        try:
-            with self._in_flight:
-                if self._collection is None:
-                    raise ServiceError(grpc.StatusCode.UNAVAILABLE, "the collection is still loading; retry shortly")
-                return method(self, request, context)
-        except ServiceError as e:
-            if e.code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-                context.set_trailing_metadata((("retry-after-ms", str(self._limits.retry_after_ms)),))
-            context.abort(e.code, e.message)
-        except Exception:
-            log.exception("%s failed", method.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, f"{method.__name__} failed inside the server (see its log)")
-
-    return wrapper
-
-
-def _micros(seconds: float) -> int:
-    return int(seconds * 1e6)
 
 
 class SearchServicer(search_pb2_grpc.SearchServiceServicer):
@@ -91,6 +45,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         self._limits = limits
         self._encoder: ModelEncoder | None = None
         self._in_flight = InFlight(limits.max_in_flight)
+        self._queries = QueryEncoder(None, limits)
 
     def attach(self, store: DurableCollection, encoder: ModelEncoder | None) -> None:
         """Starts serving the collection and catalog of `store`, which also takes
@@ -98,22 +53,27 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         self._store = store
         self._catalog = store.catalog
         self._encoder = encoder
+        self._queries = QueryEncoder(encoder, self._limits)
         self._collection = store.collection
+
+    @property
+    def ready(self) -> bool:
+        return self._collection is not None
 
     # --- search -------------------------------------------------------------------------
 
-    @_rpc
+    @rpc
     def Search(self, request: search_pb2.SearchRequest, context: grpc.ServicerContext) -> search_pb2.SearchResponse:
         return self._search(request, context)
 
-    @_rpc
+    @rpc
     def SearchBatch(self, request: search_pb2.SearchBatchRequest,
                     context: grpc.ServicerContext) -> search_pb2.SearchBatchResponse:
         if len(request.requests) > self._limits.max_batch:
             raise invalid(f"{len(request.requests)} requests in one batch, at most {self._limits.max_batch}")
         results = []
         for i, one in enumerate(request.requests):
-            _check_alive(context)
+            check_alive(context)
             try:
                 results.append(search_pb2.SearchResult(response=self._search(one, context)))
             except ServiceError as e:
@@ -138,7 +98,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             query, exclude = self._query_vector(request.query, space, clock)
             text = query_text(request.query)
         timings.decode_us, timings.preprocess_us, timings.encode_us = (
-            _micros(clock.decode), _micros(clock.preprocess), _micros(clock.encode))
+            micros(clock.decode), micros(clock.preprocess), micros(clock.encode))
         clause = convert.filter_from_proto(request.filter) if request.HasField("filter") else None
         query, clause, applied = self._feedback.adjust(request, self._collection, space, query, clause)
         try:
@@ -147,13 +107,13 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             raise invalid(f"filter: {key_error_text(e)}") from None
         except (TypeError, ValueError) as e:
             raise invalid(f"filter: {e}") from None
-        _check_alive(context)
+        check_alive(context)
 
         t = time.perf_counter()
         params = request.params
         hits = self._collection.search(space, query, want, filter=native, ef=params.ef or None,
                                        rerank=not params.no_rerank, exact=params.exact, exclude=exclude)
-        timings.search_us = _micros(time.perf_counter() - t)
+        timings.search_us = micros(time.perf_counter() - t)
 
         ids, scores = self._feedback.boost(space, text, hits.ids, hits.scores)
         ids, scores = ids[offset:], scores[offset:]
@@ -164,12 +124,12 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             response.next_page_token = convert.page_token(want)
         t = time.perf_counter()
         metadata = self._metadata(ids) if request.with_metadata else {}
-        timings.hydrate_us = _micros(time.perf_counter() - t)
+        timings.hydrate_us = micros(time.perf_counter() - t)
         for id_, score in zip(ids.tolist(), scores.tolist()):
             hit = response.hits.add(id=id_, score=score)
             if id_ in metadata:
                 hit.metadata.CopyFrom(metadata[id_])
-        timings.total_us = _micros(time.perf_counter() - started)
+        timings.total_us = micros(time.perf_counter() - started)
         response.timings.CopyFrom(timings)
         self._metrics.observe_stages(timings)
         return response
@@ -197,53 +157,9 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
                 return self._collection.vectors(space, [query.product_id])[0], query.product_id
             except UnknownIdError:
                 raise not_found(f"query.product_id: no product {query.product_id}") from None
-        if kind == "image":
-            return self._encode("image", query.image, space, clock, "query.image"), None
-        if kind == "text":
-            return self._encode("text", query.text, space, clock, "query.text"), None
-        if kind == "hybrid":
-            return self._hybrid(query.hybrid, space, clock), None
+        if kind in ("image", "text", "hybrid"):
+            return self._queries.query(query, space, clock), None
         raise invalid("query: set one of image, text, vector, product_id or hybrid")
-
-    def _hybrid(self, h: search_pb2.HybridQuery, space: str, clock: StageClock) -> np.ndarray:
-        if not h.image or not h.text:
-            raise invalid("query.hybrid: both image and text are required")
-        if h.image_weight < 0 or h.text_weight < 0 or not np.isfinite([h.image_weight, h.text_weight]).all():
-            raise invalid("query.hybrid: weights must be finite and >= 0")
-        wi, wt = (h.image_weight, h.text_weight) if (h.image_weight or h.text_weight) else (0.5, 0.5)
-        image = self._encode("image", h.image, space, clock, "query.hybrid.image")
-        text = self._encode("text", h.text, space, clock, "query.hybrid.text")
-        mixed = wi * image + wt * text
-        norm = float(np.linalg.norm(mixed))
-        if norm == 0.0:
-            raise invalid("query.hybrid: the weighted image and text vectors cancel out")
-        return mixed / norm
-
-    def _encode(self, kind: str, data: bytes | str, space: str, clock: StageClock, where: str) -> np.ndarray:
-        """The vector of `space` for one image or text; every space the tower fills is
-        computed by the same run, so _encode_all serves products."""
-        vectors = self._encode_all(kind, data, clock, where)
-        if space not in vectors:
-            raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION,
-                               f"space '{space}' has no {kind} encoder: query it with a vector or a product id"
-                               + (f" (the model's {kind} tower fills: {', '.join(sorted(vectors))})" if vectors else ""))
-        return vectors[space]
-
-    def _encode_all(self, kind: str, data: bytes | str, clock: StageClock, where: str) -> dict[str, np.ndarray]:
-        encoder = self._encoder
-        spaces = (encoder.image_spaces if kind == "image" else encoder.text_spaces) if encoder else frozenset()
-        if not spaces:
-            raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION,
-                               f"the server has no {kind} encoder: query it with a vector or a product id")
-        if kind == "image" and len(data) > self._limits.max_image_bytes:
-            raise invalid(f"{where}: the image is {len(data)} bytes, at most {self._limits.max_image_bytes}")
-        try:
-            return encoder.image(data, clock) if kind == "image" else encoder.text(data, clock)
-        except Overloaded:
-            raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, "the encoder queue is full; retry after the "
-                                                                   "retry-after-ms trailer") from None
-        except ValueError as e:  # an undecodable or oversized image, an empty text
-            raise invalid(f"{where}: {e}") from None
 
     def _metadata(self, ids: np.ndarray) -> dict[int, search_pb2.ProductMetadata]:
         records = self._catalog.get(ids.tolist())
@@ -258,12 +174,12 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
 
     # --- writes -------------------------------------------------------------------------
 
-    @_rpc
+    @rpc
     def Upsert(self, requests: Iterable[search_pb2.UpsertRequest],
                context: grpc.ServicerContext) -> search_pb2.UpsertResponse:
         results: list[search_pb2.ItemResult] = []
         for request in requests:
-            _check_alive(context)
+            check_alive(context)
             if len(request.products) > self._limits.max_batch:
                 error = f"{len(request.products)} products in one message, at most {self._limits.max_batch}"
                 results.extend(search_pb2.ItemResult(id=p.id, status_code=grpc.StatusCode.INVALID_ARGUMENT.value[0],
@@ -295,7 +211,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         if unknown:
             raise not_found(f"{where}: unknown vector space(s) {sorted(unknown)}")
         clock = StageClock()
-        from_image = self._encode_all("image", product.image, clock, f"{where}.image") if product.image else {}
+        from_image = self._queries.encode_all("image", product.image, clock, f"{where}.image") if product.image else {}
         from_title = {}
         vectors = {}
         for name, config in self._collection.spaces.items():
@@ -304,7 +220,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             elif name in from_image:
                 vectors[name] = from_image[name]
             elif product.title and self._encoder is not None and name in self._encoder.text_spaces:
-                from_title = from_title or self._encode_all("text", product.title, clock, f"{where}.title")
+                from_title = from_title or self._queries.encode_all("text", product.title, clock, f"{where}.title")
                 vectors[name] = from_title[name]
             else:
                 raise invalid(f"{where}: no vector for space '{name}': send vectors['{name}']"
@@ -334,7 +250,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             attributes={name: [p["attributes"].get(name) for p in products] for name in names},
             titles=[p["record"].title for p in products], image_uris=[p["record"].image_uri for p in products]))
 
-    @_rpc
+    @rpc
     def Delete(self, request: search_pb2.DeleteRequest, context: grpc.ServicerContext) -> search_pb2.DeleteResponse:
         if request.ids and request.HasField("filter"):
             raise invalid("set one of ids and filter, not both")
@@ -371,7 +287,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
 
     # --- reads --------------------------------------------------------------------------
 
-    @_rpc
+    @rpc
     def Get(self, request: search_pb2.GetRequest, context: grpc.ServicerContext) -> search_pb2.GetResponse:
         if len(request.ids) > self._limits.max_ids:
             raise invalid(f"{len(request.ids)} ids in one call, at most {self._limits.max_ids}")
@@ -388,7 +304,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
                 product.vectors[name].CopyFrom(convert.vector_to_proto(arr[row]))
         return response
 
-    @_rpc
+    @rpc
     def Stats(self, request: search_pb2.StatsRequest, context: grpc.ServicerContext) -> search_pb2.StatsResponse:
         response = search_pb2.StatsResponse(products=len(self._collection),
                                             default_space=self._collection.default_space,
@@ -406,15 +322,6 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
                                 has_image_encoder=encoder is not None and name in encoder.image_spaces,
                                 has_text_encoder=encoder is not None and name in encoder.text_spaces)
         return response
-
-
-def _check_alive(context: grpc.ServicerContext) -> None:
-    """Stops work for a call whose client gave up or whose deadline passed."""
-    if not context.is_active():
-        raise ServiceError(grpc.StatusCode.CANCELLED, "the call was cancelled")
-    remaining = context.time_remaining()
-    if remaining is not None and remaining <= 0:
-        raise ServiceError(grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed")
 
 
 def _plan(stats: Any) -> search_pb2.QueryPlan:

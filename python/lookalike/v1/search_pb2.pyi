@@ -221,20 +221,22 @@ class StageTimings(_message.Message):
     def __init__(self, decode_us: _Optional[int] = ..., preprocess_us: _Optional[int] = ..., encode_us: _Optional[int] = ..., search_us: _Optional[int] = ..., hydrate_us: _Optional[int] = ..., total_us: _Optional[int] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("hits", "next_page_token", "plan", "timings", "search_id", "relevance")
+    __slots__ = ("hits", "next_page_token", "plan", "timings", "search_id", "relevance", "unanswered_shards")
     HITS_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     PLAN_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     SEARCH_ID_FIELD_NUMBER: _ClassVar[int]
     RELEVANCE_FIELD_NUMBER: _ClassVar[int]
+    UNANSWERED_SHARDS_FIELD_NUMBER: _ClassVar[int]
     hits: _containers.RepeatedCompositeFieldContainer[Hit]
     next_page_token: str
     plan: QueryPlan
     timings: StageTimings
     search_id: str
     relevance: RelevanceApplied
-    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., plan: _Optional[_Union[QueryPlan, _Mapping]] = ..., timings: _Optional[_Union[StageTimings, _Mapping]] = ..., search_id: _Optional[str] = ..., relevance: _Optional[_Union[RelevanceApplied, _Mapping]] = ...) -> None: ...
+    unanswered_shards: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., plan: _Optional[_Union[QueryPlan, _Mapping]] = ..., timings: _Optional[_Union[StageTimings, _Mapping]] = ..., search_id: _Optional[str] = ..., relevance: _Optional[_Union[RelevanceApplied, _Mapping]] = ..., unanswered_shards: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SearchBatchRequest(_message.Message):
     __slots__ = ("requests",)
@@ -354,7 +356,7 @@ class SpaceStats(_message.Message):
     def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index_kind: _Optional[str] = ..., memory_bytes: _Optional[int] = ..., deleted: _Optional[int] = ..., has_image_encoder: _Optional[bool] = ..., has_text_encoder: _Optional[bool] = ...) -> None: ...
 
 class StatsResponse(_message.Message):
-    __slots__ = ("products", "spaces", "default_space", "model_id", "attribute_schema", "applied_seq", "last_snapshot_seq")
+    __slots__ = ("products", "spaces", "default_space", "model_id", "attribute_schema", "applied_seq", "last_snapshot_seq", "shards")
     class AttributeSchemaEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -369,6 +371,7 @@ class StatsResponse(_message.Message):
     ATTRIBUTE_SCHEMA_FIELD_NUMBER: _ClassVar[int]
     APPLIED_SEQ_FIELD_NUMBER: _ClassVar[int]
     LAST_SNAPSHOT_SEQ_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
     products: int
     spaces: _containers.RepeatedCompositeFieldContainer[SpaceStats]
     default_space: str
@@ -376,4 +379,23 @@ class StatsResponse(_message.Message):
     attribute_schema: _containers.ScalarMap[str, str]
     applied_seq: int
     last_snapshot_seq: int
-    def __init__(self, products: _Optional[int] = ..., spaces: _Optional[_Iterable[_Union[SpaceStats, _Mapping]]] = ..., default_space: _Optional[str] = ..., model_id: _Optional[str] = ..., attribute_schema: _Optional[_Mapping[str, str]] = ..., applied_seq: _Optional[int] = ..., last_snapshot_seq: _Optional[int] = ...) -> None: ...
+    shards: _containers.RepeatedCompositeFieldContainer[ShardStats]
+    def __init__(self, products: _Optional[int] = ..., spaces: _Optional[_Iterable[_Union[SpaceStats, _Mapping]]] = ..., default_space: _Optional[str] = ..., model_id: _Optional[str] = ..., attribute_schema: _Optional[_Mapping[str, str]] = ..., applied_seq: _Optional[int] = ..., last_snapshot_seq: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[ShardStats, _Mapping]]] = ...) -> None: ...
+
+class ShardStats(_message.Message):
+    __slots__ = ("name", "answered_by", "products", "applied_seq", "last_snapshot_seq", "stale_replicas", "error")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ANSWERED_BY_FIELD_NUMBER: _ClassVar[int]
+    PRODUCTS_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_SEQ_FIELD_NUMBER: _ClassVar[int]
+    LAST_SNAPSHOT_SEQ_FIELD_NUMBER: _ClassVar[int]
+    STALE_REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    answered_by: str
+    products: int
+    applied_seq: int
+    last_snapshot_seq: int
+    stale_replicas: _containers.RepeatedScalarFieldContainer[str]
+    error: str
+    def __init__(self, name: _Optional[str] = ..., answered_by: _Optional[str] = ..., products: _Optional[int] = ..., applied_seq: _Optional[int] = ..., last_snapshot_seq: _Optional[int] = ..., stale_replicas: _Optional[_Iterable[str]] = ..., error: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,73 @@
+"""What every SearchService servicer (a server's or a router's) does around each
+call: a limit on calls in flight, failures turned into statuses, and a stop for
+calls whose client gave up.
+
+A servicer using `rpc` has `_in_flight` (an InFlight), `_limits` (Limits) and a
+`ready` property (False while it loads: calls get UNAVAILABLE).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from lookalike.service.errors import ServiceError
+
+log = logging.getLogger("lookalike.service")
+
+
+class InFlight:
+    """Counts calls being served; refuses one beyond the limit instead of queueing it."""
+
+    def __init__(self, limit: int) -> None:
+        self._slots = threading.BoundedSemaphore(limit)
+
+    def __enter__(self) -> InFlight:
+        if not self._slots.acquire(blocking=False):
+            raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, "the server is at its limit of calls in flight; "
+                                                                   "retry after the retry-after-ms trailer")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._slots.release()
+
+
+def rpc(method: Callable) -> Callable:
+    """Runs a servicer method inside the in-flight limit and turns its failures
+    into statuses (see errors.py)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            with self._in_flight:
+                if not self.ready:
+                    raise ServiceError(grpc.StatusCode.UNAVAILABLE, "the service is still loading; retry shortly")
+                return method(self, request, context)
+        except ServiceError as e:
+            if e.code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                context.set_trailing_metadata((("retry-after-ms", str(self._limits.retry_after_ms)),))
+            context.abort(e.code, e.message)
+        except Exception:
+            log.exception("%s failed", method.__name__)
+            context.abort(grpc.StatusCode.INTERNAL, f"{method.__name__} failed inside the server (see its log)")
+
+    return wrapper
+
+
+def micros(seconds: float) -> int:
+    """Seconds as whole microseconds, as StageTimings carries them."""
+    return int(seconds * 1e6)
+
+
+def check_alive(context: grpc.ServicerContext) -> None:
+    """Stops work for a call whose client gave up or whose deadline passed."""
+    if not context.is_active():
+        raise ServiceError(grpc.StatusCode.CANCELLED, "the call was cancelled")
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        raise ServiceError(grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed")

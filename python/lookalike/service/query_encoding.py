@@ -1,0 +1,74 @@
+"""Images and texts of requests as vectors, with the statuses their failures get:
+shared by a server's servicer and a router (which encodes once, then sends
+vectors to its shards)."""
+
+from __future__ import annotations
+
+import grpc
+import numpy as np
+
+from lookalike.service.batching import Overloaded
+from lookalike.service.config import Limits
+from lookalike.service.encoding import ModelEncoder, StageClock
+from lookalike.service.errors import ServiceError, invalid
+from lookalike.v1 import search_pb2
+
+
+class QueryEncoder:
+    def __init__(self, encoder: ModelEncoder | None, limits: Limits) -> None:
+        """`encoder` None: a vectors-only service (image and text inputs get FAILED_PRECONDITION)."""
+        self.encoder = encoder
+        self._limits = limits
+
+    def encode(self, kind: str, data: bytes | str, space: str, clock: StageClock, where: str) -> np.ndarray:
+        """The vector of `space` for one image or text; every space the tower fills is
+        computed by the same run, so encode_all serves products."""
+        vectors = self.encode_all(kind, data, clock, where)
+        if space not in vectors:
+            raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION,
+                               f"space '{space}' has no {kind} encoder: query it with a vector or a product id"
+                               + (f" (the model's {kind} tower fills: {', '.join(sorted(vectors))})" if vectors else ""))
+        return vectors[space]
+
+    def encode_all(self, kind: str, data: bytes | str, clock: StageClock, where: str) -> dict[str, np.ndarray]:
+        """{space: vector} for every space the `kind` tower fills."""
+        encoder = self.encoder
+        spaces = (encoder.image_spaces if kind == "image" else encoder.text_spaces) if encoder else frozenset()
+        if not spaces:
+            raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION,
+                               f"the server has no {kind} encoder: query it with a vector or a product id")
+        if kind == "image" and len(data) > self._limits.max_image_bytes:
+            raise invalid(f"{where}: the image is {len(data)} bytes, at most {self._limits.max_image_bytes}")
+        try:
+            return encoder.image(data, clock) if kind == "image" else encoder.text(data, clock)
+        except Overloaded:
+            raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, "the encoder queue is full; retry after the "
+                                                                   "retry-after-ms trailer") from None
+        except ValueError as e:  # an undecodable or oversized image, an empty text
+            raise invalid(f"{where}: {e}") from None
+
+    def hybrid(self, h: search_pb2.HybridQuery, space: str, clock: StageClock) -> np.ndarray:
+        """The weighted, normalised mix of an image and a text vector of `space`."""
+        if not h.image or not h.text:
+            raise invalid("query.hybrid: both image and text are required")
+        if h.image_weight < 0 or h.text_weight < 0 or not np.isfinite([h.image_weight, h.text_weight]).all():
+            raise invalid("query.hybrid: weights must be finite and >= 0")
+        wi, wt = (h.image_weight, h.text_weight) if (h.image_weight or h.text_weight) else (0.5, 0.5)
+        image = self.encode("image", h.image, space, clock, "query.hybrid.image")
+        text = self.encode("text", h.text, space, clock, "query.hybrid.text")
+        mixed = wi * image + wt * text
+        norm = float(np.linalg.norm(mixed))
+        if norm == 0.0:
+            raise invalid("query.hybrid: the weighted image and text vectors cancel out")
+        return mixed / norm
+
+    def query(self, query: search_pb2.Query, space: str, clock: StageClock) -> np.ndarray | None:
+        """The vector of an image, text or hybrid query; None for other kinds."""
+        kind = query.WhichOneof("kind")
+        if kind == "image":
+            return self.encode("image", query.image, space, clock, "query.image")
+        if kind == "text":
+            return self.encode("text", query.text, space, clock, "query.text")
+        if kind == "hybrid":
+            return self.hybrid(query.hybrid, space, clock)
+        return None
