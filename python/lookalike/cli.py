@@ -7,6 +7,8 @@
     lookalike model build-default --out DIR        the offline default bundle
     lookalike model check DIR                      validate a bundle and print it
     lookalike bench load [--mode open|closed|ramp|soak] [--rate R] [--mix vector=3,text=1] ...
+    lookalike train duplicates --pairs PAIRS.jsonl --model BUNDLE   the duplicate classifier, saved in the bundle
+    lookalike train duplicate-pairs --out DIR [--products 64]       generate labelled pairs from sample photos
 
 Clients (ingest, search) read the API key from LOOKALIKE_API_KEY when the server
 asks for one. The ``model`` commands that build bundles need the ``build`` extra
@@ -122,6 +124,33 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- training ----------------------------------------------------------------------
+
+
+def _train_duplicates(args: argparse.Namespace) -> int:
+    from lookalike.duplicates.features import AttributeNames
+    from lookalike.duplicates.train import train_duplicates
+
+    names = AttributeNames(args.price_attribute, args.brand_attribute, args.category_attribute)
+    report = train_duplicates(args.pairs, args.model, held_out=args.held_out, seed=args.seed, names=names)
+    for split, r in (("train", report.train), ("held-out", report.held_out)):
+        print(f"{split:>8}: {r['pairs']} pairs, precision {r['precision']:.3f}, recall {r['recall']:.3f} "
+              f"(threshold {report.classifier.threshold})")
+    weights = ", ".join(f"{n} {w:+.2f}" for n, w in zip(report.classifier.features, report.classifier.weights))
+    print(f"weights (standardised features): {weights}")
+    print(f"saved the duplicate classifier to {report.saved_to}")
+    return 0
+
+
+def _duplicate_pairs(args: argparse.Namespace) -> int:
+    from lookalike.duplicates.synthetic import make_catalog, write_pairs
+
+    products, pairs = make_catalog(args.products, seed=args.seed)
+    path = write_pairs(Path(args.out), products, pairs)
+    print(f"wrote {len(pairs)} labelled pairs of {len(products)} products to {path}")
+    return 0
+
+
 # --- benchmarks ----------------------------------------------------------------------
 
 
@@ -179,6 +208,25 @@ def build_parser() -> argparse.ArgumentParser:
     check = model_commands.add_parser("check", help="validate a bundle, open its graphs and print its manifest")
     check.add_argument("bundle", help="the bundle folder")
     check.set_defaults(run=_check)
+
+    train = commands.add_parser("train", help="train the model's helpers (the duplicate classifier)")
+    train_commands = train.add_subparsers(dest="train_command", required=True)
+    duplicates = train_commands.add_parser(
+        "duplicates", help="fit the duplicate classifier on labelled pairs and save it in the model bundle")
+    duplicates.add_argument("--pairs", required=True, help="JSONL of labelled pairs (see lookalike.duplicates.train)")
+    duplicates.add_argument("--model", required=True, help="the model bundle to encode with and save into")
+    duplicates.add_argument("--held-out", type=float, default=0.25, help="fraction of pairs kept for the report")
+    duplicates.add_argument("--seed", type=int, default=0, help="seed of the train / held-out split")
+    for name in ("price", "brand", "category"):
+        duplicates.add_argument(f"--{name}-attribute", default=name, help=f"the pairs' attribute holding the {name}")
+    duplicates.set_defaults(run=_train_duplicates)
+    pairs = train_commands.add_parser(
+        "duplicate-pairs", help="generate labelled duplicate / distinct pairs from the sample photos of "
+                                "matplotlib and scikit-learn")
+    pairs.add_argument("--out", required=True, help="folder for the images and pairs.jsonl")
+    pairs.add_argument("--products", type=int, default=64, help="original products (each gets one near-duplicate)")
+    pairs.add_argument("--seed", type=int, default=0)
+    pairs.set_defaults(run=_duplicate_pairs)
 
     from lookalike.loadtest.arguments import add_arguments as add_load_arguments
 

@@ -14,6 +14,8 @@ The manifest says everything the runtime needs and nothing it has to guess:
   tower a ``tokenizer`` block.
 - ``image_query``: optional weights of the spaces an image query is searched
   in (a fused score when it names several).
+- ``duplicates``: optional, the file of the duplicate classifier trained for
+  this model (``lookalike train duplicates``; lookalike.duplicates reads it).
 
 ``load_bundle`` validates all of it and raises ``BundleError`` naming the field
 and the problem; ``save_manifest`` validates before writing, so an exporter
@@ -134,6 +136,7 @@ class Manifest:
     weights: tuple[WeightsSource, ...]
     image_query: dict[str, float] = field(default_factory=dict)
     notes: str = ""
+    duplicates: str = ""  # the duplicate classifier's file in the bundle; "" = none
 
     def to_json(self) -> dict[str, Any]:
         """The manifest as written to ``manifest.json``."""
@@ -163,6 +166,8 @@ class Manifest:
             doc["image_query"] = dict(self.image_query)
         if self.notes:
             doc["notes"] = self.notes
+        if self.duplicates:
+            doc["duplicates"] = {"file": self.duplicates}
         return doc
 
 
@@ -197,6 +202,8 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
         for field_name, name in files:
             if not (folder / name).is_file():
                 raise BundleError(f"{manifest_path}: towers.{kind}.{field_name}: file {name!r} is not in the bundle")
+    if manifest.duplicates and not (folder / manifest.duplicates).is_file():
+        raise BundleError(f"{manifest_path}: duplicates.file: file {manifest.duplicates!r} is not in the bundle")
     return Bundle(folder, manifest)
 
 
@@ -249,6 +256,11 @@ def parse_manifest(doc: Any, where: str = "manifest") -> Manifest:
             if "image" not in towers or name not in towers["image"].outputs.values():
                 r.fail(f"image_query.{name}", "the image tower writes no vector into this space")
             image_query[name] = float(r.number(weight, f"image_query.{name}", minimum=0.0))
+    duplicates = ""
+    if "duplicates" in root:
+        duplicates = r.get(r.obj(root["duplicates"], "duplicates"), "duplicates", "file", str)
+        if "/" in duplicates or "\\" in duplicates or duplicates.startswith("."):
+            r.fail("duplicates.file", f"a file name inside the bundle folder, got {duplicates!r}")
     return Manifest(
         model_id=r.get(model, "model", "id", str),
         model_version=r.get(model, "model", "version", str),
@@ -257,6 +269,7 @@ def parse_manifest(doc: Any, where: str = "manifest") -> Manifest:
         weights=weights,
         image_query=image_query,
         notes=r.get(root, "", "notes", str, default=""),
+        duplicates=duplicates,
     )
 
 

@@ -24,6 +24,13 @@ lookalike-data/models/default` builds it offline), one index per space of it.
     [tls]
     cert = "server.pem"
     key = "server.key"
+    [duplicates]                         # DuplicatesService (lookalike.duplicates.finder)
+    min_similarity = 0.95
+    [zero_shot]                          # attributes read off product photos at upsert
+    enabled = true
+    vocabularies = { colour = ["red", "blue", "black"], pattern = ["striped", "plain"] }
+    [same_style]                         # SearchRequest.ignore_colour
+    source = "swatches"
 """
 
 from __future__ import annotations
@@ -34,7 +41,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from lookalike.duplicates.finder import DuplicatesConfig
+from lookalike.encoders.zero_shot import ZeroShotConfig
 from lookalike.index.collection import SpaceConfig
+from lookalike.service.colour_free import SameStyleConfig
 from lookalike.service.encoding import BatchingConfig
 from lookalike.service.security import TlsConfig
 from lookalike.store.wal import FSYNC_POLICIES
@@ -100,6 +110,11 @@ class ServiceConfig:
     api_keys: dict[str, str] = field(default_factory=dict)
     tls: TlsConfig = TlsConfig()         # cert + key: TLS; client_ca too: mutual TLS
     metrics_address: str = ""            # host:port of the Prometheus /metrics endpoint; "" = off
+    duplicates: DuplicatesConfig = DuplicatesConfig()  # candidate threshold, scan bound, attribute names
+    # Zero-shot attributes read off each product photo at upsert; when enabled, each
+    # vocabulary adds a keyword attribute and its numeric <name>_confidence to the schema.
+    zero_shot: ZeroShotConfig = ZeroShotConfig()
+    same_style: SameStyleConfig = SameStyleConfig()   # how ignore_colour finds the colour directions
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None,
@@ -116,6 +131,17 @@ class ServiceConfig:
         for source in (from_env, overrides):
             config = replace(config, **{k: v for k, v in source.items() if v is not None})
         return config
+
+    def effective_schema(self) -> dict[str, str]:
+        """The configured schema plus the zero-shot attributes when they are enabled."""
+        if not self.zero_shot.enabled:
+            return dict(self.schema)
+        added = self.zero_shot.schema()
+        clash = {n for n in added if n in self.schema and self.schema[n] != added[n]}
+        if clash:
+            raise ValueError(f"schema: {sorted(clash)} are written by zero_shot with types "
+                             f"{ {n: added[n] for n in sorted(clash)} }; change the schema or the vocabularies")
+        return {**self.schema, **added}
 
     def model_path(self) -> Path | None:
         """The bundle to load, or None for a vectors-only service."""
@@ -144,6 +170,10 @@ class ServiceConfig:
                 data["batching"] = BatchingConfig(**data["batching"])
             if "durability" in data:
                 data["durability"] = DurabilityConfig(**data["durability"])
+            for key, kind in (("duplicates", DuplicatesConfig), ("zero_shot", ZeroShotConfig),
+                              ("same_style", SameStyleConfig)):
+                if key in data:
+                    data[key] = kind(**data[key])
         except TypeError as e:
             raise ValueError(f"config {path}: {e}") from e
         return replace(self, **data)

@@ -17,8 +17,9 @@ from pathlib import Path
 import grpc
 
 SCOPES = ("read", "write")
-_WRITE_METHODS = {"Upsert", "Delete"}
-_PROTECTED_SERVICE = "/lookalike.v1.SearchService/"
+# A duplicate scan writes nothing but reads the whole catalog: starting one needs write.
+_WRITE_METHODS = {"Upsert", "Delete", "StartScan", "CancelScan"}
+_PROTECTED_SERVICE = "/lookalike.v1."  # every service of the API
 
 
 @dataclass(frozen=True)

@@ -27,16 +27,19 @@ from grpc_reflection.v1alpha import reflection
 
 from lookalike.index.collection import Collection, SpaceConfig
 from lookalike.service.config import ServiceConfig
+from lookalike.service.duplicates_servicer import DuplicatesServicer
 from lookalike.service.durable import DurableCollection
 from lookalike.service.observability import Metrics, ObservingInterceptor
 from lookalike.service.security import ApiKeyInterceptor
 from lookalike.service.encoding import ModelEncoder
+from lookalike.service.relevance import load_relevance
 from lookalike.service.servicer import SearchServicer
 from lookalike.store.catalog import Catalog
-from lookalike.v1 import search_pb2, search_pb2_grpc
+from lookalike.v1 import duplicates_pb2, duplicates_pb2_grpc, search_pb2, search_pb2_grpc
 
 log = logging.getLogger("lookalike.service")
 SERVICE_NAME = search_pb2.DESCRIPTOR.services_by_name["SearchService"].full_name
+DUPLICATES_SERVICE_NAME = duplicates_pb2.DESCRIPTOR.services_by_name["DuplicatesService"].full_name
 
 
 class Server:
@@ -55,7 +58,8 @@ class Server:
                                  options=options, interceptors=interceptors)
         self._health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
-        reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._grpc)
+        reflection.enable_server_reflection((SERVICE_NAME, DUPLICATES_SERVICE_NAME, health.SERVICE_NAME,
+                                            reflection.SERVICE_NAME), self._grpc)
         if config.tls.enabled:
             self.port = self._grpc.add_secure_port(config.address, config.tls.server_credentials())
         else:
@@ -66,6 +70,8 @@ class Server:
         self.address = f"{config.address.rsplit(':', 1)[0]}:{self.port}"
         self._servicer = SearchServicer(config.limits, self.metrics)
         search_pb2_grpc.add_SearchServiceServicer_to_server(self._servicer, self._grpc)
+        self._duplicates = DuplicatesServicer(config.limits, config.duplicates)
+        duplicates_pb2_grpc.add_DuplicatesServiceServicer_to_server(self._duplicates, self._grpc)
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         self.collection: Collection | None = None
         self.store: DurableCollection | None = None
@@ -84,6 +90,7 @@ class Server:
             self._grpc.stop(0)
             raise
         self._servicer.attach(self.store, self.encoder)
+        self._servicer.use_relevance(self._relevance.colour_free, self._relevance.tagger)
         collection = self.collection
         self.metrics.products.set_function(lambda: len(collection))
         if self.encoder is not None:
@@ -102,10 +109,13 @@ class Server:
         # data/collection: where the collection was saved before the log and snapshots.
         self.store = DurableCollection(
             data, self.config.durability, self._catalog, legacy=data / "collection",
-            new_collection=lambda: Collection(self._spaces(), self.config.schema, self.config.default_space or None))
+            new_collection=lambda: Collection(self._spaces(), self.config.effective_schema(),
+                                              self.config.default_space or None))
         self.collection = self.store.collection
         try:
             self._check_spaces_match_the_model()
+            self._relevance = load_relevance(self.config, self.encoder, self.collection)
+            self._duplicates.attach(self.store, self.encoder, self._relevance.classifier)
         except ValueError:
             self.store.close(snapshot=False)
             raise
@@ -148,6 +158,7 @@ class Server:
         seconds, then takes a last snapshot (the next start replays nothing)."""
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         self._grpc.stop(grace).wait()
+        self._duplicates.stop()
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
         if self.store is not None:

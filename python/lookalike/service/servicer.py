@@ -19,11 +19,13 @@ from typing import Any
 import grpc
 import numpy as np
 
+from lookalike.encoders.zero_shot import ZeroShotTagger
 from lookalike.index import UnknownIdError
 from lookalike.index.collection import Collection
 from lookalike.service import convert
 from lookalike.service.config import Limits
 from lookalike.service.batching import Overloaded
+from lookalike.service.colour_free import ColourFree
 from lookalike.service.durable import DurableCollection
 from lookalike.service.encoding import ModelEncoder, StageClock
 from lookalike.service.errors import ServiceError, invalid, key_error_text, not_found
@@ -88,6 +90,14 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         self._limits = limits
         self._encoder: ModelEncoder | None = None
         self._in_flight = InFlight(limits.max_in_flight)
+        self._colour_free = ColourFree(None)
+        self._tagger: ZeroShotTagger | None = None
+
+    def use_relevance(self, colour_free: ColourFree, tagger: ZeroShotTagger | None) -> None:
+        """How ignore_colour queries lose their colour, and the zero-shot tagger
+        that reads attributes off product photos (None: off)."""
+        self._colour_free = colour_free
+        self._tagger = tagger
 
     def attach(self, store: DurableCollection, encoder: ModelEncoder | None) -> None:
         """Starts serving the collection and catalog of `store`, which also takes
@@ -130,6 +140,8 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
 
         clock = StageClock()
         query, exclude = self._query_vector(request.query, space, clock)
+        if request.ignore_colour:
+            query = self._colour_free.apply(space, query)
         timings.decode_us, timings.preprocess_us, timings.encode_us = (
             _micros(clock.decode), _micros(clock.preprocess), _micros(clock.encode))
         clause = convert.filter_from_proto(request.filter) if request.HasField("filter") else None
@@ -301,6 +313,8 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             if config.metric == "cosine" and not vectors[name].any():
                 raise invalid(f"{where}.vectors['{name}']: an all-zero vector has no direction")
         attributes = convert.attributes_from_proto(product.attributes, self._collection.schema, where)
+        if self._tagger is not None and self._tagger.config.space in from_image:
+            attributes = self._tagger.merged(from_image[self._tagger.config.space], attributes)
         return {"id": product.id, "vectors": vectors, "attributes": attributes,
                 "record": ProductRecord(product.id, product.title, product.image_uri)}
 

@@ -1,0 +1,133 @@
+"""Finding the duplicates of a product in a live collection: candidates by the
+threshold range search, then the classifier's P(duplicate) per pair.
+
+The finder reads the collection (vectors, attributes), the catalog's titles
+(through ``titles``) and encodes titles with the text tower (through
+``encode_titles``; the index keeps no title vectors). Title vectors are cached
+per finder call; a scan passes one cache for the whole catalog.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from lookalike.duplicates.candidates import neighbours_above
+from lookalike.duplicates.classifier import DuplicateClassifier
+from lookalike.duplicates.features import AttributeNames, PairFeatures, ProductView
+from lookalike.index import UnknownIdError
+from lookalike.index.collection import Collection
+
+TitleLookup = Callable[[Sequence[int]], Mapping[int, str]]
+TitleEncoder = Callable[[Sequence[str]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class DuplicatesConfig:
+    """The `[duplicates]` table of the service's config."""
+
+    space: str = ""                 # where candidates are searched; "" = the model's image query space
+    min_similarity: float = 0.95    # image cosine a candidate must reach (the range search's threshold)
+    max_candidates: int = 100       # candidates per product at most
+    scan_max_pairs: int = 100_000   # a catalog scan stops after scoring this many pairs (its upper bound too)
+    price_attribute: str = "price"  # the attributes the features compare ("" = not in the schema)
+    brand_attribute: str = "brand"
+    category_attribute: str = "category"
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.min_similarity <= 1.0:
+            raise ValueError(f"duplicates.min_similarity must be in (0, 1], got {self.min_similarity}")
+        if self.max_candidates < 1 or self.scan_max_pairs < 1:
+            raise ValueError("duplicates.max_candidates and duplicates.scan_max_pairs must be >= 1")
+
+    @property
+    def attribute_names(self) -> AttributeNames:
+        return AttributeNames(self.price_attribute, self.brand_attribute, self.category_attribute)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One scored candidate pair."""
+
+    product_id: int
+    duplicate_id: int
+    similarity: float
+    probability: float
+    is_duplicate: bool
+    features: dict[str, float]
+
+
+def spaces_of(classifier: DuplicateClassifier) -> tuple[str, ...]:
+    """The image spaces a classifier's features compare, in order."""
+    return tuple(f.removeprefix("image_cos_") for f in classifier.features if f.startswith("image_cos_"))
+
+
+class DuplicateFinder:
+    def __init__(self, collection: Collection, classifier: DuplicateClassifier, config: DuplicatesConfig,
+                 candidate_space: str, titles: TitleLookup, encode_titles: TitleEncoder | None) -> None:
+        """Raises ValueError when the classifier compares a space the collection
+        lacks or its features are not the ones this build computes."""
+        self.collection = collection
+        self.classifier = classifier
+        self.config = config
+        self.space = candidate_space
+        self._titles = titles
+        self._encode_titles = encode_titles
+        spaces = spaces_of(classifier)
+        missing = [s for s in spaces if s not in collection.spaces]
+        if missing:
+            raise ValueError(f"the duplicate classifier compares space(s) {missing} that the collection lacks")
+        self.features = PairFeatures(spaces, config.attribute_names)
+        if self.features.feature_names != list(classifier.features):
+            raise ValueError(f"the duplicate classifier was trained on features {list(classifier.features)}, "
+                             f"this build computes {self.features.feature_names}: retrain it")
+        if candidate_space not in collection.spaces:
+            raise ValueError(f"duplicates.space {candidate_space!r} is not a space of the collection")
+
+    def find(self, product_id: int, min_similarity: float | None = None, max_candidates: int | None = None,
+             cache: MutableMapping[int, ProductView] | None = None) -> list[Pair]:
+        """Scored candidates of one product, most probable first. UnknownIdError
+        when the product is not in the collection."""
+        threshold = self.config.min_similarity if min_similarity is None else min_similarity
+        limit = max_candidates or self.config.max_candidates
+        query = self.collection.vectors(self.space, [product_id])[0]
+        ids, scores = neighbours_above(self.collection, self.space, query, threshold, limit, exclude=product_id)
+        cache = {} if cache is None else cache
+        views = self.views([product_id, *ids.tolist()], cache)
+        if product_id not in views:
+            raise UnknownIdError(product_id)
+        mine = views[product_id]
+        found = [(int(i), float(s)) for i, s in zip(ids, scores) if int(i) in views]
+        if not found:
+            return []
+        x = self.features.matrix([(mine, views[i]) for i, _ in found])
+        p = self.classifier.probability(x)
+        names = self.features.feature_names
+        pairs = [Pair(product_id, i, s, float(pi), bool(pi >= self.classifier.threshold),
+                      dict(zip(names, row.tolist()))) for (i, s), pi, row in zip(found, p, x)]
+        return sorted(pairs, key=lambda pair: -pair.probability)
+
+    def views(self, ids: Sequence[int], cache: MutableMapping[int, ProductView]) -> dict[int, ProductView]:
+        """ProductViews of the ids still in the collection (deleted ones are left
+        out), from ``cache`` where it has them; new ones are added to it."""
+        new = [i for i in dict.fromkeys(ids) if i not in cache and i in self.collection]
+        if new:
+            titles = self._titles(new)
+            vectors = {s: self.collection.vectors(s, new) for s in self.features.spaces}
+            texts = [titles.get(i, "") for i in new]
+            title_vectors = self._title_vectors(texts)
+            for row, i in enumerate(new):
+                cache[i] = ProductView(i, {s: v[row] for s, v in vectors.items()}, texts[row],
+                                       title_vectors[row], self.collection.attributes(i))
+        return {i: cache[i] for i in ids if i in cache}
+
+    def _title_vectors(self, texts: list[str]) -> list[np.ndarray | None]:
+        out: list[np.ndarray | None] = [None] * len(texts)
+        todo = [row for row, t in enumerate(texts) if t.strip()]
+        if self._encode_titles is not None and todo:
+            encoded = self._encode_titles([texts[row] for row in todo])
+            for row, vector in zip(todo, encoded):
+                out[row] = vector
+        return out

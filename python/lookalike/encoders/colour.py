@@ -1,0 +1,86 @@
+"""Colour directions of a vector space, and their removal from a query: "the
+same style, any colour".
+
+A product recoloured moves its vector mostly within a few directions. They are
+estimated once per space, in one of two ways:
+
+- ``swatches`` (any space an image tower fills): a few neutral textures
+  (stripes, checks, dots, a gradient) are tinted with each of the colours and
+  encoded; the differences between the tints of one texture (each tint minus
+  the texture's mean over tints) span the colour directions;
+- ``prompts`` (a space a text tower fills): the differences between the text
+  vectors of "a photo of a <colour> product" for each colour.
+
+The top ``rank`` principal directions of those differences form an orthonormal
+basis B; a query q becomes (q - B^T B q) / |q - B^T B q|. Searching with it
+ignores where a product sits along those directions, so its other colourways
+come closer (README, "Same style, any colour", measured).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from lookalike.encoders.zero_shot import COLOURS
+
+# RGB of the tints the swatches are painted with.
+SWATCH_RGB = {"red": (200, 30, 30), "orange": (235, 130, 20), "yellow": (230, 210, 40), "green": (40, 150, 50),
+              "blue": (30, 60, 200), "purple": (120, 40, 160), "pink": (240, 130, 180), "brown": (120, 75, 35),
+              "black": (25, 25, 25), "white": (245, 245, 245), "grey": (128, 128, 128), "teal": (20, 140, 140)}
+SOURCES = ("swatches", "prompts")
+
+
+def textures(size: int = 128) -> list[np.ndarray]:
+    """Neutral luminance patterns in [0.25, 1] (2-D float arrays), each a different "style"."""
+    y, x = np.mgrid[0:size, 0:size] / size
+    patterns = [
+        (np.sin(x * 2 * np.pi * 6) > 0),                              # vertical stripes
+        ((np.floor(x * 8) + np.floor(y * 8)) % 2 == 0),               # checks
+        ((((x * 6) % 1 - 0.5) ** 2 + ((y * 6) % 1 - 0.5) ** 2) < 0.09),  # dots
+        (x + y) / 2,                                                  # a gradient
+        (np.sin((x + y) * 2 * np.pi * 4) > 0),                        # diagonal stripes
+    ]
+    return [0.25 + 0.75 * np.asarray(p, dtype=np.float64) for p in patterns]
+
+
+def tinted(texture: np.ndarray, rgb: tuple[int, int, int]) -> Image.Image:
+    """The texture painted in one colour: bright parts take the colour, dark parts stay dark."""
+    pixels = texture[..., None] * np.asarray(rgb, dtype=np.float64)[None, None, :]
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
+
+
+def basis_from_variants(groups: Sequence[np.ndarray], rank: int) -> np.ndarray:
+    """The top ``rank`` principal directions of the within-group differences:
+    each group is (variants, dim), the same thing in different colours."""
+    diffs = np.concatenate([g - g.mean(axis=0, keepdims=True) for g in groups])
+    _, s, vt = np.linalg.svd(diffs, full_matrices=False)
+    keep = min(rank, int((s > s[0] * 1e-6).sum()))
+    return vt[:keep].astype(np.float32)
+
+
+def swatch_basis(encode_images: Callable[[list[Image.Image]], np.ndarray], rank: int,
+                 colours: Sequence[str] = tuple(SWATCH_RGB)) -> np.ndarray:
+    """Colour directions of an image space from tinted textures (see the module doc)."""
+    groups = [np.asarray(encode_images([tinted(t, SWATCH_RGB[c]) for c in colours]), dtype=np.float64)
+              for t in textures()]
+    return basis_from_variants(groups, rank)
+
+
+def prompt_basis(encode_texts: Callable[[list[str]], np.ndarray], rank: int,
+                 colours: Sequence[str] = COLOURS, template: str = "a photo of a {} product") -> np.ndarray:
+    """Colour directions of a text space from colour prompts."""
+    return basis_from_variants([np.asarray(encode_texts([template.format(c) for c in colours]), np.float64)], rank)
+
+
+def without_directions(query: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """The query with its components along the (orthonormal) rows of ``basis``
+    removed, renormalised. ValueError when nothing is left."""
+    q = np.asarray(query, dtype=np.float32)
+    rest = q - basis.T @ (basis @ q)
+    norm = float(np.linalg.norm(rest))
+    if norm < 1e-6 * max(float(np.linalg.norm(q)), 1e-12):
+        raise ValueError("the query lies entirely in the colour directions; nothing is left to search with")
+    return (rest / norm).astype(np.float32)
