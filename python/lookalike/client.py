@@ -80,9 +80,11 @@ class Client:
     def search(self, *, vector: npt.ArrayLike | None = None, text: str | None = None, image: bytes | None = None,
                product_id: int | None = None, k: int = 10, using: str = "", filter: Filter | None = None,
                with_metadata: bool = False, page_token: str = "",
-               params: search_pb2.SearchParams | None = None) -> search_pb2.SearchResponse:
+               params: search_pb2.SearchParams | None = None,
+               ignore_colour: bool = False) -> search_pb2.SearchResponse:
         """One query: exactly one of vector, text, image (both text and image: a
-        hybrid query, weighted equally) or product_id."""
+        hybrid query, weighted equally) or product_id. ``ignore_colour``: the same
+        style in any colour (SearchRequest.ignore_colour)."""
         if image is not None and text is not None:
             query = search_pb2.Query(hybrid=search_pb2.HybridQuery(image=image, text=text))
         elif vector is not None:
@@ -96,7 +98,7 @@ class Client:
         else:
             raise ValueError("give one of vector, text, image or product_id")
         request = search_pb2.SearchRequest(query=query, k=k, using=using, with_metadata=with_metadata,
-                                           page_token=page_token, params=params)
+                                           page_token=page_token, params=params, ignore_colour=ignore_colour)
         if filter is not None:
             request.filter.CopyFrom(filter)
         return self.stub.Search(request, timeout=self.timeout)
