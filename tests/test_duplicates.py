@@ -57,7 +57,7 @@ def test_the_classifier_lives_in_the_bundle_and_is_validated(tiny_clip_bundle, t
     x = np.array([[0.0, 1.0], [1.0, 0.0], [0.1, 0.9], [0.9, 0.2]])
     model = fit(x, np.array([0, 1, 0, 1]), ["image_cos_visual", "title_cos"])
     save_classifier(model, bundle)
-    assert load_bundle(bundle).manifest.duplicates == "duplicates.json"
+    assert load_bundle(bundle).manifest.extras == {"duplicates": "duplicates.json"}
     loaded = load_classifier(bundle)
     assert np.allclose(loaded.probability(x), model.probability(x))
 
@@ -67,7 +67,7 @@ def test_the_classifier_lives_in_the_bundle_and_is_validated(tiny_clip_bundle, t
     with pytest.raises(BundleError, match="weights: expected 2 finite numbers"):
         load_classifier(bundle)
     (bundle / "duplicates.json").unlink()
-    with pytest.raises(BundleError, match="duplicates.file: file 'duplicates.json' is not in the bundle"):
+    with pytest.raises(BundleError, match="extras.duplicates: file 'duplicates.json' is not in the bundle"):
         load_bundle(bundle)
 
 
@@ -113,3 +113,13 @@ def test_a_bad_pairs_file_is_named(tmp_path, tiny_clip_bundle):
     path.write_text('{"a": {"image": "x.jpg"}, "b": {"image": "y.jpg"}, "duplicate": "yes"}\n')
     with pytest.raises(ValueError, match="pairs.jsonl:1: duplicate must be true or false"):
         train_duplicates(path, tiny_clip_bundle, save=False)
+
+
+def test_the_train_command_reports_and_saves(generated_pairs, tiny_clip_bundle, tmp_path, capsys):
+    from lookalike.cli import main
+
+    bundle = shutil.copytree(tiny_clip_bundle, tmp_path / "bundle")
+    assert main(["train", "duplicates", "--pairs", str(generated_pairs[0]), "--model", str(bundle)]) == 0
+    out = capsys.readouterr().out
+    assert "held-out: 36 pairs, precision" in out and "saved the duplicate classifier" in out
+    assert load_classifier(bundle) is not None

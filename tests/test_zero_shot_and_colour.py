@@ -99,3 +99,40 @@ def test_swatches_share_a_texture_and_differ_in_colour():
     red, blue = np.asarray(tinted(texture, (200, 0, 0))), np.asarray(tinted(texture, (0, 0, 200)))
     assert red[..., 0].max() > 150 and red[..., 2].max() == 0 and blue[..., 2].max() > 150
     assert np.array_equal(red[..., 0] > 100, blue[..., 2] > 100)  # the same pattern
+
+
+def test_colour_directions_are_trained_into_the_bundle_and_used_by_ignore_colour(tiny_clip_bundle, tmp_path,
+                                                                                  capsys):
+    import shutil
+
+    from lookalike.cli import main
+    from lookalike.encoders import BundleError, Encoder, RuntimeConfig, load_bundle
+    from lookalike.encoders.colour import load_directions, save_directions
+    from lookalike.service.colour_free import ColourFree, SameStyleConfig
+    from lookalike.service.encoding import ModelEncoder
+
+    bundle = shutil.copytree(tiny_clip_bundle, tmp_path / "bundle")
+    assert main(["train", "colour-directions", "--model", str(bundle), "--crops", "4", "--rank", "3",
+                 "--spaces", "joint"]) == 0
+    assert "saved colour directions (joint 3)" in capsys.readouterr().out
+    loaded = load_bundle(bundle)
+    directions = load_directions(loaded)["joint"]
+    assert directions.shape == (3, 24) and np.allclose(directions @ directions.T, np.eye(3), atol=1e-4)
+
+    encoder = ModelEncoder(Encoder(bundle, RuntimeConfig(device="cpu")))
+    try:
+        query = np.ones(24, dtype=np.float32)
+        assert np.allclose(ColourFree(encoder, SameStyleConfig(source="auto")).apply("joint", query),
+                           without_directions(query, directions))
+        swatches = ColourFree(encoder, SameStyleConfig(source="swatches", rank=3)).basis("joint")
+        assert not np.allclose(np.abs(swatches), np.abs(directions), atol=1e-3)  # a different estimate
+    finally:
+        encoder.close()
+
+    with pytest.raises(BundleError, match="not orthonormal"):
+        save_directions(loaded, {"joint": np.ones((2, 24), dtype=np.float32)})
+    with pytest.raises(BundleError, match="'visual' is not a space of the bundle"):
+        save_directions(loaded, {"visual": np.eye(24, dtype=np.float32)[:2]})
+    (bundle / "colour_directions.npz").write_bytes(b"not an npz")
+    with pytest.raises(BundleError, match="colour directions are unreadable"):
+        load_directions(load_bundle(bundle))

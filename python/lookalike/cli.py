@@ -9,6 +9,7 @@
     lookalike bench load [--mode open|closed|ramp|soak] [--rate R] [--mix vector=3,text=1] ...
     lookalike train duplicates --pairs PAIRS.jsonl --model BUNDLE   the duplicate classifier, saved in the bundle
     lookalike train duplicate-pairs --out DIR [--products 64]       generate labelled pairs from sample photos
+    lookalike train colour-directions --model BUNDLE [--photos DIR]  the directions ignore_colour removes
 
 Clients (ingest, search) read the API key from LOOKALIKE_API_KEY when the server
 asks for one. The ``model`` commands that build bundles need the ``build`` extra
@@ -151,6 +152,33 @@ def _duplicate_pairs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _colour_directions(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from lookalike.encoders import Encoder, RuntimeConfig
+    from lookalike.encoders.colour import photo_bases, save_directions
+    from lookalike.ingest import IMAGE_SUFFIXES
+    from lookalike.sample_photos import open_photos, random_crop, sample_photos
+
+    if args.photos:
+        paths = sorted(p for p in Path(args.photos).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not paths:
+            raise ValueError(f"--photos {args.photos}: no image files in it")
+    else:
+        paths = sample_photos()
+    photos = open_photos(paths)
+    rng = np.random.default_rng(args.seed)
+    crops = [random_crop(photos[i % len(photos)], rng, 224) for i in range(max(args.crops, len(photos)))]
+    encoder = Encoder(args.model, RuntimeConfig(device="cpu"))
+    manifest = encoder.bundle.manifest
+    spaces = args.spaces.split(",") if args.spaces else list(manifest.image_query or manifest.towers["image"].outputs.values())
+    bases = photo_bases(encoder.encode_images, crops, spaces, args.rank)
+    save_directions(encoder.bundle, bases)
+    shapes = ", ".join(f"{space} {basis.shape[0]}" for space, basis in bases.items())
+    print(f"saved colour directions ({shapes}) from {len(crops)} crops of {len(paths)} photos into {args.model}")
+    return 0
+
+
 # --- benchmarks ----------------------------------------------------------------------
 
 
@@ -227,6 +255,16 @@ def build_parser() -> argparse.ArgumentParser:
     pairs.add_argument("--products", type=int, default=64, help="original products (each gets one near-duplicate)")
     pairs.add_argument("--seed", type=int, default=0)
     pairs.set_defaults(run=_duplicate_pairs)
+    colour = train_commands.add_parser(
+        "colour-directions", help="estimate the colour directions ignore_colour removes, from hue-rotated photos, "
+                                  "and save them in the model bundle")
+    colour.add_argument("--model", required=True, help="the model bundle to encode with and save into")
+    colour.add_argument("--photos", help="a folder of photos (default: the sample photos of matplotlib and scikit-learn)")
+    colour.add_argument("--crops", type=int, default=24, help="random crops of the photos to rotate")
+    colour.add_argument("--rank", type=int, default=16, help="directions kept per space")
+    colour.add_argument("--spaces", default="", help="comma-separated image spaces (default: the image query's)")
+    colour.add_argument("--seed", type=int, default=0)
+    colour.set_defaults(run=_colour_directions)
 
     from lookalike.loadtest.arguments import add_arguments as add_load_arguments
 

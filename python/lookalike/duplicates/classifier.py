@@ -12,7 +12,6 @@ The file (``duplicates.json``, named by the manifest's ``duplicates`` field):
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from collections.abc import Sequence
@@ -22,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from lookalike.encoders.bundle import Bundle, load_bundle, save_manifest
+from lookalike.encoders.bundle import Bundle, load_bundle
 from lookalike.encoders.errors import BundleError
 
 FORMAT_NAME = "lookalike-duplicate-classifier"
@@ -132,10 +131,9 @@ def parse_classifier(doc: Any, where: str) -> DuplicateClassifier:
 def load_classifier(bundle: Bundle | str | os.PathLike[str]) -> DuplicateClassifier | None:
     """The bundle's duplicate classifier, or None when it has none."""
     bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
-    name = bundle.manifest.duplicates
-    if not name:
+    path = bundle.extra("duplicates")
+    if path is None:
         return None
-    path = bundle.file(name)
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -145,12 +143,8 @@ def load_classifier(bundle: Bundle | str | os.PathLike[str]) -> DuplicateClassif
 
 def save_classifier(classifier: DuplicateClassifier, bundle: Bundle | str | os.PathLike[str],
                     file: str = DEFAULT_FILE) -> Path:
-    """Writes the classifier into the bundle folder and names it in the manifest
-    (both atomically; the manifest last, so it never names a missing file)."""
+    """Writes the classifier into the bundle and names it in the manifest's extras."""
     bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
-    path = bundle.file(file)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(classifier.to_json(), indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    save_manifest(dataclasses.replace(bundle.manifest, duplicates=file), bundle.path)
-    return path
+    text = json.dumps(classifier.to_json(), indent=2) + "\n"
+    bundle.with_extra("duplicates", file, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return bundle.file(file)

@@ -28,22 +28,14 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageEnhance
 
+from lookalike.sample_photos import open_photos, random_crop, sample_photos
+
 KINDS = ("crop", "jpeg", "jitter", "retitled")
 BRANDS = ("acme", "globex", "initech", "umbrella", "hooli", "stark")
 NOUNS = {"dress": "dresses", "scarf": "scarves", "tote": "bags", "poster": "posters", "jacket": "jackets",
          "cushion": "home", "mug": "home", "shirt": "tops"}
 ADJECTIVES = ("floral", "vintage", "classic", "soft", "printed", "summer", "bold", "slim", "cotton", "linen")
 REWORDINGS = ("new", "original", "genuine", "best", "sale", "limited", "edition", "gift")
-
-
-def sample_photos() -> list[Path]:
-    """The photos that installed matplotlib and scikit-learn ship."""
-    import matplotlib
-    import sklearn.datasets
-
-    mpl = Path(matplotlib.__file__).parent / "mpl-data" / "sample_data"
-    skl = Path(sklearn.datasets.__file__).parent / "images"
-    return [mpl / "grace_hopper.jpg", mpl / "Minduka_Present_Blue_Pack.png", skl / "china.jpg", skl / "flower.jpg"]
 
 
 @dataclass
@@ -73,14 +65,11 @@ def make_catalog(n_products: int, seed: int = 0, size: int = 160,
     """``n_products`` originals and one near-duplicate of each (2n products), and
     the labelled pairs: n duplicates and 2n distinct ones."""
     rng = np.random.default_rng(seed)
-    sources = [Image.open(p).convert("RGB") for p in (photos or sample_photos())]
+    sources = open_photos(photos or sample_photos())
     originals: list[tuple[Image.Image, SyntheticProduct]] = []
     for i in range(n_products):
         source = i % len(sources)
-        photo = sources[source]
-        side = int(min(photo.size) * rng.uniform(0.4, 0.7))
-        left, top = rng.integers(0, photo.width - side + 1), rng.integers(0, photo.height - side + 1)
-        picture = photo.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.BICUBIC)
+        picture = random_crop(sources[source], rng, size)
         noun = str(rng.choice(list(NOUNS)))
         title = f"{rng.choice(ADJECTIVES)} {rng.choice(ADJECTIVES)} {noun}"
         attributes = {"price": round(float(np.exp(rng.normal(3.3, 0.8))), 2), "brand": str(rng.choice(BRANDS)),

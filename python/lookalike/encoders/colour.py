@@ -2,12 +2,18 @@
 same style, any colour".
 
 A product recoloured moves its vector mostly within a few directions. They are
-estimated once per space, in one of two ways:
+estimated per space, in one of three ways:
 
-- ``swatches`` (any space an image tower fills): a few neutral textures
-  (stripes, checks, dots, a gradient) are tinted with each of the colours and
-  encoded; the differences between the tints of one texture (each tint minus
-  the texture's mean over tints) span the colour directions;
+- ``bundle``: from photos, at training time (``lookalike train
+  colour-directions``): each photo is hue-rotated through the colour wheel
+  (every 30 degrees) and encoded; the differences between the rotations of one
+  photo (each minus the photo's mean over rotations) span the directions. They
+  are saved in the bundle (``extras.colour_directions``, an .npz with one
+  (rank, dim) array per space). The only way that measurably works with the
+  default bundle (README);
+- ``swatches`` (any space an image tower fills, at the server's start): the
+  same with neutral textures (stripes, checks, dots, a gradient) tinted with
+  each of a dozen colours;
 - ``prompts`` (a space a text tower fills): the differences between the text
   vectors of "a photo of a <colour> product" for each colour.
 
@@ -19,18 +25,31 @@ come closer (README, "Same style, any colour", measured).
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Sequence
 
 import numpy as np
 from PIL import Image
 
+from lookalike.encoders.bundle import Bundle
+from lookalike.encoders.errors import BundleError
 from lookalike.encoders.zero_shot import COLOURS
 
 # RGB of the tints the swatches are painted with.
 SWATCH_RGB = {"red": (200, 30, 30), "orange": (235, 130, 20), "yellow": (230, 210, 40), "green": (40, 150, 50),
               "blue": (30, 60, 200), "purple": (120, 40, 160), "pink": (240, 130, 180), "brown": (120, 75, 35),
               "black": (25, 25, 25), "white": (245, 245, 245), "grey": (128, 128, 128), "teal": (20, 140, 140)}
-SOURCES = ("swatches", "prompts")
+SOURCES = ("auto", "bundle", "swatches", "prompts")
+HUE_STEPS = tuple(range(0, 360, 30))
+DIRECTIONS_FILE = "colour_directions.npz"
+
+
+def hue_rotated(image: Image.Image, degrees: float) -> Image.Image:
+    """The image with every hue turned by ``degrees`` (saturation and brightness kept)."""
+    h, s, v = image.convert("HSV").split()
+    shift = int(round(degrees / 360 * 256))
+    h = h.point(lambda x: (x + shift) % 256)
+    return Image.merge("HSV", (h, s, v)).convert("RGB")
 
 
 def textures(size: int = 128) -> list[np.ndarray]:
@@ -67,6 +86,58 @@ def swatch_basis(encode_images: Callable[[list[Image.Image]], np.ndarray], rank:
     groups = [np.asarray(encode_images([tinted(t, SWATCH_RGB[c]) for c in colours]), dtype=np.float64)
               for t in textures()]
     return basis_from_variants(groups, rank)
+
+
+def photo_bases(encode_images: Callable[[list[Image.Image]], dict[str, np.ndarray]], photos: Sequence[Image.Image],
+                spaces: Sequence[str], rank: int, steps: Sequence[float] = HUE_STEPS) -> dict[str, np.ndarray]:
+    """Colour directions of image spaces from hue rotations of photos;
+    ``encode_images`` gives {space: (n, dim)} as Encoder.encode_images does."""
+    variants = [hue_rotated(p, a) for p in photos for a in steps]
+    vectors = encode_images(variants)
+    n = len(steps)
+    return {space: basis_from_variants([np.asarray(vectors[space][i:i + n], np.float64)
+                                        for i in range(0, len(variants), n)], rank) for space in spaces}
+
+
+def save_directions(bundle: Bundle, bases: dict[str, np.ndarray]) -> Bundle:
+    """Stores per-space directions in the bundle (extras.colour_directions)."""
+    for space, basis in bases.items():
+        _check_basis(bundle, space, basis, "directions to save")
+
+    def write(path):
+        buffer = io.BytesIO()
+        np.savez(buffer, **{space: basis.astype(np.float32) for space, basis in bases.items()})
+        path.write_bytes(buffer.getvalue())
+
+    return bundle.with_extra("colour_directions", DIRECTIONS_FILE, write)
+
+
+def load_directions(bundle: Bundle) -> dict[str, np.ndarray]:
+    """The bundle's per-space directions ({} when it has none); BundleError
+    names a damaged file, an unknown space or a basis of the wrong shape."""
+    path = bundle.extra("colour_directions")
+    if path is None:
+        return {}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            bases = {space: np.asarray(data[space], dtype=np.float32) for space in data.files}
+    except (OSError, ValueError) as e:
+        raise BundleError(f"{path}: the colour directions are unreadable ({e})") from None
+    for space, basis in bases.items():
+        _check_basis(bundle, space, basis, str(path))
+    return bases
+
+
+def _check_basis(bundle: Bundle, space: str, basis: np.ndarray, where: str) -> None:
+    spaces = bundle.manifest.spaces
+    if space not in spaces:
+        raise BundleError(f"{where}: space {space!r} is not a space of the bundle ({', '.join(spaces)})")
+    dim = spaces[space].dim
+    if basis.ndim != 2 or basis.shape[1] != dim or not 1 <= basis.shape[0] < dim:
+        raise BundleError(f"{where}: {space}: expected (rank, {dim}) with 1 <= rank < {dim}, got {basis.shape}")
+    gram = basis.astype(np.float64) @ basis.T.astype(np.float64)
+    if not np.isfinite(gram).all() or np.abs(gram - np.eye(len(basis))).max() > 1e-3:
+        raise BundleError(f"{where}: {space}: the directions are not orthonormal")
 
 
 def prompt_basis(encode_texts: Callable[[list[str]], np.ndarray], rank: int,
