@@ -177,3 +177,35 @@ def test_without_a_classifier_or_encoder_the_calls_say_why(tmp_path):
 def _packed(v):
     from lookalike.client import packed
     return packed(v)
+
+
+def test_duplicates_are_flagged_at_upsert_when_configured(trained_bundle, tiny_clip_bundle, tmp_path):
+    from lookalike.duplicates.finder import DuplicatesConfig
+
+    flagging = DuplicatesConfig(flag_on_upsert=True)
+    config = ServiceConfig(address="127.0.0.1:0", data_dir=str(tmp_path / "a"), model=str(trained_bundle),
+                           schema=SCHEMA, duplicates=flagging)
+    assert config.effective_schema()["duplicate_of"] == "numeric"
+    server = Server(config)
+    server.start()
+    try:
+        n = 16
+        products, _ = make_catalog(n, seed=8, size=96)
+        sent = [Product(id=i, image=p.image, title=p.title,
+                        attributes={k: attribute_value(k, v, SCHEMA) for k, v in p.attributes.items()})
+                for i, p in enumerate(products)]
+        with Client(server.address) as client:
+            for half in (sent[:n], sent[n:]):  # the copies arrive after their originals
+                assert [r.error for r in client.upsert(half).results] == [""] * n
+            stored = {p.id: p.metadata.attributes for p in client.get(list(range(2 * n))).products}
+        flagged = {i: int(a["duplicate_of"].number) for i, a in stored.items() if "duplicate_of" in a}
+        right = sum(flagged.get(n + i) == i for i in range(n))
+        assert right >= 0.9 * n  # measured: 16 of 16
+        assert all(stored[i]["duplicate_of_probability"].number >= 0.5 for i in flagged)
+        assert sum(1 for i in flagged if i >= n and flagged[i] != i - n) <= 2
+    finally:
+        server.stop(grace=1)
+    without = ServiceConfig(address="127.0.0.1:0", data_dir=str(tmp_path / "b"), model=str(tiny_clip_bundle),
+                            duplicates=flagging)
+    with pytest.raises(ValueError, match="no duplicate classifier"):
+        Server(without).start()

@@ -25,7 +25,7 @@ def neighbours_above(collection: Collection, space: str, query: np.ndarray, thre
     leaves one id out (the query's own product)."""
     if max_results <= 0:
         raise ValueError(f"max_results must be > 0, got {max_results}")
-    available = len(collection) - (exclude is not None)
+    available = len(collection) - (exclude is not None and exclude in collection)
     k = min(FIRST_K, max_results)
     while True:
         hits: Hits = collection.search(space, query, k, ef=max(k, collection.space(space).ef_search),

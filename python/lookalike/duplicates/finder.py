@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -35,6 +36,12 @@ class DuplicatesConfig:
     price_attribute: str = "price"  # the attributes the features compare ("" = not in the schema)
     brand_attribute: str = "brand"
     category_attribute: str = "category"
+    # At upsert, store the id of the most probable duplicate already in the catalog (when it
+    # reaches the classifier's threshold) in flag_attribute and its P in <flag_attribute>_probability,
+    # both numeric attributes added to the schema of a new collection. Costs a range search and a
+    # title encoding per product.
+    flag_on_upsert: bool = False
+    flag_attribute: str = "duplicate_of"
 
     def __post_init__(self) -> None:
         if not 0.0 < self.min_similarity <= 1.0:
@@ -45,6 +52,12 @@ class DuplicatesConfig:
     @property
     def attribute_names(self) -> AttributeNames:
         return AttributeNames(self.price_attribute, self.brand_attribute, self.category_attribute)
+
+    def flag_schema(self) -> dict[str, str]:
+        """The attributes flag_on_upsert writes ({} when it is off)."""
+        if not self.flag_on_upsert:
+            return {}
+        return {self.flag_attribute: "numeric", self.flag_attribute + "_probability": "numeric"}
 
 
 @dataclass(frozen=True)
@@ -90,24 +103,44 @@ class DuplicateFinder:
              cache: MutableMapping[int, ProductView] | None = None) -> list[Pair]:
         """Scored candidates of one product, most probable first. UnknownIdError
         when the product is not in the collection."""
+        cache = {} if cache is None else cache
+        mine = self.views([product_id], cache).get(product_id)
+        if mine is None:
+            raise UnknownIdError(product_id)
+        return self.find_for(mine, min_similarity, max_candidates, cache)
+
+    def find_for(self, mine: ProductView, min_similarity: float | None = None, max_candidates: int | None = None,
+                 cache: MutableMapping[int, ProductView] | None = None) -> list[Pair]:
+        """As find(), for a product given as a view (one being upserted, say): its
+        vectors must include the candidate space. Its own id is never a candidate."""
         threshold = self.config.min_similarity if min_similarity is None else min_similarity
         limit = max_candidates or self.config.max_candidates
-        query = self.collection.vectors(self.space, [product_id])[0]
-        ids, scores = neighbours_above(self.collection, self.space, query, threshold, limit, exclude=product_id)
-        cache = {} if cache is None else cache
-        views = self.views([product_id, *ids.tolist()], cache)
-        if product_id not in views:
-            raise UnknownIdError(product_id)
-        mine = views[product_id]
+        if len(self.collection) == 0:
+            return []
+        ids, scores = neighbours_above(self.collection, self.space, mine.vectors[self.space], threshold, limit,
+                                       exclude=mine.id)
+        views = self.views(ids.tolist(), {} if cache is None else cache)
         found = [(int(i), float(s)) for i, s in zip(ids, scores) if int(i) in views]
         if not found:
             return []
         x = self.features.matrix([(mine, views[i]) for i, _ in found])
         p = self.classifier.probability(x)
         names = self.features.feature_names
-        pairs = [Pair(product_id, i, s, float(pi), bool(pi >= self.classifier.threshold),
+        pairs = [Pair(mine.id, i, s, float(pi), bool(pi >= self.classifier.threshold),
                       dict(zip(names, row.tolist()))) for (i, s), pi, row in zip(found, p, x)]
         return sorted(pairs, key=lambda pair: -pair.probability)
+
+    def flagged(self, product_id: int, vectors: Mapping[str, np.ndarray], title: str,
+                attributes: Mapping[str, Any]) -> dict[str, Any]:
+        """A product's attributes for an upsert with flag_on_upsert: plus the id of
+        its most probable duplicate in the collection and that P, when the P
+        reaches the classifier's threshold (the attributes unchanged otherwise)."""
+        pairs = self.find_for(self.view_of(product_id, vectors, title, attributes))
+        out = dict(attributes)
+        if pairs and pairs[0].is_duplicate:
+            out[self.config.flag_attribute] = float(pairs[0].duplicate_id)
+            out[self.config.flag_attribute + "_probability"] = pairs[0].probability
+        return out
 
     def views(self, ids: Sequence[int], cache: MutableMapping[int, ProductView]) -> dict[int, ProductView]:
         """ProductViews of the ids still in the collection (deleted ones are left
@@ -115,15 +148,20 @@ class DuplicateFinder:
         new = [i for i in dict.fromkeys(ids) if i not in cache and i in self.collection]
         if new:
             titles = self._titles(new)
-            vectors = {s: self.collection.vectors(s, new) for s in self.features.spaces}
+            vectors = {s: self.collection.vectors(s, new) for s in {*self.features.spaces, self.space}}
             texts = [titles.get(i, "") for i in new]
-            title_vectors = self._title_vectors(texts)
+            title_vectors = self.title_vectors(texts)
             for row, i in enumerate(new):
                 cache[i] = ProductView(i, {s: v[row] for s, v in vectors.items()}, texts[row],
                                        title_vectors[row], self.collection.attributes(i))
         return {i: cache[i] for i in ids if i in cache}
 
-    def _title_vectors(self, texts: list[str]) -> list[np.ndarray | None]:
+    def view_of(self, product_id: int, vectors: Mapping[str, np.ndarray], title: str,
+                attributes: Mapping[str, Any]) -> ProductView:
+        """The view of a product not (yet) in the collection."""
+        return ProductView(product_id, dict(vectors), title, self.title_vectors([title])[0], dict(attributes))
+
+    def title_vectors(self, texts: list[str]) -> list[np.ndarray | None]:
         out: list[np.ndarray | None] = [None] * len(texts)
         todo = [row for row, t in enumerate(texts) if t.strip()]
         if self._encode_titles is not None and todo:

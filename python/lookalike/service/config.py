@@ -133,10 +133,9 @@ class ServiceConfig:
         return config
 
     def effective_schema(self) -> dict[str, str]:
-        """The configured schema plus the zero-shot attributes when they are enabled."""
-        if not self.zero_shot.enabled:
-            return dict(self.schema)
-        added = self.zero_shot.schema()
+        """The configured schema plus the attributes the server writes itself: the
+        zero-shot ones and the duplicate flag, when they are enabled."""
+        added = {**(self.zero_shot.schema() if self.zero_shot.enabled else {}), **self.duplicates.flag_schema()}
         clash = {n for n in added if n in self.schema and self.schema[n] != added[n]}
         if clash:
             raise ValueError(f"schema: {sorted(clash)} are written by zero_shot with types "

@@ -65,6 +65,11 @@ class DuplicatesServicer(duplicates_pb2_grpc.DuplicatesServiceServicer):
                                            encode_titles if text_space else None)
         self._collection = collection
 
+    @property
+    def finder(self) -> DuplicateFinder | None:
+        """The finder, once attached with a classifier."""
+        return self._finder
+
     def stop(self) -> None:
         """Cancels running scans (called when the server stops)."""
         with self._scans_lock:

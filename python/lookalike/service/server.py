@@ -90,7 +90,9 @@ class Server:
             self._grpc.stop(0)
             raise
         self._servicer.attach(self.store, self.encoder)
-        self._servicer.use_relevance(self._relevance.colour_free, self._relevance.tagger)
+        finder = self._duplicates.finder
+        self._servicer.use_relevance(self._relevance.colour_free, self._relevance.tagger,
+                                     finder.flagged if finder and self.config.duplicates.flag_on_upsert else None)
         collection = self.collection
         self.metrics.products.set_function(lambda: len(collection))
         if self.encoder is not None:

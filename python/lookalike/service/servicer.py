@@ -92,12 +92,16 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         self._in_flight = InFlight(limits.max_in_flight)
         self._colour_free = ColourFree(None)
         self._tagger: ZeroShotTagger | None = None
+        self._flag_duplicates: Callable[..., dict[str, Any]] | None = None
 
-    def use_relevance(self, colour_free: ColourFree, tagger: ZeroShotTagger | None) -> None:
-        """How ignore_colour queries lose their colour, and the zero-shot tagger
-        that reads attributes off product photos (None: off)."""
+    def use_relevance(self, colour_free: ColourFree, tagger: ZeroShotTagger | None,
+                      flag_duplicates: Callable[..., dict[str, Any]] | None = None) -> None:
+        """How ignore_colour queries lose their colour, the zero-shot tagger that
+        reads attributes off product photos, and the duplicate flag of an upserted
+        product (DuplicateFinder.flagged); None: off."""
         self._colour_free = colour_free
         self._tagger = tagger
+        self._flag_duplicates = flag_duplicates
 
     def attach(self, store: DurableCollection, encoder: ModelEncoder | None) -> None:
         """Starts serving the collection and catalog of `store`, which also takes
@@ -315,6 +319,8 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         attributes = convert.attributes_from_proto(product.attributes, self._collection.schema, where)
         if self._tagger is not None and self._tagger.config.space in from_image:
             attributes = self._tagger.merged(from_image[self._tagger.config.space], attributes)
+        if self._flag_duplicates is not None:
+            attributes = self._flag_duplicates(product.id, vectors, product.title, attributes)
         return {"id": product.id, "vectors": vectors, "attributes": attributes,
                 "record": ProductRecord(product.id, product.title, product.image_uri)}
 
