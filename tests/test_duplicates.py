@@ -66,6 +66,13 @@ def test_the_classifier_lives_in_the_bundle_and_is_validated(tiny_clip_bundle, t
     (bundle / "duplicates.json").write_text(json.dumps(doc))
     with pytest.raises(BundleError, match="weights: expected 2 finite numbers"):
         load_classifier(bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["extras"]["labels"] = "labels.json"
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="extras.labels: unknown role"):
+        load_bundle(bundle)
+    del manifest["extras"]["labels"]
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
     (bundle / "duplicates.json").unlink()
     with pytest.raises(BundleError, match="extras.duplicates: file 'duplicates.json' is not in the bundle"):
         load_bundle(bundle)

@@ -157,15 +157,25 @@ def test_ignore_colour_searches_without_the_colour_directions(served, trained_bu
 
 
 def test_without_a_classifier_or_encoder_the_calls_say_why(tmp_path):
-    config = ServiceConfig(address="127.0.0.1:0", data_dir=str(tmp_path), spaces=(SpaceConfig("visual", 8),))
+    writer, reader = "w" * 20, "r" * 20
+    config = ServiceConfig(address="127.0.0.1:0", data_dir=str(tmp_path), spaces=(SpaceConfig("visual", 8),),
+                           api_keys={writer: "write", reader: "read"})
     server = Server(config)
     server.start()
     try:
-        with Client(server.address) as client, grpc.insecure_channel(server.address) as channel:
+        with Client(server.address, api_key=writer) as client, grpc.insecure_channel(server.address) as channel:
             client.upsert([Product(id=1, vectors={"visual": _packed(np.ones(8))})])
+            stub = duplicates_pb2_grpc.DuplicatesServiceStub(channel)
+            # The DuplicatesService is behind the API keys too; a scan needs the write scope.
             with pytest.raises(grpc.RpcError) as e:
-                duplicates_pb2_grpc.DuplicatesServiceStub(channel).FindDuplicates(
-                    dpb.FindDuplicatesRequest(product_id=1))
+                stub.FindDuplicates(dpb.FindDuplicatesRequest(product_id=1))
+            assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            with pytest.raises(grpc.RpcError) as e:
+                stub.StartScan(dpb.StartScanRequest(), metadata=[("authorization", f"Bearer {reader}")])
+            assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            with pytest.raises(grpc.RpcError) as e:
+                stub.FindDuplicates(dpb.FindDuplicatesRequest(product_id=1),
+                                    metadata=[("authorization", f"Bearer {reader}")])
             assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "train duplicates" in e.value.details()
             with pytest.raises(grpc.RpcError) as e:
                 client.search(vector=np.ones(8, dtype=np.float32), ignore_colour=True)

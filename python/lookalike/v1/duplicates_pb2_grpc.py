@@ -87,7 +87,9 @@ class DuplicatesServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetScanResults(self, request, context):
-        """The pairs a scan found so far, most probable first, a page at a time.
+        """The pairs a scan found so far, most probable first, a page at a time
+        (pages are stable once the scan has ended; while it runs, new pairs may
+        shift them).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
