@@ -146,9 +146,17 @@ class DuplicateFinder:
         """ProductViews of the ids still in the collection (deleted ones are left
         out), from ``cache`` where it has them; new ones are added to it."""
         new = [i for i in dict.fromkeys(ids) if i not in cache and i in self.collection]
+        spaces = {*self.features.spaces, self.space}
+        try:
+            vectors = {s: self.collection.vectors(s, new) for s in spaces} if new else {}
+        except UnknownIdError:  # one was deleted since the check: check again, once
+            new = [i for i in new if i in self.collection]
+            try:
+                vectors = {s: self.collection.vectors(s, new) for s in spaces} if new else {}
+            except UnknownIdError:
+                return {i: cache[i] for i in ids if i in cache}  # still moving: what the cache has
         if new:
             titles = self._titles(new)
-            vectors = {s: self.collection.vectors(s, new) for s in {*self.features.spaces, self.space}}
             texts = [titles.get(i, "") for i in new]
             title_vectors = self.title_vectors(texts)
             for row, i in enumerate(new):
