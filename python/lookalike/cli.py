@@ -9,6 +9,9 @@
     lookalike bench load [--mode open|closed|ramp|soak] [--rate R] [--mix vector=3,text=1] ...
     lookalike eval QUERIES.jsonl [--address HOST:PORT | --data-dir DIR] [--k 1,5,10] [--json OUT] [--plot OUT.png]
     lookalike eval online [--since 24h] [--until now] [--address HOST:PORT] [--json OUT]
+    lookalike train duplicates --pairs PAIRS.jsonl --model BUNDLE   the duplicate classifier, saved in the bundle
+    lookalike train duplicate-pairs --out DIR [--products 64]       generate labelled pairs from sample photos
+    lookalike train colour-directions --model BUNDLE [--photos DIR]  the directions ignore_colour removes
 
 Clients (ingest, search) read the API key from LOOKALIKE_API_KEY when the server
 asks for one. The ``model`` commands that build bundles need the ``build`` extra
@@ -199,6 +202,60 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- training ----------------------------------------------------------------------
+
+
+def _train_duplicates(args: argparse.Namespace) -> int:
+    from lookalike.duplicates.features import AttributeNames
+    from lookalike.duplicates.train import train_duplicates
+
+    names = AttributeNames(args.price_attribute, args.brand_attribute, args.category_attribute)
+    report = train_duplicates(args.pairs, args.model, held_out=args.held_out, seed=args.seed, names=names)
+    for split, r in (("train", report.train), ("held-out", report.held_out)):
+        print(f"{split:>8}: {r['pairs']} pairs, precision {r['precision']:.3f}, recall {r['recall']:.3f} "
+              f"(threshold {report.classifier.threshold})")
+    weights = ", ".join(f"{n} {w:+.2f}" for n, w in zip(report.classifier.features, report.classifier.weights))
+    print(f"weights (standardised features): {weights}")
+    print(f"saved the duplicate classifier to {report.saved_to}")
+    return 0
+
+
+def _duplicate_pairs(args: argparse.Namespace) -> int:
+    from lookalike.duplicates.synthetic import make_catalog, write_pairs
+
+    products, pairs = make_catalog(args.products, seed=args.seed)
+    path = write_pairs(Path(args.out), products, pairs)
+    print(f"wrote {len(pairs)} labelled pairs of {len(products)} products to {path}")
+    return 0
+
+
+def _colour_directions(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from lookalike.encoders import Encoder, RuntimeConfig
+    from lookalike.encoders.colour import photo_bases, save_directions
+    from lookalike.ingest import IMAGE_SUFFIXES
+    from lookalike.sample_photos import open_photos, random_crop, sample_photos
+
+    if args.photos:
+        paths = sorted(p for p in Path(args.photos).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not paths:
+            raise ValueError(f"--photos {args.photos}: no image files in it")
+    else:
+        paths = sample_photos()
+    photos = open_photos(paths)
+    rng = np.random.default_rng(args.seed)
+    crops = [random_crop(photos[i % len(photos)], rng, 224) for i in range(max(args.crops, len(photos)))]
+    encoder = Encoder(args.model, RuntimeConfig(device="cpu"))
+    manifest = encoder.bundle.manifest
+    spaces = args.spaces.split(",") if args.spaces else list(manifest.image_query or manifest.towers["image"].outputs.values())
+    bases = photo_bases(encoder.encode_images, crops, spaces, args.rank)
+    save_directions(encoder.bundle, bases)
+    shapes = ", ".join(f"{space} {basis.shape[0]}" for space, basis in bases.items())
+    print(f"saved colour directions ({shapes}) from {len(crops)} crops of {len(paths)} photos into {args.model}")
+    return 0
+
+
 # --- benchmarks ----------------------------------------------------------------------
 
 
@@ -279,6 +336,35 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--since", help="online: window start (ISO 8601, or 30m / 24h / 7d before now)")
     evaluate.add_argument("--until", help="online: window end, excluded (ISO 8601, a span before now, or now)")
     evaluate.set_defaults(run=_eval)
+
+    train = commands.add_parser("train", help="train the model's helpers (the duplicate classifier)")
+    train_commands = train.add_subparsers(dest="train_command", required=True)
+    duplicates = train_commands.add_parser(
+        "duplicates", help="fit the duplicate classifier on labelled pairs and save it in the model bundle")
+    duplicates.add_argument("--pairs", required=True, help="JSONL of labelled pairs (see lookalike.duplicates.train)")
+    duplicates.add_argument("--model", required=True, help="the model bundle to encode with and save into")
+    duplicates.add_argument("--held-out", type=float, default=0.25, help="fraction of pairs kept for the report")
+    duplicates.add_argument("--seed", type=int, default=0, help="seed of the train / held-out split")
+    for name in ("price", "brand", "category"):
+        duplicates.add_argument(f"--{name}-attribute", default=name, help=f"the pairs' attribute holding the {name}")
+    duplicates.set_defaults(run=_train_duplicates)
+    pairs = train_commands.add_parser(
+        "duplicate-pairs", help="generate labelled duplicate / distinct pairs from the sample photos of "
+                                "matplotlib and scikit-learn")
+    pairs.add_argument("--out", required=True, help="folder for the images and pairs.jsonl")
+    pairs.add_argument("--products", type=int, default=64, help="original products (each gets one near-duplicate)")
+    pairs.add_argument("--seed", type=int, default=0)
+    pairs.set_defaults(run=_duplicate_pairs)
+    colour = train_commands.add_parser(
+        "colour-directions", help="estimate the colour directions ignore_colour removes, from hue-rotated photos, "
+                                  "and save them in the model bundle")
+    colour.add_argument("--model", required=True, help="the model bundle to encode with and save into")
+    colour.add_argument("--photos", help="a folder of photos (default: the sample photos of matplotlib and scikit-learn)")
+    colour.add_argument("--crops", type=int, default=24, help="random crops of the photos to rotate")
+    colour.add_argument("--rank", type=int, default=16, help="directions kept per space")
+    colour.add_argument("--spaces", default="", help="comma-separated image spaces (default: the image query's)")
+    colour.add_argument("--seed", type=int, default=0)
+    colour.set_defaults(run=_colour_directions)
 
     from lookalike.loadtest.arguments import add_arguments as add_load_arguments
 

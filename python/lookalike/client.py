@@ -82,10 +82,12 @@ class Client:
                product_id: int | None = None, k: int = 10, using: str = "", filter: Filter | None = None,
                with_metadata: bool = False, page_token: str = "",
                params: search_pb2.SearchParams | None = None,
-               relevance: search_pb2.RelevanceFeedback | None = None) -> search_pb2.SearchResponse:
+               relevance: search_pb2.RelevanceFeedback | None = None,
+               ignore_colour: bool = False) -> search_pb2.SearchResponse:
         """One query: exactly one of vector, text, image (both text and image: a
         hybrid query, weighted equally) or product_id; or none of them with
-        ``relevance.search_id`` (the query of that earlier search)."""
+        ``relevance.search_id`` (the query of that earlier search).
+        ``ignore_colour``: the same style in any colour (SearchRequest.ignore_colour)."""
         if image is not None and text is not None:
             query = search_pb2.Query(hybrid=search_pb2.HybridQuery(image=image, text=text))
         elif vector is not None:
@@ -101,7 +103,8 @@ class Client:
         else:
             raise ValueError("give one of vector, text, image or product_id (or relevance.search_id)")
         request = search_pb2.SearchRequest(query=query, k=k, using=using, with_metadata=with_metadata,
-                                           page_token=page_token, params=params, relevance=relevance)
+                                           page_token=page_token, params=params, relevance=relevance,
+                                           ignore_colour=ignore_colour)
         if filter is not None:
             request.filter.CopyFrom(filter)
         return self.stub.Search(request, timeout=self.timeout)

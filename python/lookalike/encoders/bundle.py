@@ -14,6 +14,11 @@ The manifest says everything the runtime needs and nothing it has to guess:
   tower a ``tokenizer`` block.
 - ``image_query``: optional weights of the spaces an image query is searched
   in (a fused score when it names several).
+- ``extras``: optional files trained for this model, by role:
+  ``duplicates`` (the duplicate classifier, ``lookalike train duplicates``;
+  lookalike.duplicates reads it) and ``colour_directions`` (per space, the
+  directions a recolouring moves a vector along, ``lookalike train
+  colour-directions``; encoders/colour.py reads it).
 
 ``load_bundle`` validates all of it and raises ``BundleError`` naming the field
 and the problem; ``save_manifest`` validates before writing, so an exporter
@@ -27,6 +32,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from lookalike.encoders.errors import BundleError
@@ -49,6 +55,7 @@ NORMALIZATIONS = ("mean_std", "in_graph")
 COLOR_ORDERS = ("RGB", "BGR")
 INPUT_DTYPES = ("float32", "int64")
 TOWER_KINDS = ("image", "text")
+EXTRA_ROLES = ("duplicates", "colour_directions")
 
 
 @dataclass(frozen=True)
@@ -134,6 +141,7 @@ class Manifest:
     weights: tuple[WeightsSource, ...]
     image_query: dict[str, float] = field(default_factory=dict)
     notes: str = ""
+    extras: dict[str, str] = field(default_factory=dict)  # role (EXTRA_ROLES) -> file in the bundle
 
     def to_json(self) -> dict[str, Any]:
         """The manifest as written to ``manifest.json``."""
@@ -163,6 +171,8 @@ class Manifest:
             doc["image_query"] = dict(self.image_query)
         if self.notes:
             doc["notes"] = self.notes
+        if self.extras:
+            doc["extras"] = dict(self.extras)
         return doc
 
 
@@ -175,6 +185,25 @@ class Bundle:
 
     def file(self, name: str) -> Path:
         return self.path / name
+
+    def extra(self, role: str) -> Path | None:
+        """The file of an extra (EXTRA_ROLES), or None when the bundle has none."""
+        name = self.manifest.extras.get(role)
+        return self.file(name) if name else None
+
+    def with_extra(self, role: str, name: str, write: Callable[[Path], None]) -> Bundle:
+        """Writes an extra's file (``write`` gets a temporary path, renamed into
+        place once written), then names it in the manifest: the manifest never
+        names a missing or half-written file. Returns the updated bundle."""
+        if role not in EXTRA_ROLES:
+            raise ValueError(f"unknown extra role {role!r} (expected one of {', '.join(EXTRA_ROLES)})")
+        path = self.file(name)
+        tmp = path.with_name(path.name + ".tmp")
+        write(tmp)
+        os.replace(tmp, path)
+        manifest = dataclasses.replace(self.manifest, extras={**self.manifest.extras, role: name})
+        save_manifest(manifest, self.path)
+        return Bundle(self.path, manifest)
 
 
 def load_bundle(path: str | os.PathLike[str]) -> Bundle:
@@ -197,6 +226,9 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
         for field_name, name in files:
             if not (folder / name).is_file():
                 raise BundleError(f"{manifest_path}: towers.{kind}.{field_name}: file {name!r} is not in the bundle")
+    for role, name in manifest.extras.items():
+        if not (folder / name).is_file():
+            raise BundleError(f"{manifest_path}: extras.{role}: file {name!r} is not in the bundle")
     return Bundle(folder, manifest)
 
 
@@ -249,6 +281,16 @@ def parse_manifest(doc: Any, where: str = "manifest") -> Manifest:
             if "image" not in towers or name not in towers["image"].outputs.values():
                 r.fail(f"image_query.{name}", "the image tower writes no vector into this space")
             image_query[name] = float(r.number(weight, f"image_query.{name}", minimum=0.0))
+    extras = {}
+    if "extras" in root:
+        doc_extras = r.obj(root["extras"], "extras")
+        for role in doc_extras:
+            if role not in EXTRA_ROLES:
+                r.fail(f"extras.{role}", f"unknown role (expected one of {', '.join(EXTRA_ROLES)})")
+            name = r.get(doc_extras, "extras", role, str)
+            if "/" in name or "\\" in name or name.startswith("."):
+                r.fail(f"extras.{role}", f"a file name inside the bundle folder, got {name!r}")
+            extras[role] = name
     return Manifest(
         model_id=r.get(model, "model", "id", str),
         model_version=r.get(model, "model", "version", str),
@@ -257,6 +299,7 @@ def parse_manifest(doc: Any, where: str = "manifest") -> Manifest:
         weights=weights,
         image_query=image_query,
         notes=r.get(root, "", "notes", str, default=""),
+        extras=extras,
     )
 
 

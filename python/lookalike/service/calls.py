@@ -1,5 +1,5 @@
-"""What every SearchService servicer (a server's or a router's) does around each
-call: a limit on calls in flight, failures turned into statuses, and a stop for
+"""What every servicer of the API (search, a router's search, feedback,
+duplicates) does around each call: a limit on calls in flight, failures turned into statuses, and a stop for
 calls whose client gave up.
 
 A servicer using `rpc` has `_in_flight` (an InFlight), `_limits` (Limits) and a

@@ -30,6 +30,13 @@ lookalike-data/models/default` builds it offline), one index per space of it.
     [[router.shards]]
     name = "shard-0"
     replicas = ["10.0.0.5:50051"]
+    [duplicates]                         # DuplicatesService (lookalike.duplicates.finder)
+    min_similarity = 0.95
+    [zero_shot]                          # attributes read off product photos at upsert
+    enabled = true
+    vocabularies = { colour = ["red", "blue", "black"], pattern = ["striped", "plain"] }
+    [same_style]                         # SearchRequest.ignore_colour
+    source = "swatches"
 """
 
 from __future__ import annotations
@@ -40,7 +47,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from lookalike.duplicates.finder import DuplicatesConfig
+from lookalike.encoders.zero_shot import ZeroShotConfig
 from lookalike.index.collection import SpaceConfig
+from lookalike.service.colour_free import SameStyleConfig
 from lookalike.service.encoding import BatchingConfig
 from lookalike.service.relevance_feedback import FeedbackConfig
 from lookalike.service.security import TlsConfig
@@ -111,6 +121,11 @@ class ServiceConfig:
     metrics_address: str = ""            # host:port of the Prometheus /metrics endpoint; "" = off
     # The shard map, used by `lookalike serve --router` (keys in service/shardmap.py).
     router: RouterConfig = RouterConfig()
+    duplicates: DuplicatesConfig = DuplicatesConfig()  # candidate threshold, scan bound, attribute names
+    # Zero-shot attributes read off each product photo at upsert; when enabled, each
+    # vocabulary adds a keyword attribute and its numeric <name>_confidence to the schema.
+    zero_shot: ZeroShotConfig = ZeroShotConfig()
+    same_style: SameStyleConfig = SameStyleConfig()   # how ignore_colour finds the colour directions
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None,
@@ -127,6 +142,16 @@ class ServiceConfig:
         for source in (from_env, overrides):
             config = replace(config, **{k: v for k, v in source.items() if v is not None})
         return config
+
+    def effective_schema(self) -> dict[str, str]:
+        """The configured schema plus the attributes the server writes itself: the
+        zero-shot ones and the duplicate flag, when they are enabled."""
+        added = {**(self.zero_shot.schema() if self.zero_shot.enabled else {}), **self.duplicates.flag_schema()}
+        clash = {n for n in added if n in self.schema and self.schema[n] != added[n]}
+        if clash:
+            raise ValueError(f"schema: {sorted(clash)} are written by zero_shot with types "
+                             f"{ {n: added[n] for n in sorted(clash)} }; change the schema or the vocabularies")
+        return {**self.schema, **added}
 
     def model_path(self) -> Path | None:
         """The bundle to load, or None for a vectors-only service."""
@@ -155,10 +180,12 @@ class ServiceConfig:
                 data["batching"] = BatchingConfig(**data["batching"])
             if "durability" in data:
                 data["durability"] = DurabilityConfig(**data["durability"])
-            if "feedback" in data:
-                data["feedback"] = FeedbackConfig(**data["feedback"])
             if "router" in data:
                 data["router"] = RouterConfig.from_toml(data["router"])
+            for key, kind in (("feedback", FeedbackConfig), ("duplicates", DuplicatesConfig),
+                              ("zero_shot", ZeroShotConfig), ("same_style", SameStyleConfig)):
+                if key in data:
+                    data[key] = kind(**data[key])
         except TypeError as e:
             raise ValueError(f"config {path}: {e}") from e
         return replace(self, **data)

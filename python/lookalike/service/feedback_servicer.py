@@ -9,55 +9,40 @@ search, long after the server forgot the query (or restarted).
 
 from __future__ import annotations
 
-import functools
-import logging
 import time
-from collections.abc import Callable
-from typing import Any
 
 import grpc
 
 from lookalike.eval.online import online_metrics
-from lookalike.service.errors import ServiceError, invalid
+from lookalike.service.calls import InFlight, rpc
+from lookalike.service.config import Limits
+from lookalike.service.errors import invalid
 from lookalike.service.relevance_feedback import SearchFeedback
 from lookalike.store.feedback import Event, FeedbackStore
 from lookalike.v1 import feedback_pb2, feedback_pb2_grpc
-
-log = logging.getLogger("lookalike.service")
 
 _KINDS = {feedback_pb2.EVENT_KIND_IMPRESSION: "impression", feedback_pb2.EVENT_KIND_CLICK: "click",
           feedback_pb2.EVENT_KIND_ADD_TO_CART: "add_to_cart", feedback_pb2.EVENT_KIND_PURCHASE: "purchase"}
 MAX_SEARCH_ID = 128  # characters; the server's own ids are 32
 
 
-def _rpc(method: Callable) -> Callable:
-    """Turns a method's failures into statuses; UNAVAILABLE until attach()."""
-
-    @functools.wraps(method)
-    def wrapper(self: FeedbackServicer, request: Any, context: grpc.ServicerContext) -> Any:
-        try:
-            if self._store is None:
-                raise ServiceError(grpc.StatusCode.UNAVAILABLE, "the feedback store is still loading; retry shortly")
-            return method(self, request, context)
-        except ServiceError as e:
-            context.abort(e.code, e.message)
-        except Exception:
-            log.exception("%s failed", method.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, f"{method.__name__} failed inside the server (see its log)")
-
-    return wrapper
-
-
 class FeedbackServicer(feedback_pb2_grpc.FeedbackServiceServicer):
-    def __init__(self, search_feedback: SearchFeedback, max_batch: int) -> None:
+    def __init__(self, search_feedback: SearchFeedback, limits: Limits) -> None:
+        """Serves once attach() hands it the store; until then every call is UNAVAILABLE."""
         self._search_feedback = search_feedback
-        self._max_batch = max_batch
+        self._limits = limits
+        self._max_batch = limits.max_batch
+        self._in_flight = InFlight(limits.max_in_flight)
         self._store: FeedbackStore | None = None
 
     def attach(self, store: FeedbackStore) -> None:
         self._store = store
 
-    @_rpc
+    @property
+    def ready(self) -> bool:
+        return self._store is not None
+
+    @rpc
     def Feedback(self, request: feedback_pb2.FeedbackRequest,
                  context: grpc.ServicerContext) -> feedback_pb2.FeedbackResponse:
         if not request.events:
@@ -75,7 +60,7 @@ class FeedbackServicer(feedback_pb2_grpc.FeedbackServiceServicer):
             self._search_feedback.clicked(search_id, product_ids)
         return feedback_pb2.FeedbackResponse(recorded=len(events))
 
-    @_rpc
+    @rpc
     def Stats(self, request: feedback_pb2.FeedbackStatsRequest,
               context: grpc.ServicerContext) -> feedback_pb2.FeedbackStatsResponse:
         if request.since_ms < 0 or request.until_ms < 0:

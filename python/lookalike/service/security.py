@@ -1,9 +1,10 @@
 """Service-to-service security: API keys with scopes, and TLS / mutual TLS.
 
 API keys travel as `authorization: Bearer <key>` metadata. A key has a scope:
-`read` may Search, SearchBatch, Get and Stats, and use the FeedbackService
-(a front end that searches also reports what shoppers did); `write` may also
-Upsert and Delete. Health and reflection stay open (load balancers and tools call them
+`read` may call every method of the API's services (lookalike.v1.*) but
+these: Upsert, Delete, and starting or cancelling a duplicate scan (which reads
+the whole catalog) need `write`. The FeedbackService is open to `read` since a
+front end that searches also reports what shoppers did. Health and reflection stay open (load balancers and tools call them
 without keys). With no keys configured, auth is off. Keys are compared in
 constant time against every configured key, and never logged.
 """
@@ -18,8 +19,9 @@ from pathlib import Path
 import grpc
 
 SCOPES = ("read", "write")
-_WRITE_METHODS = {"Upsert", "Delete"}
-_PROTECTED_SERVICES = ("/lookalike.v1.SearchService/", "/lookalike.v1.FeedbackService/")
+# A duplicate scan writes nothing but reads the whole catalog: starting one needs write.
+_WRITE_METHODS = {"Upsert", "Delete", "StartScan", "CancelScan"}
+_PROTECTED_SERVICE = "/lookalike.v1."  # every service of the API
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ class ApiKeyInterceptor(grpc.ServerInterceptor):
 
     def intercept_service(self, continuation: Callable, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
         method = details.method
-        if not method.startswith(_PROTECTED_SERVICES):
+        if not method.startswith(_PROTECTED_SERVICE):
             return continuation(details)
         scope = self._scope_of(dict(details.invocation_metadata or ()).get("authorization", ""))
         if scope is None:

@@ -27,22 +27,26 @@ from grpc_reflection.v1alpha import reflection
 
 from lookalike.index.collection import Collection, SpaceConfig
 from lookalike.service.config import ServiceConfig
+from lookalike.service.duplicates_servicer import DuplicatesServicer
 from lookalike.service.durable import DurableCollection
 from lookalike.service.observability import Metrics, ObservingInterceptor
 from lookalike.service.security import ApiKeyInterceptor
 from lookalike.service.encoding import ModelEncoder
 from lookalike.service.feedback_servicer import FeedbackServicer
+from lookalike.service.relevance import load_relevance
 from lookalike.service.relevance_feedback import SearchFeedback
 from lookalike.service.router import RouterServicer
 from lookalike.service.servicer import SearchServicer
 from lookalike.service.shards import Shards
 from lookalike.store.catalog import Catalog
 from lookalike.store.feedback import FeedbackStore
-from lookalike.v1 import feedback_pb2, feedback_pb2_grpc, search_pb2, search_pb2_grpc
+from lookalike.v1 import duplicates_pb2, duplicates_pb2_grpc, feedback_pb2, feedback_pb2_grpc, search_pb2, \
+    search_pb2_grpc
 
 log = logging.getLogger("lookalike.service")
 SERVICE_NAME = search_pb2.DESCRIPTOR.services_by_name["SearchService"].full_name
 FEEDBACK_SERVICE_NAME = feedback_pb2.DESCRIPTOR.services_by_name["FeedbackService"].full_name
+DUPLICATES_SERVICE_NAME = duplicates_pb2.DESCRIPTOR.services_by_name["DuplicatesService"].full_name
 
 
 class Server:
@@ -66,7 +70,8 @@ class Server:
                                  options=options, interceptors=interceptors)
         self._health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
-        reflection.enable_server_reflection((SERVICE_NAME, FEEDBACK_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._grpc)
+        reflection.enable_server_reflection((SERVICE_NAME, FEEDBACK_SERVICE_NAME, DUPLICATES_SERVICE_NAME,
+                                             health.SERVICE_NAME, reflection.SERVICE_NAME), self._grpc)
         if config.tls.enabled:
             self.port = self._grpc.add_secure_port(config.address, config.tls.server_credentials())
         else:
@@ -75,17 +80,20 @@ class Server:
             raise OSError(f"cannot listen on {config.address}")
         # With port 0 in the config the system picks one: this is the real address.
         self.address = f"{config.address.rsplit(':', 1)[0]}:{self.port}"
-        # Feedback and relevance feedback belong to a collection's server; a
-        # router serves searches only (its shards keep no feedback either).
+        # Feedback, relevance feedback and duplicates belong to a collection's
+        # server; a router serves the SearchService only.
         self._feedback_servicer: FeedbackServicer | None = None
         self._feedback_store: FeedbackStore | None = None
+        self._duplicates: DuplicatesServicer | None = None
         if router:
             self._servicer = RouterServicer(config.limits, config.router.on_shard_failure, self.metrics)
         else:
             search_feedback = SearchFeedback(config.feedback)
             self._servicer = SearchServicer(config.limits, self.metrics, search_feedback)
-            self._feedback_servicer = FeedbackServicer(search_feedback, config.limits.max_batch)
+            self._feedback_servicer = FeedbackServicer(search_feedback, config.limits)
             feedback_pb2_grpc.add_FeedbackServiceServicer_to_server(self._feedback_servicer, self._grpc)
+            self._duplicates = DuplicatesServicer(config.limits, config.duplicates)
+            duplicates_pb2_grpc.add_DuplicatesServiceServicer_to_server(self._duplicates, self._grpc)
         search_pb2_grpc.add_SearchServiceServicer_to_server(self._servicer, self._grpc)
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         self.collection: Collection | None = None
@@ -109,6 +117,10 @@ class Server:
                 self._load()
                 self._servicer.attach(self.store, self.encoder)
                 self._feedback_servicer.attach(self._feedback_store)
+                finder = self._duplicates.finder
+                self._servicer.use_relevance(
+                    self._relevance.colour_free, self._relevance.tagger,
+                    finder.flagged if finder and self.config.duplicates.flag_on_upsert else None)
                 collection = self.collection
                 self.metrics.products.set_function(lambda: len(collection))
         except BaseException:
@@ -133,10 +145,13 @@ class Server:
         # data/collection: where the collection was saved before the log and snapshots.
         self.store = DurableCollection(
             data, self.config.durability, self._catalog, legacy=data / "collection",
-            new_collection=lambda: Collection(self._spaces(), self.config.schema, self.config.default_space or None))
+            new_collection=lambda: Collection(self._spaces(), self.config.effective_schema(),
+                                              self.config.default_space or None))
         self.collection = self.store.collection
         try:
             self._check_spaces_match_the_model()
+            self._relevance = load_relevance(self.config, self.encoder, self.collection)
+            self._duplicates.attach(self.store, self.encoder, self._relevance.classifier)
         except ValueError:
             self.store.close(snapshot=False)
             raise
@@ -179,6 +194,8 @@ class Server:
         seconds, then takes a last snapshot (the next start replays nothing)."""
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         self._grpc.stop(grace).wait()
+        if self._duplicates is not None:
+            self._duplicates.stop()
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
         if self.store is not None:

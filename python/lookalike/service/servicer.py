@@ -10,17 +10,19 @@ instead of queueing behind work it cannot see.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import grpc
 import numpy as np
 
+from lookalike.encoders.zero_shot import ZeroShotTagger
 from lookalike.index import UnknownIdError
 from lookalike.index.collection import Collection
 from lookalike.service import convert
 from lookalike.service.config import Limits
 from lookalike.service.calls import InFlight, check_alive, micros, rpc
+from lookalike.service.colour_free import ColourFree
 from lookalike.service.durable import DurableCollection
 from lookalike.service.encoding import ModelEncoder, StageClock
 from lookalike.service.query_encoding import QueryEncoder
@@ -46,6 +48,18 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         self._encoder: ModelEncoder | None = None
         self._in_flight = InFlight(limits.max_in_flight)
         self._queries = QueryEncoder(None, limits)
+        self._colour_free = ColourFree(None)
+        self._tagger: ZeroShotTagger | None = None
+        self._flag_duplicates: Callable[..., dict[str, Any]] | None = None
+
+    def use_relevance(self, colour_free: ColourFree, tagger: ZeroShotTagger | None,
+                      flag_duplicates: Callable[..., dict[str, Any]] | None = None) -> None:
+        """How ignore_colour queries lose their colour, the zero-shot tagger that
+        reads attributes off product photos, and the duplicate flag of an upserted
+        product (DuplicateFinder.flagged); None: off."""
+        self._colour_free = colour_free
+        self._tagger = tagger
+        self._flag_duplicates = flag_duplicates
 
     def attach(self, store: DurableCollection, encoder: ModelEncoder | None) -> None:
         """Starts serving the collection and catalog of `store`, which also takes
@@ -97,6 +111,8 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             space = self._space(request.using, request.query.WhichOneof("kind"))
             query, exclude = self._query_vector(request.query, space, clock)
             text = query_text(request.query)
+        if request.ignore_colour:
+            query = self._colour_free.apply(space, query)
         timings.decode_us, timings.preprocess_us, timings.encode_us = (
             micros(clock.decode), micros(clock.preprocess), micros(clock.encode))
         clause = convert.filter_from_proto(request.filter) if request.HasField("filter") else None
@@ -228,6 +244,10 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             if config.metric == "cosine" and not vectors[name].any():
                 raise invalid(f"{where}.vectors['{name}']: an all-zero vector has no direction")
         attributes = convert.attributes_from_proto(product.attributes, self._collection.schema, where)
+        if self._tagger is not None and self._tagger.config.space in from_image:
+            attributes = self._tagger.merged(from_image[self._tagger.config.space], attributes)
+        if self._flag_duplicates is not None:
+            attributes = self._flag_duplicates(product.id, vectors, product.title, attributes)
         return {"id": product.id, "vectors": vectors, "attributes": attributes,
                 "record": ProductRecord(product.id, product.title, product.image_uri)}
 

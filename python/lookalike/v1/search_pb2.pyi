@@ -131,7 +131,7 @@ class SearchParams(_message.Message):
     def __init__(self, ef: _Optional[int] = ..., nprobe: _Optional[int] = ..., no_rerank: _Optional[bool] = ..., exact: _Optional[bool] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("query", "using", "filter", "k", "page_token", "params", "with_metadata", "relevance")
+    __slots__ = ("query", "using", "filter", "k", "page_token", "params", "with_metadata", "relevance", "ignore_colour")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     USING_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
@@ -140,6 +140,7 @@ class SearchRequest(_message.Message):
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     WITH_METADATA_FIELD_NUMBER: _ClassVar[int]
     RELEVANCE_FIELD_NUMBER: _ClassVar[int]
+    IGNORE_COLOUR_FIELD_NUMBER: _ClassVar[int]
     query: Query
     using: str
     filter: _filter_pb2.Filter
@@ -148,7 +149,8 @@ class SearchRequest(_message.Message):
     params: SearchParams
     with_metadata: bool
     relevance: RelevanceFeedback
-    def __init__(self, query: _Optional[_Union[Query, _Mapping]] = ..., using: _Optional[str] = ..., filter: _Optional[_Union[_filter_pb2.Filter, _Mapping]] = ..., k: _Optional[int] = ..., page_token: _Optional[str] = ..., params: _Optional[_Union[SearchParams, _Mapping]] = ..., with_metadata: _Optional[bool] = ..., relevance: _Optional[_Union[RelevanceFeedback, _Mapping]] = ...) -> None: ...
+    ignore_colour: bool
+    def __init__(self, query: _Optional[_Union[Query, _Mapping]] = ..., using: _Optional[str] = ..., filter: _Optional[_Union[_filter_pb2.Filter, _Mapping]] = ..., k: _Optional[int] = ..., page_token: _Optional[str] = ..., params: _Optional[_Union[SearchParams, _Mapping]] = ..., with_metadata: _Optional[bool] = ..., relevance: _Optional[_Union[RelevanceFeedback, _Mapping]] = ..., ignore_colour: _Optional[bool] = ...) -> None: ...
 
 class RelevanceFeedback(_message.Message):
     __slots__ = ("liked_ids", "disliked_ids", "search_id", "include_rated")

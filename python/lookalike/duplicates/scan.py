@@ -1,0 +1,147 @@
+"""The whole-catalog duplicate scan: a bounded background job with progress.
+
+Visits every product (ascending id, as listed when the scan starts), finds its
+candidates with the DuplicateFinder and keeps the pairs whose P(duplicate)
+reaches ``min_probability``; each pair is kept once (as smaller id, larger id),
+whichever side found it. It stops after scoring ``max_pairs`` candidate pairs
+(``truncated``), when cancelled, or when done. Products deleted during the scan
+are skipped. Results live in memory: a restart forgets them (a scan is cheap to
+run again, and the catalog has changed anyway).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from lookalike.duplicates.candidates import all_ids
+from lookalike.duplicates.features import ProductView
+from lookalike.duplicates.finder import DuplicateFinder, Pair
+from lookalike.index import UnknownIdError
+
+log = logging.getLogger("lookalike.duplicates")
+
+
+class ScanState(enum.Enum):
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+@dataclass
+class ScanProgress:
+    """A snapshot of a scan's counters (copied under the scan's lock)."""
+
+    scan_id: str
+    state: ScanState
+    products_total: int = 0
+    products_done: int = 0
+    pairs_examined: int = 0
+    pairs_found: int = 0
+    truncated: bool = False
+    error: str = ""
+    elapsed_seconds: float = 0.0
+
+
+@dataclass
+class _Counters:
+    products_total: int = 0
+    products_done: int = 0
+    pairs_examined: int = 0
+    truncated: bool = False
+    error: str = ""
+    finished: float | None = None
+    pairs: dict[tuple[int, int], Pair] = field(default_factory=dict)
+
+
+class ScanJob:
+    def __init__(self, finder: DuplicateFinder, min_similarity: float, min_probability: float,
+                 max_pairs: int) -> None:
+        self.scan_id = uuid.uuid4().hex[:16]
+        self._finder = finder
+        self._min_similarity = min_similarity
+        self._min_probability = min_probability
+        self._max_pairs = max_pairs
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._state = ScanState.RUNNING
+        self._counters = _Counters()
+        self._started = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name=f"duplicate-scan-{self.scan_id}", daemon=True)
+
+    def start(self) -> ScanJob:
+        self._thread.start()
+        return self
+
+    def cancel(self, wait: float | None = None) -> None:
+        self._stop.set()
+        self._thread.join(wait)
+
+    @property
+    def running(self) -> bool:
+        with self._lock:
+            return self._state is ScanState.RUNNING
+
+    def progress(self) -> ScanProgress:
+        with self._lock:
+            c = self._counters
+            end = c.finished if c.finished is not None else time.monotonic()
+            return ScanProgress(self.scan_id, self._state, c.products_total, c.products_done, c.pairs_examined,
+                                len(c.pairs), c.truncated, c.error, end - self._started)
+
+    def pairs(self) -> list[Pair]:
+        """The pairs kept so far, most probable first (ties: by ids)."""
+        with self._lock:
+            pairs = list(self._counters.pairs.values())
+        return sorted(pairs, key=lambda p: (-p.probability, p.product_id, p.duplicate_id))
+
+    def _run(self) -> None:
+        try:
+            ids = all_ids(self._finder.collection).tolist()
+            with self._lock:
+                self._counters.products_total = len(ids)
+            cache: dict[int, ProductView] = {}
+            for id_ in ids:
+                if self._stop.is_set():
+                    self._end(ScanState.CANCELLED)
+                    return
+                try:
+                    found = self._finder.find(id_, self._min_similarity, cache=cache)
+                except UnknownIdError:  # deleted since the scan listed it
+                    found = []
+                cache.pop(id_, None)  # a product's view is needed again only by later ones that find it
+                with self._lock:
+                    c = self._counters
+                    for pair in found[: max(0, self._max_pairs - c.pairs_examined)]:
+                        c.pairs_examined += 1
+                        key = (min(pair.product_id, pair.duplicate_id), max(pair.product_id, pair.duplicate_id))
+                        if pair.probability >= self._min_probability and key not in c.pairs:
+                            c.pairs[key] = _ordered(pair)
+                    c.products_done += 1
+                    if c.pairs_examined >= self._max_pairs and c.products_done < c.products_total:
+                        c.truncated = True
+                        break
+            self._end(ScanState.DONE)
+        except Exception as e:  # reported through the status; the server goes on
+            log.exception("duplicate scan %s failed", self.scan_id)
+            with self._lock:
+                self._counters.error = f"{type(e).__name__}: {e}"
+            self._end(ScanState.FAILED)
+
+    def _end(self, state: ScanState) -> None:
+        with self._lock:
+            self._state = state
+            self._counters.finished = time.monotonic()
+
+
+def _ordered(pair: Pair) -> Pair:
+    """The pair with the smaller id first (features are symmetric)."""
+    if pair.product_id < pair.duplicate_id:
+        return pair
+    return Pair(pair.duplicate_id, pair.product_id, pair.similarity, pair.probability, pair.is_duplicate,
+                pair.features)
