@@ -28,6 +28,14 @@ touched after S ends as its last record says. Collection.save blocks writes
 
 Two snapshots are kept, and the log from the older one on, so that a damaged
 newest snapshot falls back to the one before with every write still replayable.
+
+Original images live in a content-addressed blob store (data_dir/blobs/,
+store/blobs.py). The servicer stores a product's image there (durably) before
+it logs the write, and the record and the catalog row carry its digest. After
+each snapshot the background thread sweeps the blobs nothing needs any more:
+a blob stays while a catalog row refers to it, while a log record after the
+newest snapshot does (replay may still apply it), or while a write that put
+it is in flight (pinned).
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ from lookalike.index.collection import Collection
 from lookalike.service.config import DurabilityConfig
 from lookalike.service.errors import ServiceError
 from lookalike.store import records
+from lookalike.store.blobs import BlobStore
 from lookalike.store.catalog import Catalog, ProductRecord
 from lookalike.store.records import DeleteBatch, UpsertBatch
 from lookalike.store.snapshots import Snapshots
@@ -63,6 +72,10 @@ class DurableCollection:
         background snapshots."""
         data_dir = Path(data_dir)
         self.catalog = catalog
+        self.blobs = BlobStore(data_dir / "blobs")
+        # Blob digests of the upserts after the newest snapshot, by seq: replay may need them.
+        self._unsnapshotted_digests: dict[int, list[str]] = {}
+        self._digests_lock = threading.Lock()
         self._config = config
         self._snapshots = Snapshots(data_dir / "snapshots")
         self._records_since_snapshot = 0
@@ -144,9 +157,13 @@ class DurableCollection:
                 unknown = self.collection.delete(batch.ids)
                 self.catalog.delete(batch.ids.tolist())
                 return unknown
+            digests = batch.digests()
+            if any(digests):
+                with self._digests_lock:
+                    self._unsnapshotted_digests[seq] = digests
             self.collection.upsert(batch.ids, batch.vectors, batch.attributes)
-            self.catalog.upsert(ProductRecord(int(i), t, u)
-                                for i, t, u in zip(batch.ids, batch.titles, batch.image_uris))
+            self.catalog.upsert((ProductRecord(int(i), t, u, d)
+                                 for i, t, u, d in zip(batch.ids, batch.titles, batch.image_uris, digests)), seq)
             return []
         except (KeyError, ValueError, TypeError) as e:
             if not replaying:
@@ -171,8 +188,9 @@ class DurableCollection:
                 return
             try:
                 self.snapshot()
+                self.sweep_blobs()
             except Exception:  # the log still holds everything; try again next time
-                log.exception("snapshot failed")
+                log.exception("snapshot or blob sweep failed")
 
     def snapshot(self) -> int:
         """Saves a snapshot unless the newest already covers every applied write;
@@ -188,11 +206,27 @@ class DurableCollection:
             self.catalog.checkpoint()  # the catalog now holds everything up to seq durably
             self._snapshots.write(seq, self.collection.save)
             self.last_snapshot_seq = seq
+            with self._digests_lock:
+                for covered in [s for s in self._unsnapshotted_digests if s <= seq]:
+                    del self._unsnapshotted_digests[covered]
             kept = self._snapshots.prune(self._config.keep_snapshots)
             removed = self._wal.remove_before(min(kept) + 1)
             log.info("snapshot at record %d in %.2f s; %d log segment(s) removed", seq,
                      time.perf_counter() - started, removed)
             return seq
+
+    def sweep_blobs(self) -> int:
+        """Removes the blobs that no product, no log record after the newest
+        snapshot and no write in flight refers to; returns the bytes reclaimed."""
+        def referenced() -> set[str]:
+            with self._digests_lock:
+                pending = {d for digests in self._unsnapshotted_digests.values() for d in digests if d}
+            return pending | self.catalog.digests()
+
+        removed, reclaimed = self.blobs.sweep(referenced)
+        if removed:
+            log.info("blob sweep: %d unreferenced image(s) removed, %d bytes reclaimed", removed, reclaimed)
+        return reclaimed
 
     # --- closing --------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ instead of queueing behind work it cannot see.
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import threading
@@ -241,7 +242,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         for id_ in ids.tolist():
             record = records.get(id_, ProductRecord(id_))
             out[id_] = search_pb2.ProductMetadata(
-                title=record.title, image_uri=record.image_uri,
+                title=record.title, image_uri=record.image_uri, image_sha256=record.image_sha256,
                 attributes=convert.attributes_to_proto(self._collection.attributes(id_), schema))
         return out
 
@@ -271,8 +272,11 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
                 results.append(search_pb2.ItemResult(id=product.id))
             except ServiceError as e:
                 results.append(search_pb2.ItemResult(id=product.id, status_code=e.code.value[0], error=e.message))
-        if good:
-            self._apply([p for _, p in good])
+        try:
+            if good:
+                self._apply([p for _, p in good])
+        finally:  # logged (the log now names them) or failed: the sweep may judge them again
+            self._store.blobs.unpin(p["record"].image_sha256 for _, p in good)
         return results
 
     def _prepared(self, product: search_pb2.Product, where: str) -> dict[str, Any]:
@@ -301,8 +305,19 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             if config.metric == "cosine" and not vectors[name].any():
                 raise invalid(f"{where}.vectors['{name}']: an all-zero vector has no direction")
         attributes = convert.attributes_from_proto(product.attributes, self._collection.schema, where)
+        # Last, once the product is known to be good: the image is durable before its log record.
+        digest = self._keep_image(product.image, where) if product.image else ""
         return {"id": product.id, "vectors": vectors, "attributes": attributes,
-                "record": ProductRecord(product.id, product.title, product.image_uri)}
+                "record": ProductRecord(product.id, product.title, product.image_uri, digest)}
+
+    def _keep_image(self, image: bytes, where: str) -> str:
+        try:
+            return self._store.blobs.put(image)
+        except OSError as e:
+            code = (grpc.StatusCode.RESOURCE_EXHAUSTED if e.errno in (errno.ENOSPC, errno.EDQUOT)
+                    else grpc.StatusCode.UNAVAILABLE)
+            raise ServiceError(code, f"{where}.image: cannot store the image ({e.strerror}); "
+                                     "nothing of this product was applied, retry later") from e
 
     def _how_to_fill(self, space: str) -> str:
         if self._encoder is None:
@@ -321,7 +336,8 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             ids=np.array([p["id"] for p in products], dtype=np.int64),
             vectors={name: np.stack([p["vectors"][name] for p in products]) for name in self._collection.spaces},
             attributes={name: [p["attributes"].get(name) for p in products] for name in names},
-            titles=[p["record"].title for p in products], image_uris=[p["record"].image_uri for p in products]))
+            titles=[p["record"].title for p in products], image_uris=[p["record"].image_uri for p in products],
+            image_sha256=[p["record"].image_sha256 for p in products]))
 
     @_rpc
     def Delete(self, request: search_pb2.DeleteRequest, context: grpc.ServicerContext) -> search_pb2.DeleteResponse:
