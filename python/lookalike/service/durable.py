@@ -36,6 +36,12 @@ each snapshot the background thread sweeps the blobs nothing needs any more:
 a blob stays while a catalog row refers to it, while a log record after the
 newest snapshot does (replay may still apply it), or while a write that put
 it is in flight (pinned).
+
+Index versions (store/versions.py, service/reindex.py): the log and the catalog
+are shared by every version; the collection and its snapshots belong to the
+active one (``snapshots_root``). A re-index watches the writes applied while it
+builds (watch()), and at its swap, while no write is in flight, switch()es this
+store to the new collection, whose first snapshot covers the log up to then.
 """
 
 from __future__ import annotations
@@ -65,19 +71,21 @@ log = logging.getLogger("lookalike.service")
 
 class DurableCollection:
     def __init__(self, data_dir: str | Path, config: DurabilityConfig, catalog: Catalog,
-                 new_collection: Callable[[], Collection], legacy: Path | None = None) -> None:
-        """Recovers the state in ``data_dir``: the newest loadable snapshot (or
-        the pre-log ``legacy`` collection directory, or ``new_collection()``),
-        then the log replayed over it and over ``catalog``; then starts the
-        background snapshots."""
+                 new_collection: Callable[[], Collection], legacy: Path | None = None,
+                 snapshots_root: Path | None = None) -> None:
+        """Recovers the state in ``data_dir``: the newest loadable snapshot in
+        ``snapshots_root`` (default data_dir/snapshots; or the pre-log ``legacy``
+        collection directory, or ``new_collection()``), then the log replayed
+        over it and over ``catalog``; then starts the background snapshots."""
         data_dir = Path(data_dir)
         self.catalog = catalog
+        self._watchers: list[Callable[[np.ndarray], None]] = []
         self.blobs = BlobStore(data_dir / "blobs")
         # Blob digests of the upserts after the newest snapshot, by seq: replay may need them.
         self._unsnapshotted_digests: dict[int, list[str]] = {}
         self._digests_lock = threading.Lock()
         self._config = config
-        self._snapshots = Snapshots(data_dir / "snapshots")
+        self._snapshots = Snapshots(snapshots_root or data_dir / "snapshots")
         self._records_since_snapshot = 0
         self._wake = threading.Event()          # asks for a snapshot before the timer does
         self._stop = threading.Event()
@@ -156,6 +164,7 @@ class DurableCollection:
             if isinstance(batch, DeleteBatch):
                 unknown = self.collection.delete(batch.ids)
                 self.catalog.delete(batch.ids.tolist())
+                self._tell_watchers(batch.ids)
                 return unknown
             digests = batch.digests()
             if any(digests):
@@ -164,6 +173,7 @@ class DurableCollection:
             self.collection.upsert(batch.ids, batch.vectors, batch.attributes)
             self.catalog.upsert((ProductRecord(int(i), t, u, d)
                                  for i, t, u, d in zip(batch.ids, batch.titles, batch.image_uris, digests)), seq)
+            self._tell_watchers(batch.ids)
             return []
         except (KeyError, ValueError, TypeError) as e:
             if not replaying:
@@ -172,6 +182,34 @@ class DurableCollection:
             return []
         finally:
             self._note_write()
+
+    def watch(self, watcher: Callable[[np.ndarray], None]) -> None:
+        """Calls ``watcher(ids)`` after each write applied from now on, with the
+        ids it touched (in log order, while the next write waits: keep it short)."""
+        self._watchers.append(watcher)
+
+    def unwatch(self, watcher: Callable[[np.ndarray], None]) -> None:
+        self._watchers.remove(watcher)
+
+    def _tell_watchers(self, ids: np.ndarray) -> None:
+        for watcher in list(self._watchers):
+            watcher(ids)
+
+    def switch(self, collection: Collection, snapshots_root: Path, covered_seq: int) -> None:
+        """Serves and snapshots ``collection`` from now on; its snapshot in
+        ``snapshots_root`` covers the log up to ``covered_seq``, the last record
+        applied. Call while no write is in flight (a re-index's swap)."""
+        with self._snapshot_lock:
+            with self._turn:
+                if self._applied_seq != covered_seq:
+                    raise RuntimeError(f"switch at record {covered_seq}, but {self._applied_seq} are applied")
+                self.collection = collection
+            self._snapshots = Snapshots(snapshots_root)
+            self.last_snapshot_seq = covered_seq
+            self._records_since_snapshot = 0
+            with self._digests_lock:
+                self._unsnapshotted_digests.clear()
+            self._wal.remove_before(covered_seq + 1)
 
     # --- snapshots ------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 API keys travel as `authorization: Bearer <key>` metadata. A key has a scope:
 `read` may Search, SearchBatch, Get and Stats; `write` may also Upsert and
-Delete. Health and reflection stay open (load balancers and tools call them
+Delete, and call the AdminService (re-index, rollback, versions). Health and reflection stay open (load balancers and tools call them
 without keys). With no keys configured, auth is off. Keys are compared in
 constant time against every configured key, and never logged.
 """
@@ -17,8 +17,9 @@ from pathlib import Path
 import grpc
 
 SCOPES = ("read", "write")
-_WRITE_METHODS = {"Upsert", "Delete"}
-_PROTECTED_SERVICE = "/lookalike.v1.SearchService/"
+_SEARCH_SERVICE = "/lookalike.v1.SearchService/"
+_ADMIN_SERVICE = "/lookalike.v1.AdminService/"
+_WRITE_METHODS = {_SEARCH_SERVICE + "Upsert", _SEARCH_SERVICE + "Delete"}
 
 
 @dataclass(frozen=True)
@@ -58,15 +59,15 @@ class ApiKeyInterceptor(grpc.ServerInterceptor):
 
     def intercept_service(self, continuation: Callable, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
         method = details.method
-        if not method.startswith(_PROTECTED_SERVICE):
+        if not method.startswith((_SEARCH_SERVICE, _ADMIN_SERVICE)):
             return continuation(details)
         scope = self._scope_of(dict(details.invocation_metadata or ()).get("authorization", ""))
         if scope is None:
             return _refusal(continuation(details), grpc.StatusCode.UNAUTHENTICATED,
                             "missing or unknown API key: send 'authorization: Bearer <key>' metadata")
-        if method.rsplit("/", 1)[1] in _WRITE_METHODS and scope != "write":
+        if (method in _WRITE_METHODS or method.startswith(_ADMIN_SERVICE)) and scope != "write":
             return _refusal(continuation(details), grpc.StatusCode.PERMISSION_DENIED,
-                            "this API key may only read; writes need a key with the write scope")
+                            "this API key may only read; writes and administration need a key with the write scope")
         return continuation(details)
 
     def _scope_of(self, header: str) -> str | None:

@@ -8,6 +8,11 @@
 Every acknowledged write is in the write-ahead log first (service/durable.py),
 so a kill -9 loses nothing acknowledged; the next start replays it.
 
+The model and collection served are those of the active index version
+(store/versions.py): version 0 is the config's model with data_dir/snapshots;
+after a re-index (AdminService, service/reindex.py) the version's own copy of
+its bundle and its snapshots, whatever the config's `model` says.
+
 Health (grpc.health.v1) says NOT_SERVING until the collection is loaded and
 again once shutdown begins; server reflection lists the services for tools such
 as grpcurl.
@@ -26,17 +31,21 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from lookalike.index.collection import Collection, SpaceConfig
+from lookalike.service.admin import AdminServicer
 from lookalike.service.config import ServiceConfig
 from lookalike.service.durable import DurableCollection
 from lookalike.service.observability import Metrics, ObservingInterceptor
+from lookalike.service.reindex import Reindexer
 from lookalike.service.security import ApiKeyInterceptor
 from lookalike.service.encoding import ModelEncoder
 from lookalike.service.servicer import SearchServicer
 from lookalike.store.catalog import Catalog
-from lookalike.v1 import search_pb2, search_pb2_grpc
+from lookalike.store.versions import Versions
+from lookalike.v1 import admin_pb2, admin_pb2_grpc, search_pb2, search_pb2_grpc
 
 log = logging.getLogger("lookalike.service")
 SERVICE_NAME = search_pb2.DESCRIPTOR.services_by_name["SearchService"].full_name
+ADMIN_SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
 
 
 class Server:
@@ -55,7 +64,8 @@ class Server:
                                  options=options, interceptors=interceptors)
         self._health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
-        reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._grpc)
+        reflection.enable_server_reflection((SERVICE_NAME, ADMIN_SERVICE_NAME, health.SERVICE_NAME,
+                                             reflection.SERVICE_NAME), self._grpc)
         if config.tls.enabled:
             self.port = self._grpc.add_secure_port(config.address, config.tls.server_credentials())
         else:
@@ -66,11 +76,16 @@ class Server:
         self.address = f"{config.address.rsplit(':', 1)[0]}:{self.port}"
         self._servicer = SearchServicer(config.limits, self.metrics)
         search_pb2_grpc.add_SearchServiceServicer_to_server(self._servicer, self._grpc)
+        self._admin = AdminServicer()
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(self._admin, self._grpc)
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         self.collection: Collection | None = None
         self.store: DurableCollection | None = None
         self._catalog: Catalog | None = None
         self.encoder: ModelEncoder | None = None
+        self.versions: Versions | None = None
+        self.reindexer: Reindexer | None = None
+        self._retired_encoders: list[ModelEncoder] = []  # swapped out; calls in flight may still use them
         self._metrics_server = None
         self.metrics_port = 0
 
@@ -84,11 +99,13 @@ class Server:
             self._grpc.stop(0)
             raise
         self._servicer.attach(self.store, self.encoder)
-        collection = self.collection
-        self.metrics.products.set_function(lambda: len(collection))
-        if self.encoder is not None:
-            for kind, depth in self.encoder.queue_depths().items():
-                self.metrics.encoder_queue.labels(kind).set_function(depth)
+        store = self.store
+        self.metrics.products.set_function(lambda: len(store.collection))
+        self._watch_encoder_queues()
+        self.reindexer = Reindexer(self.store, self.versions, self._servicer.write_gate, self._swap_model,
+                                   self._open_encoder, self._model_path, self.config.spaces,
+                                   self.config.default_space)
+        self._admin.attach(self.reindexer, self.versions, self._model_id)
         if self.config.metrics_address:
             self._metrics_server, self.metrics_port = self.metrics.serve(self.config.metrics_address)
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
@@ -97,12 +114,18 @@ class Server:
     def _load(self) -> None:
         data = Path(self.config.data_dir)
         data.mkdir(parents=True, exist_ok=True)
-        self.encoder = self._load_encoder()
+        self.versions = Versions(data)
+        removed = self.versions.prune()  # builds that a crash interrupted
+        if removed:
+            log.info("removed unfinished index version(s) %s", removed)
+        active = self.versions.active
+        self.encoder = self._load_encoder(self._model_path(active))
         self._catalog = Catalog(data / "catalog.sqlite3")
         # data/collection: where the collection was saved before the log and snapshots.
         self.store = DurableCollection(
             data, self.config.durability, self._catalog, legacy=data / "collection",
-            new_collection=lambda: Collection(self._spaces(), self.config.schema, self.config.default_space or None))
+            new_collection=lambda: Collection(self._spaces(), self.config.schema, self.config.default_space or None),
+            snapshots_root=self.versions.snapshots_dir(active))
         self.collection = self.store.collection
         try:
             self._check_spaces_match_the_model()
@@ -110,18 +133,46 @@ class Server:
             self.store.close(snapshot=False)
             raise
 
-    def _load_encoder(self) -> ModelEncoder | None:
-        path = self.config.model_path()
+    def _model_path(self, version: int) -> Path | None:
+        """The bundle of an index version: its own copy, or the config's for version 0."""
+        return self.versions.model_dir(version) or self.config.model_path()
+
+    def _model_id(self, version: int) -> str:
+        path = self._model_path(version)
+        if path is None:
+            return ""
+        from lookalike.encoders import load_bundle
+
+        manifest = load_bundle(path).manifest
+        return f"{manifest.model_id}@{manifest.model_version}"
+
+    def _load_encoder(self, path: Path | None) -> ModelEncoder | None:
         if path is None:
             log.info("no model bundle: vector and more-like-this queries only")
             return None
+        encoder = self._open_encoder(path)
+        log.info("model %s from %s, providers %s", encoder.model_id, path, encoder.encoder.providers)
+        return encoder
+
+    def _open_encoder(self, path: Path) -> ModelEncoder:
         from lookalike.encoders import Encoder, RuntimeConfig  # onnxruntime: only when there is a model
 
         runtime = RuntimeConfig(device=self.config.device, intra_op_threads=self.config.encoder_threads,
                                 max_pixels=self.config.limits.max_image_pixels)
-        encoder = ModelEncoder(Encoder(path, runtime), self.config.batching)
-        log.info("model %s from %s, providers %s", encoder.model_id, path, encoder.encoder.providers)
-        return encoder
+        return ModelEncoder(Encoder(path, runtime), self.config.batching)
+
+    def _swap_model(self, encoder: ModelEncoder | None, collection: Collection) -> None:
+        """A re-index's swap (the write gate is closed): calls from now on use these."""
+        self._servicer.serve(encoder, collection)
+        if self.encoder is not None:
+            self._retired_encoders.append(self.encoder)  # closed at stop: calls in flight may hold it
+        self.encoder, self.collection = encoder, collection
+        self._watch_encoder_queues()
+
+    def _watch_encoder_queues(self) -> None:
+        if self.encoder is not None:
+            for kind, depth in self.encoder.queue_depths().items():
+                self.metrics.encoder_queue.labels(kind).set_function(depth)
 
     def _spaces(self) -> tuple[SpaceConfig, ...]:
         """The configured spaces, or one per space of the model."""
@@ -150,12 +201,15 @@ class Server:
         self._grpc.stop(grace).wait()
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
+        if self.reindexer is not None:
+            self.reindexer.wait(timeout=grace)  # a job still running then dies with the process: restartable
         if self.store is not None:
             self.store.close()
         if self._catalog is not None:
             self._catalog.close()
-        if self.encoder is not None:
-            self.encoder.close()
+        for encoder in (self.encoder, *self._retired_encoders):
+            if encoder is not None:
+                encoder.close()
         self._stopped.set()
 
     def wait(self) -> None:

@@ -5,6 +5,14 @@ Each call runs on a gRPC handler thread; the native searches and writes release
 the GIL, so calls overlap. At most `limits.max_in_flight` calls are served at
 once: one more gets RESOURCE_EXHAUSTED at once, with a `retry-after-ms` trailer,
 instead of queueing behind work it cannot see.
+
+A re-index replaces the model and the collection while calls run
+(service/reindex.py). Each call therefore pins the pair it started with (a
+Serving, in a thread-local that `_collection` and `_encoder` read), so a search
+never mixes the old model with the new collection; it finishes on the old pair.
+Writes hold the WriteGate shared and pin the pair again inside it: the swap
+takes the gate exclusively, so a write is checked, encoded and applied wholly
+before the swap or wholly after it.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 import numpy as np
@@ -28,6 +36,7 @@ from lookalike.service.batching import Overloaded
 from lookalike.service.durable import DurableCollection
 from lookalike.service.encoding import ModelEncoder, StageClock
 from lookalike.service.errors import ServiceError, invalid, key_error_text, not_found
+from lookalike.service.gate import WriteGate
 from lookalike.service.observability import Metrics
 from lookalike.store.catalog import Catalog, ProductRecord
 from lookalike.store.records import UpsertBatch
@@ -52,17 +61,28 @@ class InFlight:
         self._slots.release()
 
 
+class Serving(NamedTuple):
+    """The model and the collection that serve calls together."""
+
+    encoder: ModelEncoder | None
+    collection: Collection
+
+
 def _rpc(method: Callable) -> Callable:
-    """Runs a servicer method inside the in-flight limit and turns its failures
-    into statuses (see errors.py)."""
+    """Runs a servicer method inside the in-flight limit, with the Serving pair
+    of the moment pinned, and turns its failures into statuses (see errors.py)."""
 
     @functools.wraps(method)
     def wrapper(self: SearchServicer, request: Any, context: grpc.ServicerContext) -> Any:
         try:
             with self._in_flight:
-                if self._collection is None:
+                if self._serving is None:
                     raise ServiceError(grpc.StatusCode.UNAVAILABLE, "the collection is still loading; retry shortly")
-                return method(self, request, context)
+                self._pinned.view = self._serving
+                try:
+                    return method(self, request, context)
+                finally:
+                    self._pinned.view = None
         except ServiceError as e:
             if e.code == grpc.StatusCode.RESOURCE_EXHAUSTED:
                 context.set_trailing_metadata((("retry-after-ms", str(self._limits.retry_after_ms)),))
@@ -84,19 +104,32 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         UNAVAILABLE (the server listens while it loads, so health checks answer)."""
         self._metrics = metrics or Metrics()
         self._store: DurableCollection | None = None
-        self._collection: Collection | None = None
+        self._serving: Serving | None = None
+        self._pinned = threading.local()
         self._catalog: Catalog | None = None
         self._limits = limits
-        self._encoder: ModelEncoder | None = None
         self._in_flight = InFlight(limits.max_in_flight)
+        self.write_gate = WriteGate()
 
     def attach(self, store: DurableCollection, encoder: ModelEncoder | None) -> None:
         """Starts serving the collection and catalog of `store`, which also takes
         the writes; `encoder` turns images and texts into vectors (None: vectors only)."""
         self._store = store
         self._catalog = store.catalog
-        self._encoder = encoder
-        self._collection = store.collection
+        self.serve(encoder, store.collection)
+
+    def serve(self, encoder: ModelEncoder | None, collection: Collection) -> None:
+        """Calls that start from now on use this pair (a re-index's swap, under
+        the write gate; calls in flight finish on the pair they pinned)."""
+        self._serving = Serving(encoder, collection)
+
+    @property
+    def _collection(self) -> Collection:
+        return (getattr(self._pinned, "view", None) or self._serving).collection
+
+    @property
+    def _encoder(self) -> ModelEncoder | None:
+        return (getattr(self._pinned, "view", None) or self._serving).encoder
 
     # --- search -------------------------------------------------------------------------
 
@@ -259,7 +292,9 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
                 results.extend(search_pb2.ItemResult(id=p.id, status_code=grpc.StatusCode.INVALID_ARGUMENT.value[0],
                                                      error=error) for p in request.products)
                 continue
-            results.extend(self._upsert_batch(request.products))
+            with self.write_gate.shared():
+                self._pinned.view = self._serving  # the pair of the moment, which no swap can change now
+                results.extend(self._upsert_batch(request.products))
         return search_pb2.UpsertResponse(results=results)
 
     def _upsert_batch(self, products: Iterable[search_pb2.Product]) -> list[search_pb2.ItemResult]:
@@ -341,6 +376,11 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
 
     @_rpc
     def Delete(self, request: search_pb2.DeleteRequest, context: grpc.ServicerContext) -> search_pb2.DeleteResponse:
+        with self.write_gate.shared():
+            self._pinned.view = self._serving
+            return self._delete(request)
+
+    def _delete(self, request: search_pb2.DeleteRequest) -> search_pb2.DeleteResponse:
         if request.ids and request.HasField("filter"):
             raise invalid("set one of ids and filter, not both")
         if request.HasField("filter"):
@@ -357,22 +397,14 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         return search_pb2.DeleteResponse(deleted=len(gone), unknown_ids=unknown)
 
     def _matching_ids(self, clause: Any) -> list[int]:
-        """Every product id the filter allows: an exact filtered scan of the
-        default space asked for all of them (the scan scores each allowed product
-        once; order does not matter here)."""
-        n = len(self._collection)
-        if n == 0:
-            return []
+        """Every product id the filter allows."""
         try:
             native = self._collection.compile_filter(clause)
         except KeyError as e:
             raise invalid(f"filter: {key_error_text(e)}") from None
         except (TypeError, ValueError) as e:
             raise invalid(f"filter: {e}") from None
-        space = self._collection.default_space
-        probe = np.zeros(self._collection.space(space).dim, dtype=np.float32)
-        probe[0] = 1.0
-        return self._collection.search(space, probe, n, filter=native, exact=True).ids.tolist()
+        return self._collection.ids(native).tolist()
 
     # --- reads --------------------------------------------------------------------------
 
