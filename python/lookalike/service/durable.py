@@ -37,6 +37,13 @@ a blob stays while a catalog row refers to it, while a log record after the
 newest snapshot does (replay may still apply it), or while a write that put
 it is in flight (pinned).
 
+Compaction: a delete only marks a vector deleted (it is never returned again,
+but its slot stays). When the background thread wakes, it first compacts every
+space whose deleted share passed ``compact_deleted_fraction`` (Collection.compact:
+a copy of the index is compacted, the survivors renumbered and relinked, and
+put in its place; searches go on meanwhile, writes wait), then snapshots the
+smaller index.
+
 Index versions (store/versions.py, service/reindex.py): the log and the catalog
 are shared by every version; the collection and its snapshots belong to the
 active one (``snapshots_root``). A re-index watches the writes applied while it
@@ -78,6 +85,7 @@ class DurableCollection:
         collection directory, or ``new_collection()``), then the log replayed
         over it and over ``catalog``; then starts the background snapshots."""
         data_dir = Path(data_dir)
+        self._data_dir = data_dir
         self.catalog = catalog
         self._watchers: list[Callable[[np.ndarray], None]] = []
         self.blobs = BlobStore(data_dir / "blobs")
@@ -225,10 +233,11 @@ class DurableCollection:
             if self._stop.is_set():
                 return
             try:
+                self.compact()
                 self.snapshot()
                 self.sweep_blobs()
             except Exception:  # the log still holds everything; try again next time
-                log.exception("snapshot or blob sweep failed")
+                log.exception("compaction, snapshot or blob sweep failed")
 
     def snapshot(self) -> int:
         """Saves a snapshot unless the newest already covers every applied write;
@@ -252,6 +261,23 @@ class DurableCollection:
             log.info("snapshot at record %d in %.2f s; %d log segment(s) removed", seq,
                      time.perf_counter() - started, removed)
             return seq
+
+    def compact(self) -> int:
+        """Compacts the spaces whose deleted share passed the threshold; returns
+        the bytes reclaimed."""
+        collection = self.collection
+        reclaimed = 0
+        for name in collection.spaces:
+            fraction = collection.deleted_fraction(name)
+            if fraction < self._config.compact_deleted_fraction:
+                continue
+            deleted = collection.index(name).deleted_count
+            started = time.perf_counter()
+            freed = collection.compact(name, scratch=self._data_dir / "compacting")
+            reclaimed += freed
+            log.info("compacted space '%s': %d deleted vectors (%.0f%% of its slots) dropped, %d bytes reclaimed "
+                     "in %.0f ms", name, deleted, 100 * fraction, freed, (time.perf_counter() - started) * 1e3)
+        return reclaimed
 
     def sweep_blobs(self) -> int:
         """Removes the blobs that no product, no log record after the newest
