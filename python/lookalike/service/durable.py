@@ -209,15 +209,14 @@ class DurableCollection:
         applied. Call while no write is in flight (a re-index's swap)."""
         with self._snapshot_lock:
             with self._turn:
-                if self._applied_seq != covered_seq:
-                    raise RuntimeError(f"switch at record {covered_seq}, but {self._applied_seq} are applied")
                 self.collection = collection
             self._snapshots = Snapshots(snapshots_root)
             self.last_snapshot_seq = covered_seq
             self._records_since_snapshot = 0
             with self._digests_lock:
                 self._unsnapshotted_digests.clear()
-            self._wal.remove_before(covered_seq + 1)
+            # The log before covered_seq goes at the next snapshot's pruning; nothing here can
+            # fail half-way, since the ACTIVE pointer already names the new version.
 
     # --- snapshots ------------------------------------------------------------------
 

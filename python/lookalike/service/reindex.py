@@ -166,7 +166,7 @@ class Reindexer:
                 encoder.close()
                 raise
             job = Job(uuid.uuid4().hex[:12], "reindex", self._versions.active, version, encoder.model_id)
-            self._launch(job, encoder, base, lambda: self._store.catalog.ids(), carry_over,
+            self._launch(job, encoder, lambda: (base, self._store.catalog.ids()), carry_over,
                          cleanup=lambda: self._versions.remove(version))
             return job
 
@@ -179,22 +179,30 @@ class Reindexer:
             if previous is None:
                 raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION,
                                    "there is no previous version to roll back to (none was swapped out)")
-            loaded = Snapshots(self._versions.snapshots_dir(previous)).load_newest(Collection.load)
-            if loaded is None:
+            snapshots = Snapshots(self._versions.snapshots_dir(previous))
+            if not snapshots.seqs():
                 raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION,
                                    f"version {previous} has no snapshot to roll back to")
-            base, covered = loaded
             path = self._model_path(previous)
-            encoder = self._open_encoder(path) if path is not None else None
-            model_id = encoder.model_id if encoder else ""
-            job = Job(uuid.uuid4().hex[:12], "rollback", self._versions.active, previous, model_id)
+            try:
+                encoder = self._open_encoder(path) if path is not None else None
+            except Exception as e:
+                raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION,
+                                   f"the model of version {previous} ({path}) does not load: {e}") from None
+            job = Job(uuid.uuid4().hex[:12], "rollback", self._versions.active, previous,
+                      encoder.model_id if encoder else "")
 
-            def changed() -> list[int]:
+            def start() -> tuple[Collection, list[int]]:
+                """The previous version as swapped out, and the products changed since."""
+                loaded = snapshots.load_newest(Collection.load)
+                if loaded is None:
+                    raise JobFailed(f"version {previous} has no snapshot to roll back to")
+                base, covered = loaded
                 since = set(self._store.catalog.ids(changed_after=covered))
                 gone = {int(i) for i in base.ids() if int(i) not in self._store.collection}
-                return sorted(since | gone)
+                return base, sorted(since | gone)
 
-            self._launch(job, encoder, base, changed, carry_over, cleanup=lambda: None)
+            self._launch(job, encoder, start, carry_over, cleanup=lambda: None)
             return job
 
     def _refuse_if_running(self) -> None:
@@ -221,10 +229,12 @@ class Reindexer:
         """The configured default space, else the live one, else the model's first."""
         return next((name for name in (self._default_space, live.default_space) if name in names), names[0])
 
-    def _launch(self, job: Job, encoder: ModelEncoder | None, base: Collection,
-                products: Callable[[], list[int]], carry_over: bool, cleanup: Callable[[], None]) -> None:
+    def _launch(self, job: Job, encoder: ModelEncoder | None, start: Callable[[], tuple[Collection, list[int]]],
+                carry_over: bool, cleanup: Callable[[], None]) -> None:
+        """Runs the job in its thread; ``start()`` (called there, once the writes
+        are watched) gives the collection to build on and the products to process."""
         self._jobs[job.id] = self._latest = job
-        self._thread = threading.Thread(target=self._run, args=(job, encoder, base, products, carry_over, cleanup),
+        self._thread = threading.Thread(target=self._run, args=(job, encoder, start, carry_over, cleanup),
                                         name=f"lookalike-{job.kind}", daemon=True)
         self._thread.start()
         log.info("%s %s started: version %d -> %d (model %s)", job.kind, job.id, job.from_version,
@@ -246,13 +256,13 @@ class Reindexer:
 
     # --- the job ----------------------------------------------------------------------
 
-    def _run(self, job: Job, encoder: ModelEncoder | None, base: Collection, products: Callable[[], list[int]],
+    def _run(self, job: Job, encoder: ModelEncoder | None, start: Callable[[], tuple[Collection, list[int]]],
              carry_over: bool, cleanup: Callable[[], None]) -> None:
         dirty = _Dirty()
         self._store.watch(dirty)
         state = "failed"
         try:
-            todo = products()
+            base, todo = start()
             job.total = len(todo)
             self._process(job, encoder, base, todo, carry_over)
             for _ in range(self.catch_up_rounds):
