@@ -111,3 +111,20 @@ def test_the_durable_store_keeps_the_blobs_of_live_products_and_of_unsnapshotted
     assert d1 in store.blobs and replacement.digests()[0] in store.blobs
     assert d2_old not in store.blobs and d3 not in store.blobs
     store.close()
+
+
+def test_the_background_thread_sweeps_after_its_snapshots(tmp_path):
+    import time
+
+    store = open_store(tmp_path, snapshot_every_records=1)
+    first = with_images([1], 1, store)
+    store.upsert(first)
+    store.blobs.unpin(first.digests())
+    replacement = with_images([1], 2, store)
+    store.upsert(replacement)
+    store.blobs.unpin(replacement.digests())
+    deadline = time.monotonic() + 10
+    while first.digests()[0] in store.blobs and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert first.digests()[0] not in store.blobs and replacement.digests()[0] in store.blobs
+    store.close()

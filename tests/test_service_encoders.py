@@ -185,3 +185,20 @@ def test_a_products_image_is_kept_under_its_digest_until_nothing_needs_it(served
     server.store.sweep_blobs()
     assert not blob.exists()
     assert server.store.blobs.read(client.get([500]).products[0].metadata.image_sha256) == second
+
+
+def test_an_image_that_cannot_be_stored_fails_its_product_before_anything_is_logged(served, monkeypatch):
+    import errno
+
+    server, client = served
+
+    def disk_full(data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    logged = server.store.applied_seq
+    monkeypatch.setattr(server.store.blobs, "put", disk_full)
+    reply = client.upsert([Product(id=600, image=picture(600)), Product(id=601, title="blue shoes")])
+    assert reply.results[0].status_code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+    assert "cannot store the image (No space left on device)" in reply.results[0].error
+    assert reply.results[1].status_code == 0  # a product without an image needs no blob
+    assert server.store.applied_seq == logged + 1 and list(client.get([600]).missing_ids) == [600]
