@@ -266,3 +266,52 @@ def test_a_build_a_crash_interrupted_is_removed_and_the_old_version_serves(tiny_
         assert done.returncode == 0, done.stderr
         assert "reindex 3/3 products, 0 failed" in done.stderr and "version 1 (model new-clip@1) is active" in done.stderr
         assert client.stats().model_id.startswith("new-clip@")
+
+
+def test_kill_9_during_a_reindex_leaves_one_whole_version_and_no_acknowledged_write_lost(
+        tiny_clip_bundle, new_bundle, tmp_path):
+    """A real server process is SIGKILLed at seeded moments after StartReindex
+    (before, during or after the swap) while a client upserts photos; each
+    restart serves one whole version (model and collection agree), holds every
+    acknowledged write, and has no unfinished build left."""
+    from test_service import start_server
+
+    models = {"tiny-clip": (str(tiny_clip_bundle), 24), "new-clip": (str(new_bundle), 16)}
+    config = f'model = "{tiny_clip_bundle}"\n[durability]\nfsync = "always"\nsnapshot_every_records = 5\n'
+    delays = np.random.default_rng(7).permutation([0.02, 0.15, 0.3, 1.0])  # seconds from StartReindex to the kill
+    acknowledged = set()
+    for round_, delay in enumerate(delays):
+        process, address = start_server(tmp_path, config_text=config)
+        try:
+            with Client(address, timeout=30) as client:
+                if round_ == 0:
+                    client.upsert([Product(id=i, image=picture(i)) for i in range(40)])
+                    acknowledged.update(range(40))
+                stats = client.stats()
+                model = stats.model_id.split("@")[0]
+                active = [v for v in client.list_versions().versions if v.active]
+                assert [v.model_id.split("@")[0] for v in active] == [model]
+                assert [s.dim for s in stats.spaces] == [models[model][1]]
+                kept = {v.version for v in client.list_versions().versions}
+                assert {int(p.name) for p in (tmp_path / "data" / "versions").glob("[0-9]*")} <= kept
+                assert list(client.get(sorted(acknowledged)).missing_ids) == []
+                assert client.search(image=picture(3), k=1).hits[0].id == 3
+                other = "new-clip" if model == "tiny-clip" else "tiny-clip"
+                client.start_reindex(models[other][0])
+                deadline = time.monotonic() + delay
+                next_id = 100 + 100 * round_
+                while time.monotonic() < deadline:
+                    reply = client.upsert([Product(id=next_id, image=picture(next_id))])
+                    if reply.results[0].status_code == 0:
+                        acknowledged.add(next_id)
+                    next_id += 1
+        finally:
+            process.kill()
+            process.wait(timeout=30)
+    with running(config_for(tmp_path / "data", tiny_clip_bundle)) as (server, client):
+        assert list(client.get(sorted(acknowledged)).missing_ids) == []
+        model = client.stats().model_id.split("@")[0]
+        other = "new-clip" if model == "tiny-clip" else "tiny-clip"
+        job = client.wait_for_job(client.start_reindex(models[other][0]).job_id, poll=0.05, timeout=60)
+        assert job.state == SUCCEEDED, job.message
+        assert client.stats().products == len(acknowledged)
