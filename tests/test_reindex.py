@@ -266,6 +266,11 @@ def test_a_build_a_crash_interrupted_is_removed_and_the_old_version_serves(tiny_
         assert done.returncode == 0, done.stderr
         assert "reindex 3/3 products, 0 failed" in done.stderr and "version 1 (model new-clip@1) is active" in done.stderr
         assert client.stats().model_id.startswith("new-clip@")
+        listed = subprocess.run([sys.executable, "-m", "lookalike.cli", "reindex", "--versions", "--address",
+                                 server.address], capture_output=True, text=True, timeout=60)
+        assert listed.returncode == 0, listed.stderr
+        assert [line.split() for line in listed.stdout.splitlines()] == [["0", "tiny-clip@1", "previous"],
+                                                                        ["1", "new-clip@1", "active"]]
 
 
 def test_kill_9_during_a_reindex_leaves_one_whole_version_and_no_acknowledged_write_lost(
