@@ -166,3 +166,39 @@ def test_a_config_without_spaces_or_model_is_refused(tmp_path):
     server = Server(ServiceConfig(address="127.0.0.1:0", data_dir=str(tmp_path)))
     with pytest.raises(ValueError, match="model build-default"):
         server.start()
+
+
+def test_a_products_image_is_kept_under_its_digest_until_nothing_needs_it(served):
+    import hashlib
+    from pathlib import Path
+
+    server, client = served
+    first, second = picture(500), picture(501)
+    assert client.upsert([Product(id=500, image=first)]).results[0].status_code == 0
+    digest = hashlib.sha256(first).hexdigest()
+    assert client.get([500]).products[0].metadata.image_sha256 == digest
+    blob = Path(server.config.data_dir) / "blobs" / digest[:2] / digest[2:4] / digest
+    assert blob.read_bytes() == first
+
+    assert client.upsert([Product(id=500, image=second)]).results[0].status_code == 0
+    server.store.snapshot()  # the first image is now named by nothing: not the catalog, not the log after it
+    server.store.sweep_blobs()
+    assert not blob.exists()
+    assert server.store.blobs.read(client.get([500]).products[0].metadata.image_sha256) == second
+
+
+def test_an_image_that_cannot_be_stored_fails_its_product_before_anything_is_logged(served, monkeypatch):
+    import errno
+
+    server, client = served
+
+    def disk_full(data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    logged = server.store.applied_seq
+    monkeypatch.setattr(server.store.blobs, "put", disk_full)
+    reply = client.upsert([Product(id=600, image=picture(600)), Product(id=601, title="blue shoes")])
+    assert reply.results[0].status_code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+    assert "cannot store the image (No space left on device)" in reply.results[0].error
+    assert reply.results[1].status_code == 0  # a product without an image needs no blob
+    assert server.store.applied_seq == logged + 1 and list(client.get([600]).missing_ids) == [600]

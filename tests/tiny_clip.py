@@ -24,7 +24,7 @@ def make_tokenizer():
     return tokenizer, vocab
 
 
-def make_tiny_clip(folder: Path, seed: int = 0) -> Path:
+def make_tiny_clip(folder: Path, seed: int = 0, projection_dim: int = 24) -> Path:
     """Writes config, weights, tokenizer and preprocessor config into ``folder``."""
     import torch
     from transformers import CLIPConfig, CLIPModel
@@ -41,7 +41,7 @@ def make_tiny_clip(folder: Path, seed: int = 0) -> Path:
             hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
             image_size=IMAGE_SIZE, patch_size=8,
         ),
-        projection_dim=24,
+        projection_dim=projection_dim,
     )
     model = CLIPModel(config).eval()
     folder.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
     lookalike serve  [--config lookalike.toml] [--address HOST:PORT] [--data-dir DIR] [--router]
     lookalike ingest FOLDER | MANIFEST.csv | MANIFEST.jsonl [--address HOST:PORT]
     lookalike search [--image PATH] [--text WORDS] [--product-id ID] [--filter JSON] [-k 10]
+    lookalike reindex --model DIR | --rollback | --versions [--address HOST:PORT]
     lookalike model export-clip SOURCE --out DIR   a CLIP checkpoint -> a bundle
     lookalike model build-default --out DIR        the offline default bundle
     lookalike model check DIR                      validate a bundle and print it
@@ -13,7 +14,7 @@
     lookalike train duplicate-pairs --out DIR [--products 64]       generate labelled pairs from sample photos
     lookalike train colour-directions --model BUNDLE [--photos DIR]  the directions ignore_colour removes
 
-Clients (ingest, search) read the API key from LOOKALIKE_API_KEY when the server
+Clients (ingest, search, reindex) read the API key from LOOKALIKE_API_KEY when the server
 asks for one. The ``model`` commands that build bundles need the ``build`` extra
 (torch); they import it only when run.
 """
@@ -100,6 +101,46 @@ def _search(args: argparse.Namespace) -> int:
     if reply.unanswered_shards:
         print(f"partial: shard(s) {', '.join(reply.unanswered_shards)} did not answer", file=sys.stderr)
     return 0
+
+
+def _reindex(args: argparse.Namespace) -> int:
+    import grpc
+
+    try:
+        return _run_reindex(args)
+    except grpc.RpcError as e:  # refused: a bad bundle, a job already running, nothing to roll back to
+        print(f"lookalike: {e.code().name}: {e.details()}", file=sys.stderr)
+        return 1
+
+
+def _run_reindex(args: argparse.Namespace) -> int:
+    from lookalike.v1 import admin_pb2
+
+    with _client(args) as client:
+        if args.versions:
+            for v in client.list_versions().versions:
+                mark = "active" if v.active else "previous" if v.previous else ""
+                print(f"{v.version:>4}  {v.model_id or '(no model)':<32}  {mark}")
+            return 0
+        if args.rollback:
+            job = client.rollback(args.carry_over)
+        else:
+            # The path is the server's; a folder that exists here is sent as an absolute path.
+            model = str(Path(args.model).resolve()) if Path(args.model).is_dir() else args.model
+            job = client.start_reindex(model, args.carry_over)
+        print(f"{job.job_id}: version {job.from_version} -> {job.to_version} (model {job.model_id or 'none'})",
+              file=sys.stderr)
+
+        def progress(job: admin_pb2.ReindexJob) -> None:
+            print(f"\r{admin_pb2.JobKind.Name(job.kind)[9:].lower()} {job.done}/{job.total} products, "
+                  f"{job.failed} failed, {job.elapsed_seconds:.1f} s", end="", file=sys.stderr, flush=True)
+
+        job = client.wait_for_job(job.job_id, poll=0.5, progress=progress)
+    print(file=sys.stderr)
+    for failure in job.failures[:20]:
+        print(f"product {failure.id}: {failure.reason}", file=sys.stderr)
+    print(job.message, file=sys.stderr)
+    return 0 if job.state == admin_pb2.JOB_STATE_SUCCEEDED else 1
 
 
 # --- evaluation ----------------------------------------------------------------------
@@ -294,6 +335,19 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--filter", help="a filter in the API's JSON form")
             command.add_argument("--using", default="", help="the vector space (default: the server's)")
             command.add_argument("-k", type=int, default=10)
+
+    reindex = commands.add_parser("reindex", help="re-encode the catalog with a new model on a server, "
+                                                  "or roll back to the version before; shows progress until done")
+    what = reindex.add_mutually_exclusive_group(required=True)
+    what.add_argument("--model", help="the new model bundle folder (a path on the server)")
+    what.add_argument("--rollback", action="store_true", help="make the previous version active again")
+    what.add_argument("--versions", action="store_true", help="list the versions on the server")
+    reindex.add_argument("--carry-over", action="store_true",
+                         help="products the model cannot encode keep their vectors (same dimension) "
+                              "instead of failing the job")
+    reindex.add_argument("--address", default="127.0.0.1:50051")
+    reindex.add_argument("--timeout", type=float, default=60.0, help="seconds per call")
+    reindex.set_defaults(run=_reindex)
 
     model = commands.add_parser("model", help="build, export and check model bundles")
     model_commands = model.add_subparsers(dest="model_command", required=True)

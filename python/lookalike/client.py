@@ -11,13 +11,15 @@ Errors arrive as grpc.RpcError with the server's status code and message.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 
 import grpc
 import numpy as np
 import numpy.typing as npt
 
-from lookalike.v1 import feedback_pb2, feedback_pb2_grpc, filter_pb2, search_pb2, search_pb2_grpc
+from lookalike.v1 import admin_pb2, admin_pb2_grpc, feedback_pb2, feedback_pb2_grpc, filter_pb2, search_pb2, \
+    search_pb2_grpc
 
 Filter = filter_pb2.Filter
 Product = search_pb2.Product
@@ -67,6 +69,7 @@ class Client:
             self._channel = grpc.intercept_channel(self._channel, _BearerKey(api_key))
         self.stub = search_pb2_grpc.SearchServiceStub(self._channel)
         self.feedback_stub = feedback_pb2_grpc.FeedbackServiceStub(self._channel)
+        self.admin = admin_pb2_grpc.AdminServiceStub(self._channel)
         self.timeout = timeout
 
     def __enter__(self) -> Client:
@@ -143,3 +146,35 @@ class Client:
         """Online metrics of the events in [since_ms, until_ms) (0: open)."""
         return self.feedback_stub.Stats(feedback_pb2.FeedbackStatsRequest(since_ms=since_ms, until_ms=until_ms),
                                         timeout=self.timeout)
+
+    # --- administration (a key with the write scope) -------------------------------------
+
+    def start_reindex(self, model_path: str, carry_over_unencodable: bool = False) -> admin_pb2.ReindexJob:
+        """Starts re-indexing with the bundle at ``model_path`` on the server."""
+        return self.admin.StartReindex(admin_pb2.StartReindexRequest(
+            model_path=model_path, carry_over_unencodable=carry_over_unencodable), timeout=self.timeout)
+
+    def reindex_status(self, job_id: str = "") -> admin_pb2.ReindexJob:
+        return self.admin.ReindexStatus(admin_pb2.ReindexStatusRequest(job_id=job_id), timeout=self.timeout)
+
+    def rollback(self, carry_over_unencodable: bool = False) -> admin_pb2.ReindexJob:
+        return self.admin.Rollback(admin_pb2.RollbackRequest(carry_over_unencodable=carry_over_unencodable),
+                                   timeout=self.timeout)
+
+    def list_versions(self) -> admin_pb2.ListVersionsResponse:
+        return self.admin.ListVersions(admin_pb2.ListVersionsRequest(), timeout=self.timeout)
+
+    def wait_for_job(self, job_id: str, poll: float = 0.2, timeout: float = 3600.0,
+                     progress=None) -> admin_pb2.ReindexJob:
+        """Polls a job until it ends (or ``timeout`` seconds pass: TimeoutError);
+        ``progress(job)`` is called after each poll."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.reindex_status(job_id)
+            if progress is not None:
+                progress(job)
+            if job.state != admin_pb2.JOB_STATE_RUNNING:
+                return job
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still running after {timeout} s")
+            time.sleep(poll)

@@ -181,6 +181,34 @@ class Collection:
                                  "(cosine similarity is undefined for it)")
         return arr
 
+    def deleted_fraction(self, space: str | None) -> float:
+        """The share of a space's index slots held by deleted vectors."""
+        index = self.index(space)
+        deleted = index.deleted_count
+        return deleted / (len(index) + deleted) if deleted else 0.0
+
+    def compact(self, space: str | None, scratch: str | os.PathLike[str]) -> int:
+        """Reclaims the slots of deleted vectors in one space; returns the bytes
+        reclaimed. HnswIndex.compact() holds every search of its index while it
+        runs (seconds for a large one), so a copy is compacted instead (saved to
+        and loaded from the folder ``scratch``) and then put in the original's
+        place: searches go on against the original meanwhile, writes wait as
+        they do for save(). The space needs twice its memory while it runs."""
+        name = self.space(space).name
+        with self._write_lock:
+            original = self._indexes[name]
+            before = original.memory_usage()["total_bytes"]
+            path = Path(scratch) / f"compacting_{name}.lkl"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                original.save(path)
+                copy = HnswIndex.load(path)
+            finally:
+                path.unlink(missing_ok=True)
+            copy.compact()
+            self._indexes[name] = copy  # searches in flight finish on the original
+        return before - copy.memory_usage()["total_bytes"]
+
     # --- reads --------------------------------------------------------------------
 
     def compile_filter(self, filter: Filter | Mapping[str, Any]):
@@ -203,6 +231,16 @@ class Collection:
             keep &= ids != exclude
         ids, dists = ids[keep][:k], dists[keep][:k]
         return Hits(ids, _scores(config.metric, dists), stats)
+
+    def ids(self, filter: Filter | Any = None) -> np.ndarray:
+        """Every product id (that ``filter`` allows), in no particular order: an
+        exact filtered scan of the default space asked for all of them."""
+        n = len(self)
+        if n == 0:
+            return np.empty(0, dtype=np.int64)
+        probe = np.zeros(self.space(None).dim, dtype=np.float32)
+        probe[0] = 1.0
+        return self.search(None, probe, n, filter=filter, exact=True).ids
 
     def vectors(self, space: str | None, ids: npt.ArrayLike) -> np.ndarray:
         """Stored vectors of ids in ``space`` (normalised under cosine); UnknownIdError if absent."""

@@ -87,6 +87,9 @@ class DurabilityConfig:
     snapshot_every_records: int = 10_000  # a snapshot after this many logged write batches...
     snapshot_every_seconds: float = 300.0  # ...or this long, whichever comes first (if anything was written)
     keep_snapshots: int = 2              # >= 2, so a damaged newest snapshot falls back to the one before
+    # The background thread compacts a space's index (HnswIndex.compact) once deleted vectors
+    # hold more than this share of its slots; checked when it wakes for a snapshot.
+    compact_deleted_fraction: float = 0.2
 
     def __post_init__(self) -> None:
         if self.fsync not in FSYNC_POLICIES:
@@ -94,6 +97,9 @@ class DurabilityConfig:
         if self.keep_snapshots < 1 or self.snapshot_every_records < 1 or self.snapshot_every_seconds <= 0:
             raise ValueError("durability: keep_snapshots and snapshot_every_records must be >= 1, "
                              "snapshot_every_seconds > 0")
+        if not 0 < self.compact_deleted_fraction <= 1:
+            raise ValueError("durability: compact_deleted_fraction must be in (0, 1], "
+                             f"got {self.compact_deleted_fraction}")
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,27 @@ touched after S ends as its last record says. Collection.save blocks writes
 
 Two snapshots are kept, and the log from the older one on, so that a damaged
 newest snapshot falls back to the one before with every write still replayable.
+
+Original images live in a content-addressed blob store (data_dir/blobs/,
+store/blobs.py). The servicer stores a product's image there (durably) before
+it logs the write, and the record and the catalog row carry its digest. After
+each snapshot the background thread sweeps the blobs nothing needs any more:
+a blob stays while a catalog row refers to it, while a log record after the
+newest snapshot does (replay may still apply it), or while a write that put
+it is in flight (pinned).
+
+Compaction: a delete only marks a vector deleted (it is never returned again,
+but its slot stays). When the background thread wakes, it first compacts every
+space whose deleted share passed ``compact_deleted_fraction`` (Collection.compact:
+a copy of the index is compacted, the survivors renumbered and relinked, and
+put in its place; searches go on meanwhile, writes wait), then snapshots the
+smaller index.
+
+Index versions (store/versions.py, service/reindex.py): the log and the catalog
+are shared by every version; the collection and its snapshots belong to the
+active one (``snapshots_root``). A re-index watches the writes applied while it
+builds (watch()), and at its swap, while no write is in flight, switch()es this
+store to the new collection, whose first snapshot covers the log up to then.
 """
 
 from __future__ import annotations
@@ -46,6 +67,7 @@ from lookalike.index.collection import Collection
 from lookalike.service.config import DurabilityConfig
 from lookalike.service.errors import ServiceError
 from lookalike.store import records
+from lookalike.store.blobs import BlobStore
 from lookalike.store.catalog import Catalog, ProductRecord
 from lookalike.store.records import DeleteBatch, UpsertBatch
 from lookalike.store.snapshots import Snapshots
@@ -56,15 +78,22 @@ log = logging.getLogger("lookalike.service")
 
 class DurableCollection:
     def __init__(self, data_dir: str | Path, config: DurabilityConfig, catalog: Catalog,
-                 new_collection: Callable[[], Collection], legacy: Path | None = None) -> None:
-        """Recovers the state in ``data_dir``: the newest loadable snapshot (or
-        the pre-log ``legacy`` collection directory, or ``new_collection()``),
-        then the log replayed over it and over ``catalog``; then starts the
-        background snapshots."""
+                 new_collection: Callable[[], Collection], legacy: Path | None = None,
+                 snapshots_root: Path | None = None) -> None:
+        """Recovers the state in ``data_dir``: the newest loadable snapshot in
+        ``snapshots_root`` (default data_dir/snapshots; or the pre-log ``legacy``
+        collection directory, or ``new_collection()``), then the log replayed
+        over it and over ``catalog``; then starts the background snapshots."""
         data_dir = Path(data_dir)
+        self._data_dir = data_dir
         self.catalog = catalog
+        self._watchers: list[Callable[[np.ndarray], None]] = []
+        self.blobs = BlobStore(data_dir / "blobs")
+        # Blob digests of the upserts after the newest snapshot, by seq: replay may need them.
+        self._unsnapshotted_digests: dict[int, list[str]] = {}
+        self._digests_lock = threading.Lock()
         self._config = config
-        self._snapshots = Snapshots(data_dir / "snapshots")
+        self._snapshots = Snapshots(snapshots_root or data_dir / "snapshots")
         self._records_since_snapshot = 0
         self._wake = threading.Event()          # asks for a snapshot before the timer does
         self._stop = threading.Event()
@@ -143,10 +172,16 @@ class DurableCollection:
             if isinstance(batch, DeleteBatch):
                 unknown = self.collection.delete(batch.ids)
                 self.catalog.delete(batch.ids.tolist())
+                self._tell_watchers(batch.ids)
                 return unknown
+            digests = batch.digests()
+            if any(digests):
+                with self._digests_lock:
+                    self._unsnapshotted_digests[seq] = digests
             self.collection.upsert(batch.ids, batch.vectors, batch.attributes)
-            self.catalog.upsert(ProductRecord(int(i), t, u)
-                                for i, t, u in zip(batch.ids, batch.titles, batch.image_uris))
+            self.catalog.upsert((ProductRecord(int(i), t, u, d)
+                                 for i, t, u, d in zip(batch.ids, batch.titles, batch.image_uris, digests)), seq)
+            self._tell_watchers(batch.ids)
             return []
         except (KeyError, ValueError, TypeError) as e:
             if not replaying:
@@ -155,6 +190,33 @@ class DurableCollection:
             return []
         finally:
             self._note_write()
+
+    def watch(self, watcher: Callable[[np.ndarray], None]) -> None:
+        """Calls ``watcher(ids)`` after each write applied from now on, with the
+        ids it touched (in log order, while the next write waits: keep it short)."""
+        self._watchers.append(watcher)
+
+    def unwatch(self, watcher: Callable[[np.ndarray], None]) -> None:
+        self._watchers.remove(watcher)
+
+    def _tell_watchers(self, ids: np.ndarray) -> None:
+        for watcher in list(self._watchers):
+            watcher(ids)
+
+    def switch(self, collection: Collection, snapshots_root: Path, covered_seq: int) -> None:
+        """Serves and snapshots ``collection`` from now on; its snapshot in
+        ``snapshots_root`` covers the log up to ``covered_seq``, the last record
+        applied. Call while no write is in flight (a re-index's swap)."""
+        with self._snapshot_lock:
+            with self._turn:
+                self.collection = collection
+            self._snapshots = Snapshots(snapshots_root)
+            self.last_snapshot_seq = covered_seq
+            self._records_since_snapshot = 0
+            with self._digests_lock:
+                self._unsnapshotted_digests.clear()
+            # The log before covered_seq goes at the next snapshot's pruning; nothing here can
+            # fail half-way, since the ACTIVE pointer already names the new version.
 
     # --- snapshots ------------------------------------------------------------------
 
@@ -170,9 +232,11 @@ class DurableCollection:
             if self._stop.is_set():
                 return
             try:
+                self.compact()
                 self.snapshot()
+                self.sweep_blobs()
             except Exception:  # the log still holds everything; try again next time
-                log.exception("snapshot failed")
+                log.exception("compaction, snapshot or blob sweep failed")
 
     def snapshot(self) -> int:
         """Saves a snapshot unless the newest already covers every applied write;
@@ -188,11 +252,44 @@ class DurableCollection:
             self.catalog.checkpoint()  # the catalog now holds everything up to seq durably
             self._snapshots.write(seq, self.collection.save)
             self.last_snapshot_seq = seq
+            with self._digests_lock:
+                for covered in [s for s in self._unsnapshotted_digests if s <= seq]:
+                    del self._unsnapshotted_digests[covered]
             kept = self._snapshots.prune(self._config.keep_snapshots)
             removed = self._wal.remove_before(min(kept) + 1)
             log.info("snapshot at record %d in %.2f s; %d log segment(s) removed", seq,
                      time.perf_counter() - started, removed)
             return seq
+
+    def compact(self) -> int:
+        """Compacts the spaces whose deleted share passed the threshold; returns
+        the bytes reclaimed."""
+        collection = self.collection
+        reclaimed = 0
+        for name in collection.spaces:
+            fraction = collection.deleted_fraction(name)
+            if fraction < self._config.compact_deleted_fraction:
+                continue
+            deleted = collection.index(name).deleted_count
+            started = time.perf_counter()
+            freed = collection.compact(name, scratch=self._data_dir / "compacting")
+            reclaimed += freed
+            log.info("compacted space '%s': %d deleted vectors (%.0f%% of its slots) dropped, %d bytes reclaimed "
+                     "in %.0f ms", name, deleted, 100 * fraction, freed, (time.perf_counter() - started) * 1e3)
+        return reclaimed
+
+    def sweep_blobs(self) -> int:
+        """Removes the blobs that no product, no log record after the newest
+        snapshot and no write in flight refers to; returns the bytes reclaimed."""
+        def referenced() -> set[str]:
+            with self._digests_lock:
+                pending = {d for digests in self._unsnapshotted_digests.values() for d in digests if d}
+            return pending | self.catalog.digests()
+
+        removed, reclaimed = self.blobs.sweep(referenced)
+        if removed:
+            log.info("blob sweep: %d unreferenced image(s) removed, %d bytes reclaimed", removed, reclaimed)
+        return reclaimed
 
     # --- closing --------------------------------------------------------------------
 

@@ -2,9 +2,11 @@
 
 API keys travel as `authorization: Bearer <key>` metadata. A key has a scope:
 `read` may call every method of the API's services (lookalike.v1.*) but
-these: Upsert, Delete, and starting or cancelling a duplicate scan (which reads
-the whole catalog) need `write`. The FeedbackService is open to `read` since a
-front end that searches also reports what shoppers did. Health and reflection stay open (load balancers and tools call them
+these, which need `write`: Upsert and Delete, starting or cancelling a
+duplicate scan (which reads the whole catalog), and the AdminService
+(re-index, rollback, versions). The FeedbackService is open to `read`, since a
+front end that searches also reports what shoppers did. Health and reflection
+stay open (load balancers and tools call them
 without keys). With no keys configured, auth is off. Keys are compared in
 constant time against every configured key, and never logged.
 """
@@ -19,9 +21,10 @@ from pathlib import Path
 import grpc
 
 SCOPES = ("read", "write")
-# A duplicate scan writes nothing but reads the whole catalog: starting one needs write.
-_WRITE_METHODS = {"Upsert", "Delete", "StartScan", "CancelScan"}
 _PROTECTED_SERVICE = "/lookalike.v1."  # every service of the API
+_ADMIN_SERVICE = "/lookalike.v1.AdminService/"
+_WRITE_METHODS = {"/lookalike.v1.SearchService/Upsert", "/lookalike.v1.SearchService/Delete",
+                  "/lookalike.v1.DuplicatesService/StartScan", "/lookalike.v1.DuplicatesService/CancelScan"}
 
 
 @dataclass(frozen=True)
@@ -67,9 +70,9 @@ class ApiKeyInterceptor(grpc.ServerInterceptor):
         if scope is None:
             return _refusal(continuation(details), grpc.StatusCode.UNAUTHENTICATED,
                             "missing or unknown API key: send 'authorization: Bearer <key>' metadata")
-        if method.rsplit("/", 1)[1] in _WRITE_METHODS and scope != "write":
+        if (method in _WRITE_METHODS or method.startswith(_ADMIN_SERVICE)) and scope != "write":
             return _refusal(continuation(details), grpc.StatusCode.PERMISSION_DENIED,
-                            "this API key may only read; writes need a key with the write scope")
+                            "this API key may only read; writes and administration need a key with the write scope")
         return continuation(details)
 
     def _scope_of(self, header: str) -> str | None:

@@ -8,6 +8,11 @@
 Every acknowledged write is in the write-ahead log first (service/durable.py),
 so a kill -9 loses nothing acknowledged; the next start replays it.
 
+The model and collection served are those of the active index version
+(store/versions.py): version 0 is the config's model with data_dir/snapshots;
+after a re-index (AdminService, service/reindex.py) the version's own copy of
+its bundle and its snapshots, whatever the config's `model` says.
+
 Health (grpc.health.v1) says NOT_SERVING until the collection is loaded and
 again once shutdown begins; server reflection lists the services for tools such
 as grpcurl.
@@ -26,6 +31,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from lookalike.index.collection import Collection, SpaceConfig
+from lookalike.service.admin import AdminServicer
 from lookalike.service.config import ServiceConfig
 from lookalike.service.duplicates_servicer import DuplicatesServicer
 from lookalike.service.durable import DurableCollection
@@ -33,20 +39,24 @@ from lookalike.service.observability import Metrics, ObservingInterceptor
 from lookalike.service.security import ApiKeyInterceptor
 from lookalike.service.encoding import ModelEncoder
 from lookalike.service.feedback_servicer import FeedbackServicer
-from lookalike.service.relevance import load_relevance
+from lookalike.service.reindex import Reindexer
+from lookalike.service.colour_free import ColourFree
+from lookalike.service.relevance import Relevance, load_relevance
 from lookalike.service.relevance_feedback import SearchFeedback
 from lookalike.service.router import RouterServicer
 from lookalike.service.servicer import SearchServicer
 from lookalike.service.shards import Shards
 from lookalike.store.catalog import Catalog
 from lookalike.store.feedback import FeedbackStore
-from lookalike.v1 import duplicates_pb2, duplicates_pb2_grpc, feedback_pb2, feedback_pb2_grpc, search_pb2, \
-    search_pb2_grpc
+from lookalike.store.versions import Versions
+from lookalike.v1 import admin_pb2, admin_pb2_grpc, duplicates_pb2, duplicates_pb2_grpc, feedback_pb2, \
+    feedback_pb2_grpc, search_pb2, search_pb2_grpc
 
 log = logging.getLogger("lookalike.service")
 SERVICE_NAME = search_pb2.DESCRIPTOR.services_by_name["SearchService"].full_name
 FEEDBACK_SERVICE_NAME = feedback_pb2.DESCRIPTOR.services_by_name["FeedbackService"].full_name
 DUPLICATES_SERVICE_NAME = duplicates_pb2.DESCRIPTOR.services_by_name["DuplicatesService"].full_name
+ADMIN_SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
 
 
 class Server:
@@ -71,7 +81,8 @@ class Server:
         self._health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
         reflection.enable_server_reflection((SERVICE_NAME, FEEDBACK_SERVICE_NAME, DUPLICATES_SERVICE_NAME,
-                                             health.SERVICE_NAME, reflection.SERVICE_NAME), self._grpc)
+                                             ADMIN_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME),
+                                            self._grpc)
         if config.tls.enabled:
             self.port = self._grpc.add_secure_port(config.address, config.tls.server_credentials())
         else:
@@ -80,11 +91,12 @@ class Server:
             raise OSError(f"cannot listen on {config.address}")
         # With port 0 in the config the system picks one: this is the real address.
         self.address = f"{config.address.rsplit(':', 1)[0]}:{self.port}"
-        # Feedback, relevance feedback and duplicates belong to a collection's
-        # server; a router serves the SearchService only.
+        # Feedback, relevance feedback, duplicates and re-indexing belong to a
+        # collection's server; a router serves the SearchService only.
         self._feedback_servicer: FeedbackServicer | None = None
         self._feedback_store: FeedbackStore | None = None
         self._duplicates: DuplicatesServicer | None = None
+        self._admin: AdminServicer | None = None
         if router:
             self._servicer = RouterServicer(config.limits, config.router.on_shard_failure, self.metrics)
         else:
@@ -94,6 +106,8 @@ class Server:
             feedback_pb2_grpc.add_FeedbackServiceServicer_to_server(self._feedback_servicer, self._grpc)
             self._duplicates = DuplicatesServicer(config.limits, config.duplicates)
             duplicates_pb2_grpc.add_DuplicatesServiceServicer_to_server(self._duplicates, self._grpc)
+            self._admin = AdminServicer()
+            admin_pb2_grpc.add_AdminServiceServicer_to_server(self._admin, self._grpc)
         search_pb2_grpc.add_SearchServiceServicer_to_server(self._servicer, self._grpc)
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         self.collection: Collection | None = None
@@ -101,6 +115,9 @@ class Server:
         self._catalog: Catalog | None = None
         self.encoder: ModelEncoder | None = None
         self.shards: Shards | None = None
+        self.versions: Versions | None = None
+        self.reindexer: Reindexer | None = None
+        self._retired_encoders: list[ModelEncoder] = []  # swapped out; calls in flight may still use them
         self._metrics_server = None
         self.metrics_port = 0
 
@@ -110,25 +127,24 @@ class Server:
         self._grpc.start()
         try:
             if self.router:
-                self.encoder = self._load_encoder()
+                self.encoder = self._load_encoder(self.config.model_path())
                 self.shards = Shards(self.config.router, self.config.limits.max_message_bytes)
                 self._servicer.attach(self.shards, self.encoder)
             else:
                 self._load()
                 self._servicer.attach(self.store, self.encoder)
+                self._serve_with_extras(self.encoder, self.collection, self._relevance)
                 self._feedback_servicer.attach(self._feedback_store)
-                finder = self._duplicates.finder
-                self._servicer.use_relevance(
-                    self._relevance.colour_free, self._relevance.tagger,
-                    finder.flagged if finder and self.config.duplicates.flag_on_upsert else None)
-                collection = self.collection
-                self.metrics.products.set_function(lambda: len(collection))
+                store = self.store
+                self.metrics.products.set_function(lambda: len(store.collection))
+                self.reindexer = Reindexer(self.store, self.versions, self._servicer.write_gate, self._swap_model,
+                                           self._open_encoder, self._model_path, self.config.spaces,
+                                           self.config.default_space)
+                self._admin.attach(self.reindexer, self.versions, self._model_id)
         except BaseException:
             self._grpc.stop(0)
             raise
-        if self.encoder is not None:
-            for kind, depth in self.encoder.queue_depths().items():
-                self.metrics.encoder_queue.labels(kind).set_function(depth)
+        self._watch_encoder_queues()
         if self.config.metrics_address:
             self._metrics_server, self.metrics_port = self.metrics.serve(self.config.metrics_address)
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
@@ -137,7 +153,12 @@ class Server:
     def _load(self) -> None:
         data = Path(self.config.data_dir)
         data.mkdir(parents=True, exist_ok=True)
-        self.encoder = self._load_encoder()
+        self.versions = Versions(data)
+        removed = self.versions.prune()  # builds that a crash interrupted
+        if removed:
+            log.info("removed unfinished index version(s) %s", removed)
+        active = self.versions.active
+        self.encoder = self._load_encoder(self._model_path(active))
         self._catalog = Catalog(data / "catalog.sqlite3")
         feedback = self.config.feedback
         self._feedback_store = FeedbackStore(data / "feedback.sqlite3", max_events=feedback.max_events,
@@ -146,28 +167,73 @@ class Server:
         self.store = DurableCollection(
             data, self.config.durability, self._catalog, legacy=data / "collection",
             new_collection=lambda: Collection(self._spaces(), self.config.effective_schema(),
-                                              self.config.default_space or None))
+                                              self.config.default_space or None),
+            snapshots_root=self.versions.snapshots_dir(active))
         self.collection = self.store.collection
         try:
             self._check_spaces_match_the_model()
             self._relevance = load_relevance(self.config, self.encoder, self.collection)
-            self._duplicates.attach(self.store, self.encoder, self._relevance.classifier)
         except ValueError:
             self.store.close(snapshot=False)
             raise
 
-    def _load_encoder(self) -> ModelEncoder | None:
-        path = self.config.model_path()
+    def _model_path(self, version: int) -> Path | None:
+        """The bundle of an index version: its own copy, or the config's for version 0."""
+        return self.versions.model_dir(version) or self.config.model_path()
+
+    def _model_id(self, version: int) -> str:
+        path = self._model_path(version)
+        if path is None:
+            return ""
+        from lookalike.encoders import load_bundle
+
+        manifest = load_bundle(path).manifest
+        return f"{manifest.model_id}@{manifest.model_version}"
+
+    def _load_encoder(self, path: Path | None) -> ModelEncoder | None:
         if path is None:
             log.info("no model bundle: vector and more-like-this queries only")
             return None
+        encoder = self._open_encoder(path)
+        log.info("model %s from %s, providers %s", encoder.model_id, path, encoder.encoder.providers)
+        return encoder
+
+    def _open_encoder(self, path: Path) -> ModelEncoder:
         from lookalike.encoders import Encoder, RuntimeConfig  # onnxruntime: only when there is a model
 
         runtime = RuntimeConfig(device=self.config.device, intra_op_threads=self.config.encoder_threads,
                                 max_pixels=self.config.limits.max_image_pixels)
-        encoder = ModelEncoder(Encoder(path, runtime), self.config.batching)
-        log.info("model %s from %s, providers %s", encoder.model_id, path, encoder.encoder.providers)
-        return encoder
+        return ModelEncoder(Encoder(path, runtime), self.config.batching)
+
+    def _serve_with_extras(self, encoder: ModelEncoder | None, collection: Collection, relevance: Relevance) -> None:
+        """Serves the pair with the model's extras: the duplicate classifier, the
+        zero-shot tagger and the colour directions."""
+        self._duplicates.attach(self.store, encoder, relevance.classifier)
+        finder = self._duplicates.finder
+        self._servicer.serve(encoder, collection, relevance.colour_free, relevance.tagger,
+                             finder.flagged if finder and self.config.duplicates.flag_on_upsert else None)
+
+    def _swap_model(self, encoder: ModelEncoder | None, collection: Collection) -> None:
+        """A re-index's swap (the write gate is closed): calls from now on use these.
+        The new model's extras are loaded here; a model without what the config
+        asks of it (zero-shot towers, a duplicate classifier for flag_on_upsert)
+        serves without them, and the log says why."""
+        try:
+            relevance = load_relevance(self.config, encoder, collection)
+        except ValueError as e:
+            log.error("the new model serves without its extras (duplicates, zero-shot attributes, ignore_colour): %s",
+                      e)
+            relevance = Relevance(None, None, ColourFree(None))
+        self._serve_with_extras(encoder, collection, relevance)
+        if self.encoder is not None:
+            self._retired_encoders.append(self.encoder)  # closed at stop: calls in flight may hold it
+        self.encoder, self.collection, self._relevance = encoder, collection, relevance
+        self._watch_encoder_queues()
+
+    def _watch_encoder_queues(self) -> None:
+        if self.encoder is not None:
+            for kind, depth in self.encoder.queue_depths().items():
+                self.metrics.encoder_queue.labels(kind).set_function(depth)
 
     def _spaces(self) -> tuple[SpaceConfig, ...]:
         """The configured spaces, or one per space of the model."""
@@ -198,6 +264,8 @@ class Server:
             self._duplicates.stop()
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
+        if self.reindexer is not None:
+            self.reindexer.wait(timeout=grace)  # a job still running then dies with the process: restartable
         if self.store is not None:
             self.store.close()
         if self.shards is not None:
@@ -206,8 +274,9 @@ class Server:
             self._catalog.close()
         if self._feedback_store is not None:
             self._feedback_store.close()
-        if self.encoder is not None:
-            self.encoder.close()
+        for encoder in (self.encoder, *self._retired_encoders):
+            if encoder is not None:
+                encoder.close()
         self._stopped.set()
 
     def wait(self) -> None:

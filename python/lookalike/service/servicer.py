@@ -5,13 +5,24 @@ Each call runs on a gRPC handler thread; the native searches and writes release
 the GIL, so calls overlap. At most `limits.max_in_flight` calls are served at
 once: one more gets RESOURCE_EXHAUSTED at once, with a `retry-after-ms` trailer,
 instead of queueing behind work it cannot see.
+
+A re-index replaces the model and the collection while calls run
+(service/reindex.py). Each call therefore pins what serves it at its start (a
+Serving, in a thread-local that `_collection`, `_encoder` and the model's
+extras read), so a search never mixes the old model with the new collection;
+it finishes on the old pair. Writes hold the WriteGate shared and pin the pair
+again inside it: the swap takes the gate exclusively, so a write is checked,
+encoded and applied wholly before the swap or wholly after it.
 """
 
 from __future__ import annotations
 
+import errno
+import functools
+import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 import numpy as np
@@ -27,11 +38,38 @@ from lookalike.service.durable import DurableCollection
 from lookalike.service.encoding import ModelEncoder, StageClock
 from lookalike.service.query_encoding import QueryEncoder
 from lookalike.service.errors import ServiceError, invalid, key_error_text, not_found
+from lookalike.service.gate import WriteGate
 from lookalike.service.observability import Metrics
 from lookalike.service.relevance_feedback import SearchFeedback, query_text
 from lookalike.store.catalog import Catalog, ProductRecord
 from lookalike.store.records import UpsertBatch
 from lookalike.v1 import search_pb2, search_pb2_grpc
+
+
+class Serving(NamedTuple):
+    """What serves calls together: the model, the collection, and the model's
+    extras (None / an inert ColourFree when off)."""
+
+    encoder: ModelEncoder | None
+    collection: Collection
+    queries: QueryEncoder
+    colour_free: ColourFree                               # SearchRequest.ignore_colour
+    tagger: ZeroShotTagger | None                         # zero-shot attributes of upserted photos
+    flag_duplicates: Callable[..., dict[str, Any]] | None  # DuplicateFinder.flagged at upsert
+
+
+def _pinned(method: Callable) -> Callable:
+    """Runs the method with the Serving of the moment pinned for its thread."""
+
+    @functools.wraps(method)
+    def wrapper(self: SearchServicer, request: Any, context: grpc.ServicerContext) -> Any:
+        self._pins.view = self._serving
+        try:
+            return method(self, request, context)
+        finally:
+            self._pins.view = None
+
+    return wrapper
 
 
 class SearchServicer(search_pb2_grpc.SearchServiceServicer):
@@ -42,45 +80,58 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         self._feedback = feedback or SearchFeedback()
         self._metrics = metrics or Metrics()
         self._store: DurableCollection | None = None
-        self._collection: Collection | None = None
+        self._serving: Serving | None = None
+        self._pins = threading.local()
         self._catalog: Catalog | None = None
         self._limits = limits
-        self._encoder: ModelEncoder | None = None
         self._in_flight = InFlight(limits.max_in_flight)
-        self._queries = QueryEncoder(None, limits)
-        self._colour_free = ColourFree(None)
-        self._tagger: ZeroShotTagger | None = None
-        self._flag_duplicates: Callable[..., dict[str, Any]] | None = None
-
-    def use_relevance(self, colour_free: ColourFree, tagger: ZeroShotTagger | None,
-                      flag_duplicates: Callable[..., dict[str, Any]] | None = None) -> None:
-        """How ignore_colour queries lose their colour, the zero-shot tagger that
-        reads attributes off product photos, and the duplicate flag of an upserted
-        product (DuplicateFinder.flagged); None: off."""
-        self._colour_free = colour_free
-        self._tagger = tagger
-        self._flag_duplicates = flag_duplicates
+        self.write_gate = WriteGate()
 
     def attach(self, store: DurableCollection, encoder: ModelEncoder | None) -> None:
         """Starts serving the collection and catalog of `store`, which also takes
         the writes; `encoder` turns images and texts into vectors (None: vectors only)."""
         self._store = store
         self._catalog = store.catalog
-        self._encoder = encoder
-        self._queries = QueryEncoder(encoder, self._limits)
-        self._collection = store.collection
+        self.serve(encoder, store.collection)
+
+    def serve(self, encoder: ModelEncoder | None, collection: Collection, colour_free: ColourFree | None = None,
+              tagger: ZeroShotTagger | None = None,
+              flag_duplicates: Callable[..., dict[str, Any]] | None = None) -> None:
+        """Calls that start from now on use this model, collection and extras (at
+        start, and at a re-index's swap under the write gate; calls in flight
+        finish on what they pinned)."""
+        self._serving = Serving(encoder, collection, QueryEncoder(encoder, self._limits),
+                                colour_free or ColourFree(None), tagger, flag_duplicates)
 
     @property
     def ready(self) -> bool:
-        return self._collection is not None
+        return self._serving is not None
+
+    @property
+    def _view(self) -> Serving:
+        return getattr(self._pins, "view", None) or self._serving
+
+    @property
+    def _collection(self) -> Collection:
+        return self._view.collection
+
+    @property
+    def _encoder(self) -> ModelEncoder | None:
+        return self._view.encoder
+
+    @property
+    def _queries(self) -> QueryEncoder:
+        return self._view.queries
 
     # --- search -------------------------------------------------------------------------
 
     @rpc
+    @_pinned
     def Search(self, request: search_pb2.SearchRequest, context: grpc.ServicerContext) -> search_pb2.SearchResponse:
         return self._search(request, context)
 
     @rpc
+    @_pinned
     def SearchBatch(self, request: search_pb2.SearchBatchRequest,
                     context: grpc.ServicerContext) -> search_pb2.SearchBatchResponse:
         if len(request.requests) > self._limits.max_batch:
@@ -112,7 +163,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             query, exclude = self._query_vector(request.query, space, clock)
             text = query_text(request.query)
         if request.ignore_colour:
-            query = self._colour_free.apply(space, query)
+            query = self._view.colour_free.apply(space, query)
         timings.decode_us, timings.preprocess_us, timings.encode_us = (
             micros(clock.decode), micros(clock.preprocess), micros(clock.encode))
         clause = convert.filter_from_proto(request.filter) if request.HasField("filter") else None
@@ -184,13 +235,14 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         for id_ in ids.tolist():
             record = records.get(id_, ProductRecord(id_))
             out[id_] = search_pb2.ProductMetadata(
-                title=record.title, image_uri=record.image_uri,
+                title=record.title, image_uri=record.image_uri, image_sha256=record.image_sha256,
                 attributes=convert.attributes_to_proto(self._collection.attributes(id_), schema))
         return out
 
     # --- writes -------------------------------------------------------------------------
 
     @rpc
+    @_pinned
     def Upsert(self, requests: Iterable[search_pb2.UpsertRequest],
                context: grpc.ServicerContext) -> search_pb2.UpsertResponse:
         results: list[search_pb2.ItemResult] = []
@@ -201,7 +253,9 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
                 results.extend(search_pb2.ItemResult(id=p.id, status_code=grpc.StatusCode.INVALID_ARGUMENT.value[0],
                                                      error=error) for p in request.products)
                 continue
-            results.extend(self._upsert_batch(request.products))
+            with self.write_gate.shared():
+                self._pins.view = self._serving  # the pair of the moment, which no swap can change now
+                results.extend(self._upsert_batch(request.products))
         return search_pb2.UpsertResponse(results=results)
 
     def _upsert_batch(self, products: Iterable[search_pb2.Product]) -> list[search_pb2.ItemResult]:
@@ -214,8 +268,11 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
                 results.append(search_pb2.ItemResult(id=product.id))
             except ServiceError as e:
                 results.append(search_pb2.ItemResult(id=product.id, status_code=e.code.value[0], error=e.message))
-        if good:
-            self._apply([p for _, p in good])
+        try:
+            if good:
+                self._apply([p for _, p in good])
+        finally:  # logged (the log now names them) or failed: the sweep may judge them again
+            self._store.blobs.unpin(p["record"].image_sha256 for _, p in good)
         return results
 
     def _prepared(self, product: search_pb2.Product, where: str) -> dict[str, Any]:
@@ -244,12 +301,24 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             if config.metric == "cosine" and not vectors[name].any():
                 raise invalid(f"{where}.vectors['{name}']: an all-zero vector has no direction")
         attributes = convert.attributes_from_proto(product.attributes, self._collection.schema, where)
-        if self._tagger is not None and self._tagger.config.space in from_image:
-            attributes = self._tagger.merged(from_image[self._tagger.config.space], attributes)
-        if self._flag_duplicates is not None:
-            attributes = self._flag_duplicates(product.id, vectors, product.title, attributes)
+        tagger, flag_duplicates = self._view.tagger, self._view.flag_duplicates
+        if tagger is not None and tagger.config.space in from_image:
+            attributes = tagger.merged(from_image[tagger.config.space], attributes)
+        if flag_duplicates is not None:
+            attributes = flag_duplicates(product.id, vectors, product.title, attributes)
+        # Last, once the product is known to be good: the image is durable before its log record.
+        digest = self._keep_image(product.image, where) if product.image else ""
         return {"id": product.id, "vectors": vectors, "attributes": attributes,
-                "record": ProductRecord(product.id, product.title, product.image_uri)}
+                "record": ProductRecord(product.id, product.title, product.image_uri, digest)}
+
+    def _keep_image(self, image: bytes, where: str) -> str:
+        try:
+            return self._store.blobs.put(image)
+        except OSError as e:
+            code = (grpc.StatusCode.RESOURCE_EXHAUSTED if e.errno in (errno.ENOSPC, errno.EDQUOT)
+                    else grpc.StatusCode.UNAVAILABLE)
+            raise ServiceError(code, f"{where}.image: cannot store the image ({e.strerror}); "
+                                     "nothing of this product was applied, retry later") from e
 
     def _how_to_fill(self, space: str) -> str:
         if self._encoder is None:
@@ -268,10 +337,17 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             ids=np.array([p["id"] for p in products], dtype=np.int64),
             vectors={name: np.stack([p["vectors"][name] for p in products]) for name in self._collection.spaces},
             attributes={name: [p["attributes"].get(name) for p in products] for name in names},
-            titles=[p["record"].title for p in products], image_uris=[p["record"].image_uri for p in products]))
+            titles=[p["record"].title for p in products], image_uris=[p["record"].image_uri for p in products],
+            image_sha256=[p["record"].image_sha256 for p in products]))
 
     @rpc
+    @_pinned
     def Delete(self, request: search_pb2.DeleteRequest, context: grpc.ServicerContext) -> search_pb2.DeleteResponse:
+        with self.write_gate.shared():
+            self._pins.view = self._serving
+            return self._delete(request)
+
+    def _delete(self, request: search_pb2.DeleteRequest) -> search_pb2.DeleteResponse:
         if request.ids and request.HasField("filter"):
             raise invalid("set one of ids and filter, not both")
         if request.HasField("filter"):
@@ -288,26 +364,19 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         return search_pb2.DeleteResponse(deleted=len(gone), unknown_ids=unknown)
 
     def _matching_ids(self, clause: Any) -> list[int]:
-        """Every product id the filter allows: an exact filtered scan of the
-        default space asked for all of them (the scan scores each allowed product
-        once; order does not matter here)."""
-        n = len(self._collection)
-        if n == 0:
-            return []
+        """Every product id the filter allows."""
         try:
             native = self._collection.compile_filter(clause)
         except KeyError as e:
             raise invalid(f"filter: {key_error_text(e)}") from None
         except (TypeError, ValueError) as e:
             raise invalid(f"filter: {e}") from None
-        space = self._collection.default_space
-        probe = np.zeros(self._collection.space(space).dim, dtype=np.float32)
-        probe[0] = 1.0
-        return self._collection.search(space, probe, n, filter=native, exact=True).ids.tolist()
+        return self._collection.ids(native).tolist()
 
     # --- reads --------------------------------------------------------------------------
 
     @rpc
+    @_pinned
     def Get(self, request: search_pb2.GetRequest, context: grpc.ServicerContext) -> search_pb2.GetResponse:
         if len(request.ids) > self._limits.max_ids:
             raise invalid(f"{len(request.ids)} ids in one call, at most {self._limits.max_ids}")
@@ -325,6 +394,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         return response
 
     @rpc
+    @_pinned
     def Stats(self, request: search_pb2.StatsRequest, context: grpc.ServicerContext) -> search_pb2.StatsResponse:
         response = search_pb2.StatsResponse(products=len(self._collection),
                                             default_space=self._collection.default_space,

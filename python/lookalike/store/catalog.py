@@ -1,5 +1,11 @@
 """Catalog: the product metadata that search hits are hydrated with (title and
-image reference), in SQLite, the embedded default that needs no server.
+image reference), in SQLite, the embedded default that needs no server. Each
+row also names the product's original image in the blob store (its SHA-256,
+store/blobs.py) and the log record that last wrote it (``seq``), which a
+rollback uses to find the products changed since a snapshot.
+
+Files written before those two columns existed are upgraded in place on open
+(the columns are added, empty): such products have no stored image and seq 0.
 
 Filterable attributes live natively beside the index (lookalike.index.attributes),
 not here: this table is read once per hit, never per candidate.
@@ -21,9 +27,12 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS products (
     id INTEGER PRIMARY KEY,   -- the product id shared with the index
     title TEXT NOT NULL,
-    image_uri TEXT NOT NULL
+    image_uri TEXT NOT NULL,
+    image_sha256 TEXT NOT NULL DEFAULT '',  -- the blob of the original image, '' for none
+    seq INTEGER NOT NULL DEFAULT 0           -- the log record that last wrote the row
 )
 """
+_ADDED_COLUMNS = {"image_sha256": "TEXT NOT NULL DEFAULT ''", "seq": "INTEGER NOT NULL DEFAULT 0"}
 # SQLite binds at most 999 variables a statement on older builds.
 _CHUNK = 900
 
@@ -33,6 +42,7 @@ class ProductRecord:
     id: int
     title: str = ""
     image_uri: str = ""
+    image_sha256: str = ""
 
 
 class Catalog:
@@ -45,15 +55,21 @@ class Catalog:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(_SCHEMA)
+            present = {row[1] for row in self._db.execute("PRAGMA table_info(products)")}
+            for column, kind in _ADDED_COLUMNS.items():
+                if column not in present:  # a catalog from before the column
+                    self._db.execute(f"ALTER TABLE products ADD COLUMN {column} {kind}")
 
-    def upsert(self, records: Iterable[ProductRecord]) -> None:
-        rows = [(r.id, r.title, r.image_uri) for r in records]
+    def upsert(self, records: Iterable[ProductRecord], seq: int = 0) -> None:
+        """Adds or replaces rows; ``seq`` is the log record that carries them."""
+        rows = [(r.id, r.title, r.image_uri, r.image_sha256, seq) for r in records]
         with self._lock:
             self._db.execute("BEGIN")
             try:
                 self._db.executemany(
-                    "INSERT INTO products (id, title, image_uri) VALUES (?, ?, ?) "
-                    "ON CONFLICT(id) DO UPDATE SET title = excluded.title, image_uri = excluded.image_uri", rows)
+                    "INSERT INTO products (id, title, image_uri, image_sha256, seq) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT(id) DO UPDATE SET title = excluded.title, image_uri = excluded.image_uri, "
+                    "image_sha256 = excluded.image_sha256, seq = excluded.seq", rows)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -79,9 +95,22 @@ class Catalog:
             for start in range(0, len(ids), _CHUNK):
                 chunk = [int(i) for i in ids[start:start + _CHUNK]]
                 cursor = self._db.execute(
-                    f"SELECT id, title, image_uri FROM products WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+                    f"SELECT id, title, image_uri, image_sha256 FROM products WHERE id IN ({','.join('?' * len(chunk))})", chunk)
                 found.update((row[0], ProductRecord(*row)) for row in cursor)
         return found
+
+    def digests(self) -> set[str]:
+        """The blobs the catalog refers to."""
+        with self._lock:
+            return {row[0] for row in self._db.execute("SELECT DISTINCT image_sha256 FROM products "
+                                                       "WHERE image_sha256 != ''")}
+
+    def ids(self, changed_after: int = -1) -> list[int]:
+        """Every product id, ascending; with ``changed_after``, those written by a
+        log record after that seq."""
+        with self._lock:
+            return [row[0] for row in self._db.execute("SELECT id FROM products WHERE seq > ? ORDER BY id",
+                                                       (changed_after,))]
 
     def __len__(self) -> int:
         with self._lock:

@@ -2,14 +2,18 @@
 
 A record holds one checked write batch, everything needed to apply it again on
 replay without the model or the client: an upsert's ids, its vectors per space
-(float32, after encoding images and titles), attributes, titles and image URIs;
-a delete's ids (a delete by filter is logged as the ids it matched).
+(float32, after encoding images and titles), attributes, titles, image URIs and
+the digests of the original images in the blob store (store/blobs.py; "" for a
+product sent without an image); a delete's ids (a delete by filter is logged as
+the ids it matched).
 
     payload = u8 kind, then
       upsert: u32 n, u32 length of a JSON header, the JSON header
               {"titles", "image_uris", "attributes": {name: [value per product]},
-               "spaces": [[name, dim], ...]}, n int64 ids, then per space in that
-              order n * dim float32 values
+               "spaces": [[name, dim], ...], "image_sha256": [digest per product]},
+              n int64 ids, then per space in that order n * dim float32 values
+      (records written before the blob store have no "image_sha256": they
+      read as products without a stored image)
       delete: u32 n, n int64 ids
 
 Replaying a record is idempotent (an upsert replaces whole products, a delete
@@ -21,7 +25,7 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -40,6 +44,11 @@ class UpsertBatch:
     attributes: dict[str, list[Any]]
     titles: list[str]
     image_uris: list[str]
+    image_sha256: list[str] = field(default_factory=list)  # empty: no product has a stored image
+
+    def digests(self) -> list[str]:
+        """The blob digest of each product ("" for none)."""
+        return list(self.image_sha256) or [""] * len(self.ids)
 
 
 @dataclass(frozen=True)
@@ -52,7 +61,7 @@ def encode(batch: UpsertBatch | DeleteBatch) -> bytes:
     if isinstance(batch, DeleteBatch):
         return bytes([_DELETE]) + _U32.pack(len(ids)) + ids.tobytes()
     header = json.dumps({"titles": batch.titles, "image_uris": batch.image_uris, "attributes": batch.attributes,
-                         "spaces": [[name, int(v.shape[1])] for name, v in batch.vectors.items()]},
+                         "image_sha256": batch.digests(), "spaces": [[name, int(v.shape[1])] for name, v in batch.vectors.items()]},
                         separators=(",", ":"), allow_nan=False).encode()
     parts = [bytes([_UPSERT]), _U32.pack(len(ids)), _U32.pack(len(header)), header, ids.tobytes()]
     parts += [np.ascontiguousarray(v, dtype="<f4").tobytes() for v in batch.vectors.values()]
@@ -81,7 +90,8 @@ def decode(payload: bytes) -> UpsertBatch | DeleteBatch:
             offset += 4 * n * dim
         if offset != len(view):
             raise ValueError(f"{len(view) - offset} bytes after the last vector")
-        return UpsertBatch(ids, vectors, header["attributes"], header["titles"], header["image_uris"])
+        return UpsertBatch(ids, vectors, header["attributes"], header["titles"], header["image_uris"],
+                           header.get("image_sha256", []))
     except (IndexError, KeyError, TypeError, struct.error, json.JSONDecodeError) as e:
         raise ValueError(f"not a write batch: {e}") from e
 

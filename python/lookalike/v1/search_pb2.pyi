@@ -46,7 +46,7 @@ class AttributeValue(_message.Message):
     def __init__(self, keywords: _Optional[_Union[Keywords, _Mapping]] = ..., number: _Optional[float] = ..., flag: _Optional[bool] = ..., timestamp: _Optional[int] = ...) -> None: ...
 
 class ProductMetadata(_message.Message):
-    __slots__ = ("title", "image_uri", "attributes")
+    __slots__ = ("title", "image_uri", "attributes", "image_sha256")
     class AttributesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -57,10 +57,12 @@ class ProductMetadata(_message.Message):
     TITLE_FIELD_NUMBER: _ClassVar[int]
     IMAGE_URI_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_SHA256_FIELD_NUMBER: _ClassVar[int]
     title: str
     image_uri: str
     attributes: _containers.MessageMap[str, AttributeValue]
-    def __init__(self, title: _Optional[str] = ..., image_uri: _Optional[str] = ..., attributes: _Optional[_Mapping[str, AttributeValue]] = ...) -> None: ...
+    image_sha256: str
+    def __init__(self, title: _Optional[str] = ..., image_uri: _Optional[str] = ..., attributes: _Optional[_Mapping[str, AttributeValue]] = ..., image_sha256: _Optional[str] = ...) -> None: ...
 
 class Product(_message.Message):
     __slots__ = ("id", "image", "title", "image_uri", "attributes", "vectors")
