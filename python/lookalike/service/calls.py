@@ -11,12 +11,13 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import grpc
 
 from lookalike.service.errors import ServiceError
+from lookalike.v1 import search_pb2
 
 log = logging.getLogger("lookalike.service")
 
@@ -57,6 +58,24 @@ def rpc(method: Callable) -> Callable:
             context.abort(grpc.StatusCode.INTERNAL, f"{method.__name__} failed inside the server (see its log)")
 
     return wrapper
+
+
+def upsert_stream(requests: Iterable[search_pb2.UpsertRequest], context: grpc.ServicerContext, max_batch: int,
+                  upsert_message: Callable[[Sequence[search_pb2.Product]], list[search_pb2.ItemResult]],
+                  ) -> search_pb2.UpsertResponse:
+    """The Upsert stream of a server or a router: each message's products go to
+    ``upsert_message`` (one result each, in order); a message with more than
+    ``max_batch`` products fails each of them with INVALID_ARGUMENT."""
+    results: list[search_pb2.ItemResult] = []
+    for request in requests:
+        check_alive(context)
+        if len(request.products) > max_batch:
+            error = f"{len(request.products)} products in one message, at most {max_batch}"
+            results.extend(search_pb2.ItemResult(id=p.id, status_code=grpc.StatusCode.INVALID_ARGUMENT.value[0],
+                                                 error=error) for p in request.products)
+            continue
+        results.extend(upsert_message(request.products))
+    return search_pb2.UpsertResponse(results=results)
 
 
 def micros(seconds: float) -> int:

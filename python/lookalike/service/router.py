@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import grpc
 
 from lookalike.service import convert
-from lookalike.service.calls import InFlight, check_alive, micros, rpc
+from lookalike.service.calls import InFlight, check_alive, micros, rpc, upsert_stream
 from lookalike.service.config import Limits
 from lookalike.service.encoding import ModelEncoder, StageClock
 from lookalike.service.errors import ServiceError, invalid, not_found
@@ -224,16 +224,8 @@ class RouterServicer(search_pb2_grpc.SearchServiceServicer):
     @rpc
     def Upsert(self, requests: Iterable[search_pb2.UpsertRequest],
                context: grpc.ServicerContext) -> search_pb2.UpsertResponse:
-        results: list[search_pb2.ItemResult] = []
-        for request in requests:
-            check_alive(context)
-            if len(request.products) > self._limits.max_batch:
-                error = f"{len(request.products)} products in one message, at most {self._limits.max_batch}"
-                results.extend(search_pb2.ItemResult(id=p.id, status_code=grpc.StatusCode.INVALID_ARGUMENT.value[0],
-                                                     error=error) for p in request.products)
-                continue
-            results.extend(self._upsert_message(request.products, _deadline(context)))
-        return search_pb2.UpsertResponse(results=results)
+        return upsert_stream(requests, context, self._limits.max_batch,
+                             lambda products: self._upsert_message(products, _deadline(context)))
 
     def _upsert_message(self, products: Iterable[search_pb2.Product],
                         deadline: float | None) -> list[search_pb2.ItemResult]:

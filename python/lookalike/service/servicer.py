@@ -32,7 +32,7 @@ from lookalike.index import UnknownIdError
 from lookalike.index.collection import Collection
 from lookalike.service import convert
 from lookalike.service.config import Limits
-from lookalike.service.calls import InFlight, check_alive, micros, rpc
+from lookalike.service.calls import InFlight, check_alive, micros, rpc, upsert_stream
 from lookalike.service.colour_free import ColourFree
 from lookalike.service.durable import DurableCollection
 from lookalike.service.encoding import ModelEncoder, StageClock
@@ -245,20 +245,15 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
     @_pinned
     def Upsert(self, requests: Iterable[search_pb2.UpsertRequest],
                context: grpc.ServicerContext) -> search_pb2.UpsertResponse:
-        results: list[search_pb2.ItemResult] = []
-        for request in requests:
-            check_alive(context)
-            if len(request.products) > self._limits.max_batch:
-                error = f"{len(request.products)} products in one message, at most {self._limits.max_batch}"
-                results.extend(search_pb2.ItemResult(id=p.id, status_code=grpc.StatusCode.INVALID_ARGUMENT.value[0],
-                                                     error=error) for p in request.products)
-                continue
-            with self.write_gate.shared():
-                self._pins.view = self._serving  # the pair of the moment, which no swap can change now
-                results.extend(self._upsert_batch(request.products))
-        return search_pb2.UpsertResponse(results=results)
+        return upsert_stream(requests, context, self._limits.max_batch, self._upsert_batch)
 
     def _upsert_batch(self, products: Iterable[search_pb2.Product]) -> list[search_pb2.ItemResult]:
+        """One message's products, wholly before or wholly after any re-index swap."""
+        with self.write_gate.shared():
+            self._pins.view = self._serving  # the pair of the moment, which no swap can change now
+            return self._upsert_checked(products)
+
+    def _upsert_checked(self, products: Iterable[search_pb2.Product]) -> list[search_pb2.ItemResult]:
         """Checks each product on its own (a bad one fails alone), then applies the
         good ones together."""
         results, good = [], []
