@@ -163,6 +163,8 @@ class IvfPqIndex {
   bool is_deleted(uint32_t slot) const { return (deleted_[slot >> 6] >> (slot & 63)) & 1; }
   void mark_deleted(uint32_t slot);
   void search_locked(const float* query, const IvfSearchParams& params, int64_t* ids, float* dists) const;
+  // Replaces the candidates' estimated distances by exact ones from the vectors file.
+  void rerank(const float* query, std::vector<Candidate>& found) const;
   friend struct IvfPqPersist;
 
   IvfPqConfig config_;
