@@ -175,7 +175,7 @@ class IvfPqIndex {
   std::vector<uint64_t> deleted_;  // one bit a slot
   size_t deleted_count_ = 0;       // deleted slots (forever)
   size_t deleted_in_lists_ = 0;    // deleted slots still in a list (until compact)
-  IdMap slot_by_id_;
+  IdMap slot_by_id_{slot_ids_};  // keyed through slot_ids_
   std::unique_ptr<VectorFile> vectors_;
   mutable std::shared_mutex mutex_;
 };
