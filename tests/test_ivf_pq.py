@@ -165,11 +165,21 @@ def test_damaged_files_are_refused(tmp_path, data):
         os.link(path + ".vectors", bad + ".vectors")
         with pytest.raises(IndexFileError):
             IvfPqIndex.load(bad)
+    IvfPqIndex.load(path).verify()  # an intact pair passes
     vec = bytearray(open(path + ".vectors", "rb").read())
+    open(path + ".vectors", "wb").write(bytes(vec[:-4]))
+    with pytest.raises(IndexFileError, match="truncated"):
+        IvfPqIndex.load(path)  # the size is checked at load
     vec[100] ^= 0xFF
     open(path + ".vectors", "wb").write(bytes(vec))
+    damaged = IvfPqIndex.load(path)  # the contents are not: load does not read them
     with pytest.raises(IndexFileError, match="checksum"):
-        IvfPqIndex.load(path)
+        damaged.verify()
+    # Rows appended and saved later do not hide the damage.
+    damaged.add([50_000], data[1][0])
+    damaged.save(path)
+    with pytest.raises(IndexFileError, match="checksum"):
+        IvfPqIndex.load(path).verify()
     os.remove(path + ".vectors")
     with pytest.raises(IndexFileError, match="missing"):
         IvfPqIndex.load(path)

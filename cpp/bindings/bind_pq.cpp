@@ -236,6 +236,7 @@ void bind_pq(py::module_& m) {
       .def("compact", &IvfPqIndex::compact, py::call_guard<py::gil_scoped_release>())
       .def("save", &IvfPqIndex::save, py::arg("path"), py::call_guard<py::gil_scoped_release>())
       .def_static("load", &IvfPqIndex::load, py::arg("path"), py::call_guard<py::gil_scoped_release>())
+      .def("verify", &IvfPqIndex::verify, py::call_guard<py::gil_scoped_release>())
       .def("memory_usage", [](const IvfPqIndex& ix) { return memory_dict(ix.memory_usage()); })
       .def("__len__", &IvfPqIndex::size)
       .def_property_readonly("deleted_count", &IvfPqIndex::deleted_count)

@@ -131,8 +131,12 @@ class IvfPqIndex {
 
   // Writes the index to `path` and its vectors to `path` + ".vectors".
   void save(const std::string& path) const;
-  // Loads both; later writes append to `path` + ".vectors".
+  // Loads both; later writes append to `path` + ".vectors". The vectors file's
+  // size is checked, its contents are not (see vector_file.h): call verify().
   static std::unique_ptr<IvfPqIndex> load(const std::string& path);
+  // Reads the whole vectors file and throws io::FormatError if it is not what
+  // the index wrote. Searches go on meanwhile; writers wait.
+  void verify() const;
 
   const IvfPqConfig& config() const { return config_; }
   void set_nprobe(size_t nprobe);

@@ -1,7 +1,9 @@
 // Saving and loading an IVF-PQ index: the container of io/file_format.h at
 // `path`, and the full vectors as raw float32 rows in `path` + ".vectors" (a
 // second file, memory-mapped on load; its row count and CRC32C are in the meta
-// section, so a missing, short, damaged or foreign vectors file is refused).
+// section: a missing or short vectors file is refused at load, a damaged or
+// foreign one by verify(), which load leaves to the caller so that loading
+// costs the same whatever the size of the vectors file - vector_file.h).
 //
 // Sections (kind 3, kind version 2):
 //   1 meta       IvfMeta below
@@ -221,5 +223,10 @@ void IvfPqIndex::save(const std::string& path) const {
 }
 
 std::unique_ptr<IvfPqIndex> IvfPqIndex::load(const std::string& path) { return IvfPqPersist::load(path); }
+
+void IvfPqIndex::verify() const {
+  std::shared_lock<std::shared_mutex> lock(mutex_);
+  vectors_->verify();
+}
 
 }  // namespace lookalike::pq
