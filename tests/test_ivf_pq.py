@@ -27,8 +27,9 @@ def data():
     return x[:6000], x[6000:]
 
 
-def build(base, nbits=4, metric="cosine", **kw):
-    index = IvfPqIndex(DIM, metric, nlist=32, m=16 if nbits == 8 else 32, nbits=nbits, nprobe=8, **kw)
+def build(base, nbits=4, metric="cosine", m=None, **kw):
+    m = m or (16 if nbits == 8 else 32)
+    index = IvfPqIndex(DIM, metric, nlist=32, m=m, nbits=nbits, nprobe=8, **kw)
     index.train(base)
     index.add(np.arange(len(base)), base)
     return index
@@ -55,6 +56,18 @@ def test_recall_with_rerank(data, nbits, metric):
     exact = {"cosine": 1 - base[ids] @ q, "ip": -(base[ids] @ q), "l2": ((base[ids] - q) ** 2).sum(1)}[metric]
     np.testing.assert_allclose(d, exact, rtol=1e-4, atol=1e-4)
     assert (np.diff(d) >= 0).all()
+
+
+def test_uneven_sub_spaces_search_and_round_trip(tmp_path, data):
+    # m = 24 does not divide 64: 4-bit codes of 12 bytes, sub-spaces 2 or 3 wide.
+    base, queries = data
+    index = build(base, m=24)
+    truth = exact_knn(base, queries, 10, "cosine")
+    assert recall(index.search(queries, 10, rerank_k=100).ids, truth) >= 0.95
+    index.save(tmp_path / "uneven.ivf")
+    loaded = IvfPqIndex.load(tmp_path / "uneven.ivf")
+    assert loaded.m == 24
+    np.testing.assert_array_equal(loaded.search(queries, 10, rerank=False).ids, index.search(queries, 10, rerank=False).ids)
 
 
 def test_single_query_shape_and_padding(index4, data):
@@ -217,8 +230,8 @@ def test_untrained_and_bad_parameters(data):
         index.search(data[1][0])
     with pytest.raises(ValueError, match="at least"):
         index.train(data[0][:10])
-    with pytest.raises(ValueError, match="multiple of m"):
-        IvfPqIndex(DIM, m=48)
+    with pytest.raises(ValueError, match="at most dim"):
+        IvfPqIndex(DIM, m=65)
     with pytest.raises(ValueError, match="nbits"):
         IvfPqIndex(DIM, m=16, nbits=5)
     with pytest.raises(ValueError, match="metric"):

@@ -43,9 +43,8 @@ void IvfPqConfig::validate() const {
   positive("nprobe", nprobe);
   positive("rerank_k", rerank_k);
   if (nbits != 4 && nbits != 8) throw std::invalid_argument("nbits must be 4 or 8, got " + std::to_string(nbits));
-  if (dim % m != 0)
-    throw std::invalid_argument("dim (" + std::to_string(dim) + ") must be a multiple of m (" + std::to_string(m) +
-                                ")");
+  if (m > dim)
+    throw std::invalid_argument("m (" + std::to_string(m) + ") must be at most dim (" + std::to_string(dim) + ")");
   if (nbits == 4 && m > kMaxFastScanM)
     throw std::invalid_argument("4-bit codes allow m <= " + std::to_string(kMaxFastScanM) + ", got " +
                                 std::to_string(m));

@@ -13,7 +13,8 @@ Parameters (and what they trade):
   fewer codes at a given ``nprobe`` but train slower. Needs ``nlist`` training
   vectors at least (in practice 30-60 per cell).
 - ``m``, ``nbits``: the product-quantiser code, ``m * nbits / 8`` bytes a
-  vector; ``dim`` must be a multiple of ``m``. ``nbits=4`` scans with lookup
+  vector; ``1 <= m <= dim`` (when ``m`` does not divide ``dim`` the
+  sub-spaces differ in width by one). ``nbits=4`` scans with lookup
   tables held in SIMD registers (fast-scan), several times faster than
   ``nbits=8`` at the same bytes; the re-rank repairs its coarser order.
 - ``nprobe``: cells searched per query (override per search): recall vs time.
