@@ -15,8 +15,12 @@
 //             costlier coarse search and a worse residual fit per cell; ~4 sqrt(n)
 //             to 16 sqrt(n) is the usual range (1024 at 200k, 16k-65k at 100M).
 //   m, nbits  the PQ code (product_quantizer.h): m * nbits / 8 bytes a vector.
-//             At 512 dims under an 80-byte budget: nbits=4, m=64 (32 bytes),
-//             scanned several times faster than nbits=8, m=32 of the same size.
+//             Besides the code, RAM holds ~22 bytes a vector (4 slot, 8 id,
+//             8-16 id map) and the centroids; under an 80-byte budget that
+//             leaves ~44-52 bytes of code: nbits=4, m=88 at 256 dims (m need
+//             not divide dim), scanned several times faster than 8-bit codes
+//             of the same size. Longer codes rank better, so the same recall
+//             needs fewer re-rank reads (bench/compressed.py, README).
 //   nprobe    cells visited per query (default; a search may override): recall
 //             against time, linearly.
 //   rerank_k  candidates re-ranked exactly (default; a search may override).

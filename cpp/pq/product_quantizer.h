@@ -13,8 +13,8 @@
 //          lookup tables (adc_kernels.h scan8). 4: 16 centroids, m / 2 bytes, and
 //          the lookup tables fit in SIMD registers (fast-scan): about as many
 //          bytes buy a coarser code but a several times faster scan, which the
-//          exact re-rank then corrects. At 512 dims, 4-bit m=128 (64 bytes) is
-//          the usual choice under an 80-byte budget; 8-bit m=64 is its peer.
+//          exact re-rank then corrects. Under an 80-byte budget an IVF-PQ
+//          index has room for ~44-52 bytes of code (ivf_pq.h).
 //
 // Codes handed in and out here are always one byte per sub-space ("unpacked");
 // packing two 4-bit codes a byte, in fast-scan blocks, is fast_scan.h's job.
