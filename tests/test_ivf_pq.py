@@ -200,6 +200,20 @@ def test_damaged_files_are_refused(tmp_path, data):
         IvfPqIndex.load(tmp_path / "nothing.lkl")
 
 
+def test_index_verify_command(tmp_path, data, capsys):
+    from lookalike import cli
+
+    path = str(tmp_path / "v.lkl")
+    build(data[0][:1000]).save(path)
+    assert cli.main(["index", "verify", path]) == 0
+    assert "ok (1000 vectors" in capsys.readouterr().out
+    vec = bytearray(open(path + ".vectors", "rb").read())
+    vec[-1] ^= 0x10
+    open(path + ".vectors", "wb").write(bytes(vec))
+    assert cli.main(["index", "verify", path]) == 1
+    assert "checksum" in capsys.readouterr().err
+
+
 def test_bad_input_changes_nothing(index4, data):
     base, queries = data
     n = len(index4)

@@ -199,6 +199,22 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- indexes -------------------------------------------------------------------------
+
+
+def _index_verify(args: argparse.Namespace) -> int:
+    from lookalike.index import IndexFileError, IvfPqIndex
+
+    try:
+        index = IvfPqIndex.load(args.path)
+        index.verify()
+    except (IndexFileError, OSError) as e:
+        print(f"lookalike: {args.path}: {e}", file=sys.stderr)
+        return 1
+    print(f"{args.path}: ok ({len(index)} vectors, vectors file read in full)")
+    return 0
+
+
 # --- benchmarks ----------------------------------------------------------------------
 
 
@@ -279,6 +295,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--since", help="online: window start (ISO 8601, or 30m / 24h / 7d before now)")
     evaluate.add_argument("--until", help="online: window end, excluded (ISO 8601, a span before now, or now)")
     evaluate.set_defaults(run=_eval)
+
+    index = commands.add_parser("index", help="check saved index files")
+    index_commands = index.add_subparsers(dest="index_command", required=True)
+    verify = index_commands.add_parser(
+        "verify", help="load an IVF-PQ index and read its whole vectors file against the index's checksum")
+    verify.add_argument("path", help="the index file (its vectors are PATH.vectors)")
+    verify.set_defaults(run=_index_verify)
 
     from lookalike.loadtest.arguments import add_arguments as add_load_arguments
 
