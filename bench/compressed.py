@@ -14,6 +14,10 @@ reaching it). Every configuration codes a vector in --code-bytes bytes (default
     python bench/compressed.py --n 1000000 --dim 256 --nlist 4096   # the scale run
     python bench/compressed.py --quick                      # 20k x 128 smoke run
 
+--wide-m4 M adds our 4-bit index with M sub-spaces (M need not divide dim):
+the longest code that still keeps RAM under 80 bytes a vector (44 B, m=88, at
+256 dims; see the README's measured section).
+
 ScaNN is a peer when `pip install scann` works (1.4 wheels need no TensorFlow);
 its rows are skipped with a note when it does not import.
 """
@@ -34,8 +38,8 @@ from ann import log, machine_info, recall_at_k, time_queries  # noqa: E402
 
 TARGETS = (0.90, 0.95)
 # (nprobe, candidates re-ranked); faiss's k_factor is candidates / k.
-SWEEP = ((4, 40), (8, 50), (8, 100), (16, 100), (16, 200), (16, 400), (32, 400), (16, 800), (32, 800),
-         (32, 1600), (64, 1600))
+SWEEP = ((4, 40), (8, 50), (8, 100), (16, 100), (16, 200), (32, 200), (24, 300), (16, 400), (32, 400),
+         (16, 800), (32, 800), (32, 1600), (64, 1600))
 RAM_METHOD = ("RAM B/vec: what the index holds in RAM / n. Ours: memory_usage()['total_bytes'] "
               "(codes, list slots, ids, id map, centroids, coarse graph; the vectors file is on disk / "
               "page cache). faiss: codes + 8-byte ids + the float32 vectors IndexRefineFlat keeps. "
@@ -144,6 +148,7 @@ def main(argv=None) -> int:
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--nlist", type=int, default=1024)
     ap.add_argument("--code-bytes", type=int, default=32, help="PQ code bytes a vector, every configuration")
+    ap.add_argument("--wide-m4", type=int, default=0, help="also run our 4-bit index with this many sub-spaces")
     ap.add_argument("--threads", type=int, default=0, help="build threads (0: every core)")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--skip", default="", help="comma-separated substrings of config labels to leave out")
@@ -170,6 +175,10 @@ def main(argv=None) -> int:
         f"faiss IVFPQ m={m4} + refine": lambda tmp: build_faiss(base, k, threads, args.nlist, m4, 8, False),
         f"scann AH {args.code_bytes}B + reorder": lambda tmp: build_scann(base, k, threads, args.nlist, args.code_bytes),
     }
+    if args.wide_m4:
+        wide = args.wide_m4
+        configs[f"lookalike ivfpq4 m={wide} ({wide // 2} B)"] = (
+            lambda tmp: build_ours(base, k, threads, args.nlist, wide, 4, tmp))
     notes = []
     if (why := scann_missing()) is not None:
         configs = {label: b for label, b in configs.items() if not label.startswith("scann")}

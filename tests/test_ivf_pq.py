@@ -27,8 +27,9 @@ def data():
     return x[:6000], x[6000:]
 
 
-def build(base, nbits=4, metric="cosine", **kw):
-    index = IvfPqIndex(DIM, metric, nlist=32, m=16 if nbits == 8 else 32, nbits=nbits, nprobe=8, **kw)
+def build(base, nbits=4, metric="cosine", m=None, **kw):
+    m = m or (16 if nbits == 8 else 32)
+    index = IvfPqIndex(DIM, metric, nlist=32, m=m, nbits=nbits, nprobe=8, **kw)
     index.train(base)
     index.add(np.arange(len(base)), base)
     return index
@@ -55,6 +56,18 @@ def test_recall_with_rerank(data, nbits, metric):
     exact = {"cosine": 1 - base[ids] @ q, "ip": -(base[ids] @ q), "l2": ((base[ids] - q) ** 2).sum(1)}[metric]
     np.testing.assert_allclose(d, exact, rtol=1e-4, atol=1e-4)
     assert (np.diff(d) >= 0).all()
+
+
+def test_uneven_sub_spaces_search_and_round_trip(tmp_path, data):
+    # m = 24 does not divide 64: 4-bit codes of 12 bytes, sub-spaces 2 or 3 wide.
+    base, queries = data
+    index = build(base, m=24)
+    truth = exact_knn(base, queries, 10, "cosine")
+    assert recall(index.search(queries, 10, rerank_k=100).ids, truth) >= 0.95
+    index.save(tmp_path / "uneven.ivf")
+    loaded = IvfPqIndex.load(tmp_path / "uneven.ivf")
+    assert loaded.m == 24
+    np.testing.assert_array_equal(loaded.search(queries, 10, rerank=False).ids, index.search(queries, 10, rerank=False).ids)
 
 
 def test_single_query_shape_and_padding(index4, data):
@@ -89,6 +102,32 @@ def test_delete_upsert_and_compact(data):
     assert index.deleted_count == 0 and index.memory_usage()["code_bytes"] <= before
     assert index.search(queries[0], 1).ids[0] == 1
     assert not np.isin(index.search(queries[:20], 10).ids, top).any()
+
+
+def test_ids_survive_churn_and_reload(tmp_path, data):
+    # The id map keys its buckets through the slot -> id table: deletes,
+    # re-adds, upserts and table rebuilds must keep it equal to a plain dict.
+    base, _ = data
+    rng = np.random.default_rng(3)
+    index = build(base[:500])
+    live = set(range(500))
+    for step in range(30):
+        gone = rng.choice(sorted(live), 40, replace=False)
+        index.delete(gone)
+        live -= set(gone.tolist())
+        fresh = np.arange(1000 + 100 * step, 1000 + 100 * step + 100)
+        index.add(fresh, base[rng.integers(0, len(base), 100)])
+        again = rng.choice(sorted(live), 30, replace=False)
+        index.upsert(again, base[rng.integers(0, len(base), 30)])
+        live |= set(fresh.tolist())
+    probe = np.arange(5000)
+    assert [int(i) in index for i in probe] == [int(i) in live for i in probe]
+    assert len(index) == len(live)
+    index.save(tmp_path / "churn.ivf")
+    loaded = IvfPqIndex.load(tmp_path / "churn.ivf")
+    assert [int(i) in loaded for i in probe] == [int(i) in live for i in probe]
+    with pytest.raises(DuplicateIdError):
+        loaded.add([sorted(live)[0]], base[:1])
 
 
 def test_round_trip_and_later_writes(tmp_path, data):
@@ -139,16 +178,40 @@ def test_damaged_files_are_refused(tmp_path, data):
         os.link(path + ".vectors", bad + ".vectors")
         with pytest.raises(IndexFileError):
             IvfPqIndex.load(bad)
+    IvfPqIndex.load(path).verify()  # an intact pair passes
     vec = bytearray(open(path + ".vectors", "rb").read())
+    open(path + ".vectors", "wb").write(bytes(vec[:-4]))
+    with pytest.raises(IndexFileError, match="truncated"):
+        IvfPqIndex.load(path)  # the size is checked at load
     vec[100] ^= 0xFF
     open(path + ".vectors", "wb").write(bytes(vec))
+    damaged = IvfPqIndex.load(path)  # the contents are not: load does not read them
     with pytest.raises(IndexFileError, match="checksum"):
-        IvfPqIndex.load(path)
+        damaged.verify()
+    # Rows appended and saved later do not hide the damage.
+    damaged.add([50_000], data[1][0])
+    damaged.save(path)
+    with pytest.raises(IndexFileError, match="checksum"):
+        IvfPqIndex.load(path).verify()
     os.remove(path + ".vectors")
     with pytest.raises(IndexFileError, match="missing"):
         IvfPqIndex.load(path)
     with pytest.raises(FileNotFoundError):
         IvfPqIndex.load(tmp_path / "nothing.lkl")
+
+
+def test_index_verify_command(tmp_path, data, capsys):
+    from lookalike import cli
+
+    path = str(tmp_path / "v.lkl")
+    build(data[0][:1000]).save(path)
+    assert cli.main(["index", "verify", path]) == 0
+    assert "ok (1000 vectors" in capsys.readouterr().out
+    vec = bytearray(open(path + ".vectors", "rb").read())
+    vec[-1] ^= 0x10
+    open(path + ".vectors", "wb").write(bytes(vec))
+    assert cli.main(["index", "verify", path]) == 1
+    assert "checksum" in capsys.readouterr().err
 
 
 def test_bad_input_changes_nothing(index4, data):
@@ -181,8 +244,8 @@ def test_untrained_and_bad_parameters(data):
         index.search(data[1][0])
     with pytest.raises(ValueError, match="at least"):
         index.train(data[0][:10])
-    with pytest.raises(ValueError, match="multiple of m"):
-        IvfPqIndex(DIM, m=48)
+    with pytest.raises(ValueError, match="at most dim"):
+        IvfPqIndex(DIM, m=65)
     with pytest.raises(ValueError, match="nbits"):
         IvfPqIndex(DIM, m=16, nbits=5)
     with pytest.raises(ValueError, match="metric"):
@@ -197,7 +260,9 @@ def test_memory_stays_near_the_code_size(index4):
     use = index4.memory_usage()
     per_vector = (use["total_bytes"] - use["centroid_bytes"]) / use["live"]
     assert use["code_bytes"] >= use["live"] * 16  # m=32 4-bit codes: 16 bytes a vector
-    assert per_vector < 16 * 2 + 12 + 40  # codes (with list slack) + slot + id + id map
+    # The id map holds 4-byte slots in a table 1/4 to 3/4 full: at most 16 bytes an id.
+    assert use["id_map_bytes"] <= use["live"] * 16
+    assert per_vector < 16 * 2 + 12 + 16  # codes (with list slack) + slot + id + id map
     assert use["vector_file_bytes"] == use["live"] * DIM * 4
 
 

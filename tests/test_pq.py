@@ -78,9 +78,30 @@ def test_adc_equals_decoded_distances(data, pq8):
         np.testing.assert_allclose(_core.pq_scan8(lut, codes), ref, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("nbits", [4, 8])
+def test_uneven_sub_spaces_match_numpy(data, nbits):
+    # m = 12 does not divide 32: sub-space s covers [32 s // 12, 32 (s + 1) // 12).
+    pq = _core.ProductQuantizer(32, 12, nbits)
+    pq.train(data, 1, 0, 10)
+    bounds = [32 * s // 12 for s in range(13)]
+    books = pq.centroids
+    assert [b.shape for b in books] == [(2**nbits, bounds[s + 1] - bounds[s]) for s in range(12)]
+    codes = pq.encode(data)
+    ref = np.stack([np.argmin(((data[:, None, bounds[s]:bounds[s + 1]] - books[s][None]) ** 2).sum(-1), axis=1)
+                    for s in range(12)], 1)
+    assert (codes == ref).mean() > 0.999
+    decoded = pq.decode(codes)
+    np.testing.assert_array_equal(decoded, np.hstack([books[s][codes[:, s]] for s in range(12)]))
+    q = data[2999]
+    for kind, want in (("l2", ((decoded - q) ** 2).sum(1)), ("ip", -(decoded @ q))):
+        lut = pq.compute_lut(q, kind)
+        got = np.array([lut[np.arange(12), c].sum() for c in codes])
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
 def test_pq_rejects_bad_shapes():
-    with pytest.raises(ValueError, match="multiple of m"):
-        _core.ProductQuantizer(30, 8, 8)
+    with pytest.raises(ValueError, match="between 1 and dim"):
+        _core.ProductQuantizer(30, 31, 8)
     with pytest.raises(ValueError, match="nbits"):
         _core.ProductQuantizer(32, 8, 6)
     pq = _core.ProductQuantizer(32, 8, 8)

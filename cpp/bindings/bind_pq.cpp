@@ -89,12 +89,25 @@ void bind_building_blocks(py::module_& m) {
             return out;
           },
           py::arg("query"), py::arg("kind"))
-      .def_property_readonly("centroids",
-                             [](const pq::ProductQuantizer& q) {
-                               CArray<float> out({q.m(), q.ksub(), q.dsub()});
-                               std::copy(q.centroids().begin(), q.centroids().end(), out.mutable_data());
-                               return out;
-                             })
+      .def_property_readonly(
+          "centroids",
+          [](const pq::ProductQuantizer& q) -> py::object {
+            // (m, ksub, dim / m) when the sub-spaces are even; else one (ksub, width) array a sub-space.
+            auto block = [&](size_t s) {
+              CArray<float> out({q.ksub(), q.sub_dim(s)});
+              const float* from = q.centroids().data() + q.ksub() * q.sub_begin(s);
+              std::copy_n(from, q.ksub() * q.sub_dim(s), out.mutable_data());
+              return out;
+            };
+            if (q.even()) {
+              CArray<float> out({q.m(), q.ksub(), q.dim() / q.m()});
+              std::copy(q.centroids().begin(), q.centroids().end(), out.mutable_data());
+              return std::move(out);
+            }
+            py::list books;
+            for (size_t s = 0; s < q.m(); ++s) books.append(block(s));
+            return std::move(books);
+          })
       .def_property_readonly("m", &pq::ProductQuantizer::m)
       .def_property_readonly("nbits", &pq::ProductQuantizer::nbits);
 
@@ -236,6 +249,7 @@ void bind_pq(py::module_& m) {
       .def("compact", &IvfPqIndex::compact, py::call_guard<py::gil_scoped_release>())
       .def("save", &IvfPqIndex::save, py::arg("path"), py::call_guard<py::gil_scoped_release>())
       .def_static("load", &IvfPqIndex::load, py::arg("path"), py::call_guard<py::gil_scoped_release>())
+      .def("verify", &IvfPqIndex::verify, py::call_guard<py::gil_scoped_release>())
       .def("memory_usage", [](const IvfPqIndex& ix) { return memory_dict(ix.memory_usage()); })
       .def("__len__", &IvfPqIndex::size)
       .def_property_readonly("deleted_count", &IvfPqIndex::deleted_count)

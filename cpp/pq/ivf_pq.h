@@ -15,8 +15,12 @@
 //             costlier coarse search and a worse residual fit per cell; ~4 sqrt(n)
 //             to 16 sqrt(n) is the usual range (1024 at 200k, 16k-65k at 100M).
 //   m, nbits  the PQ code (product_quantizer.h): m * nbits / 8 bytes a vector.
-//             At 512 dims under an 80-byte budget: nbits=4, m=64 (32 bytes),
-//             scanned several times faster than nbits=8, m=32 of the same size.
+//             Besides the code, RAM holds ~22 bytes a vector (4 slot, 8 id,
+//             8-16 id map) and the centroids; under an 80-byte budget that
+//             leaves ~44-52 bytes of code: nbits=4, m=88 at 256 dims (m need
+//             not divide dim), scanned several times faster than 8-bit codes
+//             of the same size. Longer codes rank better, so the same recall
+//             needs fewer re-rank reads (bench/compressed.py, README).
 //   nprobe    cells visited per query (default; a search may override): recall
 //             against time, linearly.
 //   rerank_k  candidates re-ranked exactly (default; a search may override).
@@ -131,8 +135,12 @@ class IvfPqIndex {
 
   // Writes the index to `path` and its vectors to `path` + ".vectors".
   void save(const std::string& path) const;
-  // Loads both; later writes append to `path` + ".vectors".
+  // Loads both; later writes append to `path` + ".vectors". The vectors file's
+  // size is checked, its contents are not (see vector_file.h): call verify().
   static std::unique_ptr<IvfPqIndex> load(const std::string& path);
+  // Reads the whole vectors file and throws io::FormatError if it is not what
+  // the index wrote. Searches go on meanwhile; writers wait.
+  void verify() const;
 
   const IvfPqConfig& config() const { return config_; }
   void set_nprobe(size_t nprobe);
@@ -163,6 +171,8 @@ class IvfPqIndex {
   bool is_deleted(uint32_t slot) const { return (deleted_[slot >> 6] >> (slot & 63)) & 1; }
   void mark_deleted(uint32_t slot);
   void search_locked(const float* query, const IvfSearchParams& params, int64_t* ids, float* dists) const;
+  // Replaces the candidates' estimated distances by exact ones from the vectors file.
+  void rerank(const float* query, std::vector<Candidate>& found) const;
   friend struct IvfPqPersist;
 
   IvfPqConfig config_;
@@ -173,7 +183,7 @@ class IvfPqIndex {
   std::vector<uint64_t> deleted_;  // one bit a slot
   size_t deleted_count_ = 0;       // deleted slots (forever)
   size_t deleted_in_lists_ = 0;    // deleted slots still in a list (until compact)
-  IdMap slot_by_id_;
+  IdMap slot_by_id_{slot_ids_};  // keyed through slot_ids_
   std::unique_ptr<VectorFile> vectors_;
   mutable std::shared_mutex mutex_;
 };

@@ -1,12 +1,14 @@
 // Saving and loading an IVF-PQ index: the container of io/file_format.h at
 // `path`, and the full vectors as raw float32 rows in `path` + ".vectors" (a
 // second file, memory-mapped on load; its row count and CRC32C are in the meta
-// section, so a missing, short, damaged or foreign vectors file is refused).
+// section: a missing or short vectors file is refused at load, a damaged or
+// foreign one by verify(), which load leaves to the caller so that loading
+// costs the same whatever the size of the vectors file - vector_file.h).
 //
 // Sections (kind 3, kind version 2):
 //   1 meta       IvfMeta below
 //   2 centroids  nlist * dim float32 (trained indexes only, as are 3-6)
-//   3 codebooks  m * 2^nbits * (dim / m) float32
+//   3 codebooks  2^nbits * dim float32 (product_quantizer.h's layout)
 //   4 list sizes nlist uint64
 //   5 slots      the lists' slot numbers, uint32, list after list
 //   6 codes      the lists' codes, list after list, in their in-memory layout
@@ -168,7 +170,7 @@ std::unique_ptr<IvfPqIndex> IvfPqPersist::load(const std::string& path) {
         if (!graph->contains(int64_t(cell))) damaged(path, "the coarse graph lacks cell " + std::to_string(cell));
     }
     ix.coarse_ = CoarseQuantizer(std::move(cell_centroids), c.dim, std::move(graph));
-    const size_t book_floats = c.m * (size_t(1) << c.nbits) * (c.dim / c.m);
+    const size_t book_floats = (size_t(1) << c.nbits) * c.dim;
     auto books = in.section(kCodebooks, book_floats * sizeof(float));
     std::vector<float> codebooks(book_floats);
     std::memcpy(codebooks.data(), books.data, books.size);
@@ -221,5 +223,10 @@ void IvfPqIndex::save(const std::string& path) const {
 }
 
 std::unique_ptr<IvfPqIndex> IvfPqIndex::load(const std::string& path) { return IvfPqPersist::load(path); }
+
+void IvfPqIndex::verify() const {
+  std::shared_lock<std::shared_mutex> lock(mutex_);
+  vectors_->verify();
+}
 
 }  // namespace lookalike::pq

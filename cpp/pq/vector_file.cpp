@@ -54,12 +54,14 @@ VectorFile::VectorFile(const std::string& path, size_t dim, size_t rows, uint32_
   if (::ftruncate(fd_, off_t(bytes)) != 0) fail("cannot resize", path);
   map_capacity(rows);
   rows_ = rows;
-  crc_ = rows ? io::crc32c(map_, bytes) : 0;
-  if (crc_ != crc) {
-    ::munmap(map_, capacity_ * dim_ * sizeof(float));
-    ::close(fd_);
-    throw io::FormatError("lookalike: " + path + ": vectors file does not match its index (checksum)");
-  }
+  crc_ = crc;
+}
+
+void VectorFile::verify() const {
+  const uint32_t actual = rows_ ? io::crc32c(map_, rows_ * dim_ * sizeof(float)) : 0;
+  if (actual != crc_)
+    throw io::FormatError("lookalike: " + (path_.empty() ? std::string("temporary vectors file") : path_) +
+                          ": vectors file does not match its index (checksum)");
 }
 
 VectorFile::~VectorFile() {

@@ -8,6 +8,14 @@
 // foreign vectors file detectable. Rows are only ever appended, so an index file
 // saved earlier stays valid while the live index keeps adding; loading it
 // truncates the rows added after that save.
+//
+// Opening checks the size only, so a load costs the same for 1 GB of vectors
+// as for 200 GB (checksumming 205 GB takes minutes, and would pull the whole
+// file through the page cache). The checksum read from the index is kept as
+// what the rows must hash to, extended by every append, and verify() compares
+// the file against it: a full read, run when the caller chooses (after copying
+// an index, before promoting it, on a schedule). A truncated or missing file is
+// still refused at once.
 #pragma once
 
 #include <cstddef>
@@ -22,7 +30,8 @@ class VectorFile {
   // an anonymous temporary file that disappears with the object.
   VectorFile(const std::string& path, size_t dim);
   // An existing file holding at least `rows` rows, cut back to exactly that
-  // many; throws io::FormatError if it is shorter or its CRC32C is not `crc`.
+  // many; throws io::FormatError if it is shorter. `crc` is the CRC32C its rows
+  // must have; only verify() reads them to check it.
   VectorFile(const std::string& path, size_t dim, size_t rows, uint32_t crc);
   ~VectorFile();
   VectorFile(const VectorFile&) = delete;
@@ -32,7 +41,9 @@ class VectorFile {
   void append(const float* rows, size_t n);
   const float* row(size_t i) const { return map_ + i * dim_; }
   size_t rows() const { return rows_; }
-  uint32_t crc() const { return crc_; }  // CRC32C of every row so far
+  uint32_t crc() const { return crc_; }  // the CRC32C every row so far must have
+  // Reads every row; throws io::FormatError if they do not hash to crc().
+  void verify() const;
   const std::string& path() const { return path_; }  // empty for a temporary file
 
   // Writes the rows to `path` atomically (temporary file, fsync, rename), or,

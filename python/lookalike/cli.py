@@ -297,6 +297,22 @@ def _colour_directions(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- indexes -------------------------------------------------------------------------
+
+
+def _index_verify(args: argparse.Namespace) -> int:
+    from lookalike.index import IndexFileError, IvfPqIndex
+
+    try:
+        index = IvfPqIndex.load(args.path)
+        index.verify()
+    except (IndexFileError, OSError) as e:
+        print(f"lookalike: {args.path}: {e}", file=sys.stderr)
+        return 1
+    print(f"{args.path}: ok ({len(index)} vectors, vectors file read in full)")
+    return 0
+
+
 # --- benchmarks ----------------------------------------------------------------------
 
 
@@ -419,6 +435,12 @@ def build_parser() -> argparse.ArgumentParser:
     colour.add_argument("--spaces", default="", help="comma-separated image spaces (default: the image query's)")
     colour.add_argument("--seed", type=int, default=0)
     colour.set_defaults(run=_colour_directions)
+    index = commands.add_parser("index", help="check saved index files")
+    index_commands = index.add_subparsers(dest="index_command", required=True)
+    verify = index_commands.add_parser(
+        "verify", help="load an IVF-PQ index and read its whole vectors file against the index's checksum")
+    verify.add_argument("path", help="the index file (its vectors are PATH.vectors)")
+    verify.set_defaults(run=_index_verify)
 
     from lookalike.loadtest.arguments import add_arguments as add_load_arguments
 

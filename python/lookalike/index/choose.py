@@ -30,7 +30,7 @@ HNSW_MAX_VECTORS = 10_000_000
 KINDS = ("flat", "hnsw", "hnsw-float16", "hnsw-int8", "ivf_pq")
 _HNSW_M = 16
 _ID_MAP_BYTES = 56  # HnswIndex's std::unordered_map, per id
-_IVF_ID_BYTES = 8 + 4 + 24  # slot -> id, list slot number, open-addressing id map
+_IVF_ID_BYTES = 8 + 4 + 12  # slot -> id, list slot number, id map (4-byte buckets, 1/4-3/4 full)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ Parameters (and what they trade):
   fewer codes at a given ``nprobe`` but train slower. Needs ``nlist`` training
   vectors at least (in practice 30-60 per cell).
 - ``m``, ``nbits``: the product-quantiser code, ``m * nbits / 8`` bytes a
-  vector; ``dim`` must be a multiple of ``m``. ``nbits=4`` scans with lookup
+  vector; ``1 <= m <= dim`` (when ``m`` does not divide ``dim`` the
+  sub-spaces differ in width by one). ``nbits=4`` scans with lookup
   tables held in SIMD registers (fast-scan), several times faster than
   ``nbits=8`` at the same bytes; the re-rank repairs its coarser order.
 - ``nprobe``: cells searched per query (override per search): recall vs time.
@@ -31,6 +32,9 @@ Parameters (and what they trade):
 Lifecycle: ``train(sample)`` once on an empty index, then ``add`` / ``upsert``
 / ``delete`` at will. ``save(path)`` writes ``path`` and ``path + ".vectors"``;
 ``load(path)`` maps both back, and later writes append to that vectors file.
+``load`` checks the vectors file's size but does not read it (its cost does
+not grow with the file: checksumming 200 GB takes minutes); ``verify()`` reads
+it all and raises ``IndexFileError`` when it is not what the index wrote.
 Searches run in parallel; writes take the index exclusively.
 """
 
@@ -83,6 +87,14 @@ class IvfPqIndex(NativeIndex):
     @property
     def trained(self) -> bool:
         return self._core.trained
+
+    def verify(self) -> None:
+        """Reads the whole vectors file and raises ``IndexFileError`` when its
+        rows do not match the checksum the index keeps for them (damage on
+        disk, a foreign file). ``load`` leaves this out so that it stays fast;
+        run it after copying an index, before promoting it, or on a schedule.
+        Searches go on meanwhile."""
+        self._core.verify()
 
     def compact(self) -> None:
         """Drops deleted entries from the inverted lists, returning their RAM."""
