@@ -165,20 +165,24 @@ def test_ivf_pq_shards_train_on_a_sample_and_agree_across_runners(ray_session, t
     assert found == [5 * i for i in range(50)]  # every product finds itself across the shards
 
 
-def test_the_command_line_builds_on_ray_and_refuses_to_overwrite(ray_session, tmp_path, capsys):
+def test_the_command_line_builds_shards_and_refuses_to_overwrite(tmp_path, capsys):
+    """reindex runs the in-process build (the Ray runner is the tests above);
+    ingest --ray takes the same arguments."""
     manifest = tmp_path / "c.jsonl"
     rng = np.random.default_rng(1)
     manifest.write_text("".join(json.dumps({"id": i, "vectors": {"v": rng.normal(size=8).tolist()}}) + "\n"
                                 for i in range(20)))
     config = tmp_path / "lookalike.toml"
     config.write_text('[[spaces]]\nname = "v"\ndim = 8\n')
-    args = ["ingest", str(manifest), "--ray", "--out", str(tmp_path / "out"), "--shards", "2", "--config", str(config)]
-    assert main(args) == 0
+    args = [str(manifest), "--out", str(tmp_path / "out"), "--shards", "2", "--config", str(config)]
+    assert main(["reindex", *args]) == 0
     assert "20 products indexed in 2 shard(s), 0 failed" in capsys.readouterr().err
     catalog = Catalog(tmp_path / "out" / "shard-000" / "catalog.sqlite3")
     try:
         assert len(catalog) == sum(shard_of(i, 2) == 0 for i in range(20))
     finally:
         catalog.close()
-    assert main(args) == 1
+    assert main(["ingest", "--ray", *args]) == 1
     assert "shard-000 exists: build into a fresh output directory" in capsys.readouterr().err
+    assert main(["ingest", "--ray", str(manifest)]) == 1
+    assert "a batch build needs --out DIR" in capsys.readouterr().err
