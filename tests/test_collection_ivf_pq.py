@@ -1,16 +1,20 @@
 """A Collection space held in IVF-PQ: it scans exactly until it has buffered
 train_size vectors, then trains itself and moves them in; or a batch build
-trains it on a sample first. Filters, deletes, get, save / load and the
-service config's [[spaces]] work in both states."""
+trains it on a sample first. Filters, deletes, get, save / load, the service
+config's [[spaces]] and a server (with a restart from its snapshot) work in
+both states."""
 
 import numpy as np
 import pytest
 
 from conftest import clustered, exact_knn, recall
+from lookalike.client import Client, Product, packed
 from lookalike.index import Must, Range, UnknownIdError
 from lookalike.index.collection import Collection, SpaceConfig
 from lookalike.index.ivf_space import IvfPqSpace
 from lookalike.service.config import ServiceConfig
+from lookalike.service.server import Server
+from lookalike.v1 import search_pb2
 
 DIM = 32
 IVF = SpaceConfig("visual", DIM, index="ivf_pq", nlist=16, pq_m=8, nbits=4, nprobe=16, rerank_k=200, train_size=400)
@@ -121,3 +125,26 @@ def test_the_service_config_can_ask_for_an_ivf_pq_space(tmp_path):
     (space,) = ServiceConfig.load(path, env={}).spaces
     assert space.index == "ivf_pq" and space.nlist == 16 and space.train_size == 400
     assert isinstance(space.new_index(), IvfPqSpace)
+
+
+
+def test_a_server_serves_an_ivf_pq_space_across_training_and_a_restart(tmp_path):
+    data = clustered(500, DIM, seed=7)
+    config = ServiceConfig(address="127.0.0.1:0", data_dir=str(tmp_path), spaces=(IVF,))
+    for start in (0, 1):
+        server = Server(config)
+        server.start()
+        try:
+            with Client(server.address) as client:
+                if start == 0:
+                    client.upsert([Product(id=i, vectors={"visual": packed(data[i])}) for i in range(300)])
+                    assert client.search(vector=data[4], k=1).plan.plan == "exact_scan"
+                    assert "untrained" in client.stats().spaces[0].index_kind
+                    client.upsert([Product(id=i, vectors={"visual": packed(data[i])}) for i in range(300, 500)])
+                # trained by the first start; loaded from its last snapshot by the second
+                assert client.stats().spaces[0].index_kind.startswith("ivf_pq nlist=16")
+                reply = client.search(vector=data[123], k=3, params=search_pb2.SearchParams(nprobe=4))
+                assert reply.plan.plan == "ivf_pq" and reply.hits[0].id == 123
+                assert client.stats().products == 500
+        finally:
+            server.stop(grace=1)
