@@ -19,7 +19,7 @@ Kinds, with the parameters lookalike.index.choose_index gives them:
     python bench/scaling.py --sizes 20000 --queries 200          # smoke run
     python bench/scaling.py --sizes 100000,1000000 --dim 256 --pq-m 64
 
-Every size's rows are written to the JSON as soon as they are measured, so an
+Every kind's rows are written to the JSON as soon as they are measured, so an
 interrupted run keeps what it finished.
 """
 from __future__ import annotations
@@ -155,16 +155,20 @@ def main(argv=None) -> int:
         base, queries = datasets.clip_like(spec)
         gt = np.ascontiguousarray(datasets.ground_truth(spec, base, queries, 100)[0][:, :K])
         log(f"{n:,} x {args.dim}: data and ground truth in {time.perf_counter() - t:.1f} s")
-        rows = []
+        size = {"n": n, "rows": []}
+        result["sizes"].append(size)
+        runs = []
         if "flat" in kinds or "hnsw" in kinds:  # one float32 graph serves both
-            rows += run_hnsw("hnsw", base, queries, gt, args, with_flat="flat" in kinds)
+            runs.append(lambda: run_hnsw("hnsw", base, queries, gt, args, with_flat="flat" in kinds))
         if "hnsw-int8" in kinds:
-            rows += run_hnsw("hnsw-int8", base, queries, gt, args, with_flat=False)
+            runs.append(lambda: run_hnsw("hnsw-int8", base, queries, gt, args, with_flat=False))
         if "ivf_pq" in kinds:
-            rows += run_ivf_pq(base, queries, gt, args)
-        result["sizes"].append({"n": n, "load_average_at_end": os.getloadavg(), "rows": rows})
-        args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
-        log(f"wrote {args.out}")
+            runs.append(lambda: run_ivf_pq(base, queries, gt, args))
+        for run in runs:
+            size["rows"] += run()
+            size["load_average_at_end"] = os.getloadavg()
+            args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")  # kept if interrupted
+            log(f"wrote {args.out}")
         del base, queries
     print("| n | kind | build s | RAM B/vector | setting | recall@10 | QPS (1 thread) | p50 ms | p99 ms |")
     print("|---|---|---|---|---|---|---|---|---|")
