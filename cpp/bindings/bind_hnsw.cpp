@@ -78,7 +78,7 @@ void bind_hnsw(py::module_& m) {
       });
 
   py::class_<HnswIndex> index_class(m, "HnswIndex");
-  def_id_writes<HnswIndex>(index_class);
+  def_id_methods<HnswIndex>(index_class);
   index_class
       .def(py::init([](size_t dim, const std::string& metric, const std::string& storage, size_t M,
                        size_t ef_construction, size_t ef_search, const std::string& rerank_copies,
@@ -96,18 +96,6 @@ void bind_hnsw(py::module_& m) {
            }),
            py::arg("dim"), py::arg("metric"), py::arg("storage"), py::arg("M"), py::arg("ef_construction"),
            py::arg("ef_search"), py::arg("rerank_copies"), py::arg("seed"))
-      .def(
-          "get",
-          [](const HnswIndex& ix, const CArray<int64_t>& ids) {
-            CArray<float> out({size_t(ids.size()), ix.config().dim});
-            float* dst = out.mutable_data();
-            {
-              py::gil_scoped_release nogil;
-              ix.get(ids.data(), size_t(ids.size()), dst);
-            }
-            return out;
-          },
-          py::arg("ids"))
       .def(
           "search",
           [](const HnswIndex& ix, const CArray<float>& queries, size_t k, size_t ef, const hnsw::Filter* filter,

@@ -175,7 +175,7 @@ void bind_pq(py::module_& m) {
   bind_building_blocks(m);
 
   py::class_<IvfPqIndex> index_class(m, "IvfPqIndex");
-  def_id_writes<IvfPqIndex>(index_class);
+  def_id_methods<IvfPqIndex>(index_class);
   index_class
       .def(py::init([](size_t dim, const std::string& metric, size_t nlist, size_t mm, size_t nbits, size_t nprobe,
                        size_t rerank_k, uint64_t seed, size_t coarse_graph_min_nlist,

@@ -45,10 +45,10 @@ struct KnnArrays {
   }
 };
 
-// The writes by id every index offers alike (add with replace, remove, contains),
-// bound on `cls` for an index type with those methods and config().dim.
+// The writes and reads by id every index offers alike (add with replace, remove,
+// contains, get), bound on `cls` for an index type with those methods and config().dim.
 template <class Index, class Class>
-void def_id_writes(Class& cls) {
+void def_id_methods(Class& cls) {
   namespace py = pybind11;
   cls.def(
          "add",
@@ -66,7 +66,19 @@ void def_id_writes(Class& cls) {
             ix.remove(ids.data(), size_t(ids.size()));
           },
           py::arg("ids"))
-      .def("contains", &Index::contains, py::arg("id"));
+      .def("contains", &Index::contains, py::arg("id"))
+      .def(
+          "get",
+          [](const Index& ix, const CArray<int64_t>& ids) {
+            CArray<float> out({size_t(ids.size()), ix.config().dim});
+            float* dst = out.mutable_data();
+            {
+              py::gil_scoped_release nogil;
+              ix.get(ids.data(), size_t(ids.size()), dst);
+            }
+            return out;
+          },
+          py::arg("ids"));
 }
 
 inline hnsw::Metric parse_metric(const std::string& name) {

@@ -230,6 +230,15 @@ bool IvfPqIndex::contains(int64_t id) const {
   return slot_by_id_.find(id) != IdMap::kAbsent;
 }
 
+void IvfPqIndex::get(const int64_t* ids, size_t n, float* out) const {
+  std::shared_lock<std::shared_mutex> lock(mutex_);
+  for (size_t i = 0; i < n; ++i)
+    if (slot_by_id_.find(ids[i]) == IdMap::kAbsent)
+      throw hnsw::UnknownIdError("id " + id_text(ids[i]) + " is not in the index");
+  for (size_t i = 0; i < n; ++i)
+    std::copy_n(vectors_->row(slot_by_id_.find(ids[i])), config_.dim, out + i * config_.dim);
+}
+
 void IvfPqIndex::compact() {
   std::unique_lock<std::shared_mutex> lock(mutex_);
   if (deleted_in_lists_ == 0) return;

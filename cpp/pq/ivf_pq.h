@@ -121,6 +121,9 @@ class IvfPqIndex {
   // All-or-nothing: an unknown id is an hnsw::UnknownIdError and nothing changes.
   void remove(const int64_t* ids, size_t n);
   bool contains(int64_t id) const;
+  // The stored vectors of n ids (normalised under cosine), read from the
+  // vectors file into out (n x dim); an unknown id is an hnsw::UnknownIdError.
+  void get(const int64_t* ids, size_t n, float* out) const;
 
   void search(const float* query, const IvfSearchParams& params, int64_t* ids, float* dists) const;
   void search_batch(const float* queries, size_t n, const IvfSearchParams& params, int64_t* ids, float* dists,

@@ -2,6 +2,8 @@
 
     lookalike serve  [--config lookalike.toml] [--address HOST:PORT] [--data-dir DIR] [--router]
     lookalike ingest FOLDER | MANIFEST.csv | MANIFEST.jsonl [--address HOST:PORT]
+    lookalike ingest SOURCE --ray --out DIR --shards N [--config lookalike.toml]   shard snapshots, on Ray
+    lookalike build-shards SOURCE --out DIR --shards N [--ray] [--config lookalike.toml]  the same, in process or on Ray
     lookalike search [--image PATH] [--text WORDS] [--product-id ID] [--filter JSON] [-k 10]
     lookalike reindex --model DIR | --rollback | --versions [--address HOST:PORT]
     lookalike model export-clip SOURCE --out DIR   a CLIP checkpoint -> a bundle
@@ -61,6 +63,8 @@ def _ingest(args: argparse.Namespace) -> int:
     source = Path(args.source)
     if not source.exists():
         raise FileNotFoundError(f"{source} does not exist")
+    if args.ray:
+        return _build_shards(args)
     with _client(args) as client:
         try:
             stored, failed = ingest(client, source, batch=args.batch)
@@ -71,6 +75,47 @@ def _ingest(args: argparse.Namespace) -> int:
         print(f"product {result.id}: {result.error}", file=sys.stderr)
     print(f"{stored} products stored, {len(failed)} failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _build_shards(args: argparse.Namespace) -> int:
+    """A batch build of shard data directories (lookalike.batch): the spaces,
+    schema and model of the service config; without [[spaces]], one space per
+    space of the model, its index chosen by each shard's size."""
+    from lookalike.batch import build_shards
+    from lookalike.index.collection import SpaceConfig
+    from lookalike.service.config import ServiceConfig
+
+    if not args.out:
+        raise ValueError("a batch build needs --out DIR (where the shard directories go)")
+    config = ServiceConfig.load(args.config)
+    bundle = config.model_path()
+    spaces = config.spaces
+    if not spaces:
+        if bundle is None:
+            raise ValueError("no [[spaces]] in the config and no model bundle: nothing says what to index")
+        from lookalike.encoders import load_bundle
+
+        spaces = tuple(SpaceConfig(name, s.dim, s.metric) for name, s in load_bundle(bundle).manifest.spaces.items())
+    report = build_shards(Path(args.source), Path(args.out), n_shards=args.shards, spaces=spaces,
+                          schema=config.schema, bundle=bundle, auto_index=not config.spaces,
+                          runner="ray" if args.ray else "local", encoders=args.encoders,
+                          ray_address=args.ray_address, num_cpus=args.num_cpus)
+    for id_, error in list(report.failed.items())[:20]:
+        print(f"product {id_}: {error}", file=sys.stderr)
+    for path, count in zip(report.shards, report.products):
+        print(f"{path}: {count} products", file=sys.stderr)
+    print(f"{sum(report.products)} products indexed in {len(report.shards)} shard(s), {len(report.failed)} failed, "
+          f"{report.seconds:.1f} s", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
+def _add_batch_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--out", help="batch build: where the shard data directories go (must not hold them yet)")
+    command.add_argument("--shards", type=int, default=1, help="batch build: number of shards")
+    command.add_argument("--config", help="batch build: the service's TOML (spaces, schema, model)")
+    command.add_argument("--ray-address", help="a Ray cluster to run on (default: a local Ray)")
+    command.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: every core)")
+    command.add_argument("--encoders", type=int, default=1, help="Ray actors encoding photos, one session each")
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -344,6 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "ingest":
             command.add_argument("source", help="a folder of images, or a .csv / .jsonl manifest (see lookalike.ingest)")
             command.add_argument("--batch", type=int, default=64, help="products per message")
+            command.add_argument("--ray", action="store_true",
+                                 help="build shard snapshots on Ray instead of sending to a server (as build-shards --ray)")
+            _add_batch_arguments(command)
         else:
             command.add_argument("--image", help="a photo to search with")
             command.add_argument("--text", help="words to search with (with --image: a hybrid query)")
@@ -364,6 +412,13 @@ def build_parser() -> argparse.ArgumentParser:
     reindex.add_argument("--address", default="127.0.0.1:50051")
     reindex.add_argument("--timeout", type=float, default=60.0, help="seconds per call")
     reindex.set_defaults(run=_reindex)
+
+    build = commands.add_parser("build-shards", help="build shard data directories from a catalog (a batch "
+                                                     "build; with a new model, an offline re-index)")
+    build.add_argument("source", help="a folder of images, or a .csv / .jsonl manifest")
+    build.add_argument("--ray", action="store_true", help="run as a Ray Data pipeline")
+    _add_batch_arguments(build)
+    build.set_defaults(run=_build_shards)
 
     model = commands.add_parser("model", help="build, export and check model bundles")
     model_commands = model.add_subparsers(dest="model_command", required=True)
@@ -457,10 +512,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except ModuleNotFoundError as e:
+        if e.name == "ray":
+            print("lookalike: ray is not installed; batch builds on Ray need: pip install 'lookalike[ray]'",
+                  file=sys.stderr)
+            return 2
         print(f"lookalike: {e.name} is not installed; the model commands need: pip install 'lookalike[build]'",
               file=sys.stderr)
         return 2
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"lookalike: {e}", file=sys.stderr)
         return 1
 

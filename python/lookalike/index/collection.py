@@ -1,9 +1,10 @@
 """Collection: the products of a catalog as the search service sees them.
 
-One or more named vector spaces (an HnswIndex each, e.g. "clip" for photos and
-texts in one space, "visual" for photo-to-photo), plus filterable attributes (an
-AttributeStore), all keyed by the same int64 product ids. Every product has a
-vector in every space.
+One or more named vector spaces (e.g. "clip" for photos and texts in one space,
+"visual" for photo-to-photo), each an HnswIndex or an IVF-PQ index (IvfPqSpace,
+which trains itself once it has buffered enough vectors), plus filterable
+attributes (an AttributeStore), all keyed by the same int64 product ids. Every
+product has a vector in every space.
 
     collection = Collection([SpaceConfig("clip", 512)], {"category": "keyword", "price": "numeric"})
     collection.upsert(ids, {"clip": vectors}, {"category": cats, "price": prices})
@@ -31,36 +32,80 @@ import numpy.typing as npt
 
 from lookalike.index.arrays import as_ids, as_vectors
 from lookalike.index.attributes import AttributeStore
+from lookalike.index.choose import IndexChoice, choose_index
 from lookalike.index.filter import Filter
 from lookalike.index.hnsw import HnswIndex
+from lookalike.index.ivf_space import IvfPqSpace
 
 _MANIFEST = "collection.json"
 _FORMAT_VERSION = 1
 
 
+INDEX_KINDS = ("hnsw", "ivf_pq")
+
+
 @dataclass(frozen=True)
 class SpaceConfig:
-    """One vector space and the HNSW index that holds it (see HnswIndex for
-    what each parameter trades). The default storage, int8 codes re-ranked on
-    float16 copies, was the fastest of our measured configurations at recall@10
-    0.95 and holds less memory than float32 alone (README)."""
+    """One vector space and the index that holds it: ``index="hnsw"`` (the
+    default; see HnswIndex for what storage, rerank, M, ef_construction and
+    ef_search trade) or ``"ivf_pq"`` (see IvfPqIndex for nlist, pq_m, nbits,
+    nprobe, rerank_k; ``pq_m=0`` is dim / 8). An IVF-PQ space trains itself on
+    its first ``train_size`` vectors (0: 32 x nlist), scanned exactly until then
+    (ivf_space.py). The default HNSW storage, int8 codes re-ranked on float16
+    copies, was the fastest of our measured configurations at recall@10 0.95
+    and holds less memory than float32 alone (README). ``for_size`` picks the
+    kind and parameters by the number of vectors, as choose_index does."""
 
     name: str
     dim: int
     metric: str = "cosine"
+    index: str = "hnsw"
+    # HNSW
     storage: str = "int8"
     rerank: str | None = "float16"
     M: int = 16
     ef_construction: int = 200
     ef_search: int = 64
+    # IVF-PQ
+    nlist: int = 1024
+    pq_m: int = 0
+    nbits: int = 4
+    nprobe: int = 16
+    rerank_k: int = 100
+    train_size: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isidentifier():
             raise ValueError(f"space names are identifiers such as 'clip', got {self.name!r}")
+        if self.index not in INDEX_KINDS:
+            raise ValueError(f"space '{self.name}': index must be one of {', '.join(INDEX_KINDS)}, got {self.index!r}")
         if self.rerank == "":  # how a config file (TOML has no null) says "no re-ranking copies"
             object.__setattr__(self, "rerank", None)
+        if self.index == "ivf_pq":
+            m = self.pq_m or 1
+            if self.pq_m < 0 or self.dim % m or self.nbits not in (4, 8) or self.nlist < 1 or self.train_size < 0:
+                raise ValueError(f"space '{self.name}': IVF-PQ needs pq_m dividing dim ({self.dim}), nbits 4 or 8, "
+                                 f"nlist >= 1, train_size >= 0; got pq_m={self.pq_m}, nbits={self.nbits}, "
+                                 f"nlist={self.nlist}, train_size={self.train_size}")
+            if self.train_size and self.train_size < max(self.nlist, 2 ** self.nbits):
+                raise ValueError(f"space '{self.name}': train_size {self.train_size} is below what training needs "
+                                 f"(nlist {self.nlist} and 2^nbits {2 ** self.nbits} vectors at least)")
 
-    def new_index(self) -> HnswIndex:
+    @classmethod
+    def for_size(cls, name: str, dim: int, n: int, metric: str = "cosine",
+                 memory_budget: int | None = None) -> SpaceConfig:
+        """The space choose_index recommends for n vectors (flat becomes a
+        float32 HNSW: the collection may outgrow the scan)."""
+        choice: IndexChoice = choose_index(n, dim, memory_budget)
+        p = choice.params
+        if choice.kind == "ivf_pq":
+            return cls(name, dim, metric, index="ivf_pq", nlist=p["nlist"], pq_m=p["m"], nbits=p["nbits"],
+                       nprobe=p["nprobe"], rerank_k=p["rerank_k"])
+        return cls(name, dim, metric, storage=p.get("storage", "float32"), rerank=p.get("rerank"), M=p["M"])
+
+    def new_index(self) -> HnswIndex | IvfPqSpace:
+        if self.index == "ivf_pq":
+            return IvfPqSpace(self)
         return HnswIndex(self.dim, self.metric, M=self.M, ef_construction=self.ef_construction,
                          ef_search=self.ef_search, storage=self.storage, rerank=self.rerank)
 
@@ -113,8 +158,15 @@ class Collection:
             raise KeyError(f"unknown vector space {name!r} (the collection has: {', '.join(self._configs)})")
         return self._configs[name]
 
-    def index(self, name: str | None) -> HnswIndex:
+    def index(self, name: str | None) -> HnswIndex | IvfPqSpace:
         return self._indexes[self.space(name).name]
+
+    def describe_index(self, name: str | None) -> str:
+        """The index kind of a space in words (the service's Stats)."""
+        config, index = self.space(name), self.index(name)
+        if isinstance(index, IvfPqSpace):
+            return index.describe()
+        return f"hnsw {config.storage}" + (f" + {config.rerank} re-rank" if index.rerank else "") + f", M={config.M}"
 
     def __len__(self) -> int:
         return len(self._indexes[self._default])
@@ -153,6 +205,16 @@ class Collection:
                 self._attributes.clear(replaced, unnamed)
             for name, v in checked.items():
                 self._indexes[name].upsert(ids, v)
+
+    def train(self, space: str, sample: npt.ArrayLike, *, threads: int = 0) -> None:
+        """Trains an IVF-PQ space on ``sample`` now (a batch build, before its
+        adds) instead of on its first train_size vectors."""
+        index = self.index(space)
+        if not isinstance(index, IvfPqSpace):
+            raise ValueError(f"space '{space}' is {self.space(space).index}: only ivf_pq spaces are trained")
+        with self._write_lock:
+            index.train(self._checked_vectors(self.space(space).name, sample, len(np.asarray(sample))),
+                        threads=threads)
 
     def delete(self, ids: npt.ArrayLike) -> list[int]:
         """Deletes the products that exist and returns the ids that did not."""
@@ -216,16 +278,19 @@ class Collection:
         return self._attributes.compile(filter)
 
     def search(self, space: str | None, query: npt.ArrayLike, k: int, *, filter: Filter | Any = None,
-               ef: int | None = None, rerank: bool = True, exact: bool = False,
+               ef: int | None = None, nprobe: int | None = None, rerank: bool = True, exact: bool = False,
                exclude: int | None = None) -> Hits:
         """The k best products for one query vector of ``space``. ``filter`` is a
         clause of lookalike.index.filter (or already compiled); ``exclude`` drops
-        one id from the hits ("more like this" leaves out its own product)."""
+        one id from the hits ("more like this" leaves out its own product).
+        ``ef`` tunes an HNSW space, ``nprobe`` an IVF-PQ one; each is ignored by the other."""
         config = self.space(space)
         native = self.compile_filter(filter) if isinstance(filter, (Filter, Mapping)) else filter
         want = k + (exclude is not None)
-        ids, dists, stats = self._indexes[config.name].search(
-            query, want, ef=ef, filter=native, rerank=rerank, exact=exact, return_stats=True)
+        index = self._indexes[config.name]
+        tuning = {"nprobe": nprobe} if isinstance(index, IvfPqSpace) else {}
+        ids, dists, stats = index.search(
+            query, want, ef=ef, filter=native, rerank=rerank, exact=exact, return_stats=True, **tuning)
         keep = ids >= 0
         if exclude is not None:
             keep &= ids != exclude
@@ -261,8 +326,10 @@ class Collection:
             for name, index in self._indexes.items():
                 index.save(directory / f"space_{name}.lkl")
             self._attributes.save(directory / "attributes.lka")
+            trained = [n for n, ix in self._indexes.items() if isinstance(ix, IvfPqSpace) and ix.trained]
         manifest = {"format_version": _FORMAT_VERSION, "default_space": self._default,
-                    "spaces": [asdict(c) for c in self._configs.values()], "schema": self.schema}
+                    "spaces": [asdict(c) for c in self._configs.values()], "schema": self.schema,
+                    "trained_ivf_pq_spaces": trained}
         tmp = directory / (_MANIFEST + ".tmp")
         tmp.write_text(json.dumps(manifest, indent=2))
         with open(tmp, "rb") as f:
@@ -284,8 +351,11 @@ class Collection:
         if version != _FORMAT_VERSION:
             raise ValueError(f"{path}: unsupported collection format version {version}")
         collection = cls(configs, manifest.get("schema", {}), manifest.get("default_space"))
+        trained = set(manifest.get("trained_ivf_pq_spaces", []))
         for c in configs:
-            collection._indexes[c.name] = HnswIndex.load(directory / f"space_{c.name}.lkl")
+            path = directory / f"space_{c.name}.lkl"
+            collection._indexes[c.name] = (IvfPqSpace.load(path, c, c.name in trained) if c.index == "ivf_pq"
+                                           else HnswIndex.load(path))
         collection._attributes = AttributeStore.load(directory / "attributes.lka")
         return collection
 

@@ -32,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lookalike import _core
-from lookalike.index.arrays import as_ids, as_vectors
+from lookalike.index.arrays import as_vectors
 from lookalike.index.filter import Filter
 from lookalike.index.filters import IdFilter
 from lookalike.index.native import NativeIndex, SearchResult, check_filter, check_positive, thread_count
@@ -79,10 +79,6 @@ class HnswIndex(NativeIndex):
         self._core.compact()
 
     # --- reads ----------------------------------------------------------------
-
-    def get(self, ids: npt.ArrayLike) -> np.ndarray:
-        """The stored vectors of ids, shape (n, dim) (normalised under cosine)."""
-        return self._core.get(as_ids(ids))
 
     def search(
         self,

@@ -72,6 +72,13 @@ class NativeIndex:
         """Reclaims the space of deleted vectors."""
         self._core.compact()
 
+    # --- reads ----------------------------------------------------------------
+
+    def get(self, ids: npt.ArrayLike) -> np.ndarray:
+        """The stored vectors of ids, shape (n, dim) (normalised under cosine).
+        An unknown id raises UnknownIdError (a KeyError)."""
+        return self._core.get(as_ids(ids))
+
     # --- introspection --------------------------------------------------------
 
     def __len__(self) -> int:

@@ -1,35 +1,36 @@
-"""Which shard owns a product: a stable hash of its id, modulo the number of shards.
+"""Which shard owns a product id: the one rule the batch builder and the router share.
 
-The hash is the splitmix64 finaliser (Steele, Lea and Flood's SplitMix64 output
-mix) of the id read as an unsigned 64-bit integer. Product ids are often dense
-or sequential; the finaliser spreads neighbouring ids over the whole 64-bit
-range, so `hash % n` is even for any n, and it is a fixed function of the id
-alone: the same id lands on the same shard on every machine, in every process
-and in every version, which the routing of writes depends on.
+The hash is the splitmix64 finaliser of the id's 64 bits, so neighbouring ids
+(catalogs often number products sequentially) spread evenly over the shards,
+and the mapping is the same on every machine, Python version and process (the
+built-in ``hash`` is not). Changing it moves products between shards, so its
+values are pinned by a test.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import numpy.typing as npt
 
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
+_GOLDEN_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX_2 = np.uint64(0x94D049BB133111EB)
 
 
-def splitmix64(ids: npt.ArrayLike) -> np.ndarray:
-    """The splitmix64 finaliser of int64 ids, as uint64 (wrapping arithmetic)."""
+def splitmix64(ids) -> np.ndarray:
+    """The splitmix64 finaliser of each int64 id viewed as uint64 (wrap-around arithmetic)."""
     x = np.asarray(ids, dtype=np.int64).astype(np.uint64)
     with np.errstate(over="ignore"):
-        x = (x ^ (x >> np.uint64(30))) * _MIX1
-        x = (x ^ (x >> np.uint64(27))) * _MIX2
+        x = x + _GOLDEN_GAMMA
+        x = (x ^ (x >> np.uint64(30))) * _MIX_1
+        x = (x ^ (x >> np.uint64(27))) * _MIX_2
     return x ^ (x >> np.uint64(31))
 
 
-def shard_of(ids: npt.ArrayLike, n_shards: int) -> np.ndarray | np.int64:
-    """The shard (0..n_shards-1) of each id, as int64: an array for an array of
-    ids, a scalar for one id."""
-    if n_shards < 1:
-        raise ValueError(f"n_shards must be >= 1, got {n_shards}")
+def shard_of(ids, n_shards: int):
+    """The shard (0 .. n_shards-1) of each id: an int64 array, or an int for a scalar id."""
+    if isinstance(n_shards, bool) or not isinstance(n_shards, (int, np.integer)) or n_shards < 1:
+        raise ValueError(f"n_shards must be a positive integer, got {n_shards!r}")
     shards = (splitmix64(ids) % np.uint64(n_shards)).astype(np.int64)
-    return shards[()] if shards.ndim == 0 else shards
+    if shards.ndim == 0:
+        return int(shards)
+    return shards

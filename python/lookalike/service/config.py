@@ -15,6 +15,11 @@ lookalike-data/models/default` builds it offline), one index per space of it.
     dim = 384
     storage = "float16"
     rerank = ""                          # no re-ranking copies (TOML has no null)
+    [[spaces]]
+    name = "visual"
+    dim = 1280
+    index = "ivf_pq"                     # IVF-PQ: trains itself on its first train_size vectors
+    nlist = 1024                         # (exact scan until then); see SpaceConfig
     [limits]
     max_k = 1000
     [durability]

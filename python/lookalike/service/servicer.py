@@ -179,7 +179,8 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         t = time.perf_counter()
         params = request.params
         hits = self._collection.search(space, query, want, filter=native, ef=params.ef or None,
-                                       rerank=not params.no_rerank, exact=params.exact, exclude=exclude)
+                                       nprobe=params.nprobe or None, rerank=not params.no_rerank,
+                                       exact=params.exact, exclude=exclude)
         timings.search_us = micros(time.perf_counter() - t)
 
         ids, scores = self._feedback.boost(space, text, hits.ids, hits.scores)
@@ -401,8 +402,8 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             response.model_id = encoder.model_id
         for name, config in self._collection.spaces.items():
             index = self._collection.index(name)
-            kind = f"hnsw {config.storage}" + (f" + {config.rerank} re-rank" if index.rerank else "") + f", M={config.M}"
-            response.spaces.add(name=name, dim=config.dim, metric=config.metric, index_kind=kind,
+            response.spaces.add(name=name, dim=config.dim, metric=config.metric,
+                                index_kind=self._collection.describe_index(name),
                                 memory_bytes=index.memory_usage()["total_bytes"], deleted=index.deleted_count,
                                 has_image_encoder=encoder is not None and name in encoder.image_spaces,
                                 has_text_encoder=encoder is not None and name in encoder.text_spaces)
