@@ -6,6 +6,7 @@
     lookalike model export-clip SOURCE --out DIR   a CLIP checkpoint -> a bundle
     lookalike model build-default --out DIR        the offline default bundle
     lookalike model check DIR                      validate a bundle and print it
+    lookalike train head --catalog DIR --bundle DIR --out DIR   fine-tune a projection head
     lookalike bench load [--mode open|closed|ramp|soak] [--rate R] [--mix vector=3,text=1] ...
 
 Clients (ingest, search) read the API key from LOOKALIKE_API_KEY when the server
@@ -122,6 +123,26 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_head(args: argparse.Namespace) -> int:
+    from lookalike.encoders import Encoder, RuntimeConfig
+    from lookalike.eval.relevance import load_labelled_catalog
+    from lookalike.train.finetune import finetune, format_comparison
+    from lookalike.train.head import HeadConfig
+
+    config = HeadConfig(loss=args.loss, margin=args.margin, out_dim=args.dim, steps=args.steps, lr=args.lr,
+                        seed=args.seed)
+    spaces = [s for s in (args.spaces or "").split(",") if s] or None
+    result = finetune(load_labelled_catalog(args.catalog), Encoder(args.bundle, RuntimeConfig(device="cpu")),
+                      args.out, spaces=spaces, config=config, held_out_fraction=args.held_out,
+                      license=args.license, progress=lambda s: print(f"\r{s}   ", end="", file=sys.stderr))
+    print(file=sys.stderr)
+    print(format_comparison(result))
+    if args.report:
+        Path(args.report).write_text(json.dumps({"before": result.before, "after": result.after}, indent=2) + "\n")
+    print(f"wrote the tuned bundle to {result.bundle}")
+    return 0
+
+
 # --- benchmarks ----------------------------------------------------------------------
 
 
@@ -180,6 +201,26 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("bundle", help="the bundle folder")
     check.set_defaults(run=_check)
 
+    train = commands.add_parser("train", help="fine-tune on a labelled catalog")
+    train_commands = train.add_subparsers(dest="train_command", required=True)
+    head = train_commands.add_parser(
+        "head", help="train a projection head on a bundle's embeddings and export a tuned bundle")
+    head.add_argument("--catalog", required=True, help="a labelled catalog folder (see lookalike.eval.relevance)")
+    head.add_argument("--bundle", required=True, help="the bundle to tune")
+    head.add_argument("--out", required=True, help="the tuned bundle folder to write")
+    head.add_argument("--spaces", help="comma-separated spaces to tune (default: the image query space)")
+    head.add_argument("--loss", choices=("triplet", "contrastive"), default="triplet",
+                      help="triplet with semi-hard negatives, or contrastive")
+    head.add_argument("--margin", type=float, default=0.2, help="loss margin on squared distances")
+    head.add_argument("--dim", type=int, help="the head's output dimension (default: the space's)")
+    head.add_argument("--steps", type=int, default=300, help="training batches")
+    head.add_argument("--lr", type=float, default=1e-3)
+    head.add_argument("--held-out", type=float, default=0.5, help="fraction of each category's products held out")
+    head.add_argument("--seed", type=int, default=0)
+    head.add_argument("--license", default="see the catalog's images", help="the training data's licence, for the manifest")
+    head.add_argument("--report", help="write the before/after metrics to this JSON file")
+    head.set_defaults(run=_train_head)
+
     from lookalike.loadtest.arguments import add_arguments as add_load_arguments
 
     bench = commands.add_parser("bench", help="load-test a running server")
@@ -195,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except ModuleNotFoundError as e:
-        print(f"lookalike: {e.name} is not installed; the model commands need: pip install 'lookalike[build]'",
+        print(f"lookalike: {e.name} is not installed; the model and train commands need: pip install 'lookalike[build]'",
               file=sys.stderr)
         return 2
     except (ValueError, FileNotFoundError) as e:
