@@ -147,3 +147,20 @@ def test_a_tuned_bundle_must_not_overwrite_its_source(tiny_clip_bundle):
     with pytest.raises(ValueError, match="shape"):
         export_tuned_bundle(tiny_clip_bundle, {"joint": np.eye(5, dtype=np.float32)}, "unused",
                             trained_on="x", license="x")
+
+
+def test_the_train_command_writes_a_bundle_and_a_report(synthetic, tmp_path, capsys):
+    from lookalike.cli import main
+
+    bundle = make_tiny_conv_bundle(tmp_path / "tiny-conv")
+    report = tmp_path / "report.json"
+    code = main(["train", "head", "--catalog", str(synthetic.folder), "--bundle", str(bundle), "--out",
+                 str(tmp_path / "tuned"), "--steps", "20", "--dim", "16", "--report", str(report)])
+    assert code == 0
+    assert load_bundle(tmp_path / "tuned").manifest.spaces["visual"].dim == 16
+    assert set(json.loads(report.read_text())) == {"before", "after"}
+    assert "held-out split: 60 products (trained on 60)" in capsys.readouterr().out
+    # A space the image tower does not write is named.
+    code = main(["train", "head", "--catalog", str(synthetic.folder), "--bundle", str(bundle), "--out",
+                 str(tmp_path / "other"), "--spaces", "joint"])
+    assert code == 1 and "space 'joint' is not written by the bundle's image tower" in capsys.readouterr().err

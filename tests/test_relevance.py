@@ -73,3 +73,15 @@ def test_the_emoji_catalog_pairs_two_designs_of_each_item(tmp_path):
     assert "CC-BY 4.0" in (tmp_path / "LICENSES.txt").read_text()
     with pytest.raises(ValueError, match="unknown subgroup"):
         build_emoji_catalog(tmp_path, ["flags"])
+
+
+def test_the_report_command_of_an_image_only_bundle(synthetic, tmp_path, capsys):
+    from lookalike.eval.relevance import main
+    from synthetic_catalog import make_tiny_conv_bundle
+
+    out = tmp_path / "report.json"
+    assert main(["--catalog", str(synthetic.folder), "--bundle", str(make_tiny_conv_bundle(tmp_path / "b")),
+                 "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert set(report) == {"image"} and report["image"]["queries"] == 24  # no text tower: no text queries
+    assert "precision@5" in capsys.readouterr().out
