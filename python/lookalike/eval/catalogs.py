@@ -31,6 +31,10 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 # Subgroups that look like what a shop sells, each with at least 11 emoji.
 SUBGROUPS = (
@@ -90,7 +94,7 @@ def _twemoji_code(unified: str) -> str:
     return "-".join(code for code in unified.lower().split("-") if code != "fe0f")
 
 
-def render_openmoji(chars: str, font) -> "Image.Image":
+def render_openmoji(chars: str, font) -> Image.Image:
     """An emoji drawn by OpenMoji's COLR font on white, cropped to its ink."""
     from PIL import Image, ImageChops, ImageDraw
 

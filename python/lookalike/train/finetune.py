@@ -109,8 +109,9 @@ def finetune(catalog: LabelledCatalog, encoder, out: str | Path, *, spaces: Sequ
     manifest = encoder.bundle.manifest
     searched = query_spaces(manifest)
     spaces = tuple(spaces or [searched["image"]])
+    image = manifest.towers.get("image")
     for space in spaces:
-        if space not in manifest.spaces or space not in manifest.towers["image"].outputs.values():
+        if image is None or space not in image.outputs.values():
             raise ValueError(f"space {space!r} is not written by the bundle's image tower")
     embeddings = embed_catalog(encoder, catalog, progress)
     split = split_items(catalog, held_out_fraction, config.seed)
