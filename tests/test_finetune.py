@@ -158,7 +158,7 @@ def test_the_train_command_writes_a_bundle_and_a_report(synthetic, tmp_path, cap
                  str(tmp_path / "tuned"), "--steps", "20", "--dim", "16", "--report", str(report)])
     assert code == 0
     assert load_bundle(tmp_path / "tuned").manifest.spaces["visual"].dim == 16
-    assert set(json.loads(report.read_text())) == {"before", "after"}
+    assert set(json.loads(report.read_text())) == {"before", "after", "training_half_after"}
     assert "held-out split: 60 products (trained on 60)" in capsys.readouterr().out
     # A space the image tower does not write is named.
     code = main(["train", "head", "--catalog", str(synthetic.folder), "--bundle", str(bundle), "--out",

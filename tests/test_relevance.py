@@ -39,6 +39,10 @@ def test_a_bad_query_line_is_named(tmp_path):
         f.write(json.dumps({"id": "x", "text": "hat", "relevant_category": "hats"}) + "\n")
     with pytest.raises(ValueError, match=r"queries.jsonl:17: .*relevant_category .*'hats'"):
         load_labelled_catalog(folder)
+    lines = (folder / "queries.jsonl").read_text().splitlines()
+    (folder / "queries.jsonl").write_text("\n".join(lines[:16] + lines[:1]) + "\n")
+    with pytest.raises(ValueError, match="query id 'i0' is used twice"):
+        load_labelled_catalog(folder)
 
 
 def test_the_report_scores_what_the_collection_returns(synthetic, tiny_clip_bundle):

@@ -130,7 +130,7 @@ def _train_head(args: argparse.Namespace) -> int:
     from lookalike.train.head import HeadConfig
 
     config = HeadConfig(loss=args.loss, margin=args.margin, out_dim=args.dim, steps=args.steps, lr=args.lr,
-                        seed=args.seed)
+                        weight_decay=args.weight_decay, seed=args.seed)
     spaces = [s for s in (args.spaces or "").split(",") if s] or None
     result = finetune(load_labelled_catalog(args.catalog), Encoder(args.bundle, RuntimeConfig(device="cpu")),
                       args.out, spaces=spaces, config=config, held_out_fraction=args.held_out,
@@ -138,7 +138,8 @@ def _train_head(args: argparse.Namespace) -> int:
     print(file=sys.stderr)
     print(format_comparison(result))
     if args.report:
-        Path(args.report).write_text(json.dumps({"before": result.before, "after": result.after}, indent=2) + "\n")
+        Path(args.report).write_text(json.dumps({"before": result.before, "after": result.after,
+                                                 "training_half_after": result.fit}, indent=2) + "\n")
     print(f"wrote the tuned bundle to {result.bundle}")
     return 0
 
@@ -215,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     head.add_argument("--dim", type=int, help="the head's output dimension (default: the space's)")
     head.add_argument("--steps", type=int, default=300, help="training batches")
     head.add_argument("--lr", type=float, default=1e-3)
+    head.add_argument("--weight-decay", type=float, default=1e-2, help="pull of the head toward the identity")
     head.add_argument("--held-out", type=float, default=0.5, help="fraction of each category's products held out")
     head.add_argument("--seed", type=int, default=0)
     head.add_argument("--license", default="see the catalog's images", help="the training data's licence, for the manifest")

@@ -94,6 +94,11 @@ def load_labelled_catalog(folder: str | Path) -> LabelledCatalog:
         for number, line in enumerate(f, 1):
             if line.strip():
                 catalog.queries.append(_query(json.loads(line), known_categories, f"{folder / 'queries.jsonl'}:{number}"))
+    seen: set[str] = set()
+    for query in catalog.queries:
+        if query.id in seen:
+            raise ValueError(f"{folder / 'queries.jsonl'}: query id {query.id!r} is used twice")
+        seen.add(query.id)
     return catalog
 
 
@@ -195,10 +200,12 @@ def score(catalog: LabelledCatalog, kind: str, rankings: Sequence[Sequence[int]]
 
 
 def relevance_report(catalog: LabelledCatalog, encoder, ks: Sequence[int] = KS,
-                     progress: Callable[[str], None] | None = None) -> dict[str, dict[str, float]]:
-    """{query kind: mean metrics} of ``encoder``'s bundle on ``catalog``."""
+                     progress: Callable[[str], None] | None = None,
+                     embeddings: Embeddings | None = None) -> dict[str, dict[str, float]]:
+    """{query kind: mean metrics} of ``encoder``'s bundle on ``catalog``
+    (``embeddings``: the catalog already encoded by that bundle)."""
     manifest = encoder.bundle.manifest
-    embeddings = embed_catalog(encoder, catalog, progress)
+    embeddings = embeddings or embed_catalog(encoder, catalog, progress)
     metrics = {name: s.metric for name, s in manifest.spaces.items()}
     rankings = collection_rankings(catalog, embeddings, query_spaces(manifest), metrics, max(ks))
     return {kind: score(catalog, kind, r, ks) for kind, r in rankings.items() if r}

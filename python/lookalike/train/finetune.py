@@ -96,16 +96,18 @@ def search_metrics(catalog: LabelledCatalog, embeddings: Embeddings, spaces: Map
 class FinetuneResult:
     split: Split
     spaces: tuple[str, ...]
-    before: dict[str, dict[str, float]]
-    after: dict[str, dict[str, float]]
+    before: dict[str, dict[str, float]]  # held-out half, untuned
+    after: dict[str, dict[str, float]]  # held-out half, tuned
+    fit: dict[str, dict[str, float]]  # training half, tuned
     bundle: Path
 
 
 def finetune(catalog: LabelledCatalog, encoder, out: str | Path, *, spaces: Sequence[str] | None = None,
              config: HeadConfig = HeadConfig(), held_out_fraction: float = 0.5, license: str = "see the catalog",
-             progress: Callable[[str], None] | None = None) -> FinetuneResult:
+             progress: Callable[[str], None] | None = None, embeddings: Embeddings | None = None) -> FinetuneResult:
     """Tunes ``spaces`` (default: the space image queries search) of
-    ``encoder``'s bundle on ``catalog``; writes the tuned bundle to ``out``."""
+    ``encoder``'s bundle on ``catalog``; writes the tuned bundle to ``out``.
+    ``embeddings``: the catalog already encoded by that bundle."""
     manifest = encoder.bundle.manifest
     searched = query_spaces(manifest)
     spaces = tuple(spaces or [searched["image"]])
@@ -113,7 +115,7 @@ def finetune(catalog: LabelledCatalog, encoder, out: str | Path, *, spaces: Sequ
     for space in spaces:
         if image is None or space not in image.outputs.values():
             raise ValueError(f"space {space!r} is not written by the bundle's image tower")
-    embeddings = embed_catalog(encoder, catalog, progress)
+    embeddings = embeddings or embed_catalog(encoder, catalog, progress)
     split = split_items(catalog, held_out_fraction, config.seed)
     train, held_out = catalog.subset(split.train), catalog.subset(split.held_out)
     train_vectors, held_vectors = embeddings.rows(catalog, train), embeddings.rows(catalog, held_out)
@@ -125,15 +127,18 @@ def finetune(catalog: LabelledCatalog, encoder, out: str | Path, *, spaces: Sequ
         heads[space] = train_head(vectors, codes, config, progress=(lambda s, sp=space: progress(f"{sp}: {s}"))
                                   if progress else None)
     after = search_metrics(held_out, held_vectors, searched, heads)
+    # The same search on the training half shows how much of the fit carries over.
+    fit = search_metrics(train, train_vectors, searched, heads)
     record = {"catalog": catalog.folder.name, "spaces": list(spaces), "train_items": len(split.train),
               "held_out_items": len(split.held_out), "categories": len(set(catalog.categories)),
-              "head": asdict(config), "held_out_before": before, "held_out_after": after}
+              "head": asdict(config), "held_out_before": before, "held_out_after": after,
+              "training_half_after": fit}
     tuned = export_tuned_bundle(
         encoder.bundle, heads, out, license=license, record=json.dumps(record, sort_keys=True),
         trained_on=f"{len(split.train)} products of {len(set(train.categories))} categories of catalog "
                    f"{catalog.folder.name!r}, {config.loss} loss, seed {config.seed}")
     _check_tuned(tuned, encoder, catalog, heads)
-    return FinetuneResult(split, spaces, before, after, tuned.path)
+    return FinetuneResult(split, spaces, before, after, fit, tuned.path)
 
 
 def _check_tuned(tuned, encoder, catalog: LabelledCatalog, heads: Mapping[str, np.ndarray]) -> None:
@@ -157,4 +162,6 @@ def format_comparison(result: FinetuneResult) -> str:
     for kind in result.before:
         for when, report in (("before", result.before), ("after", result.after)):
             lines.append(f"{kind:<6} {when:<7} " + " ".join(f"{report[kind][c]:>11.3f}" for c in columns))
+    fit = ", ".join(f"{kind} {m['precision@5']:.3f}" for kind, m in result.fit.items())
+    lines.append(f"(precision@5 of the training half, tuned: {fit})")
     return "\n".join(lines)
