@@ -11,7 +11,7 @@
 
 Writes bench/results/relevance.json (and the catalog, bundles under --work).
 
-    python bench/relevance.py                      # ~5 min on 2 idle cores
+    python bench/relevance.py                      # ~2.5 min on the shared 2-core VM
 """
 
 from __future__ import annotations
