@@ -129,8 +129,10 @@ def _train_head(args: argparse.Namespace) -> int:
     from lookalike.train.finetune import finetune, format_comparison
     from lookalike.train.head import HeadConfig
 
-    config = HeadConfig(loss=args.loss, margin=args.margin, out_dim=args.dim, steps=args.steps, lr=args.lr,
-                        weight_decay=args.weight_decay, seed=args.seed)
+    # Options left out keep HeadConfig's defaults (documented there).
+    given = {"loss": args.loss, "margin": args.margin, "out_dim": args.dim, "steps": args.steps, "lr": args.lr,
+             "weight_decay": args.weight_decay, "seed": args.seed}
+    config = HeadConfig(**{name: value for name, value in given.items() if value is not None})
     spaces = [s for s in (args.spaces or "").split(",") if s] or None
     result = finetune(load_labelled_catalog(args.catalog), Encoder(args.bundle, RuntimeConfig(device="cpu")),
                       args.out, spaces=spaces, config=config, held_out_fraction=args.held_out,
@@ -210,15 +212,15 @@ def build_parser() -> argparse.ArgumentParser:
     head.add_argument("--bundle", required=True, help="the bundle to tune")
     head.add_argument("--out", required=True, help="the tuned bundle folder to write")
     head.add_argument("--spaces", help="comma-separated spaces to tune (default: the image query space)")
-    head.add_argument("--loss", choices=("triplet", "contrastive"), default="triplet",
-                      help="triplet with semi-hard negatives, or contrastive")
-    head.add_argument("--margin", type=float, default=0.2, help="loss margin on squared distances")
+    head.add_argument("--loss", choices=("triplet", "contrastive"),
+                      help="triplet with semi-hard negatives (default), or contrastive")
+    head.add_argument("--margin", type=float, help="loss margin on squared distances (default 0.2)")
     head.add_argument("--dim", type=int, help="the head's output dimension (default: the space's)")
-    head.add_argument("--steps", type=int, default=300, help="training batches")
-    head.add_argument("--lr", type=float, default=1e-3)
-    head.add_argument("--weight-decay", type=float, default=1e-2, help="pull of the head toward the identity")
+    head.add_argument("--steps", type=int, help="training batches (default 300)")
+    head.add_argument("--lr", type=float, help="Adam's learning rate (default 1e-3)")
+    head.add_argument("--weight-decay", type=float, help="pull of the head toward the identity (default 1e-2)")
     head.add_argument("--held-out", type=float, default=0.5, help="fraction of each category's products held out")
-    head.add_argument("--seed", type=int, default=0)
+    head.add_argument("--seed", type=int, help="seed of the split, the sampling and the initial head (default 0)")
     head.add_argument("--license", default="see the catalog's images", help="the training data's licence, for the manifest")
     head.add_argument("--report", help="write the before/after metrics to this JSON file")
     head.set_defaults(run=_train_head)
