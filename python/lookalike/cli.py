@@ -9,6 +9,7 @@
     lookalike model export-clip SOURCE --out DIR   a CLIP checkpoint -> a bundle
     lookalike model build-default --out DIR        the offline default bundle
     lookalike model check DIR                      validate a bundle and print it
+    lookalike train head --catalog DIR --bundle DIR --out DIR   fine-tune a projection head
     lookalike bench load [--mode open|closed|ramp|soak] [--rate R] [--mix vector=3,text=1] ...
     lookalike eval QUERIES.jsonl [--address HOST:PORT | --data-dir DIR] [--k 1,5,10] [--json OUT] [--plot OUT.png]
     lookalike eval online [--since 24h] [--until now] [--address HOST:PORT] [--json OUT]
@@ -342,6 +343,29 @@ def _colour_directions(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_head(args: argparse.Namespace) -> int:
+    from lookalike.encoders import Encoder, RuntimeConfig
+    from lookalike.eval.relevance import load_labelled_catalog
+    from lookalike.train.finetune import finetune, format_comparison
+    from lookalike.train.head import HeadConfig
+
+    # Options left out keep HeadConfig's defaults (documented there).
+    given = {"loss": args.loss, "margin": args.margin, "out_dim": args.dim, "steps": args.steps, "lr": args.lr,
+             "weight_decay": args.weight_decay, "seed": args.seed}
+    config = HeadConfig(**{name: value for name, value in given.items() if value is not None})
+    spaces = [s for s in (args.spaces or "").split(",") if s] or None
+    result = finetune(load_labelled_catalog(args.catalog), Encoder(args.bundle, RuntimeConfig(device="cpu")),
+                      args.out, spaces=spaces, config=config, held_out_fraction=args.held_out,
+                      license=args.license, progress=lambda s: print(f"\r{s}   ", end="", file=sys.stderr))
+    print(file=sys.stderr)
+    print(format_comparison(result))
+    if args.report:
+        Path(args.report).write_text(json.dumps({"before": result.before, "after": result.after,
+                                                 "training_half_after": result.fit}, indent=2) + "\n")
+    print(f"wrote the tuned bundle to {result.bundle}")
+    return 0
+
+
 # --- indexes -------------------------------------------------------------------------
 
 
@@ -462,7 +486,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--until", help="online: window end, excluded (ISO 8601, a span before now, or now)")
     evaluate.set_defaults(run=_eval)
 
-    train = commands.add_parser("train", help="train the model's helpers (the duplicate classifier)")
+    train = commands.add_parser("train", help="fine-tune a model's projection head, train its duplicate "
+                                             "classifier or colour directions")
     train_commands = train.add_subparsers(dest="train_command", required=True)
     duplicates = train_commands.add_parser(
         "duplicates", help="fit the duplicate classifier on labelled pairs and save it in the model bundle")
@@ -496,6 +521,24 @@ def build_parser() -> argparse.ArgumentParser:
         "verify", help="load an IVF-PQ index and read its whole vectors file against the index's checksum")
     verify.add_argument("path", help="the index file (its vectors are PATH.vectors)")
     verify.set_defaults(run=_index_verify)
+    head = train_commands.add_parser(
+        "head", help="train a projection head on a bundle's embeddings and export a tuned bundle")
+    head.add_argument("--catalog", required=True, help="a labelled catalog folder (see lookalike.eval.relevance)")
+    head.add_argument("--bundle", required=True, help="the bundle to tune")
+    head.add_argument("--out", required=True, help="the tuned bundle folder to write")
+    head.add_argument("--spaces", help="comma-separated spaces to tune (default: the image query space)")
+    head.add_argument("--loss", choices=("triplet", "contrastive"),
+                      help="triplet with semi-hard negatives (default), or contrastive")
+    head.add_argument("--margin", type=float, help="loss margin on squared distances (default 0.2)")
+    head.add_argument("--dim", type=int, help="the head's output dimension (default: the space's)")
+    head.add_argument("--steps", type=int, help="training batches (default 300)")
+    head.add_argument("--lr", type=float, help="Adam's learning rate (default 1e-3)")
+    head.add_argument("--weight-decay", type=float, help="pull of the head toward the identity (default 1e-2)")
+    head.add_argument("--held-out", type=float, default=0.5, help="fraction of each category's products held out")
+    head.add_argument("--seed", type=int, help="seed of the split, the sampling and the initial head (default 0)")
+    head.add_argument("--license", default="see the catalog's images", help="the training data's licence, for the manifest")
+    head.add_argument("--report", help="write the before/after metrics to this JSON file")
+    head.set_defaults(run=_train_head)
 
     from lookalike.loadtest.arguments import add_arguments as add_load_arguments
 
@@ -516,7 +559,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("lookalike: ray is not installed; batch builds on Ray need: pip install 'lookalike[ray]'",
                   file=sys.stderr)
             return 2
-        print(f"lookalike: {e.name} is not installed; the model commands need: pip install 'lookalike[build]'",
+        print(f"lookalike: {e.name} is not installed; the model and train commands need: pip install 'lookalike[build]'",
               file=sys.stderr)
         return 2
     except (ValueError, FileNotFoundError, FileExistsError) as e:

@@ -175,6 +175,14 @@ class Manifest:
             doc["extras"] = dict(self.extras)
         return doc
 
+    @property
+    def image_query_space(self) -> str | None:
+        """Where an image query goes when it names no space: the space of the
+        largest ``image_query`` weight, else the first image space by name."""
+        image = self.towers.get("image")
+        weights = self.image_query or ({s: 1.0 for s in sorted(image.outputs.values())} if image else {})
+        return max(weights, key=lambda s: weights[s]) if weights else None
+
 
 @dataclass(frozen=True)
 class Bundle:

@@ -9,6 +9,8 @@
 - Exactly one of `relevant_ids` (product ids) and `relevant_category` (every
   product whose category attribute holds that value is relevant).
 - `using` (optional) names the vector space; otherwise the server chooses.
+- `item` (optional) is the product id the query depicts, as the emoji catalog
+  (eval/catalogs.py) writes it; it is for reading the report, not a label.
 Blank lines are skipped; anything else that is wrong is a QueryFileError
 naming the file, the line and the problem. Unknown keys are errors too: a
 misspelt "relevant_id" must not silently drop a query's labels.
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 KINDS = ("image", "text", "hybrid")
-_KEYS = {"id", "image", "text", "relevant_ids", "relevant_category", "using"}
+_KEYS = {"id", "image", "text", "relevant_ids", "relevant_category", "using", "item"}
 
 
 class QueryFileError(ValueError):

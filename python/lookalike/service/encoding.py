@@ -46,9 +46,7 @@ class ModelEncoder:
         # The spaces each tower writes a vector into.
         self.image_spaces = frozenset(image.outputs.values()) if image else frozenset()
         self.text_spaces = frozenset(text.outputs.values()) if text else frozenset()
-        # Where an image query goes when it names no space: the bundle's preferred image space.
-        weights = manifest.image_query or {s: 1.0 for s in sorted(self.image_spaces)}
-        self.image_query_space = max(weights, key=lambda s: weights[s]) if weights else None
+        self.image_query_space = manifest.image_query_space
         self._preprocess = image.preprocess if image else None
         wait = batching.max_wait_ms / 1e3
         self._images = MicroBatcher(self._run_images, max_batch=batching.max_batch, max_wait=wait,

@@ -1,0 +1,2 @@
+"""Fine-tuning on a labelled catalog (build time only: imports torch; the
+``build`` extra). The server never imports this package."""

@@ -1,0 +1,167 @@
+"""`lookalike train`: fine-tunes a bundle on a labelled catalog and exports a
+new bundle.
+
+1. The catalog (lookalike.eval.relevance's format) is encoded once by the
+   bundle; the encoder itself stays frozen.
+2. Its products are split, per category and seeded, into training items and
+   held-out items; a held-out product's images and queries are never seen in
+   training.
+3. A projection head per tuned space (lookalike.train.head) is trained on the
+   training items' vectors in that space: product images, image queries
+   (another rendering of the same product) and, where the text tower writes
+   the space, text queries; the label of each is its category.
+4. Before and after: the held-out queries searched among the held-out
+   products, exactly, scored by lookalike.eval.metrics.
+5. The heads are folded into a copy of the bundle (lookalike.train.export),
+   which is then loaded and checked to give the head's vectors.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lookalike.eval.relevance import (
+    Embeddings,
+    LabelledCatalog,
+    embed_catalog,
+    exact_rankings,
+    query_spaces,
+    score,
+)
+from lookalike.train.export import export_tuned_bundle
+from lookalike.train.head import HeadConfig, apply_head, train_head
+
+KS = (1, 5, 10)
+
+
+@dataclass(frozen=True)
+class Split:
+    train: tuple[int, ...]
+    held_out: tuple[int, ...]
+
+
+def split_items(catalog: LabelledCatalog, held_out_fraction: float, seed: int) -> Split:
+    """Product ids split per category: round(fraction x size) of each category
+    held out, at least one item on each side of a category of two or more."""
+    if not 0 < held_out_fraction < 1:
+        raise ValueError(f"held_out_fraction must be in (0, 1), got {held_out_fraction}")
+    rng = np.random.default_rng(seed)
+    train, held_out = [], []
+    for category in sorted(set(catalog.categories)):
+        ids = np.array([int(i) for i, c in zip(catalog.ids, catalog.categories) if c == category])
+        rng.shuffle(ids)
+        n = len(ids) if len(ids) == 1 else min(max(1, round(held_out_fraction * len(ids))), len(ids) - 1)
+        held_out += ids[:n].tolist()
+        train += ids[n:].tolist()
+    return Split(tuple(sorted(train)), tuple(sorted(held_out)))
+
+
+def training_vectors(catalog: LabelledCatalog, embeddings: Embeddings, space: str) -> tuple[np.ndarray, list[str]]:
+    """Every vector of ``space`` the catalog gives, with its category: product
+    images, then the category-labelled image and text queries."""
+    parts, labels = [embeddings.products[space]], list(catalog.categories)
+    for kind, vectors in (("image", embeddings.image_queries), ("text", embeddings.text_queries)):
+        if space in vectors:
+            queries = catalog.of_kind(kind)
+            keep = [r for r, q in enumerate(queries) if q.relevant_category and not q.relevant_ids]
+            parts.append(vectors[space][keep])
+            labels += [queries[r].relevant_category for r in keep]
+    return np.concatenate(parts), labels
+
+
+def search_metrics(catalog: LabelledCatalog, embeddings: Embeddings, spaces: Mapping[str, str | None],
+                   heads: Mapping[str, np.ndarray], ks: Sequence[int] = KS) -> dict[str, dict[str, float]]:
+    """Per query kind, the metrics of exact search among ``catalog``'s products,
+    with each tuned space's vectors passed through its head."""
+    def through(space: str, vectors: np.ndarray) -> np.ndarray:
+        return apply_head(heads[space], vectors) if space in heads else vectors
+
+    report = {}
+    for kind, queries in (("image", embeddings.image_queries), ("text", embeddings.text_queries)):
+        space = spaces.get(kind)
+        if space is None or space not in queries or not catalog.of_kind(kind):
+            continue
+        rankings = exact_rankings(through(space, queries[space]), through(space, embeddings.products[space]),
+                                  catalog.ids, max(ks))
+        report[kind] = score(catalog, kind, rankings, ks)
+    return report
+
+
+@dataclass
+class FinetuneResult:
+    split: Split
+    spaces: tuple[str, ...]
+    before: dict[str, dict[str, float]]  # held-out half, untuned
+    after: dict[str, dict[str, float]]  # held-out half, tuned
+    fit: dict[str, dict[str, float]]  # training half, tuned
+    bundle: Path
+
+
+def finetune(catalog: LabelledCatalog, encoder, out: str | Path, *, spaces: Sequence[str] | None = None,
+             config: HeadConfig = HeadConfig(), held_out_fraction: float = 0.5, license: str = "see the catalog",
+             progress: Callable[[str], None] | None = None, embeddings: Embeddings | None = None) -> FinetuneResult:
+    """Tunes ``spaces`` (default: the space image queries search) of
+    ``encoder``'s bundle on ``catalog``; writes the tuned bundle to ``out``.
+    ``embeddings``: the catalog already encoded by that bundle."""
+    manifest = encoder.bundle.manifest
+    searched = query_spaces(manifest)
+    spaces = tuple(spaces or [searched["image"]])
+    image = manifest.towers.get("image")
+    for space in spaces:
+        if image is None or space not in image.outputs.values():
+            raise ValueError(f"space {space!r} is not written by the bundle's image tower")
+    embeddings = embeddings or embed_catalog(encoder, catalog, progress)
+    split = split_items(catalog, held_out_fraction, config.seed)
+    train, held_out = catalog.subset(split.train), catalog.subset(split.held_out)
+    train_vectors, held_vectors = embeddings.rows(catalog, train), embeddings.rows(catalog, held_out)
+    before = search_metrics(held_out, held_vectors, searched, {})
+    heads = {}
+    for space in spaces:
+        vectors, labels = training_vectors(train, train_vectors, space)
+        codes = np.unique(labels, return_inverse=True)[1]
+        heads[space] = train_head(vectors, codes, config, progress=(lambda s, sp=space: progress(f"{sp}: {s}"))
+                                  if progress else None)
+    after = search_metrics(held_out, held_vectors, searched, heads)
+    # The same search on the training half shows how much of the fit carries over.
+    fit = search_metrics(train, train_vectors, searched, heads)
+    record = {"catalog": catalog.folder.name, "spaces": list(spaces), "train_items": len(split.train),
+              "held_out_items": len(split.held_out), "categories": len(set(catalog.categories)),
+              "head": asdict(config), "held_out_before": before, "held_out_after": after,
+              "training_half_after": fit}
+    tuned = export_tuned_bundle(
+        encoder.bundle, heads, out, license=license, record=json.dumps(record, sort_keys=True),
+        trained_on=f"{len(split.train)} products of {len(set(train.categories))} categories of catalog "
+                   f"{catalog.folder.name!r}, {config.loss} loss, seed {config.seed}")
+    _check_tuned(tuned, encoder, catalog, heads)
+    return FinetuneResult(split, spaces, before, after, fit, tuned.path)
+
+
+def _check_tuned(tuned, encoder, catalog: LabelledCatalog, heads: Mapping[str, np.ndarray]) -> None:
+    """The exported graphs must give what the head gives on the encoder's vectors."""
+    from lookalike.encoders import Encoder
+
+    images = [(catalog.folder / p).read_bytes() for p in catalog.images[:4]]
+    want = encoder.encode_images(images)
+    got = Encoder(tuned, encoder.config).encode_images(images)
+    for space, weight in heads.items():
+        error = float(np.abs(got[space] - apply_head(weight, want[space])).max())
+        if error > 1e-4:
+            raise RuntimeError(f"the exported {space!r} graph differs from its head by {error:.2e}")
+
+
+def format_comparison(result: FinetuneResult) -> str:
+    columns = ("precision@5", "recall@10", "mrr", "ndcg@10")
+    lines = [f"held-out split: {len(result.split.held_out)} products (trained on {len(result.split.train)}); "
+             f"tuned spaces: {', '.join(result.spaces)}",
+             f"{'kind':<6} {'':<7} " + " ".join(f"{c:>11}" for c in columns)]
+    for kind in result.before:
+        for when, report in (("before", result.before), ("after", result.after)):
+            lines.append(f"{kind:<6} {when:<7} " + " ".join(f"{report[kind][c]:>11.3f}" for c in columns))
+    fit = ", ".join(f"{kind} {m['precision@5']:.3f}" for kind, m in result.fit.items())
+    lines.append(f"(precision@5 of the training half, tuned: {fit})")
+    return "\n".join(lines)
