@@ -321,7 +321,7 @@ def _colour_directions(args: argparse.Namespace) -> int:
 
     from lookalike.encoders import Encoder, RuntimeConfig
     from lookalike.encoders.colour import photo_bases, save_directions
-    from lookalike.ingest import IMAGE_SUFFIXES
+    from lookalike.catalog_source import IMAGE_SUFFIXES
     from lookalike.sample_photos import open_photos, random_crop, sample_photos
 
     if args.photos:
