@@ -16,7 +16,7 @@ from typing import Any
 
 import grpc
 
-from lookalike.service.errors import ServiceError
+from lookalike.service.errors import ServiceError, invalid
 from lookalike.v1 import search_pb2
 
 log = logging.getLogger("lookalike.service")
@@ -58,6 +58,23 @@ def rpc(method: Callable) -> Callable:
             context.abort(grpc.StatusCode.INTERNAL, f"{method.__name__} failed inside the server (see its log)")
 
     return wrapper
+
+
+def search_batch(request: search_pb2.SearchBatchRequest, context: grpc.ServicerContext, max_batch: int,
+                 search_one: Callable[[search_pb2.SearchRequest], search_pb2.SearchResponse],
+                 ) -> search_pb2.SearchBatchResponse:
+    """SearchBatch of a server or a router: each query through ``search_one``,
+    its failure its own result; more than ``max_batch`` queries fail the call."""
+    if len(request.requests) > max_batch:
+        raise invalid(f"{len(request.requests)} requests in one batch, at most {max_batch}")
+    results = []
+    for i, one in enumerate(request.requests):
+        check_alive(context)
+        try:
+            results.append(search_pb2.SearchResult(response=search_one(one)))
+        except ServiceError as e:
+            results.append(search_pb2.SearchResult(status_code=e.code.value[0], error=f"requests[{i}]: {e.message}"))
+    return search_pb2.SearchBatchResponse(results=results)
 
 
 def upsert_stream(requests: Iterable[search_pb2.UpsertRequest], context: grpc.ServicerContext, max_batch: int,

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import grpc
 
 from lookalike.service import convert
-from lookalike.service.calls import InFlight, check_alive, micros, rpc, upsert_stream
+from lookalike.service.calls import InFlight, micros, rpc, search_batch, upsert_stream
 from lookalike.service.config import Limits
 from lookalike.service.encoding import ModelEncoder, StageClock
 from lookalike.service.errors import ServiceError, invalid, not_found
@@ -110,16 +110,7 @@ class RouterServicer(search_pb2_grpc.SearchServiceServicer):
     @rpc
     def SearchBatch(self, request: search_pb2.SearchBatchRequest,
                     context: grpc.ServicerContext) -> search_pb2.SearchBatchResponse:
-        if len(request.requests) > self._limits.max_batch:
-            raise invalid(f"{len(request.requests)} requests in one batch, at most {self._limits.max_batch}")
-        results = []
-        for i, one in enumerate(request.requests):
-            check_alive(context)
-            try:
-                results.append(search_pb2.SearchResult(response=self._search(one, _deadline(context))))
-            except ServiceError as e:
-                results.append(search_pb2.SearchResult(status_code=e.code.value[0], error=f"requests[{i}]: {e.message}"))
-        return search_pb2.SearchBatchResponse(results=results)
+        return search_batch(request, context, self._limits.max_batch, lambda one: self._search(one, _deadline(context)))
 
     def _search(self, request: search_pb2.SearchRequest, deadline: float | None) -> search_pb2.SearchResponse:
         started = time.perf_counter()
