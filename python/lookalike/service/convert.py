@@ -134,6 +134,17 @@ def _condition(c: filter_pb2.Condition, where: str) -> flt.Filter:
     raise invalid(f"{where}: no condition set")
 
 
+def page_window(request: search_pb2.SearchRequest, max_k: int, max_results: int) -> tuple[int, int]:
+    """(offset, want) of a search's page: its hits are the best ``want`` ranked
+    from ``offset`` on. k defaults to 10 and is bounded by max_k; pagination
+    never reaches past max_results."""
+    k = request.k or 10
+    if k > max_k:
+        raise invalid(f"k is {k}, at most {max_k}")
+    offset = page_offset(request.page_token, max_results)
+    return offset, min(offset + k, max_results)
+
+
 def page_offset(token: str, max_results: int) -> int:
     """The offset a page token carries ("" is the first page)."""
     if not token:

@@ -115,11 +115,7 @@ class RouterServicer(search_pb2_grpc.SearchServiceServicer):
     def _search(self, request: search_pb2.SearchRequest, deadline: float | None) -> search_pb2.SearchResponse:
         started = time.perf_counter()
         limits = self._limits
-        k = request.k or 10
-        if k > limits.max_k:
-            raise invalid(f"k is {k}, at most {limits.max_k}")
-        offset = convert.page_offset(request.page_token, limits.max_results)
-        want = min(offset + k, limits.max_results)
+        offset, want = convert.page_window(request, limits.max_k, limits.max_results)
 
         clock = StageClock()
         outgoing, exclude = self._vector_request(request, deadline, clock)

@@ -140,11 +140,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         started = time.perf_counter()
         timings = search_pb2.StageTimings()
         limits = self._limits
-        k = request.k or 10
-        if k > limits.max_k:
-            raise invalid(f"k is {k}, at most {limits.max_k}")
-        offset = convert.page_offset(request.page_token, limits.max_results)
-        want = min(offset + k, limits.max_results)
+        offset, want = convert.page_window(request, limits.max_k, limits.max_results)
         clock = StageClock()
         remembered = self._feedback.remembered(request)
         if remembered is not None:
