@@ -32,6 +32,7 @@ def write(tmp_path, *lines, name="queries.jsonl"):
     ('{"text": "hat", "relevant_ids": [1]}', "line 2: 'id' is required"),
     ('{"id": "a", "text": "hat", "relevant_ids": [1]}', "line 2: id 'a' repeats the query of line 1"),
     ('{"id": "q", "text": "hat", "relevant_ids": [1], "using": 3}', "line 2: 'using' must be"),
+    ('{"id": "q", "text": "hat", "relevant_ids": [1], "item": "7"}', "line 2: 'item' must be a product id"),
 ])
 def test_a_bad_query_file_names_the_line_and_the_problem(tmp_path, line, problem):
     path = write(tmp_path, '{"id": "a", "text": "cap", "relevant_ids": [2]}', line)
@@ -44,12 +45,13 @@ def test_query_kinds_and_paths(tmp_path):
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "a.jpg").write_bytes(b"not read here")
     path = write(tmp_path, '{"id": 1, "image": "photos/a.jpg", "relevant_ids": [3]}', "",
-                 '{"id": "t", "text": "hat", "relevant_category": "hats", "using": "joint"}',
+                 '{"id": "t", "text": "hat", "relevant_category": "hats", "using": "joint", "item": 9}',
                  '{"id": "h", "image": "photos/a.jpg", "text": "red", "relevant_ids": [4, 5]}')
     queries = load_queries(path)
     assert [(q.id, q.kind, q.line) for q in queries] == [("1", "image", 1), ("t", "text", 3), ("h", "hybrid", 4)]
     assert queries[0].image == tmp_path / "photos" / "a.jpg"
     assert queries[1].using == "joint" and queries[2].relevant_ids == frozenset({4, 5})
+    assert queries[1].item == 9 and queries[0].item is None
     with pytest.raises(QueryFileError, match="no queries"):
         load_queries(write(tmp_path, "", name="empty.jsonl"))
 

@@ -84,6 +84,27 @@ def test_the_split_keeps_every_category_on_both_sides(synthetic):
         split_items(synthetic, 1.0, seed=0)
 
 
+def test_queries_made_from_no_product_are_split_on_their_own(tmp_path):
+    # Four shopper's words per category, made from no product: each goes to
+    # one side only, and every category has some on both sides.
+    folder = make_synthetic_catalog(tmp_path, per_category=4)
+    with open(folder / "queries.jsonl", "a") as f:
+        for category in ("shoe", "bag", "dress", "shirt"):
+            for n, colour in enumerate(("red", "blue", "green", "big")):
+                f.write(json.dumps({"id": f"w-{category}-{n}", "text": f"{colour} {category}",
+                                    "relevant_category": category}) + "\n")
+    catalog = load_labelled_catalog(folder)
+    split = split_items(catalog, 0.5, seed=1)
+    words = {q.id for q in catalog.queries if q.item is None}
+    assert len(words) == 16 and not set(split.train_queries) & set(split.held_out_queries)
+    assert set(split.train_queries) | set(split.held_out_queries) == words
+    for side in (split.train_queries, split.held_out_queries):
+        assert {q.split("-")[1] for q in side} == {"shoe", "bag", "dress", "shirt"}
+    held_out = catalog.subset(split.held_out, split.held_out_queries)
+    assert {q.id for q in held_out.queries if q.item is None} == set(split.held_out_queries)
+    assert {q.item for q in held_out.queries if q.item is not None} == set(split.held_out)
+
+
 @pytest.mark.parametrize("loss", ["triplet", "contrastive"])
 def test_finetuning_raises_held_out_precision_and_exports_a_serving_bundle(synthetic, loss, tmp_path):
     bundle_path = make_tiny_conv_bundle(tmp_path / "tiny-conv", dim=64)

@@ -9,8 +9,9 @@
 - Exactly one of `relevant_ids` (product ids) and `relevant_category` (every
   product whose category attribute holds that value is relevant).
 - `using` (optional) names the vector space; otherwise the server chooses.
-- `item` (optional) is the product id the query depicts, as the emoji catalog
-  (eval/catalogs.py) writes it; it is for reading the report, not a label.
+- `item` (optional) is the product id the query was made from, as the emoji
+  catalog (eval/catalogs.py) writes it; it is not a label, but `lookalike train`
+  keeps a product and the queries made from it on one side of its split.
 Blank lines are skipped; anything else that is wrong is a QueryFileError
 naming the file, the line and the problem. Unknown keys are errors too: a
 misspelt "relevant_id" must not silently drop a query's labels.
@@ -40,6 +41,7 @@ class LabelledQuery:
     relevant_ids: frozenset[int] | None
     relevant_category: str | None
     using: str = ""
+    item: int | None = None            # the product the query was made from, if any
 
     @property
     def kind(self) -> str:
@@ -108,4 +110,7 @@ def _parse(line: str, path: Path, number: int) -> LabelledQuery:
     using = data.get("using", "")
     if not isinstance(using, str):
         raise fail("'using' must be a space name (a string)")
-    return LabelledQuery(str(id_), number, image, text, ids, category, using)
+    item = data.get("item")
+    if item is not None and (isinstance(item, bool) or not isinstance(item, int) or item < 0):
+        raise fail(f"'item' must be a product id (an integer >= 0), got {item!r}")
+    return LabelledQuery(str(id_), number, image, text, ids, category, using, item)

@@ -4,12 +4,13 @@ builds it) and every labelled query is searched; Precision, Recall and nDCG
 at K and MRR come from lookalike.eval.metrics, per query kind.
 
 The catalog folder holds ``catalog.csv`` (id, image, title, category, as
-``lookalike ingest`` reads it) and ``queries.jsonl``, one query a line:
-``{"id": "q1", "image": "queries/a.png", "relevant_category": "clothing"}``
-or ``{"id": "q2", "text": "red dress", "relevant_ids": [3, 7]}``; an
-optional ``item`` names the product a query was made from (the split of
-``lookalike train`` keeps a product and its queries on one side).
-lookalike.eval.catalogs builds such a folder from emoji artwork.
+``lookalike ingest`` reads it) and ``queries.jsonl`` in the format of
+lookalike.eval.queries (the one `lookalike eval` reads), image or text queries
+only: ``{"id": "q1", "image": "queries/a.png", "relevant_category": "clothing"}``
+or ``{"id": "q2", "text": "red dress", "relevant_ids": [3, 7]}``; an optional
+``item`` names the product a query was made from (the split of ``lookalike
+train`` keeps a product and its queries on one side).
+lookalike.eval.catalogs and lookalike.eval.fashion_catalog build such folders.
 
 Image queries search the bundle's preferred image space (as the server does),
 text queries the space the text tower writes.
@@ -30,19 +31,10 @@ from pathlib import Path
 import numpy as np
 
 from lookalike.eval.metrics import mean_metrics, query_metrics
+from lookalike.eval.queries import LabelledQuery, load_queries
 
 KS = (1, 5, 10)
 QUERY_KINDS = ("image", "text")
-
-
-@dataclass(frozen=True)
-class LabelledQuery:
-    id: str
-    kind: str  # "image" or "text"
-    value: str  # an image path relative to the catalog folder, or the text
-    relevant_category: str | None = None
-    relevant_ids: frozenset[int] = frozenset()
-    item: int | None = None
 
 
 @dataclass
@@ -58,18 +50,25 @@ class LabelledCatalog:
 
     def relevant(self, query: LabelledQuery) -> set[int]:
         """The product ids relevant to ``query``: its listed ids, else those of its category."""
-        if query.relevant_ids:
+        if query.relevant_ids is not None:
             return set(query.relevant_ids)
         return {int(i) for i, c in zip(self.ids, self.categories) if c == query.relevant_category}
 
-    def subset(self, items: Iterable[int]) -> LabelledCatalog:
-        """The products ``items`` and the queries made from them (or whose listed
-        relevant ids are all among them)."""
-        keep = set(int(i) for i in items)
+    def subset(self, items: Iterable[int], queries: Iterable[str] = ()) -> LabelledCatalog:
+        """The products ``items`` with the queries made from them (their
+        ``item``); of the queries made from no product, those named in
+        ``queries`` (by id) and those whose listed relevant ids are all among ``items``."""
+        keep, named = {int(i) for i in items}, set(queries)
+
+        def kept(q: LabelledQuery) -> bool:
+            if q.item is not None:
+                return q.item in keep
+            return q.id in named or (q.relevant_ids is not None and q.relevant_ids <= keep)
+
         rows = [r for r, i in enumerate(self.ids) if int(i) in keep]
-        queries = [q for q in self.queries if (q.item in keep if q.item is not None else q.relevant_ids <= keep)]
         return LabelledCatalog(self.folder, self.ids[rows], [self.images[r] for r in rows],
-                               [self.titles[r] for r in rows], [self.categories[r] for r in rows], queries)
+                               [self.titles[r] for r in rows], [self.categories[r] for r in rows],
+                               [q for q in self.queries if kept(q)])
 
     def of_kind(self, kind: str) -> list[LabelledQuery]:
         return [q for q in self.queries if q.kind == kind]
@@ -88,30 +87,16 @@ def load_labelled_catalog(folder: str | Path) -> LabelledCatalog:
                 categories.append(row.get("category") or "")
             except (KeyError, ValueError, TypeError) as e:
                 raise ValueError(f"{folder / 'catalog.csv'}:{number}: needs an integer id and an image ({e})") from None
-    catalog = LabelledCatalog(folder, np.asarray(ids, dtype=np.int64), images, titles, categories)
+    path = folder / "queries.jsonl"
+    queries = load_queries(path)
     known_categories = set(categories)
-    with open(folder / "queries.jsonl") as f:
-        for number, line in enumerate(f, 1):
-            if line.strip():
-                catalog.queries.append(_query(json.loads(line), known_categories, f"{folder / 'queries.jsonl'}:{number}"))
-    seen: set[str] = set()
-    for query in catalog.queries:
-        if query.id in seen:
-            raise ValueError(f"{folder / 'queries.jsonl'}: query id {query.id!r} is used twice")
-        seen.add(query.id)
-    return catalog
-
-
-def _query(row: Mapping, categories: set[str], where: str) -> LabelledQuery:
-    kinds = [k for k in QUERY_KINDS if k in row]
-    if len(kinds) != 1:
-        raise ValueError(f"{where}: a query has exactly one of 'image' or 'text'")
-    category, ids = row.get("relevant_category"), frozenset(int(i) for i in row.get("relevant_ids", ()))
-    if not ids and category not in categories:
-        raise ValueError(f"{where}: give relevant_ids or a relevant_category that some product has (got {category!r})")
-    item = row.get("item")
-    return LabelledQuery(str(row.get("id", where)), kinds[0], row[kinds[0]], category, ids,
-                         None if item is None else int(item))
+    for q in queries:
+        where = f"{path}, line {q.line}: query {q.id!r}"
+        if q.kind not in QUERY_KINDS:
+            raise ValueError(f"{where} has both an image and a text; a relevance report takes one of them")
+        if q.relevant_ids is None and q.relevant_category not in known_categories:
+            raise ValueError(f"{where}: its relevant_category {q.relevant_category!r} is no product's category")
+    return LabelledCatalog(folder, np.asarray(ids, dtype=np.int64), images, titles, categories, queries)
 
 
 @dataclass
@@ -140,20 +125,20 @@ class Embeddings:
 def embed_catalog(encoder, catalog: LabelledCatalog, progress: Callable[[str], None] | None = None) -> Embeddings:
     """Encodes every product image and query of ``catalog`` with ``encoder``
     (a lookalike.encoders.Encoder)."""
-    def images(paths: Sequence[str], what: str) -> dict[str, np.ndarray]:
+    def images(paths: Sequence[Path], what: str) -> dict[str, np.ndarray]:
         chunks: list[dict[str, np.ndarray]] = []
         step = encoder.config.max_batch
         for lo in range(0, len(paths), step):
-            chunks.append(encoder.encode_images([(catalog.folder / p).read_bytes() for p in paths[lo:lo + step]]))
+            chunks.append(encoder.encode_images([p.read_bytes() for p in paths[lo:lo + step]]))
             if progress:
                 progress(f"{what}: {min(lo + step, len(paths))}/{len(paths)}")
         if not chunks:
             return encoder.encode_images([])
         return {space: np.concatenate([c[space] for c in chunks]) for space in chunks[0]}
 
-    products = images(catalog.images, "products")
-    image_queries = images([q.value for q in catalog.of_kind("image")], "image queries")
-    texts = [q.value for q in catalog.of_kind("text")]
+    products = images([catalog.folder / p for p in catalog.images], "products")
+    image_queries = images([q.image for q in catalog.of_kind("image")], "image queries")
+    texts = [q.text for q in catalog.of_kind("text")]
     text_queries = encoder.encode_texts(texts) if "text" in encoder.bundle.manifest.towers else {}
     return Embeddings(products, image_queries, text_queries)
 

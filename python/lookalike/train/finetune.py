@@ -41,24 +41,43 @@ KS = (1, 5, 10)
 
 @dataclass(frozen=True)
 class Split:
-    train: tuple[int, ...]
+    train: tuple[int, ...]  # product ids
     held_out: tuple[int, ...]
+    # Queries made from no product (no ``item``), labelled by category: split on their own.
+    train_queries: tuple[str, ...] = ()
+    held_out_queries: tuple[str, ...] = ()
 
 
 def split_items(catalog: LabelledCatalog, held_out_fraction: float, seed: int) -> Split:
     """Product ids split per category: round(fraction x size) of each category
-    held out, at least one item on each side of a category of two or more."""
+    held out, at least one item on each side of a category of two or more.
+    A query made from a product goes with it; the category queries made from
+    none (a photo that is not a catalog image, a shopper's words) are split
+    the same way per kind and category, so none is seen on both sides."""
     if not 0 < held_out_fraction < 1:
         raise ValueError(f"held_out_fraction must be in (0, 1), got {held_out_fraction}")
     rng = np.random.default_rng(seed)
-    train, held_out = [], []
-    for category in sorted(set(catalog.categories)):
-        ids = np.array([int(i) for i, c in zip(catalog.ids, catalog.categories) if c == category])
-        rng.shuffle(ids)
-        n = len(ids) if len(ids) == 1 else min(max(1, round(held_out_fraction * len(ids))), len(ids) - 1)
-        held_out += ids[:n].tolist()
-        train += ids[n:].tolist()
-    return Split(tuple(sorted(train)), tuple(sorted(held_out)))
+
+    def halves(groups: dict) -> tuple[list, list]:
+        train, held_out = [], []
+        for key in sorted(groups):
+            members = np.array(groups[key])
+            rng.shuffle(members)
+            n = len(members) if len(members) == 1 else min(max(1, round(held_out_fraction * len(members))),
+                                                          len(members) - 1)
+            held_out += members[:n].tolist()
+            train += members[n:].tolist()
+        return sorted(train), sorted(held_out)
+
+    products: dict[str, list[int]] = {}
+    for i, c in zip(catalog.ids, catalog.categories):
+        products.setdefault(c, []).append(int(i))
+    queries: dict[tuple[str, str], list[str]] = {}
+    for q in catalog.queries:
+        if q.item is None and q.relevant_ids is None:
+            queries.setdefault((q.kind, q.relevant_category), []).append(q.id)
+    (train, held_out), (train_queries, held_out_queries) = halves(products), halves(queries)
+    return Split(tuple(train), tuple(held_out), tuple(train_queries), tuple(held_out_queries))
 
 
 def training_vectors(catalog: LabelledCatalog, embeddings: Embeddings, space: str) -> tuple[np.ndarray, list[str]]:
@@ -68,7 +87,7 @@ def training_vectors(catalog: LabelledCatalog, embeddings: Embeddings, space: st
     for kind, vectors in (("image", embeddings.image_queries), ("text", embeddings.text_queries)):
         if space in vectors:
             queries = catalog.of_kind(kind)
-            keep = [r for r, q in enumerate(queries) if q.relevant_category and not q.relevant_ids]
+            keep = [r for r, q in enumerate(queries) if q.relevant_ids is None]
             parts.append(vectors[space][keep])
             labels += [queries[r].relevant_category for r in keep]
     return np.concatenate(parts), labels
@@ -117,7 +136,8 @@ def finetune(catalog: LabelledCatalog, encoder, out: str | Path, *, spaces: Sequ
             raise ValueError(f"space {space!r} is not written by the bundle's image tower")
     embeddings = embeddings or embed_catalog(encoder, catalog, progress)
     split = split_items(catalog, held_out_fraction, config.seed)
-    train, held_out = catalog.subset(split.train), catalog.subset(split.held_out)
+    train = catalog.subset(split.train, split.train_queries)
+    held_out = catalog.subset(split.held_out, split.held_out_queries)
     train_vectors, held_vectors = embeddings.rows(catalog, train), embeddings.rows(catalog, held_out)
     before = search_metrics(held_out, held_vectors, searched, {})
     heads = {}
