@@ -1,17 +1,24 @@
-"""The README's relevance report: the default bundle on the emoji catalog
-(lookalike.eval.catalogs), then what fine-tuning does on a held-out split.
+"""The README's relevance report: the default bundle on two labelled catalogs,
+then what fine-tuning does on a held-out split of each.
 
-1. Builds the catalog (Twemoji products, OpenMoji image queries, Unicode
-   subgroups as categories) and the default bundle, unless already there.
-2. Encodes the catalog into a local Collection with the default bundle and
-   reports Precision@5, Recall@10, MRR and nDCG@10 for image and text queries.
-3. `lookalike train head` on the ``visual`` and ``joint`` spaces: trained on
-   half of each category's products, measured on the other half (products,
-   their image queries and their names never seen in training), before and after.
+- ``emoji``: Twemoji products, OpenMoji image queries, Unicode subgroups as
+  categories, the emoji's name as a text query (lookalike.eval.catalogs).
+- ``fashion``: Fashion-MNIST product photos, 100 per category from its
+  training split, image queries from its test split, four shopper's phrasings
+  per category as text queries (lookalike.eval.fashion_catalog; needs Debian's
+  ``dataset-fashion-mnist``, else it is skipped with a message).
 
-Writes bench/results/relevance.json (and the catalog, bundles under --work).
+For each: the catalog and the default bundle are built unless already there;
+the catalog is encoded once into a local Collection and Precision@5, Recall@10,
+MRR and nDCG@10 reported for image and text queries; then `lookalike train
+head` is run twice on half of each category's products and category queries,
+and measured on the other half (never seen in training), before and after:
+``heads`` (projection heads on ``visual`` and ``joint``, triplet loss) and
+``aligned`` (a head on ``visual``, and ``joint`` aligned from ``visual``).
 
-    python bench/relevance.py                      # ~2.5 min on the shared 2-core VM
+Writes bench/results/relevance.json (and the catalogs, bundles under --work).
+
+    python bench/relevance.py                      # ~4 min on the shared 2-core VM
 """
 
 from __future__ import annotations
@@ -24,7 +31,6 @@ import time
 from pathlib import Path
 
 from lookalike.encoders import Encoder, RuntimeConfig
-from lookalike.eval.catalogs import build_emoji_catalog
 from lookalike.eval.relevance import embed_catalog, format_report, load_labelled_catalog, relevance_report
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -34,46 +40,83 @@ def progress(message: str) -> None:
     print(f"\r{message}   ", end="", file=sys.stderr, flush=True)
 
 
+def tunings(steps: int, seed: int) -> dict[str, dict]:
+    from lookalike.train.align import AlignConfig
+    from lookalike.train.head import HeadConfig
+
+    head = HeadConfig(steps=steps, seed=seed)
+    return {"heads": {"spaces": ["visual", "joint"], "config": head},
+            "aligned": {"spaces": ["visual"], "config": head, "align_from": "visual",
+                        "align_config": AlignConfig(seed=seed)}}
+
+
+def build_catalog(name: str, folder: Path) -> bool:
+    """Builds catalog ``name`` into ``folder`` unless it is there; False when its data is missing."""
+    if (folder / "queries.jsonl").exists():
+        return True
+    if name == "emoji":
+        from lookalike.eval.catalogs import build_emoji_catalog
+
+        products, queries = build_emoji_catalog(folder)
+    else:
+        from lookalike.eval.fashion_catalog import build_fashion_catalog
+
+        try:
+            products, queries = build_fashion_catalog(folder)
+        except FileNotFoundError as e:
+            print(f"skipping the fashion catalog: {e}", file=sys.stderr)
+            return False
+    print(f"built the {name} catalog: {products} products, {queries} queries", file=sys.stderr)
+    return True
+
+
+LICENSES = {"emoji": "CC-BY 4.0 (Twemoji) and CC-BY-SA 4.0 (OpenMoji) training images",
+            "fashion": "MIT (Fashion-MNIST, Zalando SE) training images"}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work", default=str(RESULTS / "relevance"), help="folder for the catalog and bundles")
-    parser.add_argument("--steps", type=int, default=300, help="training batches of the head")
+    parser.add_argument("--work", default=str(RESULTS / "relevance"), help="folder for the catalogs and bundles")
+    parser.add_argument("--catalogs", default="emoji,fashion", help="which catalogs to report on")
+    parser.add_argument("--steps", type=int, default=300, help="training batches of the heads")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     work = Path(args.work)
-    catalog_dir, default_dir = work / "emoji-catalog", work / "default-bundle"
-    if not (catalog_dir / "queries.jsonl").exists():
-        products, queries = build_emoji_catalog(catalog_dir)
-        print(f"built the catalog: {products} products, {queries} queries", file=sys.stderr)
+    default_dir = work / "default-bundle"
     if not (default_dir / "manifest.json").exists():
         from lookalike.encoders.build_default import build_default
 
         build_default(default_dir)
-    catalog = load_labelled_catalog(catalog_dir)
     encoder = Encoder(default_dir, RuntimeConfig(device="cpu"))
-
-    start = time.monotonic()
-    embeddings = embed_catalog(encoder, catalog, progress)  # once, for the report and the training
-    print(file=sys.stderr)
-    print(f"default bundle, whole catalog ({len(catalog.ids)} products, {len(set(catalog.categories))} "
-          f"categories; encoded in {time.monotonic() - start:.0f} s)")
-    report = relevance_report(catalog, encoder, embeddings=embeddings)
-    print(format_report(report))
-
     from lookalike.train.finetune import finetune, format_comparison
-    from lookalike.train.head import HeadConfig
 
-    result = finetune(catalog, encoder, work / "tuned-bundle", spaces=["visual", "joint"],
-                      config=HeadConfig(steps=args.steps, seed=args.seed), progress=progress, embeddings=embeddings,
-                      license="CC-BY 4.0 (Twemoji) and CC-BY-SA 4.0 (OpenMoji) training images")
-    print(file=sys.stderr)
-    print(format_comparison(result))
-    RESULTS.mkdir(exist_ok=True)
-    out = {"machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "default": report,
-           "held_out": {"before": result.before, "after": result.after, "training_half_after": result.fit,
-                        "train_items": len(result.split.train),
-                        "held_out_items": len(result.split.held_out), "steps": args.steps, "seed": args.seed}}
-    (RESULTS / "relevance.json").write_text(json.dumps(out, indent=2) + "\n")
+    out = {"machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "steps": args.steps,
+           "seed": args.seed, "catalogs": {}}
+    for name in [c.strip() for c in args.catalogs.split(",") if c.strip()]:
+        catalog_dir = work / f"{name}-catalog"
+        if not build_catalog(name, catalog_dir):
+            continue
+        catalog = load_labelled_catalog(catalog_dir)
+        start = time.monotonic()
+        embeddings = embed_catalog(encoder, catalog, progress)  # once, for the report and the training
+        print(file=sys.stderr)
+        print(f"\n== {name}: default bundle, whole catalog ({len(catalog.ids)} products, "
+              f"{len(set(catalog.categories))} categories; encoded in {time.monotonic() - start:.0f} s)")
+        report = relevance_report(catalog, encoder, embeddings=embeddings)
+        print(format_report(report))
+        results = {"default": report}
+        for tuning, options in tunings(args.steps, args.seed).items():
+            result = finetune(catalog, encoder, work / f"{name}-{tuning}-bundle", progress=progress,
+                              embeddings=embeddings, license=LICENSES[name], **options)
+            print(file=sys.stderr)
+            print(f"-- {name}, {tuning}:")
+            print(format_comparison(result))
+            results[tuning] = {"before": result.before, "after": result.after, "training_half_after": result.fit,
+                               "train_items": len(result.split.train), "held_out_items": len(result.split.held_out),
+                               "held_out_queries": len(result.split.held_out_queries)}
+        out["catalogs"][name] = results
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "relevance.json").write_text(json.dumps(out, indent=2) + "\n")
     return 0
 
 

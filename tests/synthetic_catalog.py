@@ -95,3 +95,72 @@ def make_tiny_conv_bundle(folder: Path, seed: int = 0, dim: int = 32) -> Path:
                                                                                 std=(0.5,) * 3))},
         weights=(WeightsSource("image tower", "random, seeded (tests)", "none"),)), folder)
     return folder
+
+
+def make_tiny_two_space_bundle(folder: Path, seed: int = 0, dim: int = 32, text_dim: int = 16) -> Path:
+    """A bundle shaped like the default one, tiny and random: the image tower
+    writes ``visual`` (a seeded random convolution, ReLU and global average
+    pooling) and ``joint`` (a fixed random projection of those features,
+    standing in for ConSE); the text tower writes ``joint`` (the mean of seeded
+    random word vectors over the attention mask) with tests/tiny_clip.py's
+    word-level tokenizer."""
+    import torch
+
+    from lookalike.encoders.bundle import (
+        ImagePreprocess,
+        Manifest,
+        Space,
+        TensorSpec,
+        Tower,
+        TokenizerSpec,
+        WeightsSource,
+        save_manifest,
+    )
+    from lookalike.encoders.onnx_export import export_onnx
+    from tiny_clip import EOS, make_tokenizer
+
+    tokenizer, vocab = make_tokenizer()
+    torch.manual_seed(seed)
+
+    class ImageTower_(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, dim, 5, stride=2)
+            self.register_buffer("to_joint", torch.randn(dim, text_dim))
+
+        def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            pooled = torch.relu(self.conv(pixels)).mean(dim=(2, 3))
+            normalize = torch.nn.functional.normalize
+            return normalize(pooled @ self.to_joint, dim=-1), normalize(pooled, dim=-1)
+
+    class TextTower_(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.words = torch.nn.Embedding(len(vocab), text_dim)
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            mask = attention_mask.unsqueeze(-1).to(torch.float32)
+            return torch.nn.functional.normalize((self.words(input_ids) * mask).sum(1), dim=-1)
+
+    folder.mkdir(parents=True, exist_ok=True)
+    export_onnx(ImageTower_(), (torch.zeros(2, 3, 32, 32),), folder / "image.onnx", ["pixel_values"],
+                ["joint", "visual"], {"pixel_values": {0: "batch"}, "joint": {0: "batch"}, "visual": {0: "batch"}})
+    ids = torch.tensor([[1, 5, 2]] * 2)
+    export_onnx(TextTower_(), (ids, torch.ones_like(ids)), folder / "text.onnx", ["input_ids", "attention_mask"],
+                ["joint"], {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
+                            "joint": {0: "batch"}})
+    tokenizer.save(str(folder / "tokenizer.json"))
+    sequence = ("batch", "sequence")
+    save_manifest(Manifest(
+        model_id="tiny-two-space", model_version="1", spaces={"joint": Space(text_dim), "visual": Space(dim)},
+        towers={
+            "image": Tower("image.onnx", (TensorSpec("pixel_values", "float32", ("batch", 3, 32, 32)),),
+                           {"joint": "joint", "visual": "visual"},
+                           preprocess=ImagePreprocess(size=32, crop_size=32, mean=(0.5,) * 3, std=(0.5,) * 3)),
+            "text": Tower("text.onnx", (TensorSpec("input_ids", "int64", sequence),
+                                        TensorSpec("attention_mask", "int64", sequence)),
+                          {"joint": "joint"}, tokenizer=TokenizerSpec("tokenizer.json", 16, EOS)),
+        },
+        weights=(WeightsSource("both towers", "random, seeded (tests)", "none"),),
+        image_query={"visual": 1.0}), folder)
+    return folder

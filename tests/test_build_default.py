@@ -116,3 +116,24 @@ def test_int8_text_tower_stays_close(towers, encoder, tmp_path):
 
 def test_photo_decodes_like_the_file(photo_bytes):
     assert decode_image(photo_bytes["blue_pack"]).mode == "RGB"
+
+
+def test_aligning_joint_drops_conse_from_the_image_graph(bundle, encoder, photo_bytes, tmp_path):
+    # The default image graph computes joint by ConSE (softmax, TopK, a gather
+    # of class-name vectors); aligned from visual, none of that may stay to run.
+    import onnx
+
+    from lookalike.encoders.bundle import load_bundle
+    from lookalike.train.export import Alignment, export_tuned_bundle
+    from lookalike.train.head import apply_head
+
+    weight = np.random.default_rng(0).standard_normal((1280, 384)).astype(np.float32)
+    tuned = export_tuned_bundle(load_bundle(bundle), {}, tmp_path / "aligned", trained_on="a test", license="none",
+                                aligned={"joint": Alignment("visual", weight)})
+    ops = lambda path: {node.op_type for node in onnx.load(str(path)).graph.node}  # noqa: E731
+    assert "TopK" in ops(bundle / "image.onnx") and "TopK" not in ops(tuned.path / "image.onnx")
+    assert (tuned.path / "image.onnx").stat().st_size < (bundle / "image.onnx").stat().st_size
+    photos = list(photo_bytes.values())
+    before, after = encoder.encode_images(photos), Encoder(tuned, RuntimeConfig(device="cpu")).encode_images(photos)
+    np.testing.assert_allclose(after["joint"], apply_head(weight, before["visual"]), atol=1e-5)
+    np.testing.assert_allclose(after["visual"], before["visual"], atol=1e-6)

@@ -15,7 +15,8 @@ from lookalike.encoders.bundle import load_bundle
 from lookalike.eval.relevance import load_labelled_catalog
 from lookalike.train.finetune import finetune, split_items
 from lookalike.train.head import HeadConfig, apply_head, contrastive_loss, semi_hard_triplet_loss, train_head
-from synthetic_catalog import make_synthetic_catalog, make_tiny_conv_bundle
+from lookalike.train.align import AlignConfig, train_alignment
+from synthetic_catalog import make_synthetic_catalog, make_tiny_conv_bundle, make_tiny_two_space_bundle
 
 
 def unit(*rows):
@@ -157,6 +158,55 @@ def _head_weight(onnx_path, space):
 
     model = onnx.load(str(onnx_path))
     return next(numpy_helper.to_array(t) for t in model.graph.initializer if t.name == f"{space}__head_weight")
+
+
+def test_aligning_the_text_space_lets_words_find_held_out_images(synthetic, tmp_path):
+    # The tiny bundle's text vectors and image "joint" vectors are unrelated
+    # random projections: text queries find their category by chance (1/4).
+    # Aligned from the visual features, an image lands by its category's words.
+    bundle_path = make_tiny_two_space_bundle(tmp_path / "two-space")
+    encoder = Encoder(bundle_path, RuntimeConfig(device="cpu", intra_op_threads=1))
+    result = finetune(synthetic, encoder, tmp_path / "aligned", align_from="visual",
+                      align_config=AlignConfig(steps=200))
+    assert result.spaces == () and result.aligned == ("joint",)
+    before, after = result.before["text"]["precision@5"], result.after["text"]["precision@5"]
+    assert before < 0.35 and after >= before + 0.4, (before, after)
+    assert result.after["image"] == result.before["image"]  # image queries search visual, left untuned
+
+    tuned = Encoder(result.bundle, RuntimeConfig(device="cpu", intra_op_threads=1))
+    assert any("alignment of space joint from visual" in w.component for w in tuned.bundle.manifest.weights)
+    rows = [list(synthetic.ids).index(i) for i in result.split.held_out[:5]]
+    images = [(synthetic.folder / synthetic.images[r]).read_bytes() for r in rows]
+    weight = _head_weight(result.bundle / "image.onnx", "joint")
+    untuned = encoder.encode_images(images)
+    got = tuned.encode_images(images)
+    np.testing.assert_allclose(got["joint"], apply_head(weight, untuned["visual"]), atol=1e-5)
+    np.testing.assert_allclose(got["visual"], untuned["visual"], atol=1e-6)
+    texts = ["red shoe", "a small bag"]
+    np.testing.assert_allclose(tuned.encode_texts(texts)["joint"], encoder.encode_texts(texts)["joint"], atol=1e-6)
+    # What computed the old image "joint" is gone from the graph, not left to run.
+    import onnx
+
+    graph = onnx.load(str(result.bundle / "image.onnx")).graph
+    assert not any("joint__untuned" in node.output for node in graph.node)
+    with pytest.raises(ValueError, match="cannot have a projection head and be aligned"):
+        finetune(synthetic, encoder, tmp_path / "x", spaces=["joint"], align_from="visual")
+    with pytest.raises(ValueError, match="another space to align it from"):
+        finetune(synthetic, encoder, tmp_path / "x", align_from="joint")
+
+
+def test_alignment_needs_words_for_every_trained_category():
+    rng = np.random.default_rng(0)
+    images, texts = rng.standard_normal((12, 8)).astype(np.float32), rng.standard_normal((4, 5)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"no text names the categories \['hat'\]"):
+        train_alignment(images, np.array(["shoe", "bag", "hat"] * 4), texts, np.array(["shoe", "bag"] * 2))
+    w1 = train_alignment(images, np.array(["shoe", "bag"] * 6), texts, np.array(["shoe", "bag"] * 2),
+                         AlignConfig(steps=5, batch=4))
+    w2 = train_alignment(images, np.array(["shoe", "bag"] * 6), texts, np.array(["shoe", "bag"] * 2),
+                         AlignConfig(steps=5, batch=4))
+    assert w1.shape == (8, 5) and np.array_equal(w1, w2)  # seeded
+    with pytest.raises(ValueError, match="temperature"):
+        AlignConfig(temperature=0)
 
 
 def test_a_tuned_bundle_must_not_overwrite_its_source(tiny_clip_bundle):

@@ -9,6 +9,7 @@ from PIL import Image
 
 from lookalike.encoders import Encoder, RuntimeConfig
 from lookalike.eval.catalogs import build_emoji_catalog
+from lookalike.eval.fashion_catalog import CATEGORIES, PHRASES, SLUGS, build_fashion_catalog
 from lookalike.eval.relevance import (
     embed_catalog,
     exact_rankings,
@@ -89,3 +90,54 @@ def test_the_report_command_of_an_image_only_bundle(synthetic, tmp_path, capsys)
     report = json.loads(out.read_text())
     assert set(report) == {"image"} and report["image"]["queries"] == 24  # no text tower: no text queries
     assert "precision@5" in capsys.readouterr().out
+
+
+def write_idx(path, array, magic):
+    import gzip
+
+    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
+
+
+def make_fashion_files(folder, per_category=(3, 2)):
+    """Fashion-MNIST's four IDX files, small: the pixels of an image of
+    category c are all 20 c + its row number (so an image is recognisable)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n, (images, labels) in (("train", per_category[0], ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")),
+                                       ("test", per_category[1], ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"))):
+        y = np.repeat(np.arange(10), n)
+        x = np.stack([np.full((28, 28), 20 * c + row, np.uint8) for row, c in enumerate(y)])
+        write_idx(folder / images, x, 0x803)
+        write_idx(folder / labels, y, 0x801)
+    return folder
+
+
+def test_the_fashion_catalog_keeps_queries_apart_from_products(tmp_path):
+    source = make_fashion_files(tmp_path / "fashion-mnist")
+    products, queries = build_fashion_catalog(tmp_path / "out", source, per_category=2, queries_per_category=1)
+    catalog = load_labelled_catalog(tmp_path / "out")
+    assert products == len(catalog.ids) == 20 and queries == len(catalog.queries) == 10 + 4 * 10
+    assert sorted(set(catalog.categories)) == sorted(SLUGS) and catalog.titles[0] == CATEGORIES[0]
+    # Products come from the training split, image queries from the test split,
+    # negated back to dark on white; no query was made from a product.
+    first = np.asarray(Image.open(tmp_path / "out" / catalog.images[0]))
+    row = int(catalog.images[0].split("-")[1].split(".")[0])
+    assert catalog.images[0].startswith("catalog/train-") and (first == 255 - (20 * 0 + row)).all()
+    image_queries = catalog.of_kind("image")
+    assert all(q.image.name.startswith("test-") and q.item is None for q in image_queries)
+    assert [q.relevant_category for q in image_queries] == list(SLUGS)
+    words = {q.text: q.relevant_category for q in catalog.of_kind("text")}
+    assert words["chelsea boot"] == "ankle-boot" and len(words) == sum(len(p) for p in PHRASES)
+    assert "MIT" in (tmp_path / "out" / "LICENSES.txt").read_text()
+    with pytest.raises(ValueError, match="has 3 images, 4 were asked for"):
+        build_fashion_catalog(tmp_path / "more", source, per_category=4)
+
+
+def test_a_damaged_fashion_file_is_named(tmp_path):
+    source = make_fashion_files(tmp_path / "fashion-mnist")
+    write_idx(source / "t10k-labels-idx1-ubyte.gz", np.zeros((2, 2)), 0x803)  # images where labels belong
+    with pytest.raises(ValueError, match=r"t10k-labels-idx1-ubyte.gz: not an IDX file of 1-d"):
+        build_fashion_catalog(tmp_path / "out", source)
+    (source / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(FileNotFoundError, match="dataset-fashion-mnist"):
+        build_fashion_catalog(tmp_path / "out", source)

@@ -346,6 +346,7 @@ def _colour_directions(args: argparse.Namespace) -> int:
 def _train_head(args: argparse.Namespace) -> int:
     from lookalike.encoders import Encoder, RuntimeConfig
     from lookalike.eval.relevance import load_labelled_catalog
+    from lookalike.train.align import AlignConfig
     from lookalike.train.finetune import finetune, format_comparison
     from lookalike.train.head import HeadConfig
 
@@ -355,7 +356,8 @@ def _train_head(args: argparse.Namespace) -> int:
     config = HeadConfig(**{name: value for name, value in given.items() if value is not None})
     spaces = [s for s in (args.spaces or "").split(",") if s] or None
     result = finetune(load_labelled_catalog(args.catalog), Encoder(args.bundle, RuntimeConfig(device="cpu")),
-                      args.out, spaces=spaces, config=config, held_out_fraction=args.held_out,
+                      args.out, spaces=spaces, config=config, align_from=args.align_from,
+                      align_config=AlignConfig(seed=config.seed), held_out_fraction=args.held_out,
                       license=args.license, progress=lambda s: print(f"\r{s}   ", end="", file=sys.stderr))
     print(file=sys.stderr)
     print(format_comparison(result))
@@ -526,7 +528,10 @@ def build_parser() -> argparse.ArgumentParser:
     head.add_argument("--catalog", required=True, help="a labelled catalog folder (see lookalike.eval.relevance)")
     head.add_argument("--bundle", required=True, help="the bundle to tune")
     head.add_argument("--out", required=True, help="the tuned bundle folder to write")
-    head.add_argument("--spaces", help="comma-separated spaces to tune (default: the image query space)")
+    head.add_argument("--spaces", help="comma-separated spaces to tune (default: the image query space, "
+                                       "or none with --align-from)")
+    head.add_argument("--align-from", metavar="SPACE",
+                      help="also align the text tower's space from this image space (lookalike.train.align)")
     head.add_argument("--loss", choices=("triplet", "contrastive"),
                       help="triplet with semi-hard negatives (default), or contrastive")
     head.add_argument("--margin", type=float, help="loss margin on squared distances (default 0.2)")

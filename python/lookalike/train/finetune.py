@@ -9,11 +9,15 @@ new bundle.
 3. A projection head per tuned space (lookalike.train.head) is trained on the
    training items' vectors in that space: product images, image queries
    (another rendering of the same product) and, where the text tower writes
-   the space, text queries; the label of each is its category.
+   the space, text queries; the label of each is its category. Optionally, the
+   text tower's space is aligned from an image space instead
+   (lookalike.train.align): the image tower then writes it from that space's
+   features, trained against the training half's text queries.
 4. Before and after: the held-out queries searched among the held-out
    products, exactly, scored by lookalike.eval.metrics.
-5. The heads are folded into a copy of the bundle (lookalike.train.export),
-   which is then loaded and checked to give the head's vectors.
+5. The heads and alignments are folded into a copy of the bundle
+   (lookalike.train.export), which is then loaded and checked to give the
+   vectors they give.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ from lookalike.eval.relevance import (
     query_spaces,
     score,
 )
-from lookalike.train.export import export_tuned_bundle
+from lookalike.train.align import AlignConfig, train_alignment
+from lookalike.train.export import Alignment, export_tuned_bundle
 from lookalike.train.head import HeadConfig, apply_head, train_head
 
 KS = (1, 5, 10)
@@ -93,19 +98,38 @@ def training_vectors(catalog: LabelledCatalog, embeddings: Embeddings, space: st
     return np.concatenate(parts), labels
 
 
-def search_metrics(catalog: LabelledCatalog, embeddings: Embeddings, spaces: Mapping[str, str | None],
-                   heads: Mapping[str, np.ndarray], ks: Sequence[int] = KS) -> dict[str, dict[str, float]]:
-    """Per query kind, the metrics of exact search among ``catalog``'s products,
-    with each tuned space's vectors passed through its head."""
-    def through(space: str, vectors: np.ndarray) -> np.ndarray:
-        return apply_head(heads[space], vectors) if space in heads else vectors
+@dataclass(frozen=True)
+class Tuning:
+    """What training made: projection heads by space, and alignments by the space they recompute."""
 
+    heads: Mapping[str, np.ndarray]
+    aligned: Mapping[str, Alignment]
+
+    def image_side(self, space: str, vectors: Mapping[str, np.ndarray]) -> np.ndarray:
+        """``space``'s vectors as the tuned image tower writes them, from the untuned ones of every space."""
+        if space in self.aligned:
+            return apply_head(self.aligned[space].weight, vectors[self.aligned[space].source])
+        return apply_head(self.heads[space], vectors[space]) if space in self.heads else vectors[space]
+
+    def text_side(self, space: str, vectors: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The same for the text tower, which an alignment leaves as it was."""
+        return apply_head(self.heads[space], vectors[space]) if space in self.heads else vectors[space]
+
+
+UNTUNED = Tuning({}, {})
+
+
+def search_metrics(catalog: LabelledCatalog, embeddings: Embeddings, spaces: Mapping[str, str | None],
+                   tuning: Tuning = UNTUNED, ks: Sequence[int] = KS) -> dict[str, dict[str, float]]:
+    """Per query kind, the metrics of exact search among ``catalog``'s products,
+    their vectors and the queries' as the ``tuning``'s towers write them."""
     report = {}
     for kind, queries in (("image", embeddings.image_queries), ("text", embeddings.text_queries)):
         space = spaces.get(kind)
         if space is None or space not in queries or not catalog.of_kind(kind):
             continue
-        rankings = exact_rankings(through(space, queries[space]), through(space, embeddings.products[space]),
+        side = tuning.image_side if kind == "image" else tuning.text_side
+        rankings = exact_rankings(side(space, queries), tuning.image_side(space, embeddings.products),
                                   catalog.ids, max(ks))
         report[kind] = score(catalog, kind, rankings, ks)
     return report
@@ -114,7 +138,8 @@ def search_metrics(catalog: LabelledCatalog, embeddings: Embeddings, spaces: Map
 @dataclass
 class FinetuneResult:
     split: Split
-    spaces: tuple[str, ...]
+    spaces: tuple[str, ...]  # the spaces given a projection head
+    aligned: tuple[str, ...]  # the spaces recomputed by an alignment
     before: dict[str, dict[str, float]]  # held-out half, untuned
     after: dict[str, dict[str, float]]  # held-out half, tuned
     fit: dict[str, dict[str, float]]  # training half, tuned
@@ -122,62 +147,91 @@ class FinetuneResult:
 
 
 def finetune(catalog: LabelledCatalog, encoder, out: str | Path, *, spaces: Sequence[str] | None = None,
-             config: HeadConfig = HeadConfig(), held_out_fraction: float = 0.5, license: str = "see the catalog",
-             progress: Callable[[str], None] | None = None, embeddings: Embeddings | None = None) -> FinetuneResult:
-    """Tunes ``spaces`` (default: the space image queries search) of
-    ``encoder``'s bundle on ``catalog``; writes the tuned bundle to ``out``.
-    ``embeddings``: the catalog already encoded by that bundle."""
+             config: HeadConfig = HeadConfig(), align_from: str | None = None,
+             align_config: AlignConfig = AlignConfig(), held_out_fraction: float = 0.5,
+             license: str = "see the catalog", progress: Callable[[str], None] | None = None,
+             embeddings: Embeddings | None = None) -> FinetuneResult:
+    """Tunes ``spaces`` of ``encoder``'s bundle on ``catalog`` with a
+    projection head each, and with ``align_from`` (an image space) aligns the
+    text tower's space from it (lookalike.train.align); writes the tuned bundle
+    to ``out``. ``spaces`` defaults to the space image queries search, or to
+    none when aligning. ``embeddings``: the catalog already encoded by that bundle."""
     manifest = encoder.bundle.manifest
     searched = query_spaces(manifest)
-    spaces = tuple(spaces or [searched["image"]])
+    spaces = tuple(spaces if spaces is not None else ([] if align_from else [searched["image"]]))
     image = manifest.towers.get("image")
-    for space in spaces:
+    for space in (*spaces, *([align_from] if align_from else [])):
         if image is None or space not in image.outputs.values():
             raise ValueError(f"space {space!r} is not written by the bundle's image tower")
+    aligned_space = searched["text"] if align_from else None
+    if align_from and (aligned_space is None or aligned_space not in image.outputs.values()
+                       or aligned_space == align_from):
+        raise ValueError("aligning needs a bundle whose image tower writes the text tower's space and "
+                         f"another space to align it from (the text tower writes {aligned_space!r})")
+    if aligned_space in spaces:
+        raise ValueError(f"space {aligned_space!r} cannot have a projection head and be aligned at once")
+    if not spaces and not align_from:
+        raise ValueError("nothing to tune: give spaces or align_from")
     embeddings = embeddings or embed_catalog(encoder, catalog, progress)
     split = split_items(catalog, held_out_fraction, config.seed)
     train = catalog.subset(split.train, split.train_queries)
     held_out = catalog.subset(split.held_out, split.held_out_queries)
     train_vectors, held_vectors = embeddings.rows(catalog, train), embeddings.rows(catalog, held_out)
-    before = search_metrics(held_out, held_vectors, searched, {})
-    heads = {}
+    before = search_metrics(held_out, held_vectors, searched)
+    heads, aligned = {}, {}
     for space in spaces:
         vectors, labels = training_vectors(train, train_vectors, space)
         codes = np.unique(labels, return_inverse=True)[1]
         heads[space] = train_head(vectors, codes, config, progress=(lambda s, sp=space: progress(f"{sp}: {s}"))
                                   if progress else None)
-    after = search_metrics(held_out, held_vectors, searched, heads)
+    if align_from:
+        images, image_labels = training_vectors(train, train_vectors, align_from)
+        texts = train.of_kind("text")
+        kept = [r for r, q in enumerate(texts) if q.relevant_ids is None]
+        if not kept:
+            raise ValueError("aligning needs text queries labelled by category in the training half")
+        weight = train_alignment(images, np.array(image_labels), train_vectors.text_queries[aligned_space][kept],
+                                 np.array([texts[r].relevant_category for r in kept]), align_config,
+                                 progress=(lambda s: progress(f"align {aligned_space}: {s}")) if progress else None)
+        aligned[aligned_space] = Alignment(align_from, weight)
+    tuning = Tuning(heads, aligned)
+    after = search_metrics(held_out, held_vectors, searched, tuning)
     # The same search on the training half shows how much of the fit carries over.
-    fit = search_metrics(train, train_vectors, searched, heads)
+    fit = search_metrics(train, train_vectors, searched, tuning)
     record = {"catalog": catalog.folder.name, "spaces": list(spaces), "train_items": len(split.train),
               "held_out_items": len(split.held_out), "categories": len(set(catalog.categories)),
               "head": asdict(config), "held_out_before": before, "held_out_after": after,
               "training_half_after": fit}
+    if aligned:
+        record["aligned"] = {space: a.source for space, a in aligned.items()}
+        record["align"] = asdict(align_config)
+    how = ", ".join(([f"{config.loss} loss"] if heads else []) + ([f"aligned from {align_from}"] if aligned else []))
     tuned = export_tuned_bundle(
-        encoder.bundle, heads, out, license=license, record=json.dumps(record, sort_keys=True),
+        encoder.bundle, heads, out, license=license, record=json.dumps(record, sort_keys=True), aligned=aligned,
         trained_on=f"{len(split.train)} products of {len(set(train.categories))} categories of catalog "
-                   f"{catalog.folder.name!r}, {config.loss} loss, seed {config.seed}")
-    _check_tuned(tuned, encoder, catalog, heads)
-    return FinetuneResult(split, spaces, before, after, fit, tuned.path)
+                   f"{catalog.folder.name!r}, {how}, seed {config.seed}")
+    _check_tuned(tuned, encoder, catalog, tuning)
+    return FinetuneResult(split, spaces, tuple(aligned), before, after, fit, tuned.path)
 
 
-def _check_tuned(tuned, encoder, catalog: LabelledCatalog, heads: Mapping[str, np.ndarray]) -> None:
-    """The exported graphs must give what the head gives on the encoder's vectors."""
+def _check_tuned(tuned, encoder, catalog: LabelledCatalog, tuning: Tuning) -> None:
+    """The exported graphs must give what the heads and alignments give on the encoder's vectors."""
     from lookalike.encoders import Encoder
 
     images = [(catalog.folder / p).read_bytes() for p in catalog.images[:4]]
     want = encoder.encode_images(images)
     got = Encoder(tuned, encoder.config).encode_images(images)
-    for space, weight in heads.items():
-        error = float(np.abs(got[space] - apply_head(weight, want[space])).max())
+    for space in (*tuning.heads, *tuning.aligned):
+        error = float(np.abs(got[space] - tuning.image_side(space, want)).max())
         if error > 1e-4:
-            raise RuntimeError(f"the exported {space!r} graph differs from its head by {error:.2e}")
+            raise RuntimeError(f"the exported {space!r} graph differs from its training by {error:.2e}")
 
 
 def format_comparison(result: FinetuneResult) -> str:
     columns = ("precision@5", "recall@10", "mrr", "ndcg@10")
     lines = [f"held-out split: {len(result.split.held_out)} products (trained on {len(result.split.train)}); "
-             f"tuned spaces: {', '.join(result.spaces)}",
+             f"tuned spaces: {', '.join(result.spaces) or 'none'}"
+             + "".join(f"; {space} aligned from the image tower's features" for space in result.aligned),
              f"{'kind':<6} {'':<7} " + " ".join(f"{c:>11}" for c in columns)]
     for kind in result.before:
         for when, report in (("before", result.before), ("after", result.after)):
