@@ -12,9 +12,11 @@ import pytest
 from lookalike.client import Client, Product, packed
 from lookalike.eval.online import online_metrics, parse_time_ms
 from lookalike.index.collection import SpaceConfig
-from lookalike.service.config import ServiceConfig
+from lookalike.service.config import Limits, ServiceConfig
+from lookalike.service.feedback_servicer import FeedbackServicer
+from lookalike.service.relevance_feedback import FeedbackConfig, SearchFeedback
 from lookalike.service.server import Server
-from lookalike.store.feedback import Event, FeedbackStore
+from lookalike.store.feedback import BoostClick, Event, FeedbackStore
 from lookalike.v1 import feedback_pb2
 
 DAY_MS = 86_400_000
@@ -76,6 +78,44 @@ def test_retention_bounds_the_store_by_age_and_by_count(tmp_path):
     assert len(store) == 5  # the two oldest of seven went
     counts = store.counts()
     assert (counts.searches, counts.impressions) == (2, 5)
+
+
+def test_the_boosts_clicks_are_kept_under_the_same_bounds(tmp_path):
+    store = FeedbackStore(tmp_path / "feedback.sqlite3", retention_ms=DAY_MS, max_events=3)
+    store.record(events([("s1", 1, 1, "click", T0)]), now_ms=T0 - 2 * DAY_MS,
+                 boost_clicks=[BoostClick("clip", "old hat", 1)])
+    store.record(events([("s2", i, i, "click", T0) for i in range(4)]), now_ms=T0,
+                 boost_clicks=[BoostClick("clip", "red dress", i) for i in range(4)])
+    assert store.boost_clicks() == [BoostClick("clip", "red dress", i) for i in (1, 2, 3)]  # oldest first
+    with pytest.raises(ValueError, match="unknown event kind"):  # a bad batch stores none of its clicks either
+        store.record(events([("s3", 1, 1, "view", T0)]), now_ms=T0, boost_clicks=[BoostClick("clip", "x", 9)])
+    assert len(store.boost_clicks()) == 3
+
+
+class Context:
+    """What a servicer method needs of a gRPC context on its success path."""
+
+    def abort(self, code, details):
+        raise AssertionError(f"aborted: {code} {details}")
+
+
+def test_the_click_boost_is_rebuilt_from_the_store_after_a_restart(tmp_path):
+    path = tmp_path / "feedback.sqlite3"
+    boost = FeedbackConfig(boost_clicks=True)
+    before = SearchFeedback(boost)
+    servicer = FeedbackServicer(before, Limits())
+    servicer.attach(FeedbackStore(path, retention_ms=DAY_MS, max_events=100))
+    worded = before.remember("clip", np.ones(4, np.float32), "Red  Dress")
+    wordless = before.remember("clip", np.ones(4, np.float32), "")  # a vector query: nothing to boost
+    servicer.Feedback(feedback_pb2.FeedbackRequest(events=[
+        event(worded, 7, 1, "impression"), event(worded, 7, 1, "click"), event(worded, 7, 1, "click"),
+        event(worded, 3, 2, "click"), event(wordless, 5, 1, "click")]), Context())
+    assert before.clicks.clicks("clip", "red dress") == {7: 2, 3: 1}
+
+    after = SearchFeedback(boost)  # a restarted server: nothing remembered, the same file
+    FeedbackServicer(after, Limits()).attach(FeedbackStore(path, retention_ms=DAY_MS, max_events=100))
+    assert after.clicks.clicks("clip", "red dress") == {7: 2, 3: 1}
+    assert after.recent.get(worded) is None
 
 
 def test_rates_with_nothing_to_divide_by_are_zero():

@@ -144,12 +144,12 @@ def test_clicks_for_the_same_words_boost_later_searches():
     scores = np.array([0.90, 0.89, 0.50], dtype=np.float32)
     off = SearchFeedback()
     search = off.remember("clip", QUERY, "red dress")
-    off.clicked(search, [2])
+    off.count(off.boost_clicks(search, [2]))
     assert off.boost("clip", "red dress", ids_, scores)[0].tolist() == [1, 2, 3]  # off by default
 
     on = SearchFeedback(FeedbackConfig(boost_clicks=True, boost_weight=0.02))
     search = on.remember("clip", QUERY, "Red  Dress")
-    on.clicked(search, [2, 2])
+    on.count(on.boost_clicks(search, [2, 2]))
     boosted_ids, boosted_scores = on.boost("clip", "red dress", ids_, scores)  # same words, other spacing and case
     assert boosted_ids.tolist() == [2, 1, 3]
     assert boosted_scores[0] == pytest.approx(0.89 + 0.02 * np.log2(3))
@@ -160,8 +160,8 @@ def test_clicks_for_the_same_words_boost_later_searches():
 def test_click_boost_keeps_few_products_per_query():
     feedback = SearchFeedback(FeedbackConfig(boost_clicks=True, boost_products=2, boost_queries=1))
     search = feedback.remember("clip", QUERY, "hat")
-    feedback.clicked(search, [1, 1, 2, 3])
+    feedback.count(feedback.boost_clicks(search, [1, 1, 2, 3]))
     assert set(feedback.clicks.clicks("clip", "hat")) == {1, 3}  # 2 was the least clicked when 3 came
     other = feedback.remember("clip", QUERY, "scarf")
-    feedback.clicked(other, [5])
+    feedback.count(feedback.boost_clicks(other, [5]))
     assert feedback.clicks.clicks("clip", "hat") == {}  # one query text kept

@@ -36,6 +36,8 @@ class FeedbackServicer(feedback_pb2_grpc.FeedbackServiceServicer):
         self._store: FeedbackStore | None = None
 
     def attach(self, store: FeedbackStore) -> None:
+        """Serves from ``store``, the click boost first rebuilt from the clicks it keeps."""
+        self._search_feedback.count(store.boost_clicks())
         self._store = store
 
     @property
@@ -51,13 +53,14 @@ class FeedbackServicer(feedback_pb2_grpc.FeedbackServiceServicer):
             raise invalid(f"{len(request.events)} events in one call, at most {self._max_batch}")
         now_ms = int(time.time() * 1000)
         events = [_checked(e, f"events[{i}]", now_ms) for i, e in enumerate(request.events)]
-        self._store.record(events, now_ms)
         clicks: dict[str, list[int]] = {}
         for e in events:
             if e.kind == "click":
                 clicks.setdefault(e.search_id, []).append(e.product_id)
-        for search_id, product_ids in clicks.items():
-            self._search_feedback.clicked(search_id, product_ids)
+        boost = [c for search_id, product_ids in clicks.items()
+                 for c in self._search_feedback.boost_clicks(search_id, product_ids)]
+        self._store.record(events, now_ms, boost)
+        self._search_feedback.count(boost)  # once stored: what a restart rebuilds is what was counted
         return feedback_pb2.FeedbackResponse(recorded=len(events))
 
     @rpc

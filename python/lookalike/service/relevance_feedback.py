@@ -32,6 +32,7 @@ from lookalike.index import UnknownIdError
 from lookalike.index import filter as flt
 from lookalike.index.collection import Collection
 from lookalike.service.errors import invalid, not_found
+from lookalike.store.feedback import BoostClick
 from lookalike.v1 import search_pb2
 
 
@@ -48,8 +49,9 @@ class FeedbackConfig:
     retention_days: float = 90.0         # feedback events older than this are removed
     max_events: int = 10_000_000         # and beyond this many, the oldest
     # Boost products clicked before for the same query text (off by default). Kept in
-    # memory (lost on restart): at most boost_queries query texts (least recently
-    # clicked forgotten first), at most boost_products products each (least clicked dropped).
+    # memory, rebuilt at start from the clicks the feedback store keeps: at most boost_queries
+    # query texts (least recently clicked forgotten first), at most boost_products products
+    # each (least clicked dropped).
     boost_clicks: bool = False
     boost_weight: float = 0.02           # score += boost_weight * log2(1 + clicks)
     boost_queries: int = 10_000
@@ -213,15 +215,21 @@ class SearchFeedback:
         return self.recent.add(RememberedSearch(space, np.array(query, dtype=np.float32), text, time.monotonic(),
                                                 exclude))
 
-    def clicked(self, search_id: str, product_ids: Sequence[int]) -> None:
-        """Clicks on the hits of a search: counted for the boost when it is on and
-        the search (with words) is still remembered."""
+    def boost_clicks(self, search_id: str, product_ids: Sequence[int]) -> list[BoostClick]:
+        """What clicks on the hits of a search add to the boost: nothing when the
+        boost is off or the search (with words) is no longer remembered."""
         if self.clicks is None:
-            return
+            return []
         search = self.recent.get(search_id)
-        if search is not None and search.text:
-            for product_id in product_ids:
-                self.clicks.click(search.space, search.text, product_id)
+        if search is None or not search.text:
+            return []
+        return [BoostClick(search.space, ClickBoost.key(search.space, search.text)[1], int(p)) for p in product_ids]
+
+    def count(self, clicks: Sequence[BoostClick]) -> None:
+        """Adds ``clicks`` (from boost_clicks, or the feedback store at start) to the boost."""
+        if self.clicks is not None:
+            for click in clicks:
+                self.clicks.click(click.space, click.text, click.product_id)
 
 
 def _stored(collection: Collection, space: str, ids: Sequence[int], missing: list[int]) -> tuple[list[int], np.ndarray]:

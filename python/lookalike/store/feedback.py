@@ -9,6 +9,11 @@ collection, so SQLite alone must keep them).
 Growth is bounded two ways: events older than `retention_ms` are removed, and
 beyond `max_events` the oldest go first. Both run after a batch is stored, so
 the table never holds much more than max_events plus one batch.
+
+Beside the events, the clicks that the click boost counted (its space and
+normalised query words, which an event does not carry: the search they came
+from is remembered only in memory) are kept under the same bounds, so that a
+restarted server rebuilds the boost by counting them again in arrival order.
 """
 
 from __future__ import annotations
@@ -32,6 +37,14 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_by_time ON events (time_ms);
 CREATE INDEX IF NOT EXISTS events_by_search ON events (search_id, kind);
+CREATE TABLE IF NOT EXISTS boost_clicks (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- arrival order: the order they are counted again
+    space TEXT NOT NULL,
+    text TEXT NOT NULL,                     -- the query's words, normalised (ClickBoost.key)
+    product_id INTEGER NOT NULL,
+    time_ms INTEGER NOT NULL                -- when the click was stored
+);
+CREATE INDEX IF NOT EXISTS boost_clicks_by_time ON boost_clicks (time_ms);
 """
 
 
@@ -42,6 +55,15 @@ class Event:
     position: int
     kind: str      # one of KINDS
     time_ms: int
+
+
+@dataclass(frozen=True)
+class BoostClick:
+    """A click the click boost counts: on ``product_id``, searched with ``text`` in ``space``."""
+
+    space: str
+    text: str
+    product_id: int
 
 
 @dataclass(frozen=True)
@@ -69,10 +91,11 @@ class FeedbackStore:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
             self._count = self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+            self._boost_count = self._db.execute("SELECT COUNT(*) FROM boost_clicks").fetchone()[0]
 
-    def record(self, events: Sequence[Event], now_ms: int) -> None:
-        """Stores the events in one transaction (all or none), then drops what
-        retention no longer keeps."""
+    def record(self, events: Sequence[Event], now_ms: int, boost_clicks: Sequence[BoostClick] = ()) -> None:
+        """Stores the events and the boost's clicks in one transaction (all or
+        none), then drops what retention no longer keeps."""
         for e in events:
             if e.kind not in KINDS:
                 raise ValueError(f"unknown event kind {e.kind!r} (one of {', '.join(KINDS)})")
@@ -82,20 +105,31 @@ class FeedbackStore:
             try:
                 self._db.executemany(
                     "INSERT INTO events (search_id, product_id, position, kind, time_ms) VALUES (?, ?, ?, ?, ?)", rows)
+                self._db.executemany("INSERT INTO boost_clicks (space, text, product_id, time_ms) VALUES (?, ?, ?, ?)",
+                                     [(c.space, c.text, c.product_id, now_ms) for c in boost_clicks])
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
             self._count += len(rows)
-            self._prune(now_ms)
+            self._count -= self._prune("events", self._count, now_ms)
+            self._boost_count += len(boost_clicks)
+            self._boost_count -= self._prune("boost_clicks", self._boost_count, now_ms)
 
-    def _prune(self, now_ms: int) -> None:
-        removed = self._db.execute("DELETE FROM events WHERE time_ms < ?", (now_ms - self._retention_ms,)).rowcount
-        excess = self._count - removed - self._max_events
+    def _prune(self, table: str, count: int, now_ms: int) -> int:
+        """Removes the rows of ``table`` (events or boost_clicks) past retention; returns how many."""
+        removed = self._db.execute(f"DELETE FROM {table} WHERE time_ms < ?", (now_ms - self._retention_ms,)).rowcount
+        excess = count - removed - self._max_events
         if excess > 0:
             removed += self._db.execute(
-                "DELETE FROM events WHERE seq IN (SELECT seq FROM events ORDER BY seq LIMIT ?)", (excess,)).rowcount
-        self._count -= removed
+                f"DELETE FROM {table} WHERE seq IN (SELECT seq FROM {table} ORDER BY seq LIMIT ?)", (excess,)).rowcount
+        return removed
+
+    def boost_clicks(self) -> list[BoostClick]:
+        """The boost's clicks still kept, oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT space, text, product_id FROM boost_clicks ORDER BY seq").fetchall()
+        return [BoostClick(space, text, product_id) for space, text, product_id in rows]
 
     def __len__(self) -> int:
         with self._lock:
