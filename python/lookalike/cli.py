@@ -9,7 +9,7 @@
     lookalike model export-clip SOURCE --out DIR   a CLIP checkpoint -> a bundle
     lookalike model build-default --out DIR        the offline default bundle
     lookalike model check DIR                      validate a bundle and print it
-    lookalike train head --catalog DIR --bundle DIR --out DIR   fine-tune a projection head
+    lookalike train head --catalog DIR --bundle DIR --out DIR   fine-tune projection heads [--align-from SPACE]
     lookalike bench load [--mode open|closed|ramp|soak] [--rate R] [--mix vector=3,text=1] ...
     lookalike eval QUERIES.jsonl [--address HOST:PORT | --data-dir DIR] [--k 1,5,10] [--json OUT] [--plot OUT.png]
     lookalike eval online [--since 24h] [--until now] [--address HOST:PORT] [--json OUT]
