@@ -4,6 +4,7 @@ and a duplicate classifier trained into a copy of it on generated pairs."""
 
 import shutil
 import time
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -18,7 +19,10 @@ from lookalike.encoders.colour import swatch_basis, without_directions
 from lookalike.encoders.zero_shot import ZeroShotConfig, ZeroShotTagger
 from lookalike.index.collection import SpaceConfig
 from lookalike.ingest import attribute_value
-from lookalike.service.config import ServiceConfig
+from lookalike.duplicates.finder import DuplicatesConfig, Pair
+from lookalike.duplicates.scan import ScanProgress, ScanState, load_scan, save_scan
+from lookalike.service.config import Limits, ServiceConfig
+from lookalike.service.duplicates_servicer import DuplicatesServicer
 from lookalike.service.server import Server
 from lookalike.v1 import duplicates_pb2 as dpb
 from lookalike.v1 import duplicates_pb2_grpc, filter_pb2, search_pb2
@@ -93,6 +97,55 @@ def test_a_catalog_scan_finds_the_duplicate_pairs(served):
     # catalog (3,160 here), far more than the 2:1 negatives the classifier was trained on.
     assert precision >= 0.7 and recall >= 0.95
     assert [p.probability for p in pairs] == sorted((p.probability for p in pairs), reverse=True)
+
+
+class Aborted(Exception):
+    pass
+
+
+class Context:
+    """What a servicer method needs of a gRPC context: abort() raises."""
+
+    def abort(self, code, details):
+        raise Aborted(code, details)
+
+
+def test_the_latest_scan_outlives_a_restart(served):
+    server, _, stub, _ = served
+    status = stub.StartScan(dpb.StartScanRequest())
+    deadline = time.monotonic() + 60
+    while status.state == dpb.SCAN_STATE_RUNNING and time.monotonic() < deadline:
+        time.sleep(0.1)
+        status = stub.GetScanStatus(dpb.ScanStatusRequest(scan_id=status.scan_id))
+    served_pairs = stub.GetScanResults(dpb.ScanResultsRequest(page_size=1000)).pairs
+    assert status.state == dpb.SCAN_STATE_DONE and len(served_pairs) == status.pairs_found > 0
+    # A restarted server's DuplicatesService reads the results file back.
+    path = Path(server.config.data_dir) / "duplicate-scan.json"
+    restarted = DuplicatesServicer(Limits(), DuplicatesConfig(), path)
+    restarted.attach(server.store, None, None)
+    again = restarted.GetScanResults(dpb.ScanResultsRequest(page_size=1000), Context())
+    assert again.status.scan_id == status.scan_id and again.status.state == dpb.SCAN_STATE_DONE
+    assert [(p.product_id, p.duplicate_id, p.probability) for p in again.pairs] == \
+        [(p.product_id, p.duplicate_id, p.probability) for p in served_pairs]
+    # A damaged file loses the last scan, not the service.
+    damaged = path.with_name("damaged-scan.json")
+    damaged.write_text(path.read_text()[:-10])
+    lost = DuplicatesServicer(Limits(), DuplicatesConfig(), damaged)
+    lost.attach(server.store, None, None)
+    with pytest.raises(Aborted) as e:
+        lost.GetScanStatus(dpb.ScanStatusRequest(), Context())
+    assert e.value.args == (grpc.StatusCode.NOT_FOUND, "no scan has been started")
+
+
+def test_a_scan_cut_short_by_a_stop_comes_back_failed(tmp_path):
+    pair = Pair(1, 2, 0.97, 0.9, True, {"image_similarity": 0.97})
+    save_scan(tmp_path / "scan.json", ScanProgress("s1", ScanState.RUNNING, 10, 4, 7, 1), [pair])
+    scan = load_scan(tmp_path / "scan.json")
+    assert scan.progress().state is ScanState.FAILED and "interrupted" in scan.progress().error
+    assert scan.pairs() == [pair] and not scan.running
+    (tmp_path / "scan.json").write_text("{not json")
+    with pytest.raises(ValueError, match="scan.json: not the results of a duplicate scan"):
+        load_scan(tmp_path / "scan.json")
 
 
 def test_a_scan_stops_at_its_pair_bound(served):

@@ -5,23 +5,32 @@ candidates with the DuplicateFinder and keeps the pairs whose P(duplicate)
 reaches ``min_probability``; each pair is kept once (as smaller id, larger id),
 whichever side found it. It stops after scoring ``max_pairs`` candidate pairs
 (``truncated``), when cancelled, or when done. Products deleted during the scan
-are skipped. Results live in memory: a restart forgets them (a scan is cheap to
-run again, and the catalog has changed anyway).
+are skipped.
+
+Given a results file, a scan writes its status there when it starts and its
+status and pairs when it ends (replaced whole: store/atomic.py), so the latest
+scan's results outlive a restart (load_scan); a scan the server stopped in the
+middle of is reported as failed, "interrupted".
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import json
 import logging
+import os
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from lookalike.duplicates.candidates import all_ids
 from lookalike.duplicates.features import ProductView
 from lookalike.duplicates.finder import DuplicateFinder, Pair
 from lookalike.index import UnknownIdError
+from lookalike.store.atomic import write_atomically
 
 log = logging.getLogger("lookalike.duplicates")
 
@@ -61,8 +70,9 @@ class _Counters:
 
 class ScanJob:
     def __init__(self, finder: DuplicateFinder, min_similarity: float, min_probability: float,
-                 max_pairs: int) -> None:
+                 max_pairs: int, results: str | os.PathLike[str] | None = None) -> None:
         self.scan_id = uuid.uuid4().hex[:16]
+        self._results = results
         self._finder = finder
         self._min_similarity = min_similarity
         self._min_probability = min_probability
@@ -75,6 +85,7 @@ class ScanJob:
         self._thread = threading.Thread(target=self._run, name=f"duplicate-scan-{self.scan_id}", daemon=True)
 
     def start(self) -> ScanJob:
+        self._save()
         self._thread.start()
         return self
 
@@ -137,6 +148,56 @@ class ScanJob:
         with self._lock:
             self._state = state
             self._counters.finished = time.monotonic()
+        self._save()
+
+    def _save(self) -> None:
+        if self._results is None:
+            return
+        try:
+            save_scan(self._results, self.progress(), self.pairs())
+        except OSError:  # the scan's answer is still served from memory
+            log.exception("cannot write the results of duplicate scan %s to %s", self.scan_id, self._results)
+
+
+class FinishedScan:
+    """A scan read back from its results file: a ScanJob's read side, ended."""
+
+    running = False
+
+    def __init__(self, progress: ScanProgress, pairs: list[Pair]) -> None:
+        self.scan_id = progress.scan_id
+        self._progress, self._pairs = progress, pairs
+
+    def progress(self) -> ScanProgress:
+        return self._progress
+
+    def pairs(self) -> list[Pair]:
+        return list(self._pairs)
+
+    def cancel(self, wait: float | None = None) -> None:
+        pass
+
+
+def save_scan(path: str | os.PathLike[str], progress: ScanProgress, pairs: list[Pair]) -> None:
+    doc = {"progress": {**dataclasses.asdict(progress), "state": progress.state.value},
+           "pairs": [dataclasses.asdict(p) for p in pairs]}
+    write_atomically(path, json.dumps(doc))
+
+
+def load_scan(path: str | os.PathLike[str]) -> FinishedScan:
+    """The scan a results file holds; one still running when it was written
+    (the server stopped in the middle) comes back failed. ValueError names a
+    file that is not a scan's results."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        progress = ScanProgress(**{**doc["progress"], "state": ScanState(doc["progress"]["state"])})
+        pairs = [Pair(**p) for p in doc["pairs"]]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not the results of a duplicate scan ({e})") from None
+    if progress.state is ScanState.RUNNING:
+        progress = dataclasses.replace(progress, state=ScanState.FAILED,
+                                       error="interrupted: the server stopped during the scan")
+    return FinishedScan(progress, pairs)
 
 
 def _ordered(pair: Pair) -> Pair:

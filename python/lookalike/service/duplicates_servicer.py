@@ -7,15 +7,17 @@ call is FAILED_PRECONDITION: the image similarity alone is what Search gives.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 import grpc
 import numpy as np
 
 from lookalike.duplicates.classifier import DuplicateClassifier
 from lookalike.duplicates.finder import DuplicateFinder, DuplicatesConfig, Pair
-from lookalike.duplicates.scan import ScanJob, ScanProgress, ScanState
+from lookalike.duplicates.scan import FinishedScan, ScanJob, ScanProgress, ScanState, load_scan
 from lookalike.index import UnknownIdError
 from lookalike.service import convert
 from lookalike.service.calls import InFlight, rpc
@@ -25,6 +27,8 @@ from lookalike.service.encoding import ModelEncoder
 from lookalike.service.errors import ServiceError, invalid, not_found
 from lookalike.v1 import duplicates_pb2, duplicates_pb2_grpc
 
+log = logging.getLogger("lookalike.duplicates")
+
 _STATES = {ScanState.RUNNING: duplicates_pb2.SCAN_STATE_RUNNING, ScanState.DONE: duplicates_pb2.SCAN_STATE_DONE,
            ScanState.FAILED: duplicates_pb2.SCAN_STATE_FAILED,
            ScanState.CANCELLED: duplicates_pb2.SCAN_STATE_CANCELLED}
@@ -32,16 +36,27 @@ _DEFAULT_PAGE = 100
 
 
 class DuplicatesServicer(duplicates_pb2_grpc.DuplicatesServiceServicer):
-    def __init__(self, limits: Limits, config: DuplicatesConfig = DuplicatesConfig()) -> None:
+    def __init__(self, limits: Limits, config: DuplicatesConfig = DuplicatesConfig(),
+                 scan_results: Path | None = None) -> None:
+        """``scan_results``: where the latest scan's results are kept across restarts
+        (and read back from here); None keeps them in memory only."""
         self._limits = limits
         self._config = config
         self._in_flight = InFlight(limits.max_in_flight)
         self._collection = None          # set by attach(); until then calls are UNAVAILABLE
         self._finder: DuplicateFinder | None = None
         self._why_not = ""
-        self._scans: dict[str, ScanJob] = {}
+        self._scans: dict[str, ScanJob | FinishedScan] = {}
         self._latest = ""
         self._scans_lock = threading.Lock()
+        self._scan_results = scan_results
+        if scan_results is not None and scan_results.exists():
+            try:
+                restored = load_scan(scan_results)
+            except ValueError as e:  # a scan is cheap to run again: serve without it
+                log.warning("the last duplicate scan is lost: %s", e)
+            else:
+                self._scans, self._latest = {restored.scan_id: restored}, restored.scan_id
 
     def attach(self, store: DurableCollection, encoder: ModelEncoder | None,
                classifier: DuplicateClassifier | None) -> None:
@@ -111,7 +126,8 @@ class DuplicatesServicer(duplicates_pb2_grpc.DuplicatesServiceServicer):
             if any(job.running for job in self._scans.values()):
                 raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION,
                                    f"scan {self._latest} is still running: wait for it or cancel it")
-            job = ScanJob(finder, threshold, request.min_probability or finder.classifier.threshold, max_pairs)
+            job = ScanJob(finder, threshold, request.min_probability or finder.classifier.threshold, max_pairs,
+                          self._scan_results)
             self._scans = {job.scan_id: job}  # only the latest scan's results are kept
             self._latest = job.scan_id
         job.start()
@@ -157,7 +173,7 @@ class DuplicatesServicer(duplicates_pb2_grpc.DuplicatesServiceServicer):
             raise invalid(f"min_similarity must be in (0, 1], got {value}")
         return float(value)
 
-    def _scan(self, scan_id: str) -> ScanJob:
+    def _scan(self, scan_id: str) -> ScanJob | FinishedScan:
         with self._scans_lock:
             job = self._scans.get(scan_id or self._latest)
         if job is None:

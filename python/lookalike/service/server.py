@@ -104,7 +104,8 @@ class Server:
             self._servicer = SearchServicer(config.limits, self.metrics, search_feedback)
             self._feedback_servicer = FeedbackServicer(search_feedback, config.limits)
             feedback_pb2_grpc.add_FeedbackServiceServicer_to_server(self._feedback_servicer, self._grpc)
-            self._duplicates = DuplicatesServicer(config.limits, config.duplicates)
+            self._duplicates = DuplicatesServicer(config.limits, config.duplicates,
+                                                  Path(config.data_dir) / "duplicate-scan.json")
             duplicates_pb2_grpc.add_DuplicatesServiceServicer_to_server(self._duplicates, self._grpc)
             self._admin = AdminServicer()
             admin_pb2_grpc.add_AdminServiceServicer_to_server(self._admin, self._grpc)

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lookalike.store.wal import fsync_directory
+from lookalike.store.atomic import write_atomically
 
 _POINTER = "ACTIVE.json"
 _INFO = "VERSION.json"
@@ -66,14 +66,7 @@ class Versions:
 
     def activate(self, version: int, previous: int | None) -> None:
         """Makes ``version`` the one served from now on (and after a restart)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / (_POINTER + ".tmp")
-        with open(tmp, "w") as f:
-            json.dump({"active": version, "previous": previous}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.root / _POINTER)
-        fsync_directory(self.root)
+        write_atomically(self.root / _POINTER, json.dumps({"active": version, "previous": previous}))
 
     # --- the folders ----------------------------------------------------------------
 
