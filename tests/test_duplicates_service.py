@@ -73,13 +73,19 @@ def test_find_duplicates_ranks_the_near_copy_first(served):
     assert first >= 0.9 * N  # measured: 40 of 40
 
 
+def finished_scan(stub, request, seconds=60):
+    """Starts a scan and polls its status until it has ended (or ``seconds`` passed)."""
+    status = stub.StartScan(request)
+    deadline = time.monotonic() + seconds
+    while status.state == dpb.SCAN_STATE_RUNNING and time.monotonic() < deadline:
+        time.sleep(0.05)
+        status = stub.GetScanStatus(dpb.ScanStatusRequest(scan_id=status.scan_id))
+    return status
+
+
 def test_a_catalog_scan_finds_the_duplicate_pairs(served):
     _, _, stub, _ = served
-    status = stub.StartScan(dpb.StartScanRequest())
-    deadline = time.monotonic() + 60
-    while status.state == dpb.SCAN_STATE_RUNNING and time.monotonic() < deadline:
-        time.sleep(0.1)
-        status = stub.GetScanStatus(dpb.ScanStatusRequest(scan_id=status.scan_id))
+    status = finished_scan(stub, dpb.StartScanRequest())
     assert status.state == dpb.SCAN_STATE_DONE and not status.truncated
     assert status.products_total == status.products_done == 2 * N
     pairs, token = [], ""
@@ -112,11 +118,7 @@ class Context:
 
 def test_the_latest_scan_outlives_a_restart(served):
     server, _, stub, _ = served
-    status = stub.StartScan(dpb.StartScanRequest())
-    deadline = time.monotonic() + 60
-    while status.state == dpb.SCAN_STATE_RUNNING and time.monotonic() < deadline:
-        time.sleep(0.1)
-        status = stub.GetScanStatus(dpb.ScanStatusRequest(scan_id=status.scan_id))
+    status = finished_scan(stub, dpb.StartScanRequest())
     served_pairs = stub.GetScanResults(dpb.ScanResultsRequest(page_size=1000)).pairs
     assert status.state == dpb.SCAN_STATE_DONE and len(served_pairs) == status.pairs_found > 0
     # A restarted server's DuplicatesService reads the results file back.
@@ -150,11 +152,7 @@ def test_a_scan_cut_short_by_a_stop_comes_back_failed(tmp_path):
 
 def test_a_scan_stops_at_its_pair_bound(served):
     _, _, stub, _ = served
-    status = stub.StartScan(dpb.StartScanRequest(max_pairs=10))
-    deadline = time.monotonic() + 30
-    while status.state == dpb.SCAN_STATE_RUNNING and time.monotonic() < deadline:
-        time.sleep(0.05)
-        status = stub.GetScanStatus(dpb.ScanStatusRequest())
+    status = finished_scan(stub, dpb.StartScanRequest(max_pairs=10))
     assert status.state == dpb.SCAN_STATE_DONE and status.truncated and status.pairs_examined == 10
     assert status.products_done < status.products_total
 
