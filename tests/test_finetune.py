@@ -8,15 +8,24 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from lookalike.encoders import Encoder, RuntimeConfig
 from lookalike.encoders.bundle import load_bundle
 from lookalike.eval.relevance import load_labelled_catalog
-from lookalike.train.finetune import finetune, split_items
-from lookalike.train.head import HeadConfig, apply_head, contrastive_loss, semi_hard_triplet_loss, train_head
 from lookalike.train.align import AlignConfig, train_alignment
-from synthetic_catalog import make_synthetic_catalog, make_tiny_conv_bundle, make_tiny_two_space_bundle
+from lookalike.train.finetune import finetune, split_items
+from lookalike.train.head import (
+    HeadConfig,
+    apply_head,
+    contrastive_loss,
+    semi_hard_triplet_loss,
+    train_head,
+)
+from PIL import Image
+from synthetic_catalog import (
+    make_synthetic_catalog,
+    make_tiny_conv_bundle,
+    make_tiny_two_space_bundle,
+)
 
 
 def unit(*rows):
@@ -85,16 +94,18 @@ def test_the_split_keeps_every_category_on_both_sides(synthetic):
         split_items(synthetic, 1.0, seed=0)
 
 
-def test_queries_made_from_no_product_are_split_on_their_own(tmp_path):
-    # Four shopper's words per category, made from no product: each goes to
-    # one side only, and every category has some on both sides.
-    folder = make_synthetic_catalog(tmp_path, per_category=4)
+def add_category_words(folder):
+    """Four shopper's words per category of the synthetic catalog, made from no product."""
     with open(folder / "queries.jsonl", "a") as f:
         for category in ("shoe", "bag", "dress", "shirt"):
-            for n, colour in enumerate(("red", "blue", "green", "big")):
-                f.write(json.dumps({"id": f"w-{category}-{n}", "text": f"{colour} {category}",
-                                    "relevant_category": category}) + "\n")
-    catalog = load_labelled_catalog(folder)
+            f.writelines(json.dumps({"id": f"w-{category}-{n}", "text": f"{colour} {category}",
+                                    "relevant_category": category}) + "\n" for n, colour in enumerate(("red", "blue", "green", "big")))
+    return folder
+
+
+def test_queries_made_from_no_product_are_split_on_their_own(tmp_path):
+    # Each of the words goes to one side only, and every category has some on both sides.
+    catalog = load_labelled_catalog(add_category_words(make_synthetic_catalog(tmp_path, per_category=4)))
     split = split_items(catalog, 0.5, seed=1)
     words = {q.id for q in catalog.queries if q.item is None}
     assert len(words) == 16 and not set(split.train_queries) & set(split.held_out_queries)
@@ -172,6 +183,7 @@ def test_aligning_the_text_space_lets_words_find_held_out_images(synthetic, tmp_
     before, after = result.before["text"]["precision@5"], result.after["text"]["precision@5"]
     assert before < 0.35 and after >= before + 0.4, (before, after)
     assert result.after["image"] == result.before["image"]  # image queries search visual, left untuned
+    assert result.known_queries == {}  # every query of this catalog is made from a product
 
     tuned = Encoder(result.bundle, RuntimeConfig(device="cpu", intra_op_threads=1))
     assert any("alignment of space joint from visual" in w.component for w in tuned.bundle.manifest.weights)
@@ -193,6 +205,19 @@ def test_aligning_the_text_space_lets_words_find_held_out_images(synthetic, tmp_
         finetune(synthetic, encoder, tmp_path / "x", spaces=["joint"], align_from="visual")
     with pytest.raises(ValueError, match="another space to align it from"):
         finetune(synthetic, encoder, tmp_path / "x", align_from="joint")
+
+
+def test_the_trained_words_are_also_measured_among_the_held_out_products(tmp_path):
+    # Known words finding new products: what the alignment learnt of the
+    # words, apart from whether it carries over to words it never saw.
+    catalog = load_labelled_catalog(add_category_words(make_synthetic_catalog(tmp_path / "catalog")))
+    encoder = Encoder(make_tiny_two_space_bundle(tmp_path / "two-space"), RuntimeConfig(device="cpu", intra_op_threads=1))
+    result = finetune(catalog, encoder, tmp_path / "aligned", align_from="visual", align_config=AlignConfig(steps=200))
+    trained_words = [q for q in result.split.train_queries if q.startswith("w-")]
+    known = result.known_queries["text"]
+    assert known["queries"] == len(trained_words) == 8 and set(result.known_queries) == {"text"}
+    # Untuned, a word finds its category by chance (1/4, as the untuned held-out text queries do).
+    assert known["precision@5"] >= result.before["text"]["precision@5"] + 0.25, (result.before["text"], known)
 
 
 def test_alignment_needs_words_for_every_trained_category():

@@ -14,7 +14,9 @@ new bundle.
    (lookalike.train.align): the image tower then writes it from that space's
    features, trained against the training half's text queries.
 4. Before and after: the held-out queries searched among the held-out
-   products, exactly, scored by lookalike.eval.metrics.
+   products, exactly, scored by lookalike.eval.metrics; after, also the
+   training half's queries among the training products (the fit) and its
+   category queries among the held-out products (known words, new products).
 5. The heads and alignments are folded into a copy of the bundle
    (lookalike.train.export), which is then loaded and checked to give the
    vectors they give.
@@ -22,6 +24,7 @@ new bundle.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -143,6 +146,9 @@ class FinetuneResult:
     before: dict[str, dict[str, float]]  # held-out half, untuned
     after: dict[str, dict[str, float]]  # held-out half, tuned
     fit: dict[str, dict[str, float]]  # training half, tuned
+    # The training half's category queries (made from no product) among the
+    # held-out products, tuned: known words and photos finding new products.
+    known_queries: dict[str, dict[str, float]]
     bundle: Path
 
 
@@ -198,10 +204,16 @@ def finetune(catalog: LabelledCatalog, encoder, out: str | Path, *, spaces: Sequ
     after = search_metrics(held_out, held_vectors, searched, tuning)
     # The same search on the training half shows how much of the fit carries over.
     fit = search_metrics(train, train_vectors, searched, tuning)
+    # Apart from the held-out result, which needs both new words and new
+    # products, this tells whether the tuning carries over to new products.
+    trained_queries = set(split.train_queries)
+    known = catalog.subset(split.held_out, trained_queries)
+    known = dataclasses.replace(known, queries=[q for q in known.queries if q.id in trained_queries])
+    known_queries = search_metrics(known, embeddings.rows(catalog, known), searched, tuning)
     record = {"catalog": catalog.folder.name, "spaces": list(spaces), "train_items": len(split.train),
               "held_out_items": len(split.held_out), "categories": len(set(catalog.categories)),
               "head": asdict(config), "held_out_before": before, "held_out_after": after,
-              "training_half_after": fit}
+              "training_half_after": fit, "known_queries_on_held_out_after": known_queries}
     if aligned:
         record["aligned"] = {space: a.source for space, a in aligned.items()}
         record["align"] = asdict(align_config)
@@ -211,7 +223,7 @@ def finetune(catalog: LabelledCatalog, encoder, out: str | Path, *, spaces: Sequ
         trained_on=f"{len(split.train)} products of {len(set(train.categories))} categories of catalog "
                    f"{catalog.folder.name!r}, {how}, seed {config.seed}")
     _check_tuned(tuned, encoder, catalog, tuning)
-    return FinetuneResult(split, spaces, tuple(aligned), before, after, fit, tuned.path)
+    return FinetuneResult(split, spaces, tuple(aligned), before, after, fit, known_queries, tuned.path)
 
 
 def _check_tuned(tuned, encoder, catalog: LabelledCatalog, tuning: Tuning) -> None:
@@ -238,4 +250,7 @@ def format_comparison(result: FinetuneResult) -> str:
             lines.append(f"{kind:<6} {when:<7} " + " ".join(f"{report[kind][c]:>11.3f}" for c in columns))
     fit = ", ".join(f"{kind} {m['precision@5']:.3f}" for kind, m in result.fit.items())
     lines.append(f"(precision@5 of the training half, tuned: {fit})")
+    if result.known_queries:
+        known = ", ".join(f"{kind} {m['precision@5']:.3f}" for kind, m in result.known_queries.items())
+        lines.append(f"(precision@5 of the training half's category queries among the held-out products: {known})")
     return "\n".join(lines)
