@@ -21,7 +21,7 @@ be the figure, so the summary gives the mean and range over seeds.
 
 Writes bench/results/relevance.json (and the catalogs, bundles under --work).
 
-    python bench/relevance.py                      # ~6 min on a 2-core VM
+    python bench/relevance.py                      # ~2.5 min on a 2-core VM
 """
 
 from __future__ import annotations

@@ -24,10 +24,9 @@ new bundle.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -208,7 +207,7 @@ def finetune(catalog: LabelledCatalog, encoder, out: str | Path, *, spaces: Sequ
     # products, this tells whether the tuning carries over to new products.
     trained_queries = set(split.train_queries)
     known = catalog.subset(split.held_out, trained_queries)
-    known = dataclasses.replace(known, queries=[q for q in known.queries if q.id in trained_queries])
+    known = replace(known, queries=[q for q in known.queries if q.id in trained_queries])
     known_queries = search_metrics(known, embeddings.rows(catalog, known), searched, tuning)
     record = {"catalog": catalog.folder.name, "spaces": list(spaces), "train_items": len(split.train),
               "held_out_items": len(split.held_out), "categories": len(set(catalog.categories)),
