@@ -34,12 +34,7 @@ import time
 from pathlib import Path
 
 from lookalike.encoders import Encoder, RuntimeConfig
-from lookalike.eval.relevance import (
-    embed_catalog,
-    format_report,
-    load_labelled_catalog,
-    relevance_report,
-)
+from lookalike.eval.relevance import embed_catalog, format_report, load_labelled_catalog, relevance_report
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

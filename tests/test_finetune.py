@@ -8,24 +8,15 @@ import json
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+
 from lookalike.encoders import Encoder, RuntimeConfig
 from lookalike.encoders.bundle import load_bundle
 from lookalike.eval.relevance import load_labelled_catalog
-from lookalike.train.align import AlignConfig, train_alignment
 from lookalike.train.finetune import finetune, split_items
-from lookalike.train.head import (
-    HeadConfig,
-    apply_head,
-    contrastive_loss,
-    semi_hard_triplet_loss,
-    train_head,
-)
-from PIL import Image
-from synthetic_catalog import (
-    make_synthetic_catalog,
-    make_tiny_conv_bundle,
-    make_tiny_two_space_bundle,
-)
+from lookalike.train.head import HeadConfig, apply_head, contrastive_loss, semi_hard_triplet_loss, train_head
+from lookalike.train.align import AlignConfig, train_alignment
+from synthetic_catalog import make_synthetic_catalog, make_tiny_conv_bundle, make_tiny_two_space_bundle
 
 
 def unit(*rows):
@@ -98,8 +89,9 @@ def add_category_words(folder):
     """Four shopper's words per category of the synthetic catalog, made from no product."""
     with open(folder / "queries.jsonl", "a") as f:
         for category in ("shoe", "bag", "dress", "shirt"):
-            f.writelines(json.dumps({"id": f"w-{category}-{n}", "text": f"{colour} {category}",
-                                    "relevant_category": category}) + "\n" for n, colour in enumerate(("red", "blue", "green", "big")))
+            for n, colour in enumerate(("red", "blue", "green", "big")):
+                f.write(json.dumps({"id": f"w-{category}-{n}", "text": f"{colour} {category}",
+                                    "relevant_category": category}) + "\n")
     return folder
 
 

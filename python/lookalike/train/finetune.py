@@ -206,8 +206,7 @@ def finetune(catalog: LabelledCatalog, encoder, out: str | Path, *, spaces: Sequ
     # Apart from the held-out result, which needs both new words and new
     # products, this tells whether the tuning carries over to new products.
     trained_queries = set(split.train_queries)
-    known = catalog.subset(split.held_out, trained_queries)
-    known = replace(known, queries=[q for q in known.queries if q.id in trained_queries])
+    known = replace(held_out, queries=[q for q in catalog.queries if q.id in trained_queries])
     known_queries = search_metrics(known, embeddings.rows(catalog, known), searched, tuning)
     record = {"catalog": catalog.folder.name, "spaces": list(spaces), "train_items": len(split.train),
               "held_out_items": len(split.held_out), "categories": len(set(catalog.categories)),
