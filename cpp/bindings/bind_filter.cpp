@@ -98,13 +98,28 @@ void bind_filter(py::module_& m) {
                                            "A filter compiled against an attribute store (AttributeStore.compile).")
       .def("allows",
            [](const CompiledFilter& f, int64_t id) {
+             py::gil_scoped_release nogil;
              auto held = f.hold();
              return f.allows(id);
            })
-      .def("estimate", [](const CompiledFilter& f) {
-        auto held = f.hold();
-        return f.estimate();
-      });
+      .def("estimate",
+           [](const CompiledFilter& f) {
+             py::gil_scoped_release nogil;
+             auto held = f.hold();
+             return f.estimate();
+           })
+      .def(
+          "candidates",
+          [](const CompiledFilter& f, size_t limit) -> std::optional<std::vector<int64_t>> {
+            std::vector<int64_t> ids;
+            py::gil_scoped_release nogil;
+            auto held = f.hold();
+            if (!f.candidates(limit, ids)) return std::nullopt;
+            return ids;
+          },
+          py::arg("limit"),
+          "The ids the filter allows (repeats possible), or None when it cannot list them within `limit` "
+          "looked at.");
 
   py::class_<AttributeStore, std::shared_ptr<AttributeStore>>(m, "AttributeStore")
       .def(py::init([](const std::vector<std::pair<std::string, std::string>>& schema) {
@@ -135,7 +150,7 @@ void bind_filter(py::module_& m) {
             s.clear(ids.data(), size_t(ids.size()), names);
           },
           py::arg("ids"), py::arg("names"))
-      .def("get", &AttributeStore::get, py::arg("id"))
+      .def("get", &AttributeStore::get, py::arg("id"), py::call_guard<py::gil_scoped_release>())
       .def(
           "compile",
           [](std::shared_ptr<AttributeStore> s, const py::handle& spec) {
@@ -146,7 +161,11 @@ void bind_filter(py::module_& m) {
           py::arg("spec"))
       .def("memory_usage",
            [](const AttributeStore& s) {
-             const filter::StoreMemory mem = s.memory_usage();
+             filter::StoreMemory mem;
+             {
+               py::gil_scoped_release nogil;
+               mem = s.memory_usage();
+             }
              py::dict columns;
              for (size_t i = 0; i < mem.column_bytes.size(); ++i) columns[py::str(s.schema()[i].name)] = mem.column_bytes[i];
              py::dict d;

@@ -6,6 +6,9 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <chrono>
+#include <cmath>
 #include <optional>
 #include <string>
 #include <vector>
@@ -50,6 +53,27 @@ py::dict memory_dict(const hnsw::MemoryUsage& m) {
 void bind_hnsw(py::module_& m) {
   py::register_exception<hnsw::UnknownIdError>(m, "UnknownIdError", PyExc_KeyError);
   py::register_exception<hnsw::DuplicateIdError>(m, "DuplicateIdError", PyExc_ValueError);
+
+  auto stopped = py::register_exception<hnsw::SearchStopped>(m, "SearchStopped", PyExc_RuntimeError);
+  py::register_exception<hnsw::DeadlineExceeded>(m, "DeadlineExceeded", stopped);
+  py::register_exception<hnsw::SearchCancelled>(m, "SearchCancelled", stopped);
+  py::class_<hnsw::StopToken>(m, "StopToken",
+                              "Stops the searches it is passed to once cancelled or past its deadline.")
+      .def(py::init([](std::optional<double> timeout) {
+             if (!timeout) return std::make_unique<hnsw::StopToken>();
+             if (std::isnan(*timeout)) throw std::invalid_argument("timeout is NaN");
+             // Clamped so that a huge timeout cannot overflow the clock.
+             const auto wait = std::chrono::duration<double>(std::clamp(*timeout, -1.0, 1e9));
+             return std::make_unique<hnsw::StopToken>(
+                 hnsw::StopToken::Clock::now() + std::chrono::duration_cast<hnsw::StopToken::Clock::duration>(wait));
+           }),
+           py::arg("timeout") = std::nullopt)
+      .def("cancel", &hnsw::StopToken::cancel)
+      .def_property_readonly("cancelled", &hnsw::StopToken::cancelled)
+      .def_property_readonly("remaining", [](const hnsw::StopToken& t) -> std::optional<double> {
+        if (!t.deadline()) return std::nullopt;
+        return std::chrono::duration<double>(*t.deadline() - hnsw::StopToken::Clock::now()).count();
+      });
 
   py::class_<hnsw::Filter>(m, "Filter", "A native predicate over ids, evaluated inside the search.");
   py::class_<hnsw::IdFilter, hnsw::Filter>(m, "IdFilter")
@@ -99,7 +123,7 @@ void bind_hnsw(py::module_& m) {
       .def(
           "search",
           [](const HnswIndex& ix, const CArray<float>& queries, size_t k, size_t ef, const hnsw::Filter* filter,
-             bool rerank, bool exact, size_t threads, bool return_stats) -> py::tuple {
+             bool rerank, bool exact, size_t threads, bool return_stats, const hnsw::StopToken* stop) -> py::tuple {
             // One query (dim,) gives results of shape (k,); n queries, (n, k).
             const bool single = queries.ndim() == 1;
             const size_t n = rows_of(queries, ix.config().dim, "queries", true);
@@ -109,6 +133,7 @@ void bind_hnsw(py::module_& m) {
             p.filter = filter;
             p.rerank = rerank;
             p.exact = exact;
+            p.stop = stop;
             KnnArrays out(single, n, k);
             int64_t* id_out = out.ids.mutable_data();
             float* dist_out = out.dists.mutable_data();
@@ -126,8 +151,10 @@ void bind_hnsw(py::module_& m) {
             return py::make_tuple(out.ids, out.dists, py::cast(stats));
           },
           py::arg("queries"), py::arg("k"), py::arg("ef"), py::arg("filter"), py::arg("rerank"), py::arg("exact"),
-          py::arg("threads"), py::arg("return_stats") = false)
+          py::arg("threads"), py::arg("return_stats") = false, py::arg("stop") = nullptr)
       .def("compact", &HnswIndex::compact, py::call_guard<py::gil_scoped_release>())
+      .def("unreachable_count", &HnswIndex::unreachable_count, py::call_guard<py::gil_scoped_release>(),
+           "Live nodes a walk of level 0 from the entry point does not reach.")
       .def("save", &HnswIndex::save, py::arg("path"), py::call_guard<py::gil_scoped_release>())
       .def_static("load", &HnswIndex::load, py::arg("path"), py::call_guard<py::gil_scoped_release>())
       .def("memory_usage", [](const HnswIndex& ix) { return memory_dict(ix.memory_usage()); })

@@ -206,7 +206,7 @@ void bind_pq(py::module_& m) {
       .def(
           "search",
           [](const IvfPqIndex& ix, const CArray<float>& queries, size_t k, size_t nprobe, size_t rerank_k,
-             const hnsw::Filter* filter, bool rerank, size_t threads) {
+             const hnsw::Filter* filter, bool rerank, size_t threads, const hnsw::StopToken* stop) {
             const bool single = queries.ndim() == 1;
             const size_t n = rows_of(queries, ix.config().dim, "queries", true);
             pq::IvfSearchParams p;
@@ -215,6 +215,7 @@ void bind_pq(py::module_& m) {
             p.rerank_k = rerank_k;
             p.filter = filter;
             p.rerank = rerank;
+            p.stop = stop;
             KnnArrays out(single, n, k);
             int64_t* id_out = out.ids.mutable_data();
             float* dist_out = out.dists.mutable_data();
@@ -228,7 +229,7 @@ void bind_pq(py::module_& m) {
             return py::make_tuple(out.ids, out.dists);
           },
           py::arg("queries"), py::arg("k"), py::arg("nprobe"), py::arg("rerank_k"), py::arg("filter"),
-          py::arg("rerank"), py::arg("threads"))
+          py::arg("rerank"), py::arg("threads"), py::arg("stop") = nullptr)
       .def(
           "probes",
           [](const IvfPqIndex& ix, const CArray<float>& query, size_t nprobe) {

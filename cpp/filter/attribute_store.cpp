@@ -120,8 +120,16 @@ void AttributeStore::clear_column(size_t column, uint32_t row, bool maintain) {
       columns_[column]);
 }
 
-void AttributeStore::set(const int64_t* ids, size_t n, const std::vector<ColumnValues>& columns) {
+std::unique_lock<std::shared_mutex> AttributeStore::write_lock() {
+  writers_waiting_.fetch_add(1, std::memory_order_relaxed);
+  std::lock_guard<std::mutex> turn(turnstile_);
   std::unique_lock<std::shared_mutex> lock(mutex_);
+  writers_waiting_.fetch_sub(1, std::memory_order_relaxed);
+  return lock;
+}
+
+void AttributeStore::set(const int64_t* ids, size_t n, const std::vector<ColumnValues>& columns) {
+  std::unique_lock<std::shared_mutex> lock = write_lock();
   check_set(ids, n, columns);
   if (n == 0 || columns.empty()) return;
   const bool maintain = n <= kMaintainLimit;
@@ -156,7 +164,7 @@ void AttributeStore::set(const int64_t* ids, size_t n, const std::vector<ColumnV
 }
 
 void AttributeStore::clear(const int64_t* ids, size_t n, const std::vector<std::string>& names) {
-  std::unique_lock<std::shared_mutex> lock(mutex_);
+  std::unique_lock<std::shared_mutex> lock = write_lock();
   std::vector<size_t> cols;
   for (const std::string& name : names) cols.push_back(column_of(name));
   const bool forget = names.empty();

@@ -17,14 +17,19 @@
 // indexes (columns.h).
 //
 // Concurrency: writes take the store's lock exclusively, searches hold it shared
-// for the whole search (CompiledFilter::hold), so a search sees one state and a
-// write is visible to the next search. Every write checks all of its input
-// before it changes anything.
+// (CompiledFilter::hold), so a search sees one state of the store between its
+// checkpoints (hnsw/search_stop.h). A writer waits at most until each running
+// search reaches its next checkpoint, not for whole searches: it announces
+// itself (writer_waiting) and takes a turnstile that new holds pass through, so
+// searches that let go of their hold take it again only after the write.
+// Every write checks all of its input before it changes anything.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <atomic>
 #include <memory>
+#include <mutex>
 #include <shared_mutex>
 #include <stdexcept>
 #include <string>
@@ -102,7 +107,13 @@ class AttributeStore {
   static std::unique_ptr<AttributeStore> load(const std::string& path);
 
   // --- reading, for compiled predicates: the caller holds read_lock() ----------
-  std::shared_lock<std::shared_mutex> read_lock() const { return std::shared_lock<std::shared_mutex>(mutex_); }
+  // Never taken twice by one thread: a writer waiting between the two holds
+  // would wait for the first while the second waits for it.
+  std::shared_lock<std::shared_mutex> read_lock() const {
+    { std::lock_guard<std::mutex> turn(turnstile_); }
+    return std::shared_lock<std::shared_mutex>(mutex_);
+  }
+  bool writer_waiting() const { return writers_waiting_.load(std::memory_order_relaxed) != 0; }
   uint32_t row_of(int64_t id) const { return row_by_id_.find(id); }
   int64_t id_of(uint32_t row) const { return id_by_row_[row]; }
   size_t live_rows() const { return row_by_id_.size(); }
@@ -117,6 +128,8 @@ class AttributeStore {
   // Alternatives in AttributeType order.
   using Column = std::variant<KeywordColumn, NumericColumn<double>, BoolColumn, NumericColumn<int64_t>>;
 
+  // The exclusive lock of a write, taken ahead of new readers (read_lock).
+  std::unique_lock<std::shared_mutex> write_lock();
   void check_set(const int64_t* ids, size_t n, const std::vector<ColumnValues>& columns) const;
   // Existing or new (then the caller grows the columns); caller holds the lock exclusively.
   uint32_t row_for(int64_t id);
@@ -130,6 +143,8 @@ class AttributeStore {
   std::vector<int64_t> id_by_row_;  // -1 for a free row
   std::vector<uint32_t> free_rows_;
   mutable std::shared_mutex mutex_;
+  mutable std::mutex turnstile_;              // held by a writer until it has mutex_
+  std::atomic<uint32_t> writers_waiting_{0};  // writers that want mutex_ and wait for it
 };
 
 }  // namespace lookalike::filter

@@ -16,8 +16,8 @@ size_t add_bounded(size_t a, size_t b) { return (a == kUnknown || b == kUnknown)
 
 class Combination : public Node {
  public:
-  Combination(const AttributeStore& store, std::vector<std::unique_ptr<Node>> children)
-      : store_(store), children_(std::move(children)) {}
+  Combination(uint32_t number, const AttributeStore& store, std::vector<std::unique_ptr<Node>> children)
+      : Node(number), store_(store), children_(std::move(children)) {}
 
  protected:
   // The ids an estimate is a fraction of: those with attributes (at least 1).
@@ -49,15 +49,19 @@ class AllOf final : public Combination {
     for (const auto& c : children_) fraction *= std::min(1.0, double(c->estimate()) / n);
     return size_t(std::ceil(fraction * n));
   }
-  size_t listable() const override { return narrowest() ? narrowest()->listable() : kUnknown; }
-  void collect(std::vector<Listed>& out) const override { narrowest()->collect(out); }
-
- private:
-  const Node* narrowest() const {
-    const Node* best = nullptr;
+  void collect(const ListSizes& sizes, std::vector<Listed>& out) const override {
+    const Node* narrowest = children_.front().get();
     for (const auto& c : children_)
-      if (c->listable() != kUnknown && (!best || c->listable() < best->listable())) best = c.get();
-    return best;
+      if (sizes[c->number()] < sizes[narrowest->number()]) narrowest = c.get();
+    narrowest->collect(sizes, out);
+  }
+
+ protected:
+  // The narrowest listable child's count (each child counted once).
+  size_t count_listable(ListSizes& sizes) const override {
+    size_t narrowest = kUnknown;
+    for (const auto& c : children_) narrowest = std::min(narrowest, c->listable(sizes));
+    return narrowest;
   }
 };
 
@@ -70,13 +74,15 @@ class AnyOf final : public Combination {
     return false;
   }
   size_t estimate() const override { return estimate_sum(); }
-  size_t listable() const override {
-    size_t total = 0;
-    for (const auto& c : children_) total = add_bounded(total, c->listable());
-    return total;
+  void collect(const ListSizes& sizes, std::vector<Listed>& out) const override {
+    for (const auto& c : children_) c->collect(sizes, out);
   }
-  void collect(std::vector<Listed>& out) const override {
-    for (const auto& c : children_) c->collect(out);
+
+ protected:
+  size_t count_listable(ListSizes& sizes) const override {
+    size_t total = 0;
+    for (const auto& c : children_) total = add_bounded(total, c->listable(sizes));
+    return total;
   }
 };
 
@@ -101,25 +107,29 @@ void collect_rows(const AttributeStore& store, const Rows& rows, std::vector<Lis
 
 class KeywordMatch final : public Node {
  public:
-  KeywordMatch(const AttributeStore& store, size_t column, std::vector<uint32_t> codes)
-      : store_(store), column_(store.keyword(column)), codes_(std::move(codes)) {}
+  KeywordMatch(uint32_t number, const AttributeStore& store, size_t column, std::vector<uint32_t> codes)
+      : Node(number), store_(store), column_(store.keyword(column)), codes_(std::move(codes)) {}
   bool matches(uint32_t row, int64_t) const override {
     if (row == AttributeStore::kNoRow) return false;
     for (uint32_t code : codes_)
       if (column_.has(row, code)) return true;
     return false;
   }
-  size_t estimate() const override { return std::min(listable(), store_.live_rows()); }
-  size_t listable() const override {
+  size_t estimate() const override { return std::min(postings(), store_.live_rows()); }
+  void collect(const ListSizes&, std::vector<Listed>& out) const override {
+    for (uint32_t code : codes_) collect_rows(store_, column_.rows_with(code), out);
+  }
+
+ protected:
+  size_t count_listable(ListSizes&) const override { return postings(); }
+
+ private:
+  size_t postings() const {
     size_t n = 0;
     for (uint32_t code : codes_) n += column_.rows_with(code).size();
     return n;
   }
-  void collect(std::vector<Listed>& out) const override {
-    for (uint32_t code : codes_) collect_rows(store_, column_.rows_with(code), out);
-  }
 
- private:
   const AttributeStore& store_;
   const KeywordColumn& column_;
   std::vector<uint32_t> codes_;  // values the dictionary knows; an unknown word matches nothing
@@ -129,22 +139,26 @@ template <class T>
 class RangeMatch final : public Node {
  public:
   using Column = NumericColumn<T>;
-  RangeMatch(const AttributeStore& store, const Column& column, typename Column::Range range)
-      : store_(store), column_(column), range_(range) {}
+  RangeMatch(uint32_t number, const AttributeStore& store, const Column& column, typename Column::Range range)
+      : Node(number), store_(store), column_(column), range_(range) {}
   bool matches(uint32_t row, int64_t) const override {
     return row != AttributeStore::kNoRow && column_.present(row) && range_.contains(column_.get(row));
   }
-  size_t estimate() const override { return listable(); }
-  size_t listable() const override {
-    auto [first, last] = column_.entries_in(range_);
-    return size_t(last - first);
-  }
-  void collect(std::vector<Listed>& out) const override {
+  size_t estimate() const override { return entries(); }
+  void collect(const ListSizes&, std::vector<Listed>& out) const override {
     auto [first, last] = column_.entries_in(range_);
     for (auto* e = first; e != last; ++e) out.push_back({e->row, store_.id_of(e->row)});
   }
 
+ protected:
+  size_t count_listable(ListSizes&) const override { return entries(); }
+
  private:
+  size_t entries() const {
+    auto [first, last] = column_.entries_in(range_);
+    return size_t(last - first);
+  }
+
   const AttributeStore& store_;
   const Column& column_;
   typename Column::Range range_;
@@ -152,14 +166,18 @@ class RangeMatch final : public Node {
 
 class FlagIs final : public Node {
  public:
-  FlagIs(const AttributeStore& store, size_t column, bool value)
-      : store_(store), column_(store.flag(column)), value_(value) {}
+  FlagIs(uint32_t number, const AttributeStore& store, size_t column, bool value)
+      : Node(number), store_(store), column_(store.flag(column)), value_(value) {}
   bool matches(uint32_t row, int64_t) const override {
     return row != AttributeStore::kNoRow && column_.get(row) == uint8_t(value_);
   }
-  size_t estimate() const override { return listable(); }
-  size_t listable() const override { return column_.rows_with(value_).size(); }
-  void collect(std::vector<Listed>& out) const override { collect_rows(store_, column_.rows_with(value_), out); }
+  size_t estimate() const override { return column_.rows_with(value_).size(); }
+  void collect(const ListSizes&, std::vector<Listed>& out) const override {
+    collect_rows(store_, column_.rows_with(value_), out);
+  }
+
+ protected:
+  size_t count_listable(ListSizes&) const override { return estimate(); }
 
  private:
   const AttributeStore& store_;
@@ -169,16 +187,19 @@ class FlagIs final : public Node {
 
 class HasId final : public Node {
  public:
-  HasId(const AttributeStore& store, std::vector<int64_t> ids) : store_(store), ids_(std::move(ids)) {
+  HasId(uint32_t number, const AttributeStore& store, std::vector<int64_t> ids)
+      : Node(number), store_(store), ids_(std::move(ids)) {
     std::sort(ids_.begin(), ids_.end());
     ids_.erase(std::unique(ids_.begin(), ids_.end()), ids_.end());
   }
   bool matches(uint32_t, int64_t id) const override { return std::binary_search(ids_.begin(), ids_.end(), id); }
   size_t estimate() const override { return ids_.size(); }
-  size_t listable() const override { return ids_.size(); }
-  void collect(std::vector<Listed>& out) const override {
+  void collect(const ListSizes&, std::vector<Listed>& out) const override {
     for (int64_t id : ids_) out.push_back({store_.row_of(id), id});
   }
+
+ protected:
+  size_t count_listable(ListSizes&) const override { return ids_.size(); }
 
  private:
   const AttributeStore& store_;
@@ -250,7 +271,9 @@ typename NumericColumn<T>::Range range_of(const FilterSpec& spec) {
   return r;
 }
 
-std::unique_ptr<Node> compile(const AttributeStore& store, const FilterSpec& spec) {
+// Compiles a clause and those below it, numbering them from `next` on (preorder).
+std::unique_ptr<Node> compile(const AttributeStore& store, const FilterSpec& spec, uint32_t& next) {
+  const uint32_t number = next++;
   switch (spec.kind) {
     case Kind::Must:
     case Kind::Should:
@@ -258,10 +281,10 @@ std::unique_ptr<Node> compile(const AttributeStore& store, const FilterSpec& spe
       if (spec.children.empty())
         throw std::invalid_argument(std::string(clause_name(spec.kind)) + " clause needs at least one clause");
       std::vector<std::unique_ptr<Node>> children;
-      for (const FilterSpec& c : spec.children) children.push_back(compile(store, c));
-      if (spec.kind == Kind::Must) return std::make_unique<AllOf>(store, std::move(children));
-      if (spec.kind == Kind::Should) return std::make_unique<AnyOf>(store, std::move(children));
-      return std::make_unique<NoneOf>(store, std::move(children));
+      for (const FilterSpec& c : spec.children) children.push_back(compile(store, c, next));
+      if (spec.kind == Kind::Must) return std::make_unique<AllOf>(number, store, std::move(children));
+      if (spec.kind == Kind::Should) return std::make_unique<AnyOf>(number, store, std::move(children));
+      return std::make_unique<NoneOf>(number, store, std::move(children));
     }
     case Kind::Match: {
       const size_t column = column_for(store, spec, {AttributeType::Keyword}, "a keyword attribute");
@@ -272,7 +295,7 @@ std::unique_ptr<Node> compile(const AttributeStore& store, const FilterSpec& spe
         if (uint32_t code = store.keyword(column).code(v); code != kNoCode) codes.push_back(code);
       std::sort(codes.begin(), codes.end());
       codes.erase(std::unique(codes.begin(), codes.end()), codes.end());
-      return std::make_unique<KeywordMatch>(store, column, std::move(codes));
+      return std::make_unique<KeywordMatch>(number, store, column, std::move(codes));
     }
     case Kind::Range: {
       const size_t column = column_for(store, spec, {AttributeType::Numeric, AttributeType::Timestamp},
@@ -283,35 +306,40 @@ std::unique_ptr<Node> compile(const AttributeStore& store, const FilterSpec& spe
         throw std::invalid_argument("range clause on '" + spec.attribute +
                                     "': give gt or gte, and lt or lte, not both of a pair");
       if (store.schema()[column].type == AttributeType::Numeric)
-        return std::make_unique<RangeMatch<double>>(store, store.numeric(column), range_of<double>(spec));
-      return std::make_unique<RangeMatch<int64_t>>(store, store.timestamp(column), range_of<int64_t>(spec));
+        return std::make_unique<RangeMatch<double>>(number, store, store.numeric(column), range_of<double>(spec));
+      return std::make_unique<RangeMatch<int64_t>>(number, store, store.timestamp(column),
+                                                   range_of<int64_t>(spec));
     }
     case Kind::Is:
-      return std::make_unique<FlagIs>(store, column_for(store, spec, {AttributeType::Bool}, "a bool attribute"),
-                                      spec.flag);
+      return std::make_unique<FlagIs>(number, store,
+                                      column_for(store, spec, {AttributeType::Bool}, "a bool attribute"), spec.flag);
     case Kind::HasId:
-      return std::make_unique<HasId>(store, spec.ids);
+      return std::make_unique<HasId>(number, store, spec.ids);
   }
   throw std::invalid_argument("unknown clause kind");
 }
 
 }  // namespace
 
-void Node::collect(std::vector<Listed>&) const {}
+void Node::collect(const ListSizes&, std::vector<Listed>&) const {}
 
 CompiledFilter::CompiledFilter(std::shared_ptr<const AttributeStore> store, const FilterSpec& spec)
     : store_(std::move(store)) {
   // Dictionary lookups read the store: hold it still while compiling.
   auto lock = store_->read_lock();
-  root_ = compile(*store_, spec);
+  uint32_t next = 0;
+  root_ = compile(*store_, spec, next);
+  clauses_ = next;
 }
 
 bool CompiledFilter::candidates(size_t limit, std::vector<int64_t>& out) const {
-  const size_t n = root_->listable();
+  thread_local ListSizes sizes;
+  sizes.assign(clauses_, kUnknown);
+  const size_t n = root_->listable(sizes);
   if (n == kUnknown || n > limit) return false;
   thread_local std::vector<Listed> listed;
   listed.clear();
-  root_->collect(listed);
+  root_->collect(sizes, listed);
   for (const Listed& l : listed)
     if (root_->matches(l.row, l.id)) out.push_back(l.id);
   return true;

@@ -18,6 +18,11 @@
 // narrowest listable child of a must; every child of a should; never a
 // must_not, which would list nearly everything) and keeps those the whole
 // filter matches, checked by row, without a lookup of each id.
+//
+// Planning costs time linear in the filter's size, however deep it nests: the
+// sizes of the clauses' lists are counted once per plan, bottom up, into a
+// table indexed by clause number (ListSizes), which collect() then reads to
+// follow the narrowest child of each must.
 #pragma once
 
 #include <cstdint>
@@ -51,16 +56,29 @@ struct Listed {
   int64_t id;
 };
 
-// One clause of a compiled filter.
+// What listable() counted for each clause of one filter, by clause number.
+using ListSizes = std::vector<size_t>;
+
+// One clause of a compiled filter, numbered in its filter (0 for the root).
 class Node {
  public:
+  explicit Node(uint32_t number) : number_(number) {}
   virtual ~Node() = default;
   virtual bool matches(uint32_t row, int64_t id) const = 0;
   virtual size_t estimate() const = 0;
-  // How many ids collect() would list (an upper bound), or hnsw::Filter::kUnknown.
-  virtual size_t listable() const { return hnsw::Filter::kUnknown; }
+  // How many ids collect() would list (an upper bound), or hnsw::Filter::kUnknown;
+  // also recorded in sizes[number()] for this clause and each clause below it.
+  size_t listable(ListSizes& sizes) const { return sizes[number_] = count_listable(sizes); }
   // Appends the candidates: every id this clause matches, and maybe more.
-  virtual void collect(std::vector<Listed>& out) const;
+  // `sizes` holds what listable() counted for this clause and those below it.
+  virtual void collect(const ListSizes& sizes, std::vector<Listed>& out) const;
+  uint32_t number() const { return number_; }
+
+ protected:
+  virtual size_t count_listable(ListSizes&) const { return hnsw::Filter::kUnknown; }
+
+ private:
+  uint32_t number_;
 };
 
 class CompiledFilter final : public hnsw::Filter {
@@ -73,10 +91,12 @@ class CompiledFilter final : public hnsw::Filter {
   size_t estimate() const override { return root_->estimate(); }
   bool candidates(size_t limit, std::vector<int64_t>& out) const override;
   std::shared_lock<std::shared_mutex> hold() const override { return store_->read_lock(); }
+  bool writer_waiting() const override { return store_->writer_waiting(); }
 
  private:
   std::shared_ptr<const AttributeStore> store_;
   std::unique_ptr<Node> root_;
+  size_t clauses_ = 0;  // nodes in the tree, numbered 0 .. clauses_ - 1
 };
 
 }  // namespace lookalike::filter

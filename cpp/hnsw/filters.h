@@ -37,6 +37,10 @@ class Filter {
   // Held for one whole search: a filter over data that changes under it (an
   // attribute store) locks that data shared here, so allows() takes no lock per call.
   virtual std::shared_lock<std::shared_mutex> hold() const { return {}; }
+  // Whether a writer waits for the data hold() locks: a long search then lets it
+  // in at its next checkpoint (search_stop.h), giving up its hold and taking a
+  // new one, so a write never waits for a whole search.
+  virtual bool writer_waiting() const { return false; }
 };
 
 // Allows (or, with exclude, rejects) a set of external ids. Dense id ranges are

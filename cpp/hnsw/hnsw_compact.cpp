@@ -119,6 +119,9 @@ void HnswIndex::compact() {
   const uint32_t few = std::min<uint32_t>(uint32_t(config_.M / 2), live - 1);
   for (uint32_t s = 0; s < live; ++s)
     if (link_list(s, 0).count.load() < few) insert(s, code(s));
+  // Dropping nodes can also leave others with no in-link left.
+  repair_reachability();
+  added_since_repair_.store(0);
 }
 
 }  // namespace lookalike::hnsw

@@ -48,7 +48,8 @@ const char* plan_name(Plan plan) {
   return "unknown";
 }
 
-void HnswIndex::search_filtered(SearchScratch& s, const SearchParams& p, uint64_t entry, SearchStats& st) const {
+void HnswIndex::search_filtered(SearchScratch& s, const SearchParams& p, uint64_t entry, SearchStats& st,
+                                Checkpoint& pace) const {
   const Filter& filter = *p.filter;
   const size_t ef = std::max(p.ef ? p.ef : ef_search(), p.k);
   const double live = double(std::max<size_t>(slot_count_.load(std::memory_order_relaxed) -
@@ -66,29 +67,29 @@ void HnswIndex::search_filtered(SearchScratch& s, const SearchParams& p, uint64_
   listed.clear();
   if (known && scan_cost <= walk_cost && filter.candidates(size_t(walk_cost) + p.k, listed)) {
     st.plan = Plan::ExactScan;
-    scan_ids(listed, p, s, st);
+    scan_ids(listed, p, s, st, pace);
     return;
   }
 
   st.plan = Plan::FilteredGraph;
   st.ef = walk_ef;
   uint32_t start = greedy_descend(s.query_code.data(), entry_slot(entry), entry_level(entry), 0);
-  search_level(s.query_code.data(), start, walk_ef, 0, &filter, s);
+  search_level(s.query_code.data(), start, walk_ef, 0, &filter, s, &pace);
   st.distances = s.distance_count;
   if (s.top.size() >= p.k) return;
 
   st.fell_back = true;
   listed.clear();
   if (filter.candidates(Filter::kUnknown, listed)) {
-    scan_ids(listed, p, s, st);
+    scan_ids(listed, p, s, st, pace);
   } else {
-    search_exact(s, p);
+    search_exact(s, p, pace);
     st.distances += slot_count_.load(std::memory_order_relaxed);
   }
 }
 
 void HnswIndex::scan_ids(const std::vector<int64_t>& ids, const SearchParams& p, SearchScratch& s,
-                         SearchStats& st) const {
+                         SearchStats& st, Checkpoint& pace) const {
   std::vector<uint32_t>& slots = s.batch;
   slots.clear();
   {
@@ -107,6 +108,7 @@ void HnswIndex::scan_ids(const std::vector<int64_t>& ids, const SearchParams& p,
       __builtin_prefetch(nodes_->at(slots[i + kAhead]));
       __builtin_prefetch(rerank_ ? rerank_->at(slots[i + kAhead]) : code(slots[i + kAhead]));
     }
+    pace.step();
     const uint32_t slot = slots[i];
     if (is_deleted(slot)) continue;
     const float d = rerank_ ? rerank_codec_->distance(s.rerank_query.data(), rerank_->at(slot))

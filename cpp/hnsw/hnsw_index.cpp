@@ -123,7 +123,7 @@ uint32_t HnswIndex::greedy_descend(const uint8_t* query, uint32_t entry, int fro
 }
 
 void HnswIndex::search_level(const uint8_t* query, uint32_t entry, size_t ef, int level, const Filter* filter,
-                             SearchScratch& s) const {
+                             SearchScratch& s, Checkpoint* pace) const {
   // Nodes reserved after this point may get linked while we walk; skipping
   // them keeps the visited set in bounds and costs nothing a later search won't see.
   const uint32_t limit = slot_count_.load(std::memory_order_acquire);
@@ -158,6 +158,7 @@ void HnswIndex::search_level(const uint8_t* query, uint32_t entry, size_t ef, in
       for (size_t off = 0; off < prefetch_end; off += 64) __builtin_prefetch(block + off);
     }
     s.distance_count += s.batch.size();
+    if (pace) pace->step(s.batch.size() + 1);
     for (uint32_t next : s.batch) {
       float dn = codec_.distance(query, code(next));
       if (s.top.size() < ef || dn < bound) {
@@ -325,6 +326,19 @@ uint32_t HnswIndex::reserve_slots(const int64_t* ids, size_t n) {
 void HnswIndex::add(const int64_t* ids, const float* vectors, size_t n, bool replace, size_t threads) {
   if (n == 0) return;
   check_vectors(vectors, n);
+  add_checked(ids, vectors, n, replace, threads);
+  // A repair walks the whole graph: once per eighth of growth keeps it cheap
+  // per vector, and a build (one large add) always ends with one.
+  const size_t added = added_since_repair_.fetch_add(n) + n;
+  if (added * 8 < size()) return;
+  std::unique_lock<std::shared_mutex> writes(writes_mutex_);  // no insert runs meanwhile
+  std::shared_lock<std::shared_mutex> graph(graph_mutex_);
+  if (added_since_repair_.load() == 0) return;  // another add repaired it meanwhile
+  repair_reachability();
+  added_since_repair_.store(0);
+}
+
+void HnswIndex::add_checked(const int64_t* ids, const float* vectors, size_t n, bool replace, size_t threads) {
   std::shared_lock<std::shared_mutex> writes(writes_mutex_);
   std::shared_lock<std::shared_mutex> graph(graph_mutex_);
 
@@ -405,7 +419,7 @@ void HnswIndex::prepare_query(const float* query, SearchScratch& s) const {
   }
 }
 
-void HnswIndex::search_exact(SearchScratch& s, const SearchParams& p) const {
+void HnswIndex::search_exact(SearchScratch& s, const SearchParams& p, Checkpoint& pace) const {
   const uint32_t count = slot_count_.load(std::memory_order_acquire);
   const bool skip_deleted = deleted_.load(std::memory_order_relaxed) > 0;
   s.top.clear();
@@ -413,6 +427,7 @@ void HnswIndex::search_exact(SearchScratch& s, const SearchParams& p) const {
   for (size_t seg = 0; seg * BlockArray::kSegmentBlocks < count; ++seg) {
     const size_t begin = seg * BlockArray::kSegmentBlocks;
     const size_t n = std::min<size_t>(BlockArray::kSegmentBlocks, count - begin);
+    pace.step(n);
     if (rerank_)
       rerank_codec_->distance_many(s.rerank_query.data(), rerank_->segment(seg), n, rerank_->block_bytes(),
                                    s.dists.data());
@@ -451,8 +466,9 @@ void HnswIndex::search(const float* query, const SearchParams& p, int64_t* ids, 
                        SearchStats* stats) const {
   if (p.k == 0) throw std::invalid_argument("k must be >= 1");
   std::shared_lock<std::shared_mutex> graph(graph_mutex_);
-  // The filter's data stays still for the whole search (see Filter::hold).
-  const auto held = p.filter ? p.filter->hold() : std::shared_lock<std::shared_mutex>();
+  // The filter's data stays still between checkpoints (see Filter::hold).
+  auto held = p.filter ? p.filter->hold() : std::shared_lock<std::shared_mutex>();
+  Checkpoint pace(p.stop, p.filter, &held);
   auto s = scratch_.acquire();
   prepare_query(query, *s);
   s->top.clear();
@@ -461,15 +477,15 @@ void HnswIndex::search(const float* query, const SearchParams& p, int64_t* ids, 
   const uint64_t entry = entry_.load(std::memory_order_acquire);
   if (entry != kNoEntry) {
     if (p.exact) {
-      search_exact(*s, p);
+      search_exact(*s, p, pace);
       st.plan = Plan::ExactScan;
       st.distances = slot_count_.load(std::memory_order_relaxed);
     } else if (p.filter) {
-      search_filtered(*s, p, entry, st);
+      search_filtered(*s, p, entry, st, pace);
     } else {
       const size_t ef = std::max(p.ef ? p.ef : ef_search(), p.k);
       uint32_t start = greedy_descend(s->query_code.data(), entry_slot(entry), entry_level(entry), 0);
-      search_level(s->query_code.data(), start, ef, 0, p.filter, *s);
+      search_level(s->query_code.data(), start, ef, 0, p.filter, *s, &pace);
       st.ef = ef;
       st.distances = s->distance_count;
     }

@@ -45,6 +45,7 @@
 #include "hnsw/block_array.h"
 #include "hnsw/filters.h"
 #include "hnsw/search_scratch.h"
+#include "hnsw/search_stop.h"
 #include "hnsw/vector_codec.h"
 
 namespace lookalike::io {
@@ -86,6 +87,9 @@ struct SearchParams {
   const Filter* filter = nullptr;   // only ids it allows are returned
   bool rerank = true;               // re-rank on the index's re-ranking copies when it keeps them
   bool exact = false;               // scan every vector instead of walking the graph
+  // When set, the search throws DeadlineExceeded / SearchCancelled once the
+  // token says so (search_stop.h); the token outlives the search.
+  const StopToken* stop = nullptr;
 };
 
 // How one search went: which plan the planner chose (hnsw_filtered.cpp), what it
@@ -154,6 +158,12 @@ class HnswIndex {
   // dense array. Blocks searches and writes while it runs.
   void compact();
 
+  // Live nodes that a walk of level 0 from the entry point does not reach (no
+  // search can return them). add() and compact() repair such nodes
+  // (hnsw_repair.cpp): after any add that grows the index by an eighth or more
+  // since the last repair (a build), and at every compaction. Blocks writers.
+  size_t unreachable_count() const;
+
   void save(const std::string& path) const;
   static std::unique_ptr<HnswIndex> load(const std::string& path);
 
@@ -211,25 +221,38 @@ class HnswIndex {
   void unlock_node(uint32_t slot) const;
 
   // --- graph algorithm -------------------------------------------------------
+  // add() after its input's values are checked: everything but the repair.
+  void add_checked(const int64_t* ids, const float* vectors, size_t n, bool replace, size_t threads);
   int draw_level();
   void insert(uint32_t slot, const uint8_t* code);
   uint32_t greedy_descend(const uint8_t* query, uint32_t entry, int from_level, int to_level) const;
   // Best-first search of one level; leaves the ef best admitted nodes in s.top.
+  // A query's search steps `pace` per node it expands; an insert's has none.
   void search_level(const uint8_t* query, uint32_t entry, size_t ef, int level, const Filter* filter,
-                    SearchScratch& s) const;
+                    SearchScratch& s, Checkpoint* pace = nullptr) const;
   // Keeps at most m of `candidates` (closest first), skipping a candidate that is
   // closer to an already kept one than to the base node (the paper's heuristic).
   void select_neighbours(std::vector<Candidate>& candidates, size_t m) const;
   void link_to(uint32_t from, uint32_t to, int level);
+  // --- reachability (hnsw_repair.cpp); the caller keeps inserts out ---
+  std::vector<uint8_t> reached_from_entry() const;  // by slot: 1 when level 0 reaches it from the entry
+  void walk_from(uint32_t start, std::vector<uint8_t>& reached) const;
+  void repair_reachability();
+  // Links `slot` from its nearest reached nodes, forcing one link when the heuristic turns all down.
+  void link_from_reached(uint32_t slot, const std::vector<uint8_t>& reached);
+  // Points a link of `from` whose target has other in-links at `to`; false when it has none.
+  bool replace_spare_link(uint32_t from, uint32_t to);
 
   // Fills s.top with the k best admitted nodes of a scan of every node (on the
   // re-ranking copies when kept).
-  void search_exact(SearchScratch& s, const SearchParams& p) const;
+  void search_exact(SearchScratch& s, const SearchParams& p, Checkpoint& pace) const;
   // --- filtered search (hnsw_filtered.cpp) ---
   // Plans and runs a search with p.filter: fills s.top and stats.
-  void search_filtered(SearchScratch& s, const SearchParams& p, uint64_t entry, SearchStats& stats) const;
+  void search_filtered(SearchScratch& s, const SearchParams& p, uint64_t entry, SearchStats& stats,
+                       Checkpoint& pace) const;
   // Fills s.top with the k best live ids of `ids` (a filter's list), scored exactly.
-  void scan_ids(const std::vector<int64_t>& ids, const SearchParams& p, SearchScratch& s, SearchStats& stats) const;
+  void scan_ids(const std::vector<int64_t>& ids, const SearchParams& p, SearchScratch& s, SearchStats& stats,
+                Checkpoint& pace) const;
   // Re-ranks s.top on the re-ranking copies when asked, then writes the k best, padded.
   void finish_results(SearchScratch& s, const SearchParams& p, int64_t* ids, float* dists) const;
   void prepare_query(const float* query, SearchScratch& s) const;
@@ -259,6 +282,7 @@ class HnswIndex {
 
   std::atomic<uint32_t> slot_count_{0};  // slots handed out
   std::atomic<size_t> deleted_{0};
+  std::atomic<size_t> added_since_repair_{0};
   // Entry point and top level in one word, so readers see a consistent pair.
   static constexpr uint64_t kNoEntry = UINT64_MAX;
   std::atomic<uint64_t> entry_{kNoEntry};

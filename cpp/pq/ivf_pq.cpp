@@ -373,12 +373,18 @@ void IvfPqIndex::search_locked(const float* query, const IvfSearchParams& p, int
   std::vector<uint32_t> cells(std::min(p.nprobe ? p.nprobe : config_.nprobe, config_.nlist));
   const size_t nprobe = coarse_.nearest(q, cells.size(), cells.data());
 
+  // The filter's data stays still between checkpoints (see hnsw::Filter::hold).
+  auto held = p.filter ? p.filter->hold() : std::shared_lock<std::shared_mutex>();
+  hnsw::Checkpoint pace(p.stop, p.filter, &held);
   const size_t keep = p.rerank ? std::max(p.k, p.rerank_k ? p.rerank_k : config_.rerank_k) : p.k;
   Scan scan(*this, q, p, keep);
-  for (size_t i = 0; i < nprobe; ++i) scan.scan_cell(cells[i]);
+  for (size_t i = 0; i < nprobe; ++i) {
+    pace.step(lists_[cells[i]].slots.size() + 1);
+    scan.scan_cell(cells[i]);
+  }
   std::vector<Candidate>& found = scan.candidates();
 
-  if (p.rerank) rerank(q, found);
+  if (p.rerank) rerank(q, found, pace);
   std::sort(found.begin(), found.end(), by_distance_then_slot<Candidate>);
   // Estimated and exact distances alike are -q.x under ip/cosine so far.
   const float shift = config_.metric == Metric::Cosine ? 1.0f : 0.0f;
@@ -393,7 +399,7 @@ void IvfPqIndex::search_locked(const float* query, const IvfSearchParams& p, int
   }
 }
 
-void IvfPqIndex::rerank(const float* q, std::vector<Candidate>& found) const {
+void IvfPqIndex::rerank(const float* q, std::vector<Candidate>& found, hnsw::Checkpoint& pace) const {
   const size_t dim = config_.dim, row_bytes = dim * sizeof(float);
   const auto kernel = distance::kernels().get(
       distance::Scalar::F32, config_.metric == Metric::L2 ? distance::Kernel::L2Sq : distance::Kernel::Dot);
@@ -409,6 +415,7 @@ void IvfPqIndex::rerank(const float* q, std::vector<Candidate>& found) const {
   for (size_t i = 0; i < std::min(kAhead, found.size()); ++i) fetch(i);
   for (size_t i = 0; i < found.size(); ++i) {
     if (i + kAhead < found.size()) fetch(i + kAhead);
+    pace.step();
     const float exact = kernel(q, vectors_->row(found[i].slot), dim);
     found[i].dist = config_.metric == Metric::L2 ? exact : -exact;
   }

@@ -85,6 +85,7 @@ struct IvfSearchParams {
   size_t rerank_k = 0;               // 0: the index's rerank_k; raised to k when smaller
   const hnsw::Filter* filter = nullptr;
   bool rerank = true;                // false: ADC distances, no vectors file read
+  const hnsw::StopToken* stop = nullptr;  // as in hnsw::SearchParams: checked per cell and while re-ranking
 };
 
 struct IvfMemoryUsage {
@@ -175,7 +176,7 @@ class IvfPqIndex {
   void mark_deleted(uint32_t slot);
   void search_locked(const float* query, const IvfSearchParams& params, int64_t* ids, float* dists) const;
   // Replaces the candidates' estimated distances by exact ones from the vectors file.
-  void rerank(const float* query, std::vector<Candidate>& found) const;
+  void rerank(const float* query, std::vector<Candidate>& found, hnsw::Checkpoint& pace) const;
   friend struct IvfPqPersist;
 
   IvfPqConfig config_;

@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from lookalike._core import StopToken
 from lookalike.index.arrays import as_ids, as_vectors
 from lookalike.index.attributes import AttributeStore
 from lookalike.index.choose import IndexChoice, choose_index
@@ -279,18 +280,20 @@ class Collection:
 
     def search(self, space: str | None, query: npt.ArrayLike, k: int, *, filter: Filter | Any = None,
                ef: int | None = None, nprobe: int | None = None, rerank: bool = True, exact: bool = False,
-               exclude: int | None = None) -> Hits:
+               exclude: int | None = None, stop: StopToken | None = None) -> Hits:
         """The k best products for one query vector of ``space``. ``filter`` is a
         clause of lookalike.index.filter (or already compiled); ``exclude`` drops
         one id from the hits ("more like this" leaves out its own product).
-        ``ef`` tunes an HNSW space, ``nprobe`` an IVF-PQ one; each is ignored by the other."""
+        ``ef`` tunes an HNSW space, ``nprobe`` an IVF-PQ one; each is ignored by the other.
+        ``stop`` (a StopToken) ends a search past its deadline or cancelled, with
+        DeadlineExceeded or SearchCancelled."""
         config = self.space(space)
         native = self.compile_filter(filter) if isinstance(filter, (Filter, Mapping)) else filter
         want = k + (exclude is not None)
         index = self._indexes[config.name]
         tuning = {"nprobe": nprobe} if isinstance(index, IvfPqSpace) else {}
         ids, dists, stats = index.search(
-            query, want, ef=ef, filter=native, rerank=rerank, exact=exact, return_stats=True, **tuning)
+            query, want, ef=ef, filter=native, rerank=rerank, exact=exact, return_stats=True, stop=stop, **tuning)
         keep = ids >= 0
         if exclude is not None:
             keep &= ids != exclude

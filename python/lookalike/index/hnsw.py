@@ -91,6 +91,7 @@ class HnswIndex(NativeIndex):
         exact: bool = False,
         threads: int = 0,
         return_stats: bool = False,
+        stop: _core.StopToken | None = None,
     ) -> SearchResult | SearchResultWithStats:
         """The k nearest ids of each query. One query (shape (dim,)) gives arrays
         of shape (k,); n queries give (n, k), searched on ``threads`` threads.
@@ -101,7 +102,9 @@ class HnswIndex(NativeIndex):
         that admits only matching ids; k results come back whenever k ids match.
         ``rerank`` re-ranks candidates on the re-ranking copies when the index keeps
         them; ``exact`` scans every vector instead of walking the graph (ground
-        truth, or tiny indexes). ``return_stats`` adds the plan and its cost."""
+        truth, or tiny indexes). ``return_stats`` adds the plan and its cost.
+        ``stop`` (a StopToken) ends the search early: it raises DeadlineExceeded
+        once the token's deadline passes, SearchCancelled once it is cancelled."""
         check_positive("k", k)
         if ef is not None:
             check_positive("ef", ef)
@@ -110,7 +113,8 @@ class HnswIndex(NativeIndex):
                             "(store.compile(filter))")
         check_filter(filter)
         queries = as_vectors(queries, self._dim, "queries", allow_1d=True)
-        found = self._core.search(queries, k, ef or 0, filter, rerank, exact, thread_count(threads), bool(return_stats))
+        found = self._core.search(queries, k, ef or 0, filter, rerank, exact, thread_count(threads), bool(return_stats),
+                                  stop)
         return SearchResultWithStats(*found) if return_stats else SearchResult(*found)
 
     # --- parameters -----------------------------------------------------------

@@ -112,10 +112,11 @@ class IvfPqIndex(NativeIndex):
         filter: IdFilter | _core.Filter | None = None,
         rerank: bool = True,
         threads: int = 0,
+        stop: _core.StopToken | None = None,
     ) -> SearchResult:
-        """The k nearest ids of each query, shaped like HnswIndex.search. With
-        ``rerank=False`` the distances are the (approximate) PQ estimates and
-        the vectors file is not read."""
+        """The k nearest ids of each query, shaped like HnswIndex.search (``stop``
+        too). With ``rerank=False`` the distances are the (approximate) PQ
+        estimates and the vectors file is not read."""
         check_positive("k", k)
         for name, value in (("nprobe", nprobe), ("rerank_k", rerank_k)):
             if value is not None:
@@ -123,7 +124,8 @@ class IvfPqIndex(NativeIndex):
         check_filter(filter)
         queries = as_vectors(queries, self._dim, "queries", allow_1d=True)
         return SearchResult(
-            *self._core.search(queries, k, nprobe or 0, rerank_k or 0, filter, bool(rerank), thread_count(threads))
+            *self._core.search(queries, k, nprobe or 0, rerank_k or 0, filter, bool(rerank), thread_count(threads),
+                               stop)
         )
 
     def probes(self, query: npt.ArrayLike, nprobe: int | None = None) -> npt.NDArray:

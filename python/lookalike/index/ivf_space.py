@@ -94,18 +94,19 @@ class IvfPqSpace:
 
     def search(self, queries: npt.ArrayLike, k: int, *, ef: int | None = None, nprobe: int | None = None,
                filter: Any = None, rerank: bool = True, exact: bool = False,
-               return_stats: bool = True) -> SearchResultWithStats:
+               return_stats: bool = True, stop: Any = None) -> SearchResultWithStats:
         """The k nearest, with stats, as HnswIndex.search(return_stats=True)
         gives them; ``ef`` only matters while the space is a buffer (unused
         there too: the buffer is always scanned exactly)."""
         index = self._current()
         if isinstance(index, HnswIndex):
-            return index.search(queries, k, filter=filter, exact=True, return_stats=True)
+            return index.search(queries, k, filter=filter, exact=True, return_stats=True, stop=stop)
         if exact:  # every cell, every candidate re-ranked: the exact answer
             nprobe, rerank_k, rerank = index.nlist, max(k, len(index), 1), True
         else:
             rerank_k = None
-        ids, distances = index.search(queries, k, nprobe=nprobe, rerank_k=rerank_k, filter=filter, rerank=rerank)
+        ids, distances = index.search(queries, k, nprobe=nprobe, rerank_k=rerank_k, filter=filter, rerank=rerank,
+                                      stop=stop)
         stats = IvfSearchStats("exact_scan" if exact else "ivf_pq", nprobe=nprobe or index.nprobe)
         return SearchResultWithStats(ids, distances, stats)
 

@@ -77,6 +77,10 @@ class Limits:
     max_message_bytes: int = 64 << 20    # any message, in or out
     max_in_flight: int = 64              # calls being served at once before RESOURCE_EXHAUSTED
     retry_after_ms: int = 200            # suggested back-off sent with RESOURCE_EXHAUSTED
+    # Filters nested in filters (Condition.nested), the outermost counting 1; protobuf itself
+    # refuses to decode a message nested past its recursion limit (about 49 filters deep).
+    max_filter_depth: int = 32
+    max_filter_clauses: int = 1024       # conditions in one filter, counted at every depth
 
 
 @dataclass(frozen=True)

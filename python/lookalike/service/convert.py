@@ -7,13 +7,16 @@ field that was wrong, so the servicer never has to guess what a ValueError meant
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lookalike.index import filter as flt
 from lookalike.service.errors import ServiceError, invalid
 from lookalike.v1 import filter_pb2, search_pb2
+
+if TYPE_CHECKING:
+    from lookalike.service.config import Limits
 
 _DTYPES = {search_pb2.DTYPE_FLOAT32: np.dtype("<f4"), search_pb2.DTYPE_FLOAT16: np.dtype("<f2")}
 
@@ -90,8 +93,32 @@ def attributes_to_proto(values: Mapping[str, Any], schema: Mapping[str, str]) ->
 
 # --- filters ---------------------------------------------------------------------
 
-def filter_from_proto(f: filter_pb2.Filter, where: str = "filter") -> flt.Filter | None:
-    """The filter tree as clauses of lookalike.index.filter; None for an empty filter."""
+def filter_from_proto(f: filter_pb2.Filter, limits: Limits, where: str = "filter") -> flt.Filter | None:
+    """The filter tree as clauses of lookalike.index.filter; None for an empty
+    filter. A filter nested deeper than limits.max_filter_depth, or holding more
+    than limits.max_filter_clauses conditions, is refused before it is built."""
+    _check_filter_size(f, limits, where)
+    return _filter(f, where)
+
+
+def _check_filter_size(f: filter_pb2.Filter, limits: Limits, where: str) -> None:
+    # Breadth first, a level of nesting at a time: no recursion to exhaust. The
+    # decoded message is bounded already (message size, protobuf's recursion limit).
+    depth, clauses, level = 0, 0, [f]
+    while level:
+        depth += 1
+        clauses += sum(len(g.must) + len(g.should) + len(g.must_not) for g in level)
+        if clauses > limits.max_filter_clauses:  # counted no deeper: the rest is not looked at
+            raise invalid(f"{where}: {clauses} conditions or more, at most {limits.max_filter_clauses} "
+                          "(limits.max_filter_clauses)")
+        level = [c.nested for g in level for c in (*g.must, *g.should, *g.must_not)
+                 if c.WhichOneof("condition") == "nested"]
+    if depth > limits.max_filter_depth:
+        raise invalid(f"{where}: nested {depth} levels deep, at most {limits.max_filter_depth} "
+                      "(limits.max_filter_depth)")
+
+
+def _filter(f: filter_pb2.Filter, where: str) -> flt.Filter | None:
     parts: list[flt.Filter] = []
     if f.must:
         parts.append(flt.Must(*(_condition(c, f"{where}.must[{i}]") for i, c in enumerate(f.must))))
@@ -123,7 +150,7 @@ def _condition(c: filter_pb2.Condition, where: str) -> flt.Filter:
         if kind == "has_id":
             return flt.HasId(list(c.has_id.ids))
         if kind == "nested":
-            nested = filter_from_proto(c.nested, f"{where}.nested")
+            nested = _filter(c.nested, f"{where}.nested")
             if nested is None:
                 raise invalid(f"{where}.nested: an empty filter")
             return nested

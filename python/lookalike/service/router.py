@@ -292,7 +292,7 @@ class RouterServicer(search_pb2_grpc.SearchServiceServicer):
         if request.ids and request.HasField("filter"):
             raise invalid("set one of ids and filter, not both")
         if request.HasField("filter"):
-            if convert.filter_from_proto(request.filter) is None:
+            if convert.filter_from_proto(request.filter, self._limits) is None:
                 raise invalid("filter: an empty filter would delete every product; send the ids instead")
             requests = {s: request for s in range(len(self._shards))}
         else:

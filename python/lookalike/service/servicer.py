@@ -28,7 +28,7 @@ import grpc
 import numpy as np
 
 from lookalike.encoders.zero_shot import ZeroShotTagger
-from lookalike.index import UnknownIdError
+from lookalike.index import DeadlineExceeded, SearchCancelled, StopToken, UnknownIdError
 from lookalike.index.collection import Collection
 from lookalike.service import convert
 from lookalike.service.config import Limits
@@ -153,7 +153,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             query = self._view.colour_free.apply(space, query)
         timings.decode_us, timings.preprocess_us, timings.encode_us = (
             micros(clock.decode), micros(clock.preprocess), micros(clock.encode))
-        clause = convert.filter_from_proto(request.filter) if request.HasField("filter") else None
+        clause = convert.filter_from_proto(request.filter, limits) if request.HasField("filter") else None
         query, clause, applied = self._feedback.adjust(request, self._collection, space, query, clause)
         try:
             native = self._collection.compile_filter(clause) if clause is not None else None
@@ -165,9 +165,17 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
 
         t = time.perf_counter()
         params = request.params
-        hits = self._collection.search(space, query, want, filter=native, ef=params.ef or None,
-                                       nprobe=params.nprobe or None, rerank=not params.no_rerank,
-                                       exact=params.exact, exclude=exclude)
+        stop = StopToken(context.time_remaining())  # the native search checks it as it goes
+        context.add_callback(stop.cancel)
+        try:
+            hits = self._collection.search(space, query, want, filter=native, ef=params.ef or None,
+                                           nprobe=params.nprobe or None, rerank=not params.no_rerank,
+                                           exact=params.exact, exclude=exclude, stop=stop)
+        except DeadlineExceeded:
+            raise ServiceError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                               "the search was stopped at the call's deadline") from None
+        except SearchCancelled:
+            raise ServiceError(grpc.StatusCode.CANCELLED, "the search was stopped: the call was cancelled") from None
         timings.search_us = micros(time.perf_counter() - t)
 
         ids, scores = self._feedback.boost(space, text, hits.ids, hits.scores)
@@ -334,7 +342,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         if request.ids and request.HasField("filter"):
             raise invalid("set one of ids and filter, not both")
         if request.HasField("filter"):
-            clause = convert.filter_from_proto(request.filter)
+            clause = convert.filter_from_proto(request.filter, self._limits)
             if clause is None:
                 raise invalid("filter: an empty filter would delete every product; send the ids instead")
             ids = self._matching_ids(clause)

@@ -1,0 +1,98 @@
+// Stopping a search that has run out of time or lost its caller, and letting
+// writers past a long one.
+//
+// A StopToken carries a deadline on the steady clock and a cancelled flag that
+// another thread may set at any time (the service sets it when the call is
+// cancelled). The long loops of a search (the graph walk, the exact scans, the
+// IVF-PQ cells) step a Checkpoint as they go; every kStepsPerCheck steps it
+// reads the flag and the clock (no system call per node) and throws
+// SearchCancelled or DeadlineExceeded, which unwind the search through its
+// RAII locks and pooled scratch. A search also checks once before it starts, so
+// an expired token never runs one.
+//
+// The same checkpoint lets a writer of the filter's data past: a search holds
+// that data shared for as long as it runs (Filter::hold), so a writer would
+// otherwise wait for the whole search. When the filter says a writer waits, the
+// search gives up its hold and takes a new one after the write.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <stdexcept>
+
+#include "hnsw/filters.h"
+
+namespace lookalike::hnsw {
+
+// A search stopped before it finished (TimeoutError / a CancelledError-like
+// error in Python, by the subclass).
+class SearchStopped : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+class DeadlineExceeded final : public SearchStopped {
+ public:
+  using SearchStopped::SearchStopped;
+};
+class SearchCancelled final : public SearchStopped {
+ public:
+  using SearchStopped::SearchStopped;
+};
+
+class StopToken {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  StopToken() = default;  // no deadline; stops only when cancelled
+  explicit StopToken(Clock::time_point deadline) : deadline_(deadline) {}
+
+  void cancel() { cancelled_.store(true, std::memory_order_relaxed); }
+  bool cancelled() const { return cancelled_.load(std::memory_order_relaxed); }
+  const std::optional<Clock::time_point>& deadline() const { return deadline_; }
+
+  // Throws SearchCancelled or DeadlineExceeded when the search must stop.
+  void check() const {
+    if (cancelled()) throw SearchCancelled("the search was cancelled");
+    if (deadline_ && Clock::now() >= *deadline_) throw DeadlineExceeded("the search passed its deadline");
+  }
+
+ private:
+  std::optional<Clock::time_point> deadline_;
+  std::atomic<bool> cancelled_{false};
+};
+
+// The per-search counter that paces the checks. `stop` may be null (no
+// deadline, never cancelled); `held` is the search's hold of the filter's data
+// (Filter::hold), or null when it holds none.
+class Checkpoint {
+ public:
+  static constexpr ptrdiff_t kStepsPerCheck = 1024;
+
+  Checkpoint(const StopToken* stop, const Filter* filter, std::shared_lock<std::shared_mutex>* held)
+      : stop_(stop), filter_(filter), held_(held && held->owns_lock() ? held : nullptr) {
+    if (stop_) stop_->check();
+  }
+
+  // n more units of work (nodes expanded, vectors scored).
+  void step(size_t n = 1) {
+    if ((left_ -= ptrdiff_t(n)) > 0) return;
+    left_ = kStepsPerCheck;
+    if (stop_) stop_->check();
+    if (held_ && filter_->writer_waiting()) {
+      held_->unlock();
+      *held_ = filter_->hold();
+    }
+  }
+
+ private:
+  const StopToken* stop_;
+  const Filter* filter_;
+  std::shared_lock<std::shared_mutex>* held_;
+  ptrdiff_t left_ = kStepsPerCheck;
+};
+
+}  // namespace lookalike::hnsw
