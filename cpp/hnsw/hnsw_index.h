@@ -235,13 +235,18 @@ class HnswIndex {
   void select_neighbours(std::vector<Candidate>& candidates, size_t m) const;
   void link_to(uint32_t from, uint32_t to, int level);
   // --- reachability (hnsw_repair.cpp); the caller keeps inserts out ---
-  std::vector<uint8_t> reached_from_entry() const;  // by slot: 1 when level 0 reaches it from the entry
-  void walk_from(uint32_t start, std::vector<uint8_t>& reached) const;
+  // By slot: 1 when a walk of level 0 from the entry reaches it; with in_links,
+  // also how many links each node has from the nodes reached.
+  std::vector<uint8_t> reached_from_entry(std::vector<uint32_t>* in_links = nullptr) const;
+  // Marks what a walk from `start` reaches that was not reached yet (counting the links, as above).
+  void walk_from(uint32_t start, std::vector<uint8_t>& reached, std::vector<uint32_t>* in_links = nullptr) const;
+  size_t unreached_live(const std::vector<uint8_t>& reached) const;
   void repair_reachability();
-  // Links `slot` from its nearest reached nodes, forcing one link when the heuristic turns all down.
-  void link_from_reached(uint32_t slot, const std::vector<uint8_t>& reached);
-  // Points a link of `from` whose target has other in-links at `to`; false when it has none.
-  bool replace_spare_link(uint32_t from, uint32_t to);
+  // Links `slot` from its nearest reached node that can take the link.
+  void link_from_reached(uint32_t slot, const std::vector<uint8_t>& reached, std::vector<uint32_t>& in_links);
+  // Links from -> to on level 0 if from has room or a link to spare (one whose
+  // target has other in-links); false when it has neither. Keeps in_links.
+  bool add_link_keeping_reachability(uint32_t from, uint32_t to, std::vector<uint32_t>& in_links);
 
   // Fills s.top with the k best admitted nodes of a scan of every node (on the
   // re-ranking copies when kept).

@@ -5,23 +5,26 @@
 // inserts prune each other's lists while they link: now and then a node ends
 // up with no in-link left, or a small group links only among itself. No search
 // can return such a node. The repair walks level 0 from the entry point, and
-// links each node the walk missed from its nearest reached nodes (as an insert
-// would, by the usual heuristic), then walks on from it.
+// links each node the walk missed from the nearest reached node that can take
+// one more link without stranding another, then walks on from it.
 #include <algorithm>
+#include <cstdint>
+#include <vector>
 
 #include "hnsw/hnsw_index.h"
 
 namespace lookalike::hnsw {
 
-std::vector<uint8_t> HnswIndex::reached_from_entry() const {
+std::vector<uint8_t> HnswIndex::reached_from_entry(std::vector<uint32_t>* in_links) const {
   const uint32_t count = slot_count_.load(std::memory_order_acquire);
   std::vector<uint8_t> reached(count, 0);
+  if (in_links) in_links->assign(count, 0);
   const uint64_t entry = entry_.load(std::memory_order_acquire);
-  if (entry != kNoEntry) walk_from(entry_slot(entry), reached);
+  if (entry != kNoEntry) walk_from(entry_slot(entry), reached, in_links);
   return reached;
 }
 
-void HnswIndex::walk_from(uint32_t start, std::vector<uint8_t>& reached) const {
+void HnswIndex::walk_from(uint32_t start, std::vector<uint8_t>& reached, std::vector<uint32_t>* in_links) const {
   std::vector<uint32_t> frontier{start};
   reached[start] = 1;
   while (!frontier.empty()) {
@@ -31,7 +34,9 @@ void HnswIndex::walk_from(uint32_t start, std::vector<uint8_t>& reached) const {
     const uint32_t n = std::min<uint32_t>(list.count.load(std::memory_order_acquire), max_links(0));
     for (uint32_t i = 0; i < n; ++i) {
       const uint32_t next = std::atomic_ref<uint32_t>(list.slots[i]).load(std::memory_order_acquire);
-      if (next < reached.size() && !reached[next]) {
+      if (next >= reached.size()) continue;
+      if (in_links) ++(*in_links)[next];
+      if (!reached[next]) {
         reached[next] = 1;
         frontier.push_back(next);
       }
@@ -39,73 +44,95 @@ void HnswIndex::walk_from(uint32_t start, std::vector<uint8_t>& reached) const {
   }
 }
 
-size_t HnswIndex::unreachable_count() const {
-  std::unique_lock<std::shared_mutex> writes(writes_mutex_);
-  std::shared_lock<std::shared_mutex> graph(graph_mutex_);
-  const std::vector<uint8_t> reached = reached_from_entry();
+size_t HnswIndex::unreached_live(const std::vector<uint8_t>& reached) const {
   size_t missed = 0;
   for (uint32_t s = 0; s < reached.size(); ++s) missed += !reached[s] && !is_deleted(s);
   return missed;
 }
 
+size_t HnswIndex::unreachable_count() const {
+  std::unique_lock<std::shared_mutex> writes(writes_mutex_);
+  std::shared_lock<std::shared_mutex> graph(graph_mutex_);
+  return unreached_live(reached_from_entry());
+}
+
 void HnswIndex::repair_reachability() {
-  std::vector<uint8_t> reached = reached_from_entry();
-  for (uint32_t s = 0; s < reached.size(); ++s) {
-    if (reached[s] || is_deleted(s)) continue;
-    link_from_reached(s, reached);
-    walk_from(s, reached);
+  // A link given up for a repair leaves its target another in-link from a
+  // reached node, but that node may have been reached only through the link
+  // given up (a cycle): walk again and repeat while that leaves fewer unreached.
+  constexpr int kMaxRounds = 8;
+  size_t before = SIZE_MAX;
+  for (int round = 0; round < kMaxRounds; ++round) {
+    std::vector<uint32_t> in_links;  // from reached nodes only: only those keep a target reachable
+    std::vector<uint8_t> reached = reached_from_entry(&in_links);
+    const size_t missed = unreached_live(reached);
+    if (missed == 0 || missed >= before) return;
+    before = missed;
+    for (uint32_t s = 0; s < reached.size(); ++s) {
+      if (reached[s] || is_deleted(s)) continue;
+      link_from_reached(s, reached, in_links);
+      walk_from(s, reached, &in_links);
+    }
   }
 }
 
-void HnswIndex::link_from_reached(uint32_t slot, const std::vector<uint8_t>& reached) {
+void HnswIndex::link_from_reached(uint32_t slot, const std::vector<uint8_t>& reached,
+                                  std::vector<uint32_t>& in_links) {
   const uint64_t entry = entry_.load(std::memory_order_acquire);
   auto s = scratch_.acquire();
   const uint32_t start = greedy_descend(code(slot), entry_slot(entry), entry_level(entry), 0);
   search_level(code(slot), start, config_.ef_construction, 0, nullptr, *s);
+  auto by_distance = [](const Candidate& a, const Candidate& b) { return a.dist < b.dist; };
   std::vector<Candidate> near;
   for (const Candidate& c : s->top)
-    if (c.slot != slot && reached[c.slot]) near.push_back(c);
-  if (near.empty()) near.push_back({codec_.distance(code(slot), code(entry_slot(entry))), entry_slot(entry)});
-  select_neighbours(near, config_.M);
-
-  auto links_to_slot = [&](uint32_t from) {
-    LinkList list = link_list(from, 0);
-    const uint32_t* begin = list.slots;
-    const uint32_t* end = begin + list.count.load(std::memory_order_relaxed);
-    return std::find(begin, end, slot) != end;
-  };
-  bool linked = false;
-  for (const Candidate& c : near) {
-    link_to(c.slot, slot, 0);  // the heuristic may turn it down when c's list is full
-    linked = linked || links_to_slot(c.slot);
-  }
-  for (size_t i = 0; i < near.size() && !linked; ++i) linked = replace_spare_link(near[i].slot, slot);
+    if (reached[c.slot]) near.push_back(c);
+  std::sort(near.begin(), near.end(), by_distance);
+  for (const Candidate& c : near)
+    if (add_link_keeping_reachability(c.slot, slot, in_links)) return;
+  // The walk stayed among unreached nodes (a group that links only among
+  // itself), or no reached node near it could take a link: every reached node,
+  // nearest first. Once per such group: the walk on from `slot` reaches the rest.
+  near.clear();
+  for (uint32_t r = 0; r < reached.size(); ++r)
+    if (reached[r]) near.push_back({codec_.distance(code(slot), code(r)), r});
+  std::sort(near.begin(), near.end(), by_distance);
+  for (const Candidate& c : near)
+    if (add_link_keeping_reachability(c.slot, slot, in_links)) return;
 }
 
-bool HnswIndex::replace_spare_link(uint32_t from, uint32_t to) {
-  // The farthest link of `from` whose target another node links to too: taking
-  // it away leaves that target reachable.
-  const uint32_t count = slot_count_.load(std::memory_order_acquire);
-  std::vector<uint32_t> in_links(count, 0);
-  for (uint32_t s = 0; s < count; ++s) {
-    LinkList list = link_list(s, 0);
-    for (uint32_t i = 0, n = list.count.load(std::memory_order_relaxed); i < n; ++i) ++in_links[list.slots[i]];
-  }
+bool HnswIndex::add_link_keeping_reachability(uint32_t from, uint32_t to, std::vector<uint32_t>& in_links) {
+  // Room left: the link is added. A full list gives up its farthest link whose
+  // target another node links to as well, so no node loses its last in-link
+  // (the neighbour heuristic of link_to could drop any, and a repair could undo
+  // another).
   lock_node(from);
   LinkList list = link_list(from, 0);
   const uint32_t n = list.count.load(std::memory_order_relaxed);
-  int spare = -1;
-  float farthest = -1.0f;
-  for (uint32_t i = 0; i < n; ++i) {
-    const float d = codec_.distance(code(from), code(list.slots[i]));
-    if (in_links[list.slots[i]] > 1 && d > farthest) {
-      farthest = d;
-      spare = int(i);
+  int at = -1;
+  if (std::find(list.slots, list.slots + n, to) != list.slots + n) {
+    unlock_node(from);
+    return true;
+  }
+  if (n < max_links(0)) {
+    at = int(n);
+  } else {
+    float farthest = -1.0f;
+    for (uint32_t i = 0; i < n; ++i) {
+      const float d = codec_.distance(code(from), code(list.slots[i]));
+      if (in_links[list.slots[i]] > 1 && d > farthest) {
+        farthest = d;
+        at = int(i);
+      }
     }
   }
-  if (spare >= 0) std::atomic_ref<uint32_t>(list.slots[spare]).store(to, std::memory_order_release);
+  if (at >= 0) {
+    if (uint32_t(at) < n) --in_links[list.slots[at]];
+    ++in_links[to];
+    std::atomic_ref<uint32_t>(list.slots[at]).store(to, std::memory_order_release);
+    if (uint32_t(at) == n) list.count.store(n + 1, std::memory_order_release);
+  }
   unlock_node(from);
-  return spare >= 0;
+  return at >= 0;
 }
 
 }  // namespace lookalike::hnsw
