@@ -271,9 +271,16 @@ typename NumericColumn<T>::Range range_of(const FilterSpec& spec) {
   return r;
 }
 
-// Compiles a clause and those below it, numbering them from `next` on (preorder).
-std::unique_ptr<Node> compile(const AttributeStore& store, const FilterSpec& spec, uint32_t& next) {
-  const uint32_t number = next++;
+// What compiling counts: clauses numbered so far (preorder), and the checks one
+// evaluation of the whole filter may make (a clause each, a match one per value).
+struct Tally {
+  uint32_t clauses = 0;
+  size_t checks = 0;
+};
+
+std::unique_ptr<Node> compile(const AttributeStore& store, const FilterSpec& spec, Tally& tally) {
+  const uint32_t number = tally.clauses++;
+  tally.checks += spec.kind == Kind::Match ? std::max<size_t>(spec.values.size(), 1) : 1;
   switch (spec.kind) {
     case Kind::Must:
     case Kind::Should:
@@ -281,7 +288,7 @@ std::unique_ptr<Node> compile(const AttributeStore& store, const FilterSpec& spe
       if (spec.children.empty())
         throw std::invalid_argument(std::string(clause_name(spec.kind)) + " clause needs at least one clause");
       std::vector<std::unique_ptr<Node>> children;
-      for (const FilterSpec& c : spec.children) children.push_back(compile(store, c, next));
+      for (const FilterSpec& c : spec.children) children.push_back(compile(store, c, tally));
       if (spec.kind == Kind::Must) return std::make_unique<AllOf>(number, store, std::move(children));
       if (spec.kind == Kind::Should) return std::make_unique<AnyOf>(number, store, std::move(children));
       return std::make_unique<NoneOf>(number, store, std::move(children));
@@ -327,9 +334,10 @@ CompiledFilter::CompiledFilter(std::shared_ptr<const AttributeStore> store, cons
     : store_(std::move(store)) {
   // Dictionary lookups read the store: hold it still while compiling.
   auto lock = store_->read_lock();
-  uint32_t next = 0;
-  root_ = compile(*store_, spec, next);
-  clauses_ = next;
+  Tally tally;
+  root_ = compile(*store_, spec, tally);
+  clauses_ = tally.clauses;
+  cost_ = tally.checks;
 }
 
 bool CompiledFilter::candidates(size_t limit, std::vector<int64_t>& out) const {

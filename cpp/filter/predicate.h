@@ -92,11 +92,13 @@ class CompiledFilter final : public hnsw::Filter {
   bool candidates(size_t limit, std::vector<int64_t>& out) const override;
   std::shared_lock<std::shared_mutex> hold() const override { return store_->read_lock(); }
   bool writer_waiting() const override { return store_->writer_waiting(); }
+  size_t cost() const override { return cost_; }
 
  private:
   std::shared_ptr<const AttributeStore> store_;
   std::unique_ptr<Node> root_;
   size_t clauses_ = 0;  // nodes in the tree, numbered 0 .. clauses_ - 1
+  size_t cost_ = 0;     // checks one allows() may make: a clause each, a match one per value
 };
 
 }  // namespace lookalike::filter

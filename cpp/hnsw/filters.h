@@ -41,6 +41,9 @@ class Filter {
   // in at its next checkpoint (search_stop.h), giving up its hold and taking a
   // new one, so a write never waits for a whole search.
   virtual bool writer_waiting() const { return false; }
+  // Roughly how much work one allows() is, in units of a clause check (about a
+  // distance computation): a search paces its checkpoints by it.
+  virtual size_t cost() const { return 1; }
 };
 
 // Allows (or, with exclude, rejects) a set of external ids. Dense id ranges are

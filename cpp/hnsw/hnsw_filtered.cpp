@@ -108,7 +108,7 @@ void HnswIndex::scan_ids(const std::vector<int64_t>& ids, const SearchParams& p,
       __builtin_prefetch(nodes_->at(slots[i + kAhead]));
       __builtin_prefetch(rerank_ ? rerank_->at(slots[i + kAhead]) : code(slots[i + kAhead]));
     }
-    pace.step();
+    pace.work(1);  // listed ids passed the filter already
     const uint32_t slot = slots[i];
     if (is_deleted(slot)) continue;
     const float d = rerank_ ? rerank_codec_->distance(s.rerank_query.data(), rerank_->at(slot))

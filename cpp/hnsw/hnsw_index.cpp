@@ -427,7 +427,7 @@ void HnswIndex::search_exact(SearchScratch& s, const SearchParams& p, Checkpoint
   for (size_t seg = 0; seg * BlockArray::kSegmentBlocks < count; ++seg) {
     const size_t begin = seg * BlockArray::kSegmentBlocks;
     const size_t n = std::min<size_t>(BlockArray::kSegmentBlocks, count - begin);
-    pace.step(n);
+    pace.work(n);
     if (rerank_)
       rerank_codec_->distance_many(s.rerank_query.data(), rerank_->segment(seg), n, rerank_->block_bytes(),
                                    s.dists.data());
@@ -437,6 +437,7 @@ void HnswIndex::search_exact(SearchScratch& s, const SearchParams& p, Checkpoint
     for (size_t i = 0; i < n; ++i) {
       const float d = s.dists[i];
       if (s.top.size() >= p.k && d >= s.top.front().dist) continue;
+      if (p.filter) pace.step();
       if (!admitted(uint32_t(begin + i), p.filter, skip_deleted)) continue;
       s.top.push_back({d, uint32_t(begin + i)});
       std::push_heap(s.top.begin(), s.top.end(), FartherFirst());

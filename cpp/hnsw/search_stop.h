@@ -4,8 +4,11 @@
 // A StopToken carries a deadline on the steady clock and a cancelled flag that
 // another thread may set at any time (the service sets it when the call is
 // cancelled). The long loops of a search (the graph walk, the exact scans, the
-// IVF-PQ cells) step a Checkpoint as they go; every kStepsPerCheck steps it
-// reads the flag and the clock (no system call per node) and throws
+// IVF-PQ cells) step a Checkpoint as they go, a step per node or vector, each
+// weighted by what the filter costs on it; every kWorkPerCheck units of work
+// (about a distance computation each) it reads the flag and the clock (not a
+// system call per node: a few hundred nodes apart without a filter, every
+// node under a filter of thousands of values) and throws
 // SearchCancelled or DeadlineExceeded, which unwind the search through its
 // RAII locks and pooled scratch. A search also checks once before it starts, so
 // an expired token never runs one.
@@ -16,6 +19,7 @@
 // search gives up its hold and takes a new one after the write.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -70,17 +74,22 @@ class StopToken {
 // (Filter::hold), or null when it holds none.
 class Checkpoint {
  public:
-  static constexpr ptrdiff_t kStepsPerCheck = 1024;
+  static constexpr ptrdiff_t kWorkPerCheck = 4096;
 
   Checkpoint(const StopToken* stop, const Filter* filter, std::shared_lock<std::shared_mutex>* held)
-      : stop_(stop), filter_(filter), held_(held && held->owns_lock() ? held : nullptr) {
+      : stop_(stop),
+        filter_(filter),
+        held_(held && held->owns_lock() ? held : nullptr),
+        work_per_step_(ptrdiff_t(1 + (filter ? std::min<size_t>(filter->cost(), kWorkPerCheck) : 0))) {
     if (stop_) stop_->check();
   }
 
-  // n more units of work (nodes expanded, vectors scored).
-  void step(size_t n = 1) {
+  // n more nodes or vectors looked at, each maybe checked by the filter.
+  void step(size_t n = 1) { work(n * size_t(work_per_step_)); }
+  // Work without the filter: n distance computations, say.
+  void work(size_t n) {
     if ((left_ -= ptrdiff_t(n)) > 0) return;
-    left_ = kStepsPerCheck;
+    left_ = kWorkPerCheck;
     if (stop_) stop_->check();
     if (held_ && filter_->writer_waiting()) {
       held_->unlock();
@@ -92,7 +101,8 @@ class Checkpoint {
   const StopToken* stop_;
   const Filter* filter_;
   std::shared_lock<std::shared_mutex>* held_;
-  ptrdiff_t left_ = kStepsPerCheck;
+  ptrdiff_t work_per_step_;
+  ptrdiff_t left_ = kWorkPerCheck;
 };
 
 }  // namespace lookalike::hnsw

@@ -415,7 +415,7 @@ void IvfPqIndex::rerank(const float* q, std::vector<Candidate>& found, hnsw::Che
   for (size_t i = 0; i < std::min(kAhead, found.size()); ++i) fetch(i);
   for (size_t i = 0; i < found.size(); ++i) {
     if (i + kAhead < found.size()) fetch(i + kAhead);
-    pace.step();
+    pace.work(1);
     const float exact = kernel(q, vectors_->row(found[i].slot), dim);
     found[i].dist = config_.metric == Metric::L2 ? exact : -exact;
   }

@@ -28,7 +28,7 @@ import grpc
 import numpy as np
 
 from lookalike.encoders.zero_shot import ZeroShotTagger
-from lookalike.index import DeadlineExceeded, SearchCancelled, StopToken, UnknownIdError
+from lookalike.index import DeadlineExceeded, SearchStopped, StopToken, UnknownIdError
 from lookalike.index.collection import Collection
 from lookalike.service import convert
 from lookalike.service.config import Limits
@@ -171,10 +171,11 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             hits = self._collection.search(space, query, want, filter=native, ef=params.ef or None,
                                            nprobe=params.nprobe or None, rerank=not params.no_rerank,
                                            exact=params.exact, exclude=exclude, stop=stop)
-        except DeadlineExceeded:
-            raise ServiceError(grpc.StatusCode.DEADLINE_EXCEEDED,
-                               "the search was stopped at the call's deadline") from None
-        except SearchCancelled:
+        except SearchStopped as e:
+            # gRPC ends a call at its deadline as it does a cancelled one: the token tells them apart.
+            if isinstance(e, DeadlineExceeded) or (stop.remaining is not None and stop.remaining <= 0):
+                raise ServiceError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                   "the search was stopped at the call's deadline") from None
             raise ServiceError(grpc.StatusCode.CANCELLED, "the search was stopped: the call was cancelled") from None
         timings.search_us = micros(time.perf_counter() - t)
 
