@@ -25,7 +25,7 @@ def test_parallel_builds_leave_no_node_unreachable(data):
         vectors = clustered(n, 12, seed=seed) if data == "clustered" else near_duplicates(n, 12, seed)
         index = HnswIndex(12, M=4, ef_construction=12, seed=seed)
         index.add(np.arange(n), vectors, threads=4)
-        assert index._core.unreachable_count() == 0, f"seed {seed}"
+        assert index.unreachable_count() == 0, f"seed {seed}"
 
 
 def test_a_parallel_build_finds_its_nodes_by_their_own_vectors():
@@ -38,26 +38,27 @@ def test_a_parallel_build_finds_its_nodes_by_their_own_vectors():
         assert (index.search(vectors, 1, ef=200).ids[:, 0] == np.arange(1000)).mean() > 0.99, f"seed {seed}"
 
 
-def test_small_adds_that_strand_nodes_are_repaired_by_a_compaction():
-    vectors = near_duplicates(1000, 8, seed=1)
-    index = HnswIndex(8, M=4, ef_construction=16)
+def grown_in_small_adds(vectors: np.ndarray, n: int) -> HnswIndex:
+    """An index of the first n vectors, added 10 at a time after the first 200:
+    such batches stay below the growth that triggers a repair (an eighth of the
+    index) most of the time, and near duplicates strand nodes between repairs."""
+    index = HnswIndex(vectors.shape[1], M=4, ef_construction=16)
     index.add(np.arange(200), vectors[:200], threads=1)
-    # Batches of 10 stay below the growth that triggers a repair (an eighth of the
-    # index) most of the time, and this data strands nodes between repairs.
-    for start in range(200, 1000, 10):
+    for start in range(200, n, 10):
         index.add(np.arange(start, start + 10), vectors[start:start + 10], threads=1)
-    assert index._core.unreachable_count() > 0
+    assert index.unreachable_count() > 0
+    return index
+
+
+def test_small_adds_that_strand_nodes_are_repaired_by_a_compaction():
+    index = grown_in_small_adds(near_duplicates(1000, 8, seed=1), 1000)
     index.delete([0])
     index.compact()
-    assert index._core.unreachable_count() == 0
+    assert index.unreachable_count() == 0
 
 
 def test_a_large_add_repairs_what_small_ones_stranded():
     vectors = near_duplicates(1400, 8, seed=1)
-    index = HnswIndex(8, M=4, ef_construction=16)
-    index.add(np.arange(200), vectors[:200], threads=1)
-    for start in range(200, 1000, 10):
-        index.add(np.arange(start, start + 10), vectors[start:start + 10], threads=1)
-    assert index._core.unreachable_count() > 0
+    index = grown_in_small_adds(vectors, 1000)
     index.add(np.arange(1000, 1400), vectors[1000:1400], threads=1)  # more than an eighth of the index
-    assert index._core.unreachable_count() == 0
+    assert index.unreachable_count() == 0

@@ -18,8 +18,9 @@ Types and what a value may be (``None`` for an id clears that attribute):
 
 Attributes are keyed by the same int64 ids as the index, and are independent of
 it: a deleted product never comes back from a search even if its attributes
-remain; clear them to reclaim the space. Writes may run while searches do: each
-search sees the store as it was when it started, a write shows in the next one.
+remain; clear them to reclaim the space. Writes may run while searches do, and
+never wait for a whole search: a search sees one state of the store between its
+checkpoints, where it lets a waiting write in (hnsw/search_stop.h).
 Every write checks all of its input first: bad input raises and changes nothing.
 """
 

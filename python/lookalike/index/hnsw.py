@@ -78,6 +78,13 @@ class HnswIndex(NativeIndex):
         Searches and writes wait while it runs."""
         self._core.compact()
 
+    def unreachable_count(self) -> int:
+        """Live nodes that no search can reach (no walk of the bottom level from
+        the entry point gets to them). A build (any add that grows the index by an
+        eighth or more since the last repair) and a compaction end with a repair
+        that links each such node, so this is 0 after either."""
+        return self._core.unreachable_count()
+
     # --- reads ----------------------------------------------------------------
 
     def search(
