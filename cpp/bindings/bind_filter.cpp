@@ -161,11 +161,7 @@ void bind_filter(py::module_& m) {
           py::arg("spec"))
       .def("memory_usage",
            [](const AttributeStore& s) {
-             filter::StoreMemory mem;
-             {
-               py::gil_scoped_release nogil;
-               mem = s.memory_usage();
-             }
+             const filter::StoreMemory mem = without_gil([&] { return s.memory_usage(); });
              py::dict columns;
              for (size_t i = 0; i < mem.column_bytes.size(); ++i) columns[py::str(s.schema()[i].name)] = mem.column_bytes[i];
              py::dict d;
@@ -180,7 +176,7 @@ void bind_filter(py::module_& m) {
       .def_static(
           "load", [](const std::string& path) { return std::shared_ptr<AttributeStore>(AttributeStore::load(path)); },
           py::arg("path"), py::call_guard<py::gil_scoped_release>())
-      .def("__len__", &AttributeStore::size);
+      .def("__len__", &AttributeStore::size, py::call_guard<py::gil_scoped_release>());
 }
 
 }  // namespace lookalike::bindings

@@ -157,8 +157,10 @@ void bind_hnsw(py::module_& m) {
            "Live nodes a walk of level 0 from the entry point does not reach.")
       .def("save", &HnswIndex::save, py::arg("path"), py::call_guard<py::gil_scoped_release>())
       .def_static("load", &HnswIndex::load, py::arg("path"), py::call_guard<py::gil_scoped_release>())
-      .def("memory_usage", [](const HnswIndex& ix) { return memory_dict(ix.memory_usage()); })
-      .def("__len__", &HnswIndex::size)
+      // compact() holds the graph's lock for long: wait for it without the GIL.
+      .def("memory_usage",
+           [](const HnswIndex& ix) { return memory_dict(without_gil([&] { return ix.memory_usage(); })); })
+      .def("__len__", &HnswIndex::size, py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("deleted_count", &HnswIndex::deleted_count)
       .def_property_readonly("dim", [](const HnswIndex& ix) { return ix.config().dim; })
       .def_property_readonly("metric", [](const HnswIndex& ix) { return hnsw::metric_name(ix.config().metric); })

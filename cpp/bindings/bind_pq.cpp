@@ -251,17 +251,22 @@ void bind_pq(py::module_& m) {
       .def("save", &IvfPqIndex::save, py::arg("path"), py::call_guard<py::gil_scoped_release>())
       .def_static("load", &IvfPqIndex::load, py::arg("path"), py::call_guard<py::gil_scoped_release>())
       .def("verify", &IvfPqIndex::verify, py::call_guard<py::gil_scoped_release>())
-      .def("memory_usage", [](const IvfPqIndex& ix) { return memory_dict(ix.memory_usage()); })
-      .def("__len__", &IvfPqIndex::size)
-      .def_property_readonly("deleted_count", &IvfPqIndex::deleted_count)
+      // These wait for the index's lock, which training and writes hold for long:
+      // without the GIL, so that other Python threads run meanwhile.
+      .def("memory_usage",
+           [](const IvfPqIndex& ix) { return memory_dict(without_gil([&] { return ix.memory_usage(); })); })
+      .def("__len__", &IvfPqIndex::size, py::call_guard<py::gil_scoped_release>())
+      .def_property_readonly(
+          "deleted_count", py::cpp_function(&IvfPqIndex::deleted_count, py::call_guard<py::gil_scoped_release>()))
       .def_property_readonly("dim", [](const IvfPqIndex& ix) { return ix.config().dim; })
       .def_property_readonly("metric", [](const IvfPqIndex& ix) { return hnsw::metric_name(ix.config().metric); })
       .def_property_readonly("nlist", [](const IvfPqIndex& ix) { return ix.config().nlist; })
       .def_property_readonly("m", [](const IvfPqIndex& ix) { return ix.config().m; })
       .def_property_readonly("nbits", [](const IvfPqIndex& ix) { return ix.config().nbits; })
-      .def_property("nprobe", [](const IvfPqIndex& ix) { return ix.config().nprobe; }, &IvfPqIndex::set_nprobe)
+      .def_property("nprobe", [](const IvfPqIndex& ix) { return ix.config().nprobe; },
+                    py::cpp_function(&IvfPqIndex::set_nprobe, py::call_guard<py::gil_scoped_release>()))
       .def_property("rerank_k", [](const IvfPqIndex& ix) { return ix.config().rerank_k; },
-                    &IvfPqIndex::set_rerank_k)
+                    py::cpp_function(&IvfPqIndex::set_rerank_k, py::call_guard<py::gil_scoped_release>()))
       .def_property_readonly("seed", [](const IvfPqIndex& ix) { return ix.config().seed; });
 }
 

@@ -66,7 +66,7 @@ void def_id_methods(Class& cls) {
             ix.remove(ids.data(), size_t(ids.size()));
           },
           py::arg("ids"))
-      .def("contains", &Index::contains, py::arg("id"))
+      .def("contains", &Index::contains, py::arg("id"), py::call_guard<py::gil_scoped_release>())
       .def(
           "get",
           [](const Index& ix, const CArray<int64_t>& ids) {
