@@ -152,3 +152,29 @@ def test_attribute_writes_pass_a_long_filtered_search(far_filter):
     searcher.join(timeout=60)
     assert store.get(0)["price"] == -1.0
     assert wrote_while_searching
+
+
+def test_index_writes_pass_a_long_ivf_pq_search(far_filter):
+    _, _, compiled, query = far_filter
+    vectors = clustered(N_WALK, DIM, seed=5)
+    index = IvfPqIndex(DIM, nlist=16, m=2, nbits=8)
+    index.train(vectors)
+    index.add(np.arange(N_WALK), vectors)
+    searching = threading.Event()
+    done = threading.Event()
+
+    def search():
+        searching.set()
+        assert (index.search(query, 5, nprobe=16, filter=compiled).ids == -1).all()  # every cell, nothing passes
+        done.set()
+
+    searcher = threading.Thread(target=search)
+    searcher.start()
+    searching.wait()
+    time.sleep(0.02)  # inside the scan of the cells, holding the index
+    index.upsert([0], vectors[1:2])  # waits for the next cell, not for the whole scan
+    index.delete([1])
+    wrote_while_searching = not done.is_set()
+    searcher.join(timeout=60)
+    assert done.is_set() and wrote_while_searching
+    assert 1 not in index and np.allclose(index.get([0])[0], vectors[1], atol=1e-6)

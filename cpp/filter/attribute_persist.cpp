@@ -92,7 +92,7 @@ class ByteReader {
 }  // namespace
 
 void AttributeStore::save(const std::string& path) const {
-  std::shared_lock<std::shared_mutex> lock(mutex_);
+  std::shared_lock<std::shared_mutex> lock = mutex_.read();
   const size_t rows = id_by_row_.size();
 
   ByteWriter schema;

@@ -120,16 +120,8 @@ void AttributeStore::clear_column(size_t column, uint32_t row, bool maintain) {
       columns_[column]);
 }
 
-std::unique_lock<std::shared_mutex> AttributeStore::write_lock() {
-  writers_waiting_.fetch_add(1, std::memory_order_relaxed);
-  std::lock_guard<std::mutex> turn(turnstile_);
-  std::unique_lock<std::shared_mutex> lock(mutex_);
-  writers_waiting_.fetch_sub(1, std::memory_order_relaxed);
-  return lock;
-}
-
 void AttributeStore::set(const int64_t* ids, size_t n, const std::vector<ColumnValues>& columns) {
-  std::unique_lock<std::shared_mutex> lock = write_lock();
+  std::unique_lock<std::shared_mutex> lock = mutex_.write();
   check_set(ids, n, columns);
   if (n == 0 || columns.empty()) return;
   const bool maintain = n <= kMaintainLimit;
@@ -164,7 +156,7 @@ void AttributeStore::set(const int64_t* ids, size_t n, const std::vector<ColumnV
 }
 
 void AttributeStore::clear(const int64_t* ids, size_t n, const std::vector<std::string>& names) {
-  std::unique_lock<std::shared_mutex> lock = write_lock();
+  std::unique_lock<std::shared_mutex> lock = mutex_.write();
   std::vector<size_t> cols;
   for (const std::string& name : names) cols.push_back(column_of(name));
   const bool forget = names.empty();
@@ -191,7 +183,7 @@ void AttributeStore::rebuild_indexes() {
 // --- reads -------------------------------------------------------------------------
 
 std::vector<std::pair<std::string, Value>> AttributeStore::get(int64_t id) const {
-  std::shared_lock<std::shared_mutex> lock(mutex_);
+  std::shared_lock<std::shared_mutex> lock = mutex_.read();
   std::vector<std::pair<std::string, Value>> out;
   const uint32_t row = row_of(id);
   if (row == kNoRow) return out;
@@ -216,12 +208,12 @@ std::vector<std::pair<std::string, Value>> AttributeStore::get(int64_t id) const
 }
 
 size_t AttributeStore::size() const {
-  std::shared_lock<std::shared_mutex> lock(mutex_);
+  std::shared_lock<std::shared_mutex> lock = mutex_.read();
   return row_by_id_.size();
 }
 
 StoreMemory AttributeStore::memory_usage() const {
-  std::shared_lock<std::shared_mutex> lock(mutex_);
+  std::shared_lock<std::shared_mutex> lock = mutex_.read();
   StoreMemory m;
   m.id_map_bytes = row_by_id_.bytes() + id_by_row_.capacity() * sizeof(int64_t) + free_rows_.capacity() * sizeof(uint32_t);
   m.total_bytes = m.id_map_bytes;

@@ -18,18 +18,15 @@
 //
 // Concurrency: writes take the store's lock exclusively, searches hold it shared
 // (CompiledFilter::hold), so a search sees one state of the store between its
-// checkpoints (hnsw/search_stop.h). A writer waits at most until each running
-// search reaches its next checkpoint, not for whole searches: it announces
-// itself (writer_waiting) and takes a turnstile that new holds pass through, so
-// searches that let go of their hold take it again only after the write.
+// checkpoints (hnsw/search_stop.h). The lock lets writers first
+// (hnsw/writer_first_mutex.h): a writer waits until each running search reaches
+// its next checkpoint, not for whole searches.
 // Every write checks all of its input before it changes anything.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
-#include <atomic>
 #include <memory>
-#include <mutex>
 #include <shared_mutex>
 #include <stdexcept>
 #include <string>
@@ -40,6 +37,7 @@
 
 #include "filter/columns.h"
 #include "filter/row_map.h"
+#include "hnsw/writer_first_mutex.h"
 
 namespace lookalike::filter {
 
@@ -107,13 +105,9 @@ class AttributeStore {
   static std::unique_ptr<AttributeStore> load(const std::string& path);
 
   // --- reading, for compiled predicates: the caller holds read_lock() ----------
-  // Never taken twice by one thread: a writer waiting between the two holds
-  // would wait for the first while the second waits for it.
-  std::shared_lock<std::shared_mutex> read_lock() const {
-    { std::lock_guard<std::mutex> turn(turnstile_); }
-    return std::shared_lock<std::shared_mutex>(mutex_);
-  }
-  bool writer_waiting() const { return writers_waiting_.load(std::memory_order_relaxed) != 0; }
+  // Never taken twice by one thread (see WriterFirstMutex).
+  std::shared_lock<std::shared_mutex> read_lock() const { return mutex_.read(); }
+  bool writer_waiting() const { return mutex_.writer_waiting(); }
   uint32_t row_of(int64_t id) const { return row_by_id_.find(id); }
   int64_t id_of(uint32_t row) const { return id_by_row_[row]; }
   size_t live_rows() const { return row_by_id_.size(); }
@@ -128,8 +122,6 @@ class AttributeStore {
   // Alternatives in AttributeType order.
   using Column = std::variant<KeywordColumn, NumericColumn<double>, BoolColumn, NumericColumn<int64_t>>;
 
-  // The exclusive lock of a write, taken ahead of new readers (read_lock).
-  std::unique_lock<std::shared_mutex> write_lock();
   void check_set(const int64_t* ids, size_t n, const std::vector<ColumnValues>& columns) const;
   // Existing or new (then the caller grows the columns); caller holds the lock exclusively.
   uint32_t row_for(int64_t id);
@@ -142,9 +134,7 @@ class AttributeStore {
   RowMap row_by_id_;
   std::vector<int64_t> id_by_row_;  // -1 for a free row
   std::vector<uint32_t> free_rows_;
-  mutable std::shared_mutex mutex_;
-  mutable std::mutex turnstile_;              // held by a writer until it has mutex_
-  std::atomic<uint32_t> writers_waiting_{0};  // writers that want mutex_ and wait for it
+  mutable hnsw::WriterFirstMutex mutex_;
 };
 
 }  // namespace lookalike::filter

@@ -13,10 +13,11 @@
 // RAII locks and pooled scratch. A search also checks once before it starts, so
 // an expired token never runs one.
 //
-// The same checkpoint lets a writer of the filter's data past: a search holds
-// that data shared for as long as it runs (Filter::hold), so a writer would
-// otherwise wait for the whole search. When the filter says a writer waits, the
-// search gives up its hold and takes a new one after the write.
+// The same checkpoint lets writers past: a search holds the filter's data
+// shared for as long as it runs (Filter::hold), and an IVF-PQ search its index
+// too, so a writer would otherwise wait for the whole search. When a writer
+// waits for either, the search gives up both holds and takes them again (in the
+// order it first took them) after the write.
 #pragma once
 
 #include <algorithm>
@@ -29,6 +30,7 @@
 #include <stdexcept>
 
 #include "hnsw/filters.h"
+#include "hnsw/writer_first_mutex.h"
 
 namespace lookalike::hnsw {
 
@@ -71,15 +73,19 @@ class StopToken {
 
 // The per-search counter that paces the checks. `stop` may be null (no
 // deadline, never cancelled); `held` is the search's hold of the filter's data
-// (Filter::hold), or null when it holds none.
+// (Filter::hold), or null when it holds none; `index` and `index_held` the
+// index's own lock and the search's read of it, when the search holds one.
 class Checkpoint {
  public:
   static constexpr ptrdiff_t kWorkPerCheck = 4096;
 
-  Checkpoint(const StopToken* stop, const Filter* filter, std::shared_lock<std::shared_mutex>* held)
+  Checkpoint(const StopToken* stop, const Filter* filter, std::shared_lock<std::shared_mutex>* held,
+             const WriterFirstMutex* index = nullptr, std::shared_lock<std::shared_mutex>* index_held = nullptr)
       : stop_(stop),
         filter_(filter),
         held_(held && held->owns_lock() ? held : nullptr),
+        index_(index),
+        index_held_(index_held),
         work_per_step_(ptrdiff_t(1 + (filter ? std::min<size_t>(filter->cost(), kWorkPerCheck) : 0))) {
     if (stop_) stop_->check();
   }
@@ -91,16 +97,22 @@ class Checkpoint {
     if ((left_ -= ptrdiff_t(n)) > 0) return;
     left_ = kWorkPerCheck;
     if (stop_) stop_->check();
-    if (held_ && filter_->writer_waiting()) {
-      held_->unlock();
-      *held_ = filter_->hold();
+    const bool index_wanted = index_held_ && index_->writer_waiting();
+    if (!index_wanted && !(held_ && filter_->writer_waiting())) return;
+    if (held_) held_->unlock();
+    if (index_wanted) {
+      index_held_->unlock();
+      *index_held_ = index_->read();
     }
+    if (held_) *held_ = filter_->hold();
   }
 
  private:
   const StopToken* stop_;
   const Filter* filter_;
   std::shared_lock<std::shared_mutex>* held_;
+  const WriterFirstMutex* index_;
+  std::shared_lock<std::shared_mutex>* index_held_;
   ptrdiff_t work_per_step_;
   ptrdiff_t left_ = kWorkPerCheck;
 };

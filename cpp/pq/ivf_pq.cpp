@@ -96,7 +96,7 @@ const float* IvfPqIndex::prepared(const float* vectors, size_t n, std::vector<fl
 
 void IvfPqIndex::train(const float* vectors, size_t n, size_t threads) {
   check_vectors(vectors, n);
-  std::unique_lock<std::shared_mutex> lock(mutex_);
+  std::unique_lock<std::shared_mutex> lock = mutex_.write();
   if (!slot_ids_.empty()) throw std::logic_error("train() needs an empty index");
   const size_t need = std::max(config_.nlist, pq_.ksub());
   if (n < need)
@@ -169,7 +169,7 @@ void IvfPqIndex::mark_deleted(uint32_t slot) {
 
 void IvfPqIndex::add(const int64_t* ids, const float* vectors, size_t n, bool replace, size_t threads) {
   check_vectors(vectors, n);
-  std::unique_lock<std::shared_mutex> lock(mutex_);
+  std::unique_lock<std::shared_mutex> lock = mutex_.write();
   require_trained();
   std::unordered_set<int64_t> batch;
   batch.reserve(n);
@@ -213,7 +213,7 @@ void IvfPqIndex::add(const int64_t* ids, const float* vectors, size_t n, bool re
 }
 
 void IvfPqIndex::remove(const int64_t* ids, size_t n) {
-  std::unique_lock<std::shared_mutex> lock(mutex_);
+  std::unique_lock<std::shared_mutex> lock = mutex_.write();
   for (size_t i = 0; i < n; ++i)
     if (slot_by_id_.find(ids[i]) == IdMap::kAbsent)
       throw hnsw::UnknownIdError("id " + id_text(ids[i]) + " is not in the index");
@@ -226,12 +226,12 @@ void IvfPqIndex::remove(const int64_t* ids, size_t n) {
 }
 
 bool IvfPqIndex::contains(int64_t id) const {
-  std::shared_lock<std::shared_mutex> lock(mutex_);
+  std::shared_lock<std::shared_mutex> lock = mutex_.read();
   return slot_by_id_.find(id) != IdMap::kAbsent;
 }
 
 void IvfPqIndex::get(const int64_t* ids, size_t n, float* out) const {
-  std::shared_lock<std::shared_mutex> lock(mutex_);
+  std::shared_lock<std::shared_mutex> lock = mutex_.read();
   for (size_t i = 0; i < n; ++i)
     if (slot_by_id_.find(ids[i]) == IdMap::kAbsent)
       throw hnsw::UnknownIdError("id " + id_text(ids[i]) + " is not in the index");
@@ -240,7 +240,7 @@ void IvfPqIndex::get(const int64_t* ids, size_t n, float* out) const {
 }
 
 void IvfPqIndex::compact() {
-  std::unique_lock<std::shared_mutex> lock(mutex_);
+  std::unique_lock<std::shared_mutex> lock = mutex_.write();
   if (deleted_in_lists_ == 0) return;
   std::vector<uint8_t> code(config_.m);
   for (InvertedList& list : lists_) {
@@ -350,21 +350,17 @@ class IvfPqIndex::Scan {
   float bar_ = std::numeric_limits<float>::infinity();
 };
 
-void IvfPqIndex::search(const float* query, const IvfSearchParams& params, int64_t* ids, float* dists) const {
-  std::shared_lock<std::shared_mutex> lock(mutex_);
-  search_locked(query, params, ids, dists);
-}
-
 void IvfPqIndex::search_batch(const float* queries, size_t n, const IvfSearchParams& params, int64_t* ids,
                               float* dists, size_t threads) const {
-  std::shared_lock<std::shared_mutex> lock(mutex_);
   hnsw::parallel_for(n, threads, [&](size_t i) {
-    search_locked(queries + i * config_.dim, params, ids + i * params.k, dists + i * params.k);
+    search(queries + i * config_.dim, params, ids + i * params.k, dists + i * params.k);
   });
 }
 
-void IvfPqIndex::search_locked(const float* query, const IvfSearchParams& p, int64_t* ids, float* dists) const {
+void IvfPqIndex::search(const float* query, const IvfSearchParams& p, int64_t* ids, float* dists) const {
   if (p.k == 0) throw std::invalid_argument("k must be a positive integer");
+  // Held between checkpoints, where a waiting writer goes first (WriterFirstMutex).
+  std::shared_lock<std::shared_mutex> lock = mutex_.read();
   check_vectors(query, 1);
   require_trained();
   std::vector<float> buffer;
@@ -373,9 +369,9 @@ void IvfPqIndex::search_locked(const float* query, const IvfSearchParams& p, int
   std::vector<uint32_t> cells(std::min(p.nprobe ? p.nprobe : config_.nprobe, config_.nlist));
   const size_t nprobe = coarse_.nearest(q, cells.size(), cells.data());
 
-  // The filter's data stays still between checkpoints (see hnsw::Filter::hold).
+  // The filter's data stays still between checkpoints too (see hnsw::Filter::hold).
   auto held = p.filter ? p.filter->hold() : std::shared_lock<std::shared_mutex>();
-  hnsw::Checkpoint pace(p.stop, p.filter, &held);
+  hnsw::Checkpoint pace(p.stop, p.filter, &held, &mutex_, &lock);
   const size_t keep = p.rerank ? std::max(p.k, p.rerank_k ? p.rerank_k : config_.rerank_k) : p.k;
   Scan scan(*this, q, p, keep);
   for (size_t i = 0; i < nprobe; ++i) {
@@ -385,6 +381,8 @@ void IvfPqIndex::search_locked(const float* query, const IvfSearchParams& p, int
   std::vector<Candidate>& found = scan.candidates();
 
   if (p.rerank) rerank(q, found, pace);
+  // A write let in at a checkpoint may have deleted a candidate found before it.
+  std::erase_if(found, [&](const Candidate& c) { return is_deleted(c.slot); });
   std::sort(found.begin(), found.end(), by_distance_then_slot<Candidate>);
   // Estimated and exact distances alike are -q.x under ip/cosine so far.
   const float shift = config_.metric == Metric::Cosine ? 1.0f : 0.0f;
@@ -423,7 +421,7 @@ void IvfPqIndex::rerank(const float* q, std::vector<Candidate>& found, hnsw::Che
 
 size_t IvfPqIndex::probes(const float* query, size_t nprobe, uint32_t* cells) const {
   check_vectors(query, 1);
-  std::shared_lock<std::shared_mutex> lock(mutex_);
+  std::shared_lock<std::shared_mutex> lock = mutex_.read();
   require_trained();
   std::vector<float> buffer;
   return coarse_.nearest(prepared(query, 1, buffer), std::min(nprobe, config_.nlist), cells);
@@ -433,28 +431,28 @@ size_t IvfPqIndex::probes(const float* query, size_t nprobe, uint32_t* cells) co
 
 void IvfPqIndex::set_nprobe(size_t nprobe) {
   if (nprobe == 0) throw std::invalid_argument("nprobe must be a positive integer");
-  std::unique_lock<std::shared_mutex> lock(mutex_);
+  std::unique_lock<std::shared_mutex> lock = mutex_.write();
   config_.nprobe = nprobe;
 }
 
 void IvfPqIndex::set_rerank_k(size_t rerank_k) {
   if (rerank_k == 0) throw std::invalid_argument("rerank_k must be a positive integer");
-  std::unique_lock<std::shared_mutex> lock(mutex_);
+  std::unique_lock<std::shared_mutex> lock = mutex_.write();
   config_.rerank_k = rerank_k;
 }
 
 size_t IvfPqIndex::size() const {
-  std::shared_lock<std::shared_mutex> lock(mutex_);
+  std::shared_lock<std::shared_mutex> lock = mutex_.read();
   return slot_by_id_.size();
 }
 
 size_t IvfPqIndex::deleted_count() const {
-  std::shared_lock<std::shared_mutex> lock(mutex_);
+  std::shared_lock<std::shared_mutex> lock = mutex_.read();
   return deleted_in_lists_;
 }
 
 IvfMemoryUsage IvfPqIndex::memory_usage() const {
-  std::shared_lock<std::shared_mutex> lock(mutex_);
+  std::shared_lock<std::shared_mutex> lock = mutex_.read();
   IvfMemoryUsage u;
   for (const InvertedList& list : lists_) {
     u.code_bytes += list.codes.capacity();

@@ -43,7 +43,9 @@
 // saved index file valid while the live index goes on writing.
 //
 // Concurrency: searches run in parallel with each other; train, add, delete and
-// compact take the index exclusively; save() excludes writers only.
+// compact take the index exclusively; save() excludes writers only. A writer
+// waits for running searches only until their next checkpoint (hnsw/search_stop.h),
+// and a search sees the index as the writes before its latest checkpoint left it.
 #pragma once
 
 #include <cstddef>
@@ -174,7 +176,6 @@ class IvfPqIndex {
   void append_code(InvertedList& list, uint32_t slot, const uint8_t* code);
   bool is_deleted(uint32_t slot) const { return (deleted_[slot >> 6] >> (slot & 63)) & 1; }
   void mark_deleted(uint32_t slot);
-  void search_locked(const float* query, const IvfSearchParams& params, int64_t* ids, float* dists) const;
   // Replaces the candidates' estimated distances by exact ones from the vectors file.
   void rerank(const float* query, std::vector<Candidate>& found, hnsw::Checkpoint& pace) const;
   friend struct IvfPqPersist;
@@ -189,7 +190,7 @@ class IvfPqIndex {
   size_t deleted_in_lists_ = 0;    // deleted slots still in a list (until compact)
   IdMap slot_by_id_{slot_ids_};  // keyed through slot_ids_
   std::unique_ptr<VectorFile> vectors_;
-  mutable std::shared_mutex mutex_;
+  mutable hnsw::WriterFirstMutex mutex_;  // a long search lets a waiting writer in at its checkpoints
 };
 
 }  // namespace lookalike::pq

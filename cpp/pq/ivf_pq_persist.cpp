@@ -218,14 +218,14 @@ std::unique_ptr<IvfPqIndex> IvfPqPersist::load(const std::string& path) {
 
 void IvfPqIndex::save(const std::string& path) const {
   // Writers wait (the files must be one consistent state); searches go on.
-  std::shared_lock<std::shared_mutex> lock(mutex_);
+  std::shared_lock<std::shared_mutex> lock = mutex_.read();
   IvfPqPersist::save(*this, path);
 }
 
 std::unique_ptr<IvfPqIndex> IvfPqIndex::load(const std::string& path) { return IvfPqPersist::load(path); }
 
 void IvfPqIndex::verify() const {
-  std::shared_lock<std::shared_mutex> lock(mutex_);
+  std::shared_lock<std::shared_mutex> lock = mutex_.read();
   vectors_->verify();
 }
 
