@@ -250,26 +250,26 @@ class Collection:
         return deleted / (len(index) + deleted) if deleted else 0.0
 
     def compact(self, space: str | None, scratch: str | os.PathLike[str]) -> int:
-        """Reclaims the slots of deleted vectors in one space; returns the bytes
-        reclaimed. HnswIndex.compact() holds every search of its index while it
-        runs (seconds for a large one), so a copy is compacted instead (saved to
-        and loaded from the folder ``scratch``) and then put in the original's
-        place: searches go on against the original meanwhile, writes wait as
-        they do for save(). The space needs twice its memory while it runs."""
+        """Reclaims the slots of deleted vectors in one space, keeping its index
+        kind and parameters; returns the bytes reclaimed. HnswIndex.compact()
+        holds every search of its index while it runs (seconds for a large one),
+        so an HNSW space (and an untrained IVF-PQ space's buffer) is replaced by
+        a compacted copy, made through a file in the folder ``scratch``: searches
+        go on against the original meanwhile, writes wait as they do for save(),
+        and the space needs twice its memory while it runs. A trained IVF-PQ
+        space drops its deleted codes in place (IvfPqSpace.compact says why)."""
         name = self.space(space).name
+        scratch_file = Path(scratch) / f"compacting_{name}.lkl"
         with self._write_lock:
             original = self._indexes[name]
             before = original.memory_usage()["total_bytes"]
-            path = Path(scratch) / f"compacting_{name}.lkl"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                original.save(path)
-                copy = HnswIndex.load(path)
-            finally:
-                path.unlink(missing_ok=True)
-            copy.compact()
-            self._indexes[name] = copy  # searches in flight finish on the original
-        return before - copy.memory_usage()["total_bytes"]
+            if isinstance(original, IvfPqSpace):
+                original.compact(scratch_file)
+                compacted = original
+            else:
+                compacted = original.compacted_copy(scratch_file)
+                self._indexes[name] = compacted  # searches in flight finish on the original
+        return before - compacted.memory_usage()["total_bytes"]
 
     # --- reads --------------------------------------------------------------------
 
