@@ -6,7 +6,8 @@ collection and the catalog, in log order, then acknowledged:
 
     seq = wal.write(record); wal.commit(seq)     # concurrent writers share an fsync
     wait for the turn of seq                     # applies follow the log's order, so
-    apply to collection, then catalog            #   memory and replay agree on who won
+    apply to collection and catalog              #   memory and replay agree on who won
+                                                 #   (_apply says in which order)
 
 On start the newest snapshot that loads (data_dir/snapshots/<seq>/) gives the
 collection, and the log records after its seq are replayed over it.
@@ -177,9 +178,13 @@ class DurableCollection:
         raise ServiceError(grpc.StatusCode.UNAVAILABLE, f"{durable}; this write was not applied") from durable
 
     def _apply(self, batch: UpsertBatch | DeleteBatch, seq: int, *, replaying: bool = False) -> list[int]:
-        """Applies one logged batch; the collection first, since it checks its
-        input and changes nothing on a bad one. On replay a batch that fails
-        fails as it did live (it was never acknowledged) and is skipped."""
+        """Applies one logged batch, live or on replay, in the order that lets a
+        search find a product only while its metadata is in place (hydrate.py
+        reads it so): an upsert checks its input (a bad one changes nothing),
+        sets the attributes, writes the catalog rows, and only then the indexes;
+        a delete hides the products in the indexes before their attributes and
+        rows go. On replay a batch that fails fails as it did live (it was never
+        acknowledged) and is skipped."""
         try:
             if isinstance(batch, DeleteBatch):
                 unknown = self.collection.delete(batch.ids)
@@ -190,9 +195,10 @@ class DurableCollection:
             if any(digests):
                 with self._digests_lock:
                     self._unsnapshotted_digests[seq] = digests
-            self.collection.upsert(batch.ids, batch.vectors, batch.attributes)
-            self.catalog.upsert((ProductRecord(int(i), t, u, d)
-                                 for i, t, u, d in zip(batch.ids, batch.titles, batch.image_uris, digests)), seq)
+            rows = [ProductRecord(int(i), t, u, d)
+                    for i, t, u, d in zip(batch.ids, batch.titles, batch.image_uris, digests)]
+            self.collection.upsert(batch.ids, batch.vectors, batch.attributes,
+                                   before_searchable=lambda: self.catalog.upsert(rows, seq))
             self._tell_watchers(batch.ids)
             return []
         except (KeyError, ValueError, TypeError) as e:
