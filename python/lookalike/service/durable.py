@@ -288,22 +288,24 @@ class DurableCollection:
         collection = self.collection
         reclaimed = 0
         for name in collection.spaces:
-            fraction = collection.deleted_fraction(name)
-            if fraction < self._config.compact_deleted_fraction:
-                continue
-            deleted = collection.index(name).deleted_count
-            started = time.perf_counter()
             try:
-                freed = collection.compact(name, scratch=self._scratch)
+                reclaimed += self._compact_space(collection, name)
             except Exception:  # the space serves on uncompacted; the snapshot must still run
                 self._metrics.compaction_failures.labels(name).inc()
                 log.exception("compaction of space '%s' failed; skipped until the next wake", name)
                 self._remove_compaction_leftovers()
-                continue
-            reclaimed += freed
-            log.info("compacted space '%s': %d deleted vectors (%.0f%% of its slots) dropped, %d bytes reclaimed "
-                     "in %.0f ms", name, deleted, 100 * fraction, freed, (time.perf_counter() - started) * 1e3)
         return reclaimed
+
+    def _compact_space(self, collection: Collection, name: str) -> int:
+        fraction = collection.deleted_fraction(name)
+        if fraction < self._config.compact_deleted_fraction:
+            return 0
+        deleted = collection.index(name).deleted_count
+        started = time.perf_counter()
+        freed = collection.compact(name, scratch=self._scratch)
+        log.info("compacted space '%s': %d deleted vectors (%.0f%% of its slots) dropped, %d bytes reclaimed "
+                 "in %.0f ms", name, deleted, 100 * fraction, freed, (time.perf_counter() - started) * 1e3)
+        return freed
 
     def _remove_compaction_leftovers(self) -> None:
         """Removes whatever is in the compaction's scratch folder (or in its way)."""

@@ -180,7 +180,7 @@ class Reindexer:
             path = (models / requested).resolve()
         except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL byte
             path = None
-        if not requested or path is None or path == models or not path.is_relative_to(models):
+        if path is None or path == models or not path.is_relative_to(models):  # "" and "." name models
             raise invalid("model_path: a model bundle must be a folder inside the models folder of the server's "
                           "data directory (data_dir/models), named relative to it or by its absolute path; "
                           "neither '..' nor a symlink may lead out of it")
