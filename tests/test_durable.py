@@ -139,3 +139,50 @@ def test_a_full_disk_fails_the_write_with_resource_exhausted_and_loses_nothing(t
     store = open_store(tmp_path)
     assert state(store) == before
     store.close()
+
+
+class WatchingCatalog(Catalog):
+    """A real catalog that notes, at each write, which of the products the
+    collection already finds (searchable) and whether their attributes are set."""
+
+    def __init__(self, path, collection):
+        super().__init__(path)
+        self.collection = collection
+        self.seen = []
+
+    def upsert(self, records, seq=0):
+        records = list(records)
+        ids = [r.id for r in records]
+        self.seen.append(("upsert", [i for i in ids if i in self.collection],
+                          all(self.collection.attributes(i).get("price") == float(i) for i in ids)))
+        super().upsert(records, seq)
+
+    def delete(self, ids):
+        self.seen.append(("delete", [i for i in ids if i in self.collection]))
+        super().delete(ids)
+
+
+def test_metadata_is_in_place_before_a_product_is_searchable_live_and_on_replay(tmp_path):
+    expected = [("upsert", [], True), ("upsert", [5, 6, 7, 8, 9], True), ("delete", [])]  # 5..9 replaced
+    for replaying in (False, True):
+        collection = Collection(SPACES, SCHEMA)
+        catalog = WatchingCatalog(tmp_path / "catalog.sqlite3", collection)
+        store = DurableCollection(tmp_path, DurabilityConfig(fsync="never"), catalog,
+                                  new_collection=lambda: collection)
+        if not replaying:
+            store.upsert(batch(range(10), seed=1))
+            store.upsert(batch(range(5, 15), seed=2))
+            store.delete([3, 4, 12])
+        assert catalog.seen == expected
+        assert sorted(i for i in range(20) if i in store.collection) == [0, 1, 2, *range(5, 12), 13, 14]
+        crash(store)  # the second round replays the three records from the log
+
+
+def test_a_bad_upsert_writes_no_catalog_row(tmp_path):
+    store = open_store(tmp_path)
+    bad = batch([1, 2], seed=1)
+    bad.attributes["price"] = [1.0, "not a number"]
+    with pytest.raises(TypeError, match="price"):
+        store.upsert(bad)
+    assert store.catalog.get([1, 2]) == {} and len(store.collection) == 0
+    store.close()

@@ -8,6 +8,7 @@ new one (16-d); their vectors mean nothing, but each finds a stored picture
 from the same picture, and each gives its own vectors, which we check."""
 
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -40,6 +41,13 @@ def new_bundle(tmp_path_factory):
 
     checkpoint = make_tiny_clip(tmp_path_factory.mktemp("new-clip-checkpoint"), seed=1, projection_dim=16)
     return export_clip(str(checkpoint), tmp_path_factory.mktemp("new-clip-bundle"), model_id="new-clip")
+
+
+def in_models(data_dir, bundle):
+    """A copy of ``bundle`` in the server's models folder, where a re-index may take it from."""
+    copy = Path(data_dir) / "models" / Path(bundle).name
+    shutil.copytree(bundle, copy, dirs_exist_ok=True)
+    return str(copy)
 
 
 def config_for(data_dir, model, **overrides):
@@ -121,7 +129,7 @@ def reindexed(tiny_clip_bundle, new_bundle, tmp_path_factory):
                 time.sleep(0.01)
 
         threads = [threading.Thread(target=search), threading.Thread(target=write)]
-        job = client.start_reindex(str(new_bundle))
+        job = client.start_reindex(in_models(data, new_bundle))
         for t in threads:
             t.start()
         try:
@@ -210,17 +218,32 @@ def test_a_rollback_restores_the_old_answers_and_keeps_the_writes_since(reindexe
 def test_bad_requests_are_refused_with_a_clear_status(tiny_clip_bundle, new_bundle, tmp_path):
     config = config_for(tmp_path / "data", tiny_clip_bundle, spaces=(SpaceConfig("joint", 24),),
                         api_keys={WRITE_KEY: "write", READ_KEY: "read"})
-    (tmp_path / "not-a-bundle").mkdir()
+    models = tmp_path / "data" / "models"
+    (models / "not-a-bundle").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    (models / "a-link-out").symlink_to(tmp_path / "elsewhere")
     with running(config) as (server, client):
         client.upsert([Product(id=1, image=picture(1))])
         with Client(server.address, api_key=READ_KEY) as reader, pytest.raises(grpc.RpcError) as caught:
             reader.list_versions()
         assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        # Outside the models folder, a path that exists gets the same answer as one that does not.
+        outside = [str(tmp_path / "elsewhere"), str(tmp_path / "nowhere"), str(tiny_clip_bundle), "/",
+                   "../../elsewhere", "not-a-bundle/../../..", "a-link-out", "a-link-out/x", "", "."]
+        for path in outside:
+            with pytest.raises(grpc.RpcError) as caught:
+                client.start_reindex(path)
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, path
+            assert caught.value.details() == (
+                "model_path: a model bundle must be a folder inside the models folder of the server's data "
+                "directory (data_dir/models), named relative to it or by its absolute path; neither '..' nor a "
+                "symlink may lead out of it"), path
         cases = [
-            (lambda: client.start_reindex(str(tmp_path / "nowhere")), grpc.StatusCode.NOT_FOUND, "no model bundle"),
-            (lambda: client.start_reindex(str(tmp_path / "not-a-bundle")), grpc.StatusCode.INVALID_ARGUMENT,
-             "manifest.json"),
-            (lambda: client.start_reindex(str(new_bundle)), grpc.StatusCode.FAILED_PRECONDITION,
+            (lambda: client.start_reindex("nowhere"), grpc.StatusCode.NOT_FOUND, "no model bundle folder 'nowhere'"),
+            (lambda: client.start_reindex(str(models / "nowhere")), grpc.StatusCode.NOT_FOUND, "no model bundle"),
+            (lambda: client.start_reindex("not-a-bundle"), grpc.StatusCode.INVALID_ARGUMENT, "manifest.json"),
+            (lambda: client.start_reindex(in_models(tmp_path / "data", new_bundle)),
+             grpc.StatusCode.FAILED_PRECONDITION,
              "space 'joint' is configured with dimension 24 but model new-clip@1 writes 16"),
             (lambda: client.rollback(), grpc.StatusCode.FAILED_PRECONDITION, "no previous version"),
             (lambda: client.reindex_status("nope"), grpc.StatusCode.NOT_FOUND, "no job 'nope'"),
@@ -242,7 +265,8 @@ def test_a_product_sent_as_vectors_only_fails_the_job_unless_carried_over(tiny_c
     with running(config_for(tmp_path, tiny_clip_bundle)) as (server, client):
         client.upsert([Product(id=i, image=picture(i)) for i in range(4)]
                       + [Product(id=99, vectors={"joint": packed(vector)})])
-        job = client.wait_for_job(client.start_reindex(str(new_bundle)).job_id, poll=0.05, timeout=60)
+        job = client.wait_for_job(client.start_reindex(in_models(tmp_path, new_bundle)).job_id, poll=0.05,
+                                  timeout=60)
         assert job.state == FAILED and job.failed == 1
         assert job.failures[0].id == 99
         assert "no stored image or title to encode into space 'joint'" in job.failures[0].reason
@@ -252,8 +276,8 @@ def test_a_product_sent_as_vectors_only_fails_the_job_unless_carried_over(tiny_c
         assert not (tmp_path / "versions" / "1").exists()
 
         # The same dimension (here: the same model, re-indexed) may carry the vector over when asked.
-        job = client.wait_for_job(client.start_reindex(str(tiny_clip_bundle), carry_over_unencodable=True).job_id,
-                                  poll=0.05, timeout=60)
+        job = client.wait_for_job(client.start_reindex(in_models(tmp_path, tiny_clip_bundle),
+                                                       carry_over_unencodable=True).job_id, poll=0.05, timeout=60)
         assert job.state == SUCCEEDED, job.message
         stored = server.collection.vectors("joint", [99])[0]
         np.testing.assert_allclose(stored, vector / np.linalg.norm(vector), atol=1e-3)  # float16 copies
@@ -268,8 +292,8 @@ def test_a_build_a_crash_interrupted_is_removed_and_the_old_version_serves(tiny_
         assert not (tmp_path / "versions" / "1").exists()
         assert client.stats().model_id.startswith("tiny-clip@") and client.stats().products == 3
         # The job can be run again; here from the command line, which shows progress until done.
-        done = subprocess.run([sys.executable, "-m", "lookalike.cli", "reindex", "--model", str(new_bundle),
-                               "--address", server.address], capture_output=True, text=True, timeout=120)
+        done = subprocess.run([sys.executable, "-m", "lookalike.cli", "reindex", "--model",
+                               in_models(tmp_path, new_bundle), "--address", server.address], capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         assert "reindex 3/3 products, 0 failed" in done.stderr and "version 1 (model new-clip@1) is active" in done.stderr
         assert client.stats().model_id.startswith("new-clip@")
@@ -288,7 +312,8 @@ def test_kill_9_during_a_reindex_leaves_one_whole_version_and_no_acknowledged_wr
     acknowledged write, and has no unfinished build left."""
     from test_service import start_server
 
-    models = {"tiny-clip": (str(tiny_clip_bundle), 24), "new-clip": (str(new_bundle), 16)}
+    models = {"tiny-clip": (in_models(tmp_path / "data", tiny_clip_bundle), 24),
+              "new-clip": (in_models(tmp_path / "data", new_bundle), 16)}
     config = f'model = "{tiny_clip_bundle}"\n[durability]\nfsync = "always"\nsnapshot_every_records = 5\n'
     delays = np.random.default_rng(7).permutation([0.02, 0.15, 0.3, 1.0])  # seconds from StartReindex to the kill
     acknowledged = set()

@@ -171,7 +171,8 @@ def _run_reindex(args: argparse.Namespace) -> int:
         if args.rollback:
             job = client.rollback(args.carry_over)
         else:
-            # The path is the server's; a folder that exists here is sent as an absolute path.
+            # The path is the server's, in its data_dir/models; a folder that exists here is sent as an
+            # absolute path (right when the client runs beside the server), any other name as given.
             model = str(Path(args.model).resolve()) if Path(args.model).is_dir() else args.model
             job = client.start_reindex(model, args.carry_over)
         print(f"{job.job_id}: version {job.from_version} -> {job.to_version} (model {job.model_id or 'none'})",
@@ -429,7 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     reindex = commands.add_parser("reindex", help="re-encode the catalog with a new model on a server, "
                                                   "or roll back to the version before; shows progress until done")
     what = reindex.add_mutually_exclusive_group(required=True)
-    what.add_argument("--model", help="the new model bundle folder (a path on the server)")
+    what.add_argument("--model", help="the new model bundle folder, inside the server's data_dir/models (relative to it, or absolute)")
     what.add_argument("--rollback", action="store_true", help="make the previous version active again")
     what.add_argument("--versions", action="store_true", help="list the versions on the server")
     reindex.add_argument("--carry-over", action="store_true",

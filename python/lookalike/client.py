@@ -150,7 +150,8 @@ class Client:
     # --- administration (a key with the write scope) -------------------------------------
 
     def start_reindex(self, model_path: str, carry_over_unencodable: bool = False) -> admin_pb2.ReindexJob:
-        """Starts re-indexing with the bundle at ``model_path`` on the server."""
+        """Starts re-indexing with the bundle ``model_path`` names in the server's
+        data_dir/models (relative to it, or absolute; nothing outside it)."""
         return self.admin.StartReindex(admin_pb2.StartReindexRequest(
             model_path=model_path, carry_over_unencodable=carry_over_unencodable), timeout=self.timeout)
 

@@ -78,9 +78,17 @@ class AttributeStore:
         """Sets attributes of ``ids``: ``values`` maps a name to one value per id
         (``None`` clears it for that id). Attributes not named keep their values."""
         ids = as_ids(ids)
+        self.set_checked(ids, self.checked(ids, values))
+
+    def checked(self, ids: np.ndarray, values: Mapping[str, Sequence[Any]]) -> list[tuple]:
+        """``values`` for set_checked(ids, ...), converted; raises what set()
+        raises on bad input. Lets a caller check a write before it changes anything."""
         if not isinstance(values, Mapping):
             raise TypeError(f"values must be a mapping of name -> values, got {type(values).__name__}")
-        columns = [self._column(name, column, len(ids)) for name, column in values.items()]
+        return [self._column(name, column, len(ids)) for name, column in values.items()]
+
+    def set_checked(self, ids: np.ndarray, columns: list[tuple]) -> None:
+        """set() with values that checked() converted (``ids`` as given to it)."""
         self._core.set(ids, columns)
 
     def clear(self, ids: npt.ArrayLike, names: Sequence[str] | None = None) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -183,10 +183,15 @@ class Collection:
     # --- writes -------------------------------------------------------------------
 
     def upsert(self, ids: npt.ArrayLike, vectors: Mapping[str, npt.ArrayLike],
-               attributes: Mapping[str, Sequence[Any]] | None = None) -> None:
+               attributes: Mapping[str, Sequence[Any]] | None = None, *,
+               before_searchable: Callable[[], None] | None = None) -> None:
         """Adds products, or replaces them whole (their old attributes are
         cleared). ``vectors`` holds one (n, dim) array per space, every space
-        included; ``attributes`` one value per id for each named attribute."""
+        included; ``attributes`` one value per id for each named attribute.
+        ``before_searchable()`` runs once every input is checked and the
+        attributes are in place, before any index makes the products
+        searchable: where the caller puts what a hit is read with (the catalog
+        row), so that no search finds a product without it."""
         ids = as_ids(ids)
         missing = set(self._configs) - set(vectors)
         unknown = set(vectors) - set(self._configs)
@@ -196,14 +201,17 @@ class Collection:
             raise ValueError(f"every product needs a vector in every space; missing: {sorted(missing)}")
         checked = {name: self._checked_vectors(name, v, len(ids)) for name, v in vectors.items()}
         attributes = attributes or {}
+        columns = self._attributes.checked(ids, attributes)
         with self._write_lock:
-            if attributes:
-                self._attributes.set(ids, attributes)  # checks its input before it changes anything
+            if columns:
+                self._attributes.set_checked(ids, columns)
             # A replaced product keeps none of its old attributes.
             replaced = ids[np.fromiter((int(i) in self for i in ids), dtype=bool, count=len(ids))]
             unnamed = [name for name in self.schema if name not in attributes]
             if len(replaced) and unnamed:
                 self._attributes.clear(replaced, unnamed)
+            if before_searchable is not None:
+                before_searchable()
             for name, v in checked.items():
                 self._indexes[name].upsert(ids, v)
 
@@ -218,7 +226,9 @@ class Collection:
                         threads=threads)
 
     def delete(self, ids: npt.ArrayLike) -> list[int]:
-        """Deletes the products that exist and returns the ids that did not."""
+        """Deletes the products that exist and returns the ids that did not.
+        The indexes hide them before their attributes go, so that no search
+        finds a product without its attributes."""
         ids = as_ids(ids)
         with self._write_lock:
             present = np.fromiter((int(i) in self for i in ids), dtype=bool, count=len(ids))
@@ -251,26 +261,26 @@ class Collection:
         return deleted / (len(index) + deleted) if deleted else 0.0
 
     def compact(self, space: str | None, scratch: str | os.PathLike[str]) -> int:
-        """Reclaims the slots of deleted vectors in one space; returns the bytes
-        reclaimed. HnswIndex.compact() holds every search of its index while it
-        runs (seconds for a large one), so a copy is compacted instead (saved to
-        and loaded from the folder ``scratch``) and then put in the original's
-        place: searches go on against the original meanwhile, writes wait as
-        they do for save(). The space needs twice its memory while it runs."""
+        """Reclaims the slots of deleted vectors in one space, keeping its index
+        kind and parameters; returns the bytes reclaimed. HnswIndex.compact()
+        holds every search of its index while it runs (seconds for a large one),
+        so an HNSW space (and an untrained IVF-PQ space's buffer) is replaced by
+        a compacted copy, made through a file in the folder ``scratch``: searches
+        go on against the original meanwhile, writes wait as they do for save(),
+        and the space needs twice its memory while it runs. A trained IVF-PQ
+        space drops its deleted codes in place (IvfPqSpace.compact says why)."""
         name = self.space(space).name
+        scratch_file = Path(scratch) / f"compacting_{name}.lkl"
         with self._write_lock:
             original = self._indexes[name]
             before = original.memory_usage()["total_bytes"]
-            path = Path(scratch) / f"compacting_{name}.lkl"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                original.save(path)
-                copy = HnswIndex.load(path)
-            finally:
-                path.unlink(missing_ok=True)
-            copy.compact()
-            self._indexes[name] = copy  # searches in flight finish on the original
-        return before - copy.memory_usage()["total_bytes"]
+            if isinstance(original, IvfPqSpace):
+                original.compact(scratch_file)
+                compacted = original
+            else:
+                compacted = original.compacted_copy(scratch_file)
+                self._indexes[name] = compacted  # searches in flight finish on the original
+        return before - compacted.memory_usage()["total_bytes"]
 
     # --- reads --------------------------------------------------------------------
 

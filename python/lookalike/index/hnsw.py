@@ -26,6 +26,8 @@ without the GIL. ``compact()`` pauses searches and writes while it runs.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -84,6 +86,21 @@ class HnswIndex(NativeIndex):
         eighth or more since the last repair) and a compaction end with a repair
         that links each such node, so this is 0 after either."""
         return self._core.unreachable_count()
+
+    def compacted_copy(self, scratch: str | os.PathLike[str]) -> HnswIndex:
+        """A compacted copy of this index, made through the file ``scratch``
+        (removed after): unlike compact(), searches of this index go on while it
+        runs, at the price of twice its memory meanwhile. Writes to this index
+        while it runs are not in the copy: the caller holds them back."""
+        scratch = Path(scratch)
+        scratch.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.save(scratch)
+            copy = HnswIndex.load(scratch)
+        finally:
+            scratch.unlink(missing_ok=True)
+        copy.compact()
+        return copy
 
     # --- reads ----------------------------------------------------------------
 

@@ -90,6 +90,20 @@ class IvfPqSpace:
     def delete(self, ids: npt.ArrayLike) -> None:
         self._current().delete(ids)
 
+    def compact(self, scratch: str | os.PathLike[str]) -> None:
+        """Reclaims the memory of deleted vectors and stays what it is: trained
+        or a buffer. Trained, the inverted lists are rewritten in place without
+        the deleted codes: one linear pass over the codes (no graph to relink)
+        that holds searches for that pass, where a copy would have to duplicate
+        the float vectors file, which is append-only and keeps the deleted rows
+        on disk. Untrained, the buffer is replaced by a compacted copy made
+        through the file ``scratch``, as an HNSW space is."""
+        ivf = self._ivf
+        if ivf is not None:
+            ivf.compact()
+        else:
+            self._buffer = self._buffer.compacted_copy(scratch)
+
     # --- reads ------------------------------------------------------------------
 
     def search(self, queries: npt.ArrayLike, k: int, *, ef: int | None = None, nprobe: int | None = None,

@@ -6,7 +6,8 @@ collection and the catalog, in log order, then acknowledged:
 
     seq = wal.write(record); wal.commit(seq)     # concurrent writers share an fsync
     wait for the turn of seq                     # applies follow the log's order, so
-    apply to collection, then catalog            #   memory and replay agree on who won
+    apply to collection and catalog              #   memory and replay agree on who won
+                                                 #   (_apply says in which order)
 
 On start the newest snapshot that loads (data_dir/snapshots/<seq>/) gives the
 collection, and the log records after its seq are replayed over it.
@@ -40,9 +41,15 @@ it is in flight (pinned).
 Compaction: a delete only marks a vector deleted (it is never returned again,
 but its slot stays). When the background thread wakes, it first compacts every
 space whose deleted share passed ``compact_deleted_fraction`` (Collection.compact:
-a copy of the index is compacted, the survivors renumbered and relinked, and
-put in its place; searches go on meanwhile, writes wait), then snapshots the
-smaller index.
+each space stays the index kind it is; an HNSW index is replaced by a compacted
+copy, survivors renumbered and relinked, while searches go on and writes wait;
+a trained IVF-PQ index drops its deleted codes in place), then snapshots the
+smaller index, then sweeps the blobs. Each step fails on its own: a failure is
+logged and counted (lookalike_compaction_failures_total by space,
+lookalike_background_failures_total by task) and the next step still runs, so
+that a space that cannot be compacted never stops the snapshots that trim the
+log. The compaction's scratch folder (data_dir/compacting/) is emptied at
+start and after a failed compaction.
 
 Index versions (store/versions.py, service/reindex.py): the log and the catalog
 are shared by every version; the collection and its snapshots belong to the
@@ -55,6 +62,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -66,6 +74,7 @@ import numpy as np
 from lookalike.index.collection import Collection
 from lookalike.service.config import DurabilityConfig
 from lookalike.service.errors import ServiceError
+from lookalike.service.observability import Metrics
 from lookalike.store import records
 from lookalike.store.blobs import BlobStore
 from lookalike.store.catalog import Catalog, ProductRecord
@@ -79,13 +88,17 @@ log = logging.getLogger("lookalike.service")
 class DurableCollection:
     def __init__(self, data_dir: str | Path, config: DurabilityConfig, catalog: Catalog,
                  new_collection: Callable[[], Collection], legacy: Path | None = None,
-                 snapshots_root: Path | None = None) -> None:
+                 snapshots_root: Path | None = None, metrics: Metrics | None = None) -> None:
         """Recovers the state in ``data_dir``: the newest loadable snapshot in
         ``snapshots_root`` (default data_dir/snapshots; or the pre-log ``legacy``
         collection directory, or ``new_collection()``), then the log replayed
-        over it and over ``catalog``; then starts the background snapshots."""
+        over it and over ``catalog``; then starts the background snapshots,
+        whose failures are counted in ``metrics``."""
         data_dir = Path(data_dir)
         self._data_dir = data_dir
+        self._scratch = data_dir / "compacting"
+        self._remove_compaction_leftovers()  # a compaction that a crash interrupted
+        self._metrics = metrics or Metrics()
         self.catalog = catalog
         self._watchers: list[Callable[[np.ndarray], None]] = []
         self.blobs = BlobStore(data_dir / "blobs")
@@ -165,9 +178,13 @@ class DurableCollection:
         raise ServiceError(grpc.StatusCode.UNAVAILABLE, f"{durable}; this write was not applied") from durable
 
     def _apply(self, batch: UpsertBatch | DeleteBatch, seq: int, *, replaying: bool = False) -> list[int]:
-        """Applies one logged batch; the collection first, since it checks its
-        input and changes nothing on a bad one. On replay a batch that fails
-        fails as it did live (it was never acknowledged) and is skipped."""
+        """Applies one logged batch, live or on replay, in the order that lets a
+        search find a product only while its metadata is in place (hydrate.py
+        reads it so): an upsert checks its input (a bad one changes nothing),
+        sets the attributes, writes the catalog rows, and only then the indexes;
+        a delete hides the products in the indexes before their attributes and
+        rows go. On replay a batch that fails fails as it did live (it was never
+        acknowledged) and is skipped."""
         try:
             if isinstance(batch, DeleteBatch):
                 unknown = self.collection.delete(batch.ids)
@@ -178,9 +195,10 @@ class DurableCollection:
             if any(digests):
                 with self._digests_lock:
                     self._unsnapshotted_digests[seq] = digests
-            self.collection.upsert(batch.ids, batch.vectors, batch.attributes)
-            self.catalog.upsert((ProductRecord(int(i), t, u, d)
-                                 for i, t, u, d in zip(batch.ids, batch.titles, batch.image_uris, digests)), seq)
+            rows = [ProductRecord(int(i), t, u, d)
+                    for i, t, u, d in zip(batch.ids, batch.titles, batch.image_uris, digests)]
+            self.collection.upsert(batch.ids, batch.vectors, batch.attributes,
+                                   before_searchable=lambda: self.catalog.upsert(rows, seq))
             self._tell_watchers(batch.ids)
             return []
         except (KeyError, ValueError, TypeError) as e:
@@ -231,12 +249,14 @@ class DurableCollection:
             self._wake.clear()
             if self._stop.is_set():
                 return
-            try:
-                self.compact()
-                self.snapshot()
-                self.sweep_blobs()
-            except Exception:  # the log still holds everything; try again next time
-                log.exception("compaction, snapshot or blob sweep failed")
+            self.compact()  # skips (and counts) a space whose compaction fails
+            # One failing step must not stop the other: the snapshot is what trims the log.
+            for task, step in (("snapshot", self.snapshot), ("blob_sweep", self.sweep_blobs)):
+                try:
+                    step()
+                except Exception:  # the log still holds everything; tried again at the next wake
+                    self._metrics.background_failures.labels(task).inc()
+                    log.exception("%s failed; tried again at the next wake", task.replace("_", " "))
 
     def snapshot(self) -> int:
         """Saves a snapshot unless the newest already covers every applied write;
@@ -263,20 +283,39 @@ class DurableCollection:
 
     def compact(self) -> int:
         """Compacts the spaces whose deleted share passed the threshold; returns
-        the bytes reclaimed."""
+        the bytes reclaimed. A space whose compaction fails is logged, counted
+        and left as it was (it is tried again at the next wake)."""
         collection = self.collection
         reclaimed = 0
         for name in collection.spaces:
-            fraction = collection.deleted_fraction(name)
-            if fraction < self._config.compact_deleted_fraction:
-                continue
-            deleted = collection.index(name).deleted_count
-            started = time.perf_counter()
-            freed = collection.compact(name, scratch=self._data_dir / "compacting")
-            reclaimed += freed
-            log.info("compacted space '%s': %d deleted vectors (%.0f%% of its slots) dropped, %d bytes reclaimed "
-                     "in %.0f ms", name, deleted, 100 * fraction, freed, (time.perf_counter() - started) * 1e3)
+            try:
+                reclaimed += self._compact_space(collection, name)
+            except Exception:  # the space serves on uncompacted; the snapshot must still run
+                self._metrics.compaction_failures.labels(name).inc()
+                log.exception("compaction of space '%s' failed; skipped until the next wake", name)
+                self._remove_compaction_leftovers()
         return reclaimed
+
+    def _compact_space(self, collection: Collection, name: str) -> int:
+        fraction = collection.deleted_fraction(name)
+        if fraction < self._config.compact_deleted_fraction:
+            return 0
+        deleted = collection.index(name).deleted_count
+        started = time.perf_counter()
+        freed = collection.compact(name, scratch=self._scratch)
+        log.info("compacted space '%s': %d deleted vectors (%.0f%% of its slots) dropped, %d bytes reclaimed "
+                 "in %.0f ms", name, deleted, 100 * fraction, freed, (time.perf_counter() - started) * 1e3)
+        return freed
+
+    def _remove_compaction_leftovers(self) -> None:
+        """Removes whatever is in the compaction's scratch folder (or in its way)."""
+        try:
+            if self._scratch.is_dir() and not self._scratch.is_symlink():
+                shutil.rmtree(self._scratch)
+            elif self._scratch.exists() or self._scratch.is_symlink():
+                self._scratch.unlink()
+        except OSError as e:
+            log.warning("could not remove the compaction leftovers in %s: %s", self._scratch, e)
 
     def sweep_blobs(self) -> int:
         """Removes the blobs that no product, no log record after the newest

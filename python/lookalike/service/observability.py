@@ -44,6 +44,12 @@ class Metrics:
         self.products = prom.Gauge("lookalike_products", "Products in the collection", registry=self.registry)
         self.encoder_queue = prom.Gauge("lookalike_encoder_queue", "Inputs waiting for an encoder run", ["tower"],
                                         registry=self.registry)
+        self.compaction_failures = prom.Counter(
+            "lookalike_compaction_failures", "Compactions of a space that failed and were skipped", ["space"],
+            registry=self.registry)
+        self.background_failures = prom.Counter(
+            "lookalike_background_failures", "Snapshots and blob sweeps that failed (tried again at the next wake)",
+            ["task"], registry=self.registry)
 
     def observe_stages(self, timings: object) -> None:
         """Feeds a SearchResponse's StageTimings (microseconds) into the stage histogram."""

@@ -58,7 +58,7 @@ from lookalike.index import UnknownIdError
 from lookalike.index.collection import Collection, SpaceConfig
 from lookalike.service.durable import DurableCollection
 from lookalike.service.encoding import ModelEncoder
-from lookalike.service.errors import ServiceError, not_found
+from lookalike.service.errors import ServiceError, invalid, not_found
 from lookalike.service.gate import WriteGate
 from lookalike.store.catalog import ProductRecord
 from lookalike.store.snapshots import Snapshots
@@ -146,13 +146,14 @@ class Reindexer:
     # --- starting jobs --------------------------------------------------------------
 
     def start_reindex(self, bundle: str, carry_over: bool = False) -> Job:
-        """Starts building a new version with the bundle at ``bundle``; ServiceError
-        (NOT_FOUND, INVALID_ARGUMENT, FAILED_PRECONDITION) when it cannot."""
+        """Starts building a new version with the bundle ``bundle`` names in
+        data_dir/models; ServiceError (INVALID_ARGUMENT for a path outside it or a
+        broken bundle, NOT_FOUND, FAILED_PRECONDITION) when it cannot."""
         with self._lock:
             self._refuse_if_running()
-            path = Path(bundle)
-            if not bundle or not path.is_dir():
-                raise not_found(f"model_path: no model bundle folder at {bundle!r} on the server")
+            path = self._bundle_path(bundle)
+            if not path.is_dir():
+                raise not_found(f"model_path: no model bundle folder {bundle!r} in the models folder")
             try:
                 encoder = self._open_encoder(path)
             except Exception as e:  # a broken manifest, a graph onnxruntime refuses, ...
@@ -169,6 +170,21 @@ class Reindexer:
             self._launch(job, encoder, lambda: (base, self._store.catalog.ids()), carry_over,
                          cleanup=lambda: self._versions.remove(version))
             return job
+
+    def _bundle_path(self, requested: str) -> Path:
+        """The folder ``requested`` names inside data_dir/models (relative to it,
+        or absolute). Any other path is refused with one answer, whether it
+        exists or not, so that a caller learns nothing of the server's files."""
+        models = self._versions.models_dir.resolve()
+        try:  # an absolute path replaces models; resolve() follows '..' and symlinks
+            path = (models / requested).resolve()
+        except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL byte
+            path = None
+        if path is None or path == models or not path.is_relative_to(models):  # "" and "." name models
+            raise invalid("model_path: a model bundle must be a folder inside the models folder of the server's "
+                          "data directory (data_dir/models), named relative to it or by its absolute path; "
+                          "neither '..' nor a symlink may lead out of it")
+        return path
 
     def start_rollback(self, carry_over: bool = False) -> Job:
         """Starts bringing the previous version back; FAILED_PRECONDITION when

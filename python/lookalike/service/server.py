@@ -169,7 +169,7 @@ class Server:
             data, self.config.durability, self._catalog, legacy=data / "collection",
             new_collection=lambda: Collection(self._spaces(), self.config.effective_schema(),
                                               self.config.default_space or None),
-            snapshots_root=self.versions.snapshots_dir(active))
+            snapshots_root=self.versions.snapshots_dir(active), metrics=self.metrics)
         self.collection = self.store.collection
         try:
             self._check_spaces_match_the_model()

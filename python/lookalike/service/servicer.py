@@ -39,6 +39,7 @@ from lookalike.service.encoding import ModelEncoder, StageClock
 from lookalike.service.query_encoding import QueryEncoder
 from lookalike.service.errors import ServiceError, invalid, key_error_text, not_found
 from lookalike.service.gate import WriteGate
+from lookalike.service.hydrate import read_metadata
 from lookalike.service.observability import Metrics
 from lookalike.service.relevance_feedback import SearchFeedback, query_text
 from lookalike.store.catalog import Catalog, ProductRecord
@@ -190,9 +191,10 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         metadata = self._metadata(ids) if request.with_metadata else {}
         timings.hydrate_us = micros(time.perf_counter() - t)
         for id_, score in zip(ids.tolist(), scores.tolist()):
-            hit = response.hits.add(id=id_, score=score)
-            if id_ in metadata:
-                hit.metadata.CopyFrom(metadata[id_])
+            if not request.with_metadata:
+                response.hits.add(id=id_, score=score)
+            elif id_ in metadata:  # else deleted since the search found it: a hit never lacks its metadata
+                response.hits.add(id=id_, score=score, metadata=metadata[id_])
         timings.total_us = micros(time.perf_counter() - started)
         response.timings.CopyFrom(timings)
         self._metrics.observe_stages(timings)
@@ -226,15 +228,13 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         raise invalid("query: set one of image, text, vector, product_id or hybrid")
 
     def _metadata(self, ids: np.ndarray) -> dict[int, search_pb2.ProductMetadata]:
-        records = self._catalog.get(ids.tolist())
+        """The metadata of the ids, read whole (hydrate.py); an id deleted
+        since its search found it has none."""
         schema = self._collection.schema
-        out = {}
-        for id_ in ids.tolist():
-            record = records.get(id_, ProductRecord(id_))
-            out[id_] = search_pb2.ProductMetadata(
-                title=record.title, image_uri=record.image_uri, image_sha256=record.image_sha256,
-                attributes=convert.attributes_to_proto(self._collection.attributes(id_), schema))
-        return out
+        return {id_: search_pb2.ProductMetadata(
+                    title=m.record.title, image_uri=m.record.image_uri, image_sha256=m.record.image_sha256,
+                    attributes=convert.attributes_to_proto(m.attributes, schema))
+                for id_, m in read_metadata(self._catalog, self._collection, ids.tolist()).items()}
 
     # --- writes -------------------------------------------------------------------------
 
@@ -374,9 +374,9 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             raise invalid(f"{len(request.ids)} ids in one call, at most {self._limits.max_ids}")
         for name in request.with_vectors:
             self._space(name)
-        found = [i for i in request.ids if i in self._collection]
-        missing = [i for i in request.ids if i not in self._collection]
-        metadata = self._metadata(np.array(found, dtype=np.int64))
+        metadata = self._metadata(np.array([i for i in request.ids if i in self._collection], dtype=np.int64))
+        found = [i for i in request.ids if i in metadata]  # deleted meanwhile: missing
+        missing = [i for i in request.ids if i not in metadata]
         response = search_pb2.GetResponse(missing_ids=missing)
         vectors = {name: self._collection.vectors(name, found) for name in request.with_vectors} if found else {}
         for row, id_ in enumerate(found):

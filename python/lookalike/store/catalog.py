@@ -90,13 +90,19 @@ class Catalog:
 
     def get(self, ids: Sequence[int]) -> dict[int, ProductRecord]:
         """The records of the ids that have one."""
-        found: dict[int, ProductRecord] = {}
+        return {id_: record for id_, (record, _) in self.get_with_seq(ids).items()}
+
+    def get_with_seq(self, ids: Sequence[int]) -> dict[int, tuple[ProductRecord, int]]:
+        """The records of the ids that have one, each with the log record that
+        last wrote it (a reader compares it to see whether the row changed)."""
+        found: dict[int, tuple[ProductRecord, int]] = {}
         with self._lock:
             for start in range(0, len(ids), _CHUNK):
                 chunk = [int(i) for i in ids[start:start + _CHUNK]]
                 cursor = self._db.execute(
-                    f"SELECT id, title, image_uri, image_sha256 FROM products WHERE id IN ({','.join('?' * len(chunk))})", chunk)
-                found.update((row[0], ProductRecord(*row)) for row in cursor)
+                    "SELECT id, title, image_uri, image_sha256, seq FROM products "
+                    f"WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+                found.update((row[0], (ProductRecord(*row[:4]), row[4])) for row in cursor)
         return found
 
     def digests(self) -> set[str]:

@@ -43,6 +43,8 @@ class Versions:
     def __init__(self, data_dir: str | os.PathLike[str]) -> None:
         self.data_dir = Path(data_dir)
         self.root = self.data_dir / "versions"
+        # Where an operator puts the bundles a re-index may be started with (the only ones it may use).
+        self.models_dir = self.data_dir / "models"
 
     # --- the pointer ----------------------------------------------------------------
 
