@@ -410,7 +410,8 @@ def test_a_storm_of_bad_requests_leaves_the_server_serving_and_its_memory_bounde
             while server_resident_bytes(process) - baseline > (100 << 20) and time.monotonic() < deadline:
                 time.sleep(0.2)
             grown = server_resident_bytes(process) - baseline
-            assert grown < (100 << 20), f"the server's resident size grew by {grown >> 20} MB over the storm"
+            assert grown < (100 << 20), (f"the server's resident size grew by {grown >> 20} MB over the storm "
+                                         f"(from {baseline >> 20} MB, peak {peak >> 20} MB)")
     finally:
         stop_server(process)
     log = process.stderr.read()

@@ -63,15 +63,15 @@ def check_product_sizes(product: search_pb2.Product, limits: Limits, where: str)
     are bounded by the schema, which refuses unknown ones)."""
     check_length(product.title, limits.max_text_chars, f"{where}.title", "max_text_chars")
     check_length(product.image_uri, limits.max_text_chars, f"{where}.image_uri", "max_text_chars")
-    keywords = 0
-    for name, value in product.attributes.items():
-        if value.WhichOneof("value") == "keywords":
-            keywords += len(value.keywords.values)
-            for keyword in value.keywords.values:
-                check_length(keyword, limits.max_keyword_chars, f"{where}: a keyword of attribute '{name}'",
-                             "max_keyword_chars")
-    if keywords > limits.max_keywords:
-        raise invalid(f"{where}: {keywords} keyword values, at most {limits.max_keywords} (limits.max_keywords)")
+    keyword_lists = {name: value.keywords.values for name, value in product.attributes.items()
+                     if value.WhichOneof("value") == "keywords"}
+    count = sum(len(values) for values in keyword_lists.values())
+    if count > limits.max_keywords:
+        raise invalid(f"{where}: {count} keyword values, at most {limits.max_keywords} (limits.max_keywords)")
+    for name, values in keyword_lists.items():
+        for keyword in values:
+            check_length(keyword, limits.max_keyword_chars, f"{where}: a keyword of attribute '{name}'",
+                         "max_keyword_chars")
 
 
 def check_search_params(params: search_pb2.SearchParams, limits: Limits) -> None:
