@@ -246,7 +246,9 @@ def held_upserts(client: Client, n: int, release: threading.Event) -> list:
 
 
 def wait_until_refused(client: Client) -> grpc.RpcError:
-    for _ in range(200):
+    """The first refused Stats call, once the held calls have taken their slots."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
         try:
             client.stats()
         except grpc.RpcError as e:
@@ -289,13 +291,17 @@ def test_grpc_refuses_calls_beyond_the_threads_and_the_queue(tmp_path):
 
     with Client(server.address) as client, grpc.insecure_channel(server.address) as channel:
         pending = held_upserts(client, 2, release)
-        reflection = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(silent(), timeout=30)
         try:
             wait_until_refused(client)  # the two upserts hold both slots
-            time.sleep(0.5)  # the reflection stream holds the third thread
-            error = refused(lambda: client.stub.Stats(search_pb2.StatsRequest(), timeout=3))
-            assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # at once, not queued until the deadline
-            assert "Concurrent RPC limit exceeded" in error.details()
+            reflection = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(silent(), timeout=30)
+            deadline = time.monotonic() + 20
+            while True:  # until the reflection stream holds the third thread
+                error = refused(lambda: client.stub.Stats(search_pb2.StatsRequest(), timeout=3))
+                assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # at once, not queued until the deadline
+                if "Concurrent RPC limit exceeded" in error.details() or time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
+            assert "Concurrent RPC limit exceeded" in error.details()  # gRPC's refusal, not the in-flight one
         finally:
             release.set()
         assert all(p.result().results[0].status_code == 0 for p in pending)
