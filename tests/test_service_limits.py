@@ -204,7 +204,7 @@ def test_invalid_utf8_and_deep_nesting_say_what_is_wrong(served):
     assert error.code() == INVALID and error.details().startswith("message 0 of the stream: the request is not")
 
 
-def test_a_router_answers_an_undecodable_message_as_invalid(tmp_path):
+def test_a_router_answers_client_mistakes_as_invalid(tmp_path):
     shard = Server(ServiceConfig(address="127.0.0.1:0", data_dir=str(tmp_path / "shard"), workers=4,
                                  spaces=(SpaceConfig("v", 8),)))
     shard.start()
@@ -221,6 +221,10 @@ def test_a_router_answers_an_undecodable_message_as_invalid(tmp_path):
             with Client(router.address) as client:
                 error = refused(lambda: client.search(vector=np.zeros(8), k=1))
                 assert error.code() == INVALID and "all-zero vector" in error.details()
+                error = refused(lambda: client.search(vector=np.ones(8), k=1, params=search_pb2.SearchParams(ef=5000)))
+                assert error.code() == INVALID and "(limits.max_ef)" in error.details()
+                result = client.upsert([Product(id=1, title="t" * 5000, vectors={"v": packed(np.ones(8))})]).results[0]
+                assert result.status_code == INVALID.value[0] and "(limits.max_text_chars)" in result.error
         finally:
             router.stop(grace=0)
     finally:
