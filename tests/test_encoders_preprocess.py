@@ -130,6 +130,21 @@ def test_decompression_bomb_is_refused_cheaply(side):
         decode_image(png_header_only(side, side))
 
 
+@pytest.mark.parametrize("size", [(1, 4000), (200_000, 1), (2100, 100)])
+def test_a_sliver_is_refused_from_its_header(size):
+    # The resize scales the short side to the model's input: a 1x4000 sliver would
+    # become 224 x 896,000 pixels. The header says so before anything is decoded.
+    with pytest.raises(ImageTooLargeError, match=f"image is {size[0]}x{size[1]}: its long side is .* the limit is 20"):
+        decode_image(png_header_only(*size))
+
+
+def test_an_image_within_the_aspect_ratio_limit_decodes():
+    assert decode_image(encode(Image.new("RGB", (200, 10)), "PNG")).size == (200, 10)
+    assert decode_image(encode(Image.new("RGB", (10, 60)), "PNG"), max_aspect_ratio=6).size == (10, 60)
+    with pytest.raises(ImageTooLargeError, match="the limit is 5.5"):
+        decode_image(encode(Image.new("RGB", (10, 60)), "PNG"), max_aspect_ratio=5.5)
+
+
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
 def test_truncated_image_is_a_clear_error(fmt):
     noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)

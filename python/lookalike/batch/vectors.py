@@ -77,7 +77,8 @@ class RowEncoder:
         tensors, rows = [], []
         for i in wanted:
             try:
-                picture = decode_image(Path(images[i]).read_bytes(), self.encoder.config.max_pixels)
+                picture = decode_image(Path(images[i]).read_bytes(), self.encoder.config.max_pixels,
+                                       self.encoder.config.max_aspect_ratio)
                 tensors.append(image_to_tensor(picture, spec))
                 rows.append(i)
             except (ValueError, OSError) as e:

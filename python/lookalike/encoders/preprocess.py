@@ -6,7 +6,8 @@ never crashes on it: EXIF orientation is applied; palette, greyscale, CMYK,
 (product shots on a transparent background should look like product shots on a
 white one); an animated image gives its first frame. Bytes that are not an
 image, or are truncated, raise ``ImageDecodeError``; an image over the pixel
-limit raises ``ImageTooLargeError`` before its pixels are decoded.
+limit or the aspect-ratio limit raises ``ImageTooLargeError`` before its pixels
+are decoded.
 
 ``image_to_tensor`` resizes, crops and normalises exactly as a bundle's
 ``ImagePreprocess`` says, with Pillow's antialiased resampling (the same
@@ -28,6 +29,12 @@ from lookalike.encoders.errors import ImageDecodeError, ImageTooLargeError
 # 64 megapixels: above a 48 MP phone photo, far below what exhausts memory
 # (a 64 MP RGB image is 192 MB decoded).
 DEFAULT_MAX_PIXELS = 64_000_000
+# Long side / short side. The resize scales the short side to the model's input
+# size, so the resized image is that many times longer: a 102-byte 1x4000 PNG
+# became a 224 x 896,000 intermediate (~800 MB). Within the ratio and the pixel
+# limit, no step of image_to_tensor holds more than about 32 MB (a 64 MP image
+# of ratio 20 resized for a 224 input); outputs are unchanged.
+DEFAULT_MAX_ASPECT_RATIO = 20.0
 
 _FILTERS = {
     "nearest": Image.Resampling.NEAREST,
@@ -42,12 +49,15 @@ _WHITE = (255, 255, 255, 255)
 
 
 def decode_image(
-    data: bytes | bytearray | memoryview | str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS
+    data: bytes | bytearray | memoryview | str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_aspect_ratio: float = DEFAULT_MAX_ASPECT_RATIO,
 ) -> Image.Image:
     """Decodes image bytes (or a file path) into an 8-bit RGB ``PIL.Image``.
 
-    ``max_pixels`` bounds width x height; it is checked from the header, before
-    the pixel data is decoded, so a decompression bomb costs nothing.
+    ``max_pixels`` bounds width x height and ``max_aspect_ratio`` the long side
+    over the short one; both are checked from the header, before the pixel data
+    is decoded, so a decompression bomb or a sliver that the resize would
+    stretch into gigabytes costs nothing.
     """
     if isinstance(data, (str, os.PathLike)):
         with open(data, "rb") as f:
@@ -72,6 +82,9 @@ def decode_image(
         raise ImageTooLargeError(f"image has {width}x{height} = {width * height} pixels, the limit is {max_pixels}")
     if width == 0 or height == 0:
         raise ImageDecodeError(f"image has no pixels ({width}x{height})")
+    if max(width, height) > max_aspect_ratio * min(width, height):
+        raise ImageTooLargeError(f"image is {width}x{height}: its long side is {max(width, height) / min(width, height):g} "
+                                 f"times its short side, the limit is {max_aspect_ratio:g}")
     try:
         image.seek(0)  # animated GIF/WebP/APNG: the first frame
         image.load()

@@ -29,7 +29,7 @@ except ModuleNotFoundError as e:  # pragma: no cover - depends on the install
 
 from lookalike.encoders.bundle import Bundle, Tower, load_bundle
 from lookalike.encoders.errors import BundleError
-from lookalike.encoders.preprocess import DEFAULT_MAX_PIXELS, decode_image, image_to_tensor
+from lookalike.encoders.preprocess import DEFAULT_MAX_ASPECT_RATIO, DEFAULT_MAX_PIXELS, decode_image, image_to_tensor
 from lookalike.encoders.text import TextTokenizer
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ class RuntimeConfig:
     - ``max_batch``: inputs per graph run; a longer list is split into chunks.
       Bigger chunks amortise per-run overhead but hold more memory.
     - ``max_pixels``: the decompression-bomb limit for image bytes.
+    - ``max_aspect_ratio``: long side / short side of image bytes (see preprocess.py).
     """
 
     device: str = "auto"
@@ -61,6 +62,7 @@ class RuntimeConfig:
     inter_op_threads: int = 1
     max_batch: int = 32
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_aspect_ratio: float = DEFAULT_MAX_ASPECT_RATIO
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -68,7 +70,7 @@ class RuntimeConfig:
         for name in ("intra_op_threads", "inter_op_threads"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("max_batch", "max_pixels"):
+        for name in ("max_batch", "max_pixels", "max_aspect_ratio"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
 
@@ -187,7 +189,7 @@ class Encoder:
             if not isinstance(image, Image.Image):
                 if not isinstance(image, (bytes, bytearray, memoryview)):
                     raise TypeError(f"an image is bytes or a PIL.Image, not {type(image).__name__}")
-                image = decode_image(image, self.config.max_pixels)
+                image = decode_image(image, self.config.max_pixels, self.config.max_aspect_ratio)
             tensors.append(image_to_tensor(image, spec))
         return np.stack(tensors) if tensors else np.empty((0, 3, spec.crop_size, spec.crop_size), np.float32)
 

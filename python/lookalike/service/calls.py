@@ -23,19 +23,22 @@ log = logging.getLogger("lookalike.service")
 
 
 class InFlight:
-    """Counts calls being served; refuses one beyond the limit instead of queueing it."""
+    """Counts calls being served; refuses one beyond the limit instead of queueing it.
+    A server shares one among its services (ServiceConfig.in_flight_limit)."""
 
     def __init__(self, limit: int) -> None:
-        self._slots = threading.BoundedSemaphore(limit)
+        """``limit`` 0: no limit of its own (the handler threads bound the calls)."""
+        self._slots = threading.BoundedSemaphore(limit) if limit else None
 
     def __enter__(self) -> InFlight:
-        if not self._slots.acquire(blocking=False):
+        if self._slots is not None and not self._slots.acquire(blocking=False):
             raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, "the server is at its limit of calls in flight; "
                                                                    "retry after the retry-after-ms trailer")
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._slots.release()
+        if self._slots is not None:
+            self._slots.release()
 
 
 def rpc(method: Callable) -> Callable:

@@ -20,7 +20,7 @@ lookalike-data/models/default` builds it offline), one index per space of it.
     dim = 1280
     index = "ivf_pq"                     # IVF-PQ: trains itself on its first train_size vectors
     nlist = 1024                         # (exact scan until then); see SpaceConfig
-    [limits]
+    [limits]                             # bounds on one call's work, and on overload (see Limits)
     max_k = 1000
     [durability]
     fsync = "always"                     # always | interval | never
@@ -42,10 +42,18 @@ lookalike-data/models/default` builds it offline), one index per space of it.
     vocabularies = { colour = ["red", "blue", "black"], pattern = ["striped", "plain"] }
     [same_style]                         # SearchRequest.ignore_colour
     source = "swatches"
+
+Overload sheds instead of queueing: `workers` handler threads serve calls, at most
+`limits.max_in_flight` of them doing work (default: workers - limits.handler_reserve);
+one more is refused at once with RESOURCE_EXHAUSTED and a retry-after-ms trailer by a
+reserve thread, which also keeps health checks answered. gRPC itself holds at most
+workers + limits.max_queued calls and refuses the next at once (RESOURCE_EXHAUSTED
+without the trailer).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -62,6 +70,8 @@ from lookalike.service.security import TlsConfig
 from lookalike.service.shardmap import RouterConfig
 from lookalike.store.wal import FSYNC_POLICIES
 
+log = logging.getLogger("lookalike.service")
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -75,12 +85,30 @@ class Limits:
     max_image_bytes: int = 10 << 20      # an encoded image in a query or product
     max_image_pixels: int = 64 << 20     # width x height, checked before decoding (decompression bombs)
     max_message_bytes: int = 64 << 20    # any message, in or out
-    max_in_flight: int = 64              # calls being served at once before RESOURCE_EXHAUSTED
+    # Calls doing work at once before RESOURCE_EXHAUSTED (with retry-after-ms); 0 = workers -
+    # handler_reserve. Above that it is lowered to it, with a warning (see ServiceConfig.in_flight_limit).
+    max_in_flight: int = 0
     retry_after_ms: int = 200            # suggested back-off sent with RESOURCE_EXHAUSTED
     # Filters nested in filters (Condition.nested), the outermost counting 1; protobuf itself
     # refuses to decode a message nested past its recursion limit (about 49 filters deep).
     max_filter_depth: int = 32
     max_filter_clauses: int = 1024       # conditions in one filter, counted at every depth
+    # Refused before tokenising, not truncated: a longer text is a client's bug that truncation
+    # would hide, and titles are stored and shown whole. Query texts, product titles and image_uri.
+    max_text_chars: int = 4096
+    max_keyword_chars: int = 256         # one keyword value of a product's attributes
+    max_keywords: int = 256              # keyword values of one product, over all its attributes
+    # Long side / short side of an image, checked from its header before its pixels are decoded.
+    max_image_aspect_ratio: float = 20.0
+    max_ef: int = 4096                   # SearchParams.ef (graph search width)
+    max_nprobe: int = 4096               # SearchParams.nprobe (IVF lists visited)
+    # Calls waiting for a handler thread beyond `workers`: past workers + max_queued, gRPC
+    # refuses a call at once with RESOURCE_EXHAUSTED (without retry-after-ms: gRPC sends no
+    # metadata then; clients back off as for retry_after_ms).
+    max_queued: int = 16
+    # Handler threads never taken by calls' work (max_in_flight <= workers - handler_reserve):
+    # they answer health checks and refusals at once while every other thread is busy.
+    handler_reserve: int = 2
 
 
 @dataclass(frozen=True)
@@ -141,6 +169,25 @@ class ServiceConfig:
     # vocabulary adds a keyword attribute and its numeric <name>_confidence to the schema.
     zero_shot: ZeroShotConfig = ZeroShotConfig()
     same_style: SameStyleConfig = SameStyleConfig()   # how ignore_colour finds the colour directions
+
+    def __post_init__(self) -> None:
+        limits = self.limits
+        if not 1 <= limits.handler_reserve < self.workers:
+            raise ValueError(f"limits.handler_reserve is {limits.handler_reserve}: it must be >= 1 and below "
+                             f"workers ({self.workers}), so that some threads do calls' work")
+        if limits.max_in_flight < 0 or limits.max_queued < 0:
+            raise ValueError("limits.max_in_flight and limits.max_queued must be >= 0")
+
+    def in_flight_limit(self) -> int:
+        """Calls allowed to do work at once: limits.max_in_flight, at most workers -
+        handler_reserve (a higher value is lowered to it with a warning: calls beyond
+        the threads would queue inside gRPC instead of being refused)."""
+        most = self.workers - self.limits.handler_reserve
+        wanted = self.limits.max_in_flight
+        if wanted > most:
+            log.warning("limits.max_in_flight %d is above workers (%d) - limits.handler_reserve (%d): using %d",
+                        wanted, self.workers, self.limits.handler_reserve, most)
+        return min(wanted, most) if wanted else most
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None,

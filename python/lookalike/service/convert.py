@@ -38,9 +38,47 @@ def vector_from_proto(v: search_pb2.Vector, dim: int, where: str) -> np.ndarray:
     return arr
 
 
+def check_direction(arr: np.ndarray, metric: str, where: str) -> np.ndarray:
+    """``arr``, refused when it is all zeros in a cosine space (it has no direction to compare)."""
+    if metric == "cosine" and not arr.any():
+        raise invalid(f"{where}: an all-zero vector has no direction (the space's metric is cosine)")
+    return arr
+
+
 def vector_to_proto(arr: np.ndarray) -> search_pb2.Vector:
     arr = np.ascontiguousarray(arr, dtype="<f4")
     return search_pb2.Vector(data=arr.tobytes(), dtype=search_pb2.DTYPE_FLOAT32, dim=arr.shape[-1])
+
+
+# --- bounds on one request ---------------------------------------------------------
+
+def check_length(text: str, most: int, where: str, bound: str) -> None:
+    """Refuses a text of more than ``most`` characters, naming the limit ``bound``."""
+    if len(text) > most:
+        raise invalid(f"{where}: {len(text)} characters, at most {most} (limits.{bound})")
+
+
+def check_product_sizes(product: search_pb2.Product, limits: Limits, where: str) -> None:
+    """A product's title, image_uri and keywords within the limits (its attributes
+    are bounded by the schema, which refuses unknown ones)."""
+    check_length(product.title, limits.max_text_chars, f"{where}.title", "max_text_chars")
+    check_length(product.image_uri, limits.max_text_chars, f"{where}.image_uri", "max_text_chars")
+    keyword_lists = {name: value.keywords.values for name, value in product.attributes.items()
+                     if value.WhichOneof("value") == "keywords"}
+    count = sum(len(values) for values in keyword_lists.values())
+    if count > limits.max_keywords:
+        raise invalid(f"{where}: {count} keyword values, at most {limits.max_keywords} (limits.max_keywords)")
+    for name, values in keyword_lists.items():
+        for keyword in values:
+            check_length(keyword, limits.max_keyword_chars, f"{where}: a keyword of attribute '{name}'",
+                         "max_keyword_chars")
+
+
+def check_search_params(params: search_pb2.SearchParams, limits: Limits) -> None:
+    if params.ef > limits.max_ef:
+        raise invalid(f"params.ef is {params.ef}, at most {limits.max_ef} (limits.max_ef)")
+    if params.nprobe > limits.max_nprobe:
+        raise invalid(f"params.nprobe is {params.nprobe}, at most {limits.max_nprobe} (limits.max_nprobe)")
 
 
 # --- attributes ------------------------------------------------------------------

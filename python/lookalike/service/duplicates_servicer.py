@@ -37,12 +37,12 @@ _DEFAULT_PAGE = 100
 
 class DuplicatesServicer(duplicates_pb2_grpc.DuplicatesServiceServicer):
     def __init__(self, limits: Limits, config: DuplicatesConfig = DuplicatesConfig(),
-                 scan_results: Path | None = None) -> None:
+                 scan_results: Path | None = None, in_flight: InFlight | None = None) -> None:
         """``scan_results``: where the latest scan's results are kept across restarts
         (and read back from here); None keeps them in memory only."""
         self._limits = limits
         self._config = config
-        self._in_flight = InFlight(limits.max_in_flight)
+        self._in_flight = in_flight or InFlight(limits.max_in_flight)
         self._collection = None          # set by attach(); until then calls are UNAVAILABLE
         self._finder: DuplicateFinder | None = None
         self._why_not = ""

@@ -59,7 +59,8 @@ class ModelEncoder:
         if self._preprocess is None:
             raise ValueError(f"model {self.model_id} has no image tower")
         t0 = time.perf_counter()
-        picture = decode_image(data, self.encoder.config.max_pixels)
+        config = self.encoder.config
+        picture = decode_image(data, config.max_pixels, config.max_aspect_ratio)
         t1 = time.perf_counter()
         tensor = image_to_tensor(picture, self._preprocess)
         t2 = time.perf_counter()

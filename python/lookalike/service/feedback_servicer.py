@@ -27,12 +27,12 @@ MAX_SEARCH_ID = 128  # characters; the server's own ids are 32
 
 
 class FeedbackServicer(feedback_pb2_grpc.FeedbackServiceServicer):
-    def __init__(self, search_feedback: SearchFeedback, limits: Limits) -> None:
+    def __init__(self, search_feedback: SearchFeedback, limits: Limits, in_flight: InFlight | None = None) -> None:
         """Serves once attach() hands it the store; until then every call is UNAVAILABLE."""
         self._search_feedback = search_feedback
         self._limits = limits
         self._max_batch = limits.max_batch
-        self._in_flight = InFlight(limits.max_in_flight)
+        self._in_flight = in_flight or InFlight(limits.max_in_flight)
         self._store: FeedbackStore | None = None
 
     def attach(self, store: FeedbackStore) -> None:

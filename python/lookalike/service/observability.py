@@ -11,6 +11,9 @@ Metrics:
 
 A call's id is the client's `x-request-id` metadata when it sends one, else a
 fresh one; it is in the log line and sent back as `x-request-id` trailing metadata.
+A failed call's line carries its status message: that is where a client's
+mistake is logged (INFO, no traceback); a fault of the server is also logged
+with its traceback as an ERROR (calls.rpc).
 """
 
 from __future__ import annotations
@@ -96,8 +99,11 @@ class ObservingInterceptor(grpc.ServerInterceptor):
                     metrics.requests.labels(method, code.name).inc()
                     metrics.latency.labels(method).observe(seconds)
                     context.set_trailing_metadata(_merged(context, ("x-request-id", request_id)))
-                    request_log.info(json.dumps({"request_id": request_id, "method": method, "code": code.name,
-                                                 "ms": round(seconds * 1e3, 3), "peer": context.peer()}))
+                    line = {"request_id": request_id, "method": method, "code": code.name,
+                            "ms": round(seconds * 1e3, 3), "peer": context.peer()}
+                    if code != grpc.StatusCode.OK:  # a client's mistake is logged here only, without a traceback
+                        line["error"] = _text(context.details())
+                    request_log.info(json.dumps(line))
             return run
 
         if handler.request_streaming:
@@ -107,6 +113,10 @@ class ObservingInterceptor(grpc.ServerInterceptor):
         return grpc.unary_unary_rpc_method_handler(
             observed(handler.unary_unary), request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer)
+
+
+def _text(details: bytes | str | None) -> str:
+    return details.decode(errors="replace") if isinstance(details, bytes) else details or ""
 
 
 def _merged(context: grpc.ServicerContext, item: tuple[str, str]) -> tuple:

@@ -10,6 +10,7 @@ import numpy as np
 from lookalike.service.batching import Overloaded
 from lookalike.service.config import Limits
 from lookalike.service.encoding import ModelEncoder, StageClock
+from lookalike.service.convert import check_length
 from lookalike.service.errors import ServiceError, invalid
 from lookalike.v1 import search_pb2
 
@@ -39,6 +40,8 @@ class QueryEncoder:
                                f"the server has no {kind} encoder: query it with a vector or a product id")
         if kind == "image" and len(data) > self._limits.max_image_bytes:
             raise invalid(f"{where}: the image is {len(data)} bytes, at most {self._limits.max_image_bytes}")
+        if kind == "text":  # here, on the caller's thread: the text encoder's one thread never sees it
+            check_length(data, self._limits.max_text_chars, where, "max_text_chars")
         try:
             return encoder.image(data, clock) if kind == "image" else encoder.text(data, clock)
         except Overloaded:

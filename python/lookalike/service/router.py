@@ -55,12 +55,13 @@ def _deadline(context: grpc.ServicerContext) -> float | None:
 
 
 class RouterServicer(search_pb2_grpc.SearchServiceServicer):
-    def __init__(self, limits: Limits, on_shard_failure: str, metrics: Metrics | None = None) -> None:
+    def __init__(self, limits: Limits, on_shard_failure: str, metrics: Metrics | None = None,
+                 in_flight: InFlight | None = None) -> None:
         """Serves once attach() hands it the shards; until then every call is UNAVAILABLE."""
         self._metrics = metrics or Metrics()
         self._limits = limits
         self._on_shard_failure = on_shard_failure
-        self._in_flight = InFlight(limits.max_in_flight)
+        self._in_flight = in_flight or InFlight(limits.max_in_flight)
         self._shards: Shards | None = None
         self._queries = QueryEncoder(None, limits)
         self._layout: Layout | None = None
@@ -116,6 +117,7 @@ class RouterServicer(search_pb2_grpc.SearchServiceServicer):
         started = time.perf_counter()
         limits = self._limits
         offset, want = convert.page_window(request, limits.max_k, limits.max_results)
+        convert.check_search_params(request.params, limits)
 
         clock = StageClock()
         outgoing, exclude = self._vector_request(request, deadline, clock)
@@ -241,6 +243,7 @@ class RouterServicer(search_pb2_grpc.SearchServiceServicer):
         """The product as its shard gets it: the vectors of the spaces it lacks
         computed here (from its image, else its title, as a server would), the image
         left behind (a server keeps only the vectors of it)."""
+        convert.check_product_sizes(product, self._limits, where)
         layout = self._shard_layout(deadline)
         encoder = self._queries.encoder
         clock = StageClock()

@@ -32,13 +32,16 @@ from grpc_reflection.v1alpha import reflection
 
 from lookalike.index.collection import Collection, SpaceConfig
 from lookalike.service.admin import AdminServicer
+from lookalike.service.calls import InFlight
 from lookalike.service.config import ServiceConfig
+from lookalike.service.decoding import DecodeGuard
 from lookalike.service.duplicates_servicer import DuplicatesServicer
 from lookalike.service.durable import DurableCollection
 from lookalike.service.observability import Metrics, ObservingInterceptor
 from lookalike.service.security import ApiKeyInterceptor
 from lookalike.service.encoding import ModelEncoder
 from lookalike.service.feedback_servicer import FeedbackServicer
+from lookalike.service.memory import MemoryTrimmer
 from lookalike.service.reindex import Reindexer
 from lookalike.service.colour_free import ColourFree
 from lookalike.service.relevance import Relevance, load_relevance
@@ -75,9 +78,15 @@ class Server:
         interceptors = [ObservingInterceptor(self.metrics)]  # first: refused calls are counted and logged too
         if config.api_keys:
             interceptors.append(ApiKeyInterceptor(config.api_keys))
+        interceptors.append(DecodeGuard())  # after the keys: a caller without one learns only that
+        # Overload (see config.py): calls beyond the in-flight limit are refused by the threads
+        # it leaves free; gRPC refuses calls beyond the threads plus a small queue.
+        in_flight = InFlight(config.in_flight_limit())
         self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=config.workers,
                                                             thread_name_prefix="lookalike-rpc"),
-                                 options=options, interceptors=interceptors)
+                                 options=options, interceptors=interceptors,
+                                 maximum_concurrent_rpcs=config.workers + limits.max_queued)
+        self._memory = MemoryTrimmer()
         self._health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
         reflection.enable_server_reflection((SERVICE_NAME, FEEDBACK_SERVICE_NAME, DUPLICATES_SERVICE_NAME,
@@ -98,14 +107,14 @@ class Server:
         self._duplicates: DuplicatesServicer | None = None
         self._admin: AdminServicer | None = None
         if router:
-            self._servicer = RouterServicer(config.limits, config.router.on_shard_failure, self.metrics)
+            self._servicer = RouterServicer(config.limits, config.router.on_shard_failure, self.metrics, in_flight)
         else:
             search_feedback = SearchFeedback(config.feedback)
-            self._servicer = SearchServicer(config.limits, self.metrics, search_feedback)
-            self._feedback_servicer = FeedbackServicer(search_feedback, config.limits)
+            self._servicer = SearchServicer(config.limits, self.metrics, search_feedback, in_flight)
+            self._feedback_servicer = FeedbackServicer(search_feedback, config.limits, in_flight)
             feedback_pb2_grpc.add_FeedbackServiceServicer_to_server(self._feedback_servicer, self._grpc)
             self._duplicates = DuplicatesServicer(config.limits, config.duplicates,
-                                                  Path(config.data_dir) / "duplicate-scan.json")
+                                                  Path(config.data_dir) / "duplicate-scan.json", in_flight)
             duplicates_pb2_grpc.add_DuplicatesServiceServicer_to_server(self._duplicates, self._grpc)
             self._admin = AdminServicer()
             admin_pb2_grpc.add_AdminServiceServicer_to_server(self._admin, self._grpc)
@@ -146,6 +155,7 @@ class Server:
             self._grpc.stop(0)
             raise
         self._watch_encoder_queues()
+        self._memory.start()
         if self.config.metrics_address:
             self._metrics_server, self.metrics_port = self.metrics.serve(self.config.metrics_address)
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
@@ -203,7 +213,8 @@ class Server:
         from lookalike.encoders import Encoder, RuntimeConfig  # onnxruntime: only when there is a model
 
         runtime = RuntimeConfig(device=self.config.device, intra_op_threads=self.config.encoder_threads,
-                                max_pixels=self.config.limits.max_image_pixels)
+                                max_pixels=self.config.limits.max_image_pixels,
+                                max_aspect_ratio=self.config.limits.max_image_aspect_ratio)
         return ModelEncoder(Encoder(path, runtime), self.config.batching)
 
     def _serve_with_extras(self, encoder: ModelEncoder | None, collection: Collection, relevance: Relevance) -> None:
@@ -261,6 +272,7 @@ class Server:
         seconds, then takes a last snapshot (the next start replays nothing)."""
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         self._grpc.stop(grace).wait()
+        self._memory.stop()
         if self._duplicates is not None:
             self._duplicates.stop()
         if self._metrics_server is not None:

@@ -2,9 +2,9 @@
 and its Catalog.
 
 Each call runs on a gRPC handler thread; the native searches and writes release
-the GIL, so calls overlap. At most `limits.max_in_flight` calls are served at
-once: one more gets RESOURCE_EXHAUSTED at once, with a `retry-after-ms` trailer,
-instead of queueing behind work it cannot see.
+the GIL, so calls overlap. At most ServiceConfig.in_flight_limit() calls (of all
+the server's services) are served at once: one more gets RESOURCE_EXHAUSTED at
+once, with a `retry-after-ms` trailer, instead of queueing behind work it cannot see.
 
 A re-index replaces the model and the collection while calls run
 (service/reindex.py). Each call therefore pins what serves it at its start (a
@@ -74,10 +74,12 @@ def _pinned(method: Callable) -> Callable:
 
 
 class SearchServicer(search_pb2_grpc.SearchServiceServicer):
-    def __init__(self, limits: Limits, metrics: Metrics | None = None, feedback: SearchFeedback | None = None) -> None:
+    def __init__(self, limits: Limits, metrics: Metrics | None = None, feedback: SearchFeedback | None = None,
+                 in_flight: InFlight | None = None) -> None:
         """Serves once attach() hands it a collection; until then every call is
         UNAVAILABLE (the server listens while it loads, so health checks answer).
-        ``feedback`` gives searches their ids and applies relevance feedback."""
+        ``feedback`` gives searches their ids and applies relevance feedback;
+        ``in_flight``: the limit shared with the server's other services."""
         self._feedback = feedback or SearchFeedback()
         self._metrics = metrics or Metrics()
         self._store: DurableCollection | None = None
@@ -85,7 +87,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         self._pins = threading.local()
         self._catalog: Catalog | None = None
         self._limits = limits
-        self._in_flight = InFlight(limits.max_in_flight)
+        self._in_flight = in_flight or InFlight(limits.max_in_flight)
         self.write_gate = WriteGate()
 
     def attach(self, store: DurableCollection, encoder: ModelEncoder | None) -> None:
@@ -142,6 +144,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         timings = search_pb2.StageTimings()
         limits = self._limits
         offset, want = convert.page_window(request, limits.max_k, limits.max_results)
+        convert.check_search_params(request.params, limits)
         clock = StageClock()
         remembered = self._feedback.remembered(request)
         if remembered is not None:
@@ -217,7 +220,9 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         """The query as a vector of `space`, and the id to leave out of the hits."""
         kind = query.WhichOneof("kind")
         if kind == "vector":
-            return convert.vector_from_proto(query.vector, self._collection.space(space).dim, "query.vector"), None
+            config = self._collection.space(space)
+            vector = convert.vector_from_proto(query.vector, config.dim, "query.vector")
+            return convert.check_direction(vector, config.metric, "query.vector"), None
         if kind == "product_id":
             try:
                 return self._collection.vectors(space, [query.product_id])[0], query.product_id
@@ -272,6 +277,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         title), attributes and record, checked."""
         if product.id < 0:
             raise invalid(f"{where}: id must be >= 0, got {product.id}")
+        convert.check_product_sizes(product, self._limits, where)
         unknown = set(product.vectors) - set(self._collection.spaces)
         if unknown:
             raise not_found(f"{where}: unknown vector space(s) {sorted(unknown)}")
@@ -290,8 +296,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             else:
                 raise invalid(f"{where}: no vector for space '{name}': send vectors['{name}']"
                               + self._how_to_fill(name))
-            if config.metric == "cosine" and not vectors[name].any():
-                raise invalid(f"{where}.vectors['{name}']: an all-zero vector has no direction")
+            convert.check_direction(vectors[name], config.metric, f"{where}.vectors['{name}']")
         attributes = convert.attributes_from_proto(product.attributes, self._collection.schema, where)
         tagger, flag_duplicates = self._view.tagger, self._view.flag_duplicates
         if tagger is not None and tagger.config.space in from_image:
