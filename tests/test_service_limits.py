@@ -388,6 +388,11 @@ def test_a_storm_of_bad_requests_leaves_the_server_serving_and_its_memory_bounde
             baseline = server_resident_bytes(process)
             long_text = "x" * (7 << 20)
             vector_query = search_pb2.SearchRequest(query=search_pb2.Query(vector=packed(normal)), k=1)
+            in_category = filter_pb2.Condition(match=filter_pb2.Match(attribute="category", value="a"))
+            too_deep = filter_pb2.Filter(must=[in_category])
+            for _ in range(40):  # past limits.max_filter_depth, within protobuf's decoding limit
+                too_deep = filter_pb2.Filter(must=[filter_pb2.Condition(nested=too_deep), in_category])
+            too_wide = filter_pb2.Filter(should=[in_category] * 1025)  # past limits.max_filter_clauses
             bad = [
                 lambda: client.search(text=long_text, k=1),
                 lambda: client.search(text="red", image=sliver(1, 4000), k=1),
@@ -395,6 +400,8 @@ def test_a_storm_of_bad_requests_leaves_the_server_serving_and_its_memory_bounde
                 lambda: client.search(image=sliver(4000, 1), k=1),
                 lambda: client.search(vector=np.zeros(dim, dtype=np.float32), k=1),
                 lambda: client.search(vector=normal, k=1, params=search_pb2.SearchParams(ef=2**32 - 1)),
+                lambda: client.search(vector=normal, k=1, filter=too_deep),
+                lambda: client.search(vector=normal, k=1, filter=too_wide),
                 lambda: raw_call(address, "/lookalike.v1.SearchService/Search",
                                  vector_query.SerializeToString() + deep_filter(200)),
                 lambda: raw_call(address, "/lookalike.v1.SearchService/Search",
