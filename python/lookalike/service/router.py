@@ -47,6 +47,7 @@ class Layout:
 
     default_space: str
     spaces: dict[str, search_pb2.SpaceStats]
+    schema: dict[str, str]
 
 
 def _deadline(context: grpc.ServicerContext) -> float | None:
@@ -88,7 +89,8 @@ class RouterServicer(search_pb2_grpc.SearchServiceServicer):
                     raise ServiceError(grpc.StatusCode.UNAVAILABLE, "no shard answered: cannot learn the vector "
                                        "spaces; " + "; ".join(f"{self._shards.name(s)}: {a.message}"
                                                               for s, a in sorted(answers.items())))
-                self._layout = Layout(stats.default_space, {s.name: s for s in stats.spaces})
+                self._layout = Layout(stats.default_space, {s.name: s for s in stats.spaces},
+                                      dict(stats.attribute_schema))
             return self._layout
 
     def _space(self, layout: Layout, name: str, query_kind: str | None = None) -> str:
@@ -129,7 +131,7 @@ class RouterServicer(search_pb2_grpc.SearchServiceServicer):
             requests[owner].filter.must_not.add().has_id.ids.append(exclude)
 
         t = time.perf_counter()
-        responses, unanswered = self._settle(self._shards.read("Search", requests, deadline))
+        responses, unanswered = self._settle(self._readers(request, deadline).read("Search", requests, deadline))
         search_s = time.perf_counter() - t
         hits = sorted((hit for r in responses.values() for hit in r.hits), key=lambda hit: (-hit.score, hit.id))
         response = search_pb2.SearchResponse(hits=hits[offset:want], unanswered_shards=unanswered)
@@ -146,6 +148,11 @@ class RouterServicer(search_pb2_grpc.SearchServiceServicer):
             total_us=micros(time.perf_counter() - started)))
         self._metrics.observe_stages(response.timings)
         return response
+
+    def _readers(self, request: search_pb2.SearchRequest, deadline: float | None) -> Shards:
+        """The shards a search reads from (cluster mode narrows them to the
+        replicas that applied the request's min_seq)."""
+        return self._shards
 
     def _vector_request(self, request: search_pb2.SearchRequest, deadline: float | None,
                         clock: StageClock) -> tuple[search_pb2.SearchRequest, int | None]:

@@ -1,0 +1,82 @@
+"""What a server runs in cluster mode besides gRPC: the NATS connection and,
+for a shard replica, its store, apply loop and heartbeat; for a router, the
+log it publishes to and the membership it reads from."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+from lookalike.cluster.log import CollectionLog
+from lookalike.cluster.membership import Heartbeat, Member, Membership
+from lookalike.cluster.nats_link import NatsLink
+from lookalike.cluster.replica import ShardReplica
+from lookalike.cluster.replica_store import ReplicaStore
+from lookalike.index.collection import Collection
+from lookalike.service.cluster_shards import LiveShards
+from lookalike.service.config import ServiceConfig
+from lookalike.store.catalog import Catalog
+
+log = logging.getLogger("lookalike.cluster")
+
+
+class ReplicaNode:
+    def __init__(self, config: ServiceConfig, shard: int, address: str, model_id: str,
+                 new_collection: Callable[[], Collection]) -> None:
+        """Opens the replica's state in data_dir, connects, checks the stream
+        still holds what it lacks, then applies the log and heartbeats."""
+        cluster = config.cluster
+        if not 0 <= shard < cluster.shards:
+            raise ValueError(f"--shard {shard}: the cluster has shards 0..{cluster.shards - 1}")
+        data = Path(config.data_dir)
+        data.mkdir(parents=True, exist_ok=True)
+        self.address = cluster.advertise or address
+        self.replica_id = cluster.replica_id or self.address.replace(":", "_").replace(".", "-")
+        self._model_id = model_id
+        self.catalog = Catalog(data / "catalog.sqlite3")
+        durability = config.durability
+        self.store = ReplicaStore(data, self.catalog, new_collection, durability.snapshot_every_records,
+                                  durability.snapshot_every_seconds, durability.keep_snapshots)
+        self.link = NatsLink(cluster, f"replica-{shard}-{socket.gethostname()}")
+        self.heartbeat = Heartbeat(self.link, self.member)
+        self.replica = ShardReplica(self.link, shard, self.store, self.replica_id, on_progress=self.heartbeat.poke)
+        self.shard = shard
+        try:
+            self.replica.start()
+            self.heartbeat.start()
+        except BaseException:
+            self.link.close()
+            raise
+
+    def member(self) -> Member:
+        return Member(self.replica_id, self.address, self.shard, self._model_id, self.store.applied_seq,
+                      self.replica.caught_up_seq, self.store.last_snapshot_seq, self.replica.skipped)
+
+    def close(self) -> None:
+        """Leaves the membership, stops applying (a last snapshot), disconnects."""
+        self.heartbeat.stop()
+        self.replica.stop()
+        self.link.close()
+        self.catalog.close()
+
+
+class RouterNode:
+    def __init__(self, config: ServiceConfig) -> None:
+        cluster = config.cluster
+        self.link = NatsLink(cluster, f"router-{socket.gethostname()}")
+        try:
+            self.log = CollectionLog(self.link)
+            self.log.ensure()
+            self.membership = Membership(self.link)
+            self.membership.start()
+        except BaseException:
+            self.link.close()
+            raise
+        self.shards = LiveShards(self.membership, cluster.shards, config.router, config.limits.max_message_bytes)
+
+    def close(self) -> None:
+        self.membership.stop()
+        self.shards.close()
+        self.link.close()
