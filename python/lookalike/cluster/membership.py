@@ -8,8 +8,8 @@ bucket's TTL (live_after_s) removes the key of a replica that stopped; a clean
 stop deletes it.
 
 Routers watch the bucket. A replica counts as live while its last heartbeat
-arrived less than live_after_s ago by the router's own clock (no clock
-agreement needed between machines).
+arrived less than live_after_s before the latest one from any replica, by the
+router's own clock (no clock agreement needed between machines; see live()).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from lookalike.cluster.nats_link import NatsLink
 
 log = logging.getLogger("lookalike.cluster")
 _MIN_GAP_S = 0.05
+STALE_LIMIT = 10
 
 
 @dataclass(frozen=True)
@@ -90,17 +91,18 @@ class Heartbeat:
             self._poke.clear()
             if self._stop.is_set():
                 return
-            self._beat()
-            self._stop.wait(_MIN_GAP_S)
+            self._stop.wait(_MIN_GAP_S if self._beat() else period)
 
-    def _beat(self) -> None:
+    def _beat(self) -> bool:
         member = self._state()
         try:
             if self._kv is None:
                 self._kv = self._link.run(open_bucket(self._link), timeout=5)
             self._link.run(self._kv.put(member.key, json.dumps(asdict(member)).encode()), timeout=2)
+            return True
         except (*RETRIED, nats.js.errors.Error, nats.errors.Error) as e:
             log.warning("heartbeat not written (%s); next period", type(e).__name__)
+            return False
 
     def stop(self) -> None:
         """Stops beating and removes the key: routers stop reading from here at once."""
@@ -166,11 +168,18 @@ class Membership:
             self._changed.notify_all()
 
     def live(self, shard: int | None = None) -> list[Member]:
-        """The live replicas (of ``shard``), the least behind first."""
+        """The live replicas (of ``shard``), the least behind first: those heard
+        within live_after_s of the latest heartbeat heard from any replica. While
+        no heartbeat arrives at all (the KV bucket elects a leader after a NATS
+        node died, or this watch reconnects) nobody is dropped for it, up to
+        STALE_LIMIT x live_after_s; a replica that really died meanwhile fails
+        its calls, and reads fail over to its peers."""
         now = time.monotonic()
         with self._changed:
+            latest = max((heard for _, heard in self._members.values()), default=now)
             members = [m for m, heard in self._members.values()
-                       if now - heard < self._live_after and (shard is None or m.shard == shard)]
+                       if latest - heard < self._live_after and now - heard < STALE_LIMIT * self._live_after
+                       and (shard is None or m.shard == shard)]
         return sorted(members, key=lambda m: (-m.caught_up_seq, m.replica))
 
     def wait(self, ready, timeout: float | None) -> bool:

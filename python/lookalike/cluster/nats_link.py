@@ -77,5 +77,15 @@ class NatsLink:
         self._stop_loop()
 
     def _stop_loop(self) -> None:
+        async def cancel_the_rest() -> None:  # watchers and the client's own timers
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        try:
+            self.run(cancel_the_rest(), timeout=5)
+        except Exception:  # stopping anyway
+            log.exception("NATS: tasks not cancelled")
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)

@@ -13,9 +13,9 @@ subject, whose records it applies in stream order to its ReplicaStore.
   same ones, and the shard goes on.
 - ``caught_up_seq``: every record of this shard up to it is applied. It is the
   last applied record, or more: the stream's last sequence read before a fetch
-  that then had nothing more (a shard with no recent writes is caught up with
-  the writes of the other shards). Routers read it from the heartbeat to serve
-  `min_seq` reads.
+  after which the consumer had nothing pending (a shard with no recent writes
+  is caught up with the writes of the other shards). Routers read it from the
+  heartbeat to serve `min_seq` reads.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ class ShardReplica:
                 stream_last = self._log.last_seq()
                 messages = self._fetch()
                 if not messages:
-                    self._note_caught_up(stream_last)
+                    self._idle(stream_last)
                 else:
                     self._apply(messages, stream_last)
                 if self.store.snapshot_due():
@@ -163,6 +163,20 @@ class ShardReplica:
             last = applied[-1].metadata
             # Nothing pending after the last one: every record stored before stream_last was read is applied.
             self._note_caught_up(max(last.sequence.stream, stream_last if last.num_pending == 0 else 0))
+
+    def _idle(self, stream_last: int) -> None:
+        """A fetch brought nothing. That proves nothing by itself (a pull lost
+        with a NATS node looks the same), so the consumer is asked: with nothing
+        pending and nothing unacknowledged, every record of the shard stored
+        before ``stream_last`` was read is applied; with records pending, the
+        consumer is created again."""
+        info = self._link.run(self._sub.consumer_info(), timeout=5)
+        if info.num_pending == 0 and info.num_ack_pending == 0:
+            self._note_caught_up(stream_last)
+        else:
+            log.warning("shard %d: a fetch brought nothing while %d record(s) wait; consuming again from seq %d",
+                        self.shard, info.num_pending + info.num_ack_pending, self.store.applied_seq + 1)
+            self._sub = None
 
     def _apply_one(self, seq: int, data: bytes) -> None:
         try:

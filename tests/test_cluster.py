@@ -1,0 +1,354 @@
+"""Cluster mode with real processes: a 3-node NATS JetStream cluster (the log
+stream with 3 copies), 2 shards x 2 replicas as `lookalike serve --shard I`
+processes, and 2 cluster routers; one single server with the same catalog is
+the reference.
+
+Checked: results and pages equal the single server's; a write through one
+router is read through the other with min_seq; a publish retried with the same
+message id is stored (and applied) once; a malformed record is skipped and
+counted; a replica killed (-9) in the middle of a write stream comes back and
+catches up, and the replicas of a shard hold the same products and
+bit-identical vectors; a NATS node killed (-9) during writes loses nothing
+acknowledged. Every process listens on loopback and is killed at the end."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+from lookalike.client import Client
+from lookalike.cluster import log_records
+from lookalike.cluster.config import ClusterConfig
+from lookalike.cluster.log import CollectionLog
+from lookalike.cluster.membership import Membership
+from lookalike.cluster.nats_link import NatsLink
+from lookalike.index.sharding import shard_of
+from lookalike.service.config import ServiceConfig
+from lookalike.service.server import Server
+from lookalike.store.records import UpsertBatch
+from lookalike.v1 import search_pb2
+from nats_servers import NATS_SERVER, NatsServers
+from test_router import LIMITS, SHARD_LIMITS, EXACT, hits, node_config, price_below, products
+
+pytestmark = pytest.mark.skipif(not Path(NATS_SERVER).exists(), reason="needs nats-server (apt-get install nats-server)")
+
+SHARDS, REPLICAS = 2, 2
+SPACES_TOML = """
+[[spaces]]
+name = "v"
+dim = 16
+storage = "float32"
+rerank = ""
+[[spaces]]
+name = "w"
+dim = 8
+metric = "l2"
+storage = "float32"
+rerank = ""
+[schema]
+category = "keyword"
+price = "numeric"
+[limits]
+max_k = 100
+max_results = 100
+[durability]
+snapshot_every_records = 25
+"""
+
+
+def cluster_config(urls) -> ClusterConfig:
+    return ClusterConfig(urls=tuple(urls), shards=SHARDS, stream_replicas=3, heartbeat_s=0.3, live_after_s=1.5,
+                         publish_timeout_s=8)
+
+
+@dataclass
+class ReplicaProcess:
+    """`lookalike serve --shard I` in a process of its own."""
+
+    shard: int
+    name: str
+    root: Path
+    process: subprocess.Popen | None = None
+    address: str = ""
+
+    def start(self, urls) -> None:
+        config = self.root / f"{self.name}.toml"
+        config.write_text(SPACES_TOML + "[cluster]\n" + f"urls = [{', '.join(repr(u) for u in urls)}]\n".replace("'", '"')
+                          + f'shards = {SHARDS}\nstream_replicas = 3\nheartbeat_s = 0.3\nlive_after_s = 1.5\n'
+                          f'replica_id = "{self.name}"\n')
+        self.log = self.root / f"{self.name}.log"
+        self._log_start = self.log.stat().st_size if self.log.exists() else 0
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "lookalike.cli", "serve", "--config", str(config), "--shard", str(self.shard),
+                 "--data-dir", str(self.root / self.name), "--address", "127.0.0.1:0"],
+                stdout=subprocess.DEVNULL, stderr=log)
+
+    def wait_serving(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log.read_bytes()[self._log_start:].decode(errors="replace")
+            found = re.search(r"lookalike serving on (\S+)", text)
+            if found:
+                self.address = found.group(1)
+                return
+            if self.process.poll() is not None:
+                raise RuntimeError(f"replica {self.name} exited:\n{text[-3000:]}")
+            time.sleep(0.1)
+        raise RuntimeError(f"replica {self.name} did not start in {timeout} s")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@dataclass
+class Cluster:
+    nats: NatsServers
+    replicas: list[ReplicaProcess]
+    routers: list[Server]
+    reference: Server
+    link: NatsLink
+    log: CollectionLog
+    membership: Membership
+
+    def caught_up(self, seq: int, timeout: float = 30) -> None:
+        """Waits until every replica process is live and applied every record up to ``seq``."""
+        def ready():
+            live = {m.replica: m for m in self.membership.live()}
+            return all(r.name in live and live[r.name].caught_up_seq >= seq for r in self.replicas)
+
+        assert self.membership.wait(ready, timeout), (
+            f"replicas not caught up with seq {seq}: {[(m.replica, m.caught_up_seq) for m in self.membership.live()]}")
+
+    def member(self, name: str):
+        return next(m for m in self.membership.live() if m.replica == name)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cluster")
+    nats = NatsServers.start(root / "nats", 3)
+    replicas = [ReplicaProcess(s, f"s{s}r{r}", root) for s in range(SHARDS) for r in range(REPLICAS)]
+    routers: list[Server] = []
+    link = None
+    try:
+        for replica in replicas:
+            replica.start(nats.urls)
+        config = cluster_config(nats.urls)
+        for i in range(2):
+            routers.append(Server(ServiceConfig(address="127.0.0.1:0", data_dir=str(root / f"router-{i}"), workers=4,
+                                                limits=LIMITS, cluster=config), router=True))
+            routers[-1].start()
+        reference = Server(node_config(root / "single"))
+        reference.start()
+        routers.append(reference)  # stopped with them
+        for replica in replicas:
+            replica.wait_serving()
+        link = NatsLink(config, "test")
+        log = CollectionLog(link)
+        log.ensure()
+        membership = Membership(link)
+        membership.start()
+        c = Cluster(nats, replicas, routers[:2], reference, link, log, membership)
+        c.caught_up(0)
+        yield c
+    finally:
+        for server in routers:
+            server.stop(grace=0)
+        for replica in replicas:
+            replica.kill()
+        if link is not None:
+            link.close()
+        nats.stop()
+
+
+def upsert_all(client: Client, catalog) -> int:
+    reply = client.upsert(catalog, batch=32)
+    assert [r.status_code for r in reply.results] == [0] * len(catalog), reply.results
+    assert reply.seq == max(r.seq for r in reply.results) > 0
+    return reply.seq
+
+
+def search(client: Client, query: np.ndarray, min_seq: int = 0, **fields):
+    from lookalike.client import packed
+
+    request = search_pb2.SearchRequest(query=search_pb2.Query(vector=packed(query)), params=EXACT,
+                                       min_seq=min_seq, **fields)
+    return client.stub.Search(request, timeout=10)
+
+
+def checksum(address: str, ids: list[int]) -> str:
+    """SHA-256 of the ids a replica holds and their stored vectors, in id order."""
+    digest = hashlib.sha256()
+    with Client(address) as client:
+        reply = client.get(sorted(ids), with_vectors=["v", "w"])
+    for product in reply.products:
+        digest.update(int(product.id).to_bytes(8, "little"))
+        digest.update(product.vectors["v"].data + product.vectors["w"].data)
+        digest.update(product.metadata.title.encode())
+    return f"{len(reply.products)}:{digest.hexdigest()}"
+
+
+def assert_converged(cluster: Cluster, ids: list[int]) -> None:
+    """Every replica of a shard holds the same products (of ``ids``) with the same vectors."""
+    owners = shard_of(np.asarray(ids, dtype=np.int64), SHARDS)
+    for shard in range(SHARDS):
+        own = [i for i, s in zip(ids, owners.tolist()) if s == shard]
+        sums = {r.name: checksum(r.address, own) for r in cluster.replicas if r.shard == shard}
+        assert len(set(sums.values())) == 1, sums
+        assert next(iter(sums.values())).startswith(f"{len(own)}:"), sums
+
+
+def test_results_equal_one_server_and_min_seq_reads_across_routers(cluster):
+    catalog = products(160, seed=1)
+    a, b = cluster.routers
+    with Client(a.address) as via_a, Client(b.address) as via_b, Client(cluster.reference.address) as single:
+        seq = upsert_all(via_a, catalog)
+        assert [r.status_code for r in single.upsert(catalog, batch=32).results] == [0] * len(catalog)
+        rng = np.random.default_rng(5)
+        for query in rng.standard_normal((4, 16)).astype(np.float32):
+            # Written through router A, read at once through router B: min_seq makes it see the writes.
+            first = search(via_b, query, min_seq=seq, k=10, filter=price_below(60))
+            assert hits(first) == hits(search(single, query, k=10, filter=price_below(60)))
+            second = search(via_b, query, min_seq=seq, k=10, page_token=first.next_page_token, filter=price_below(60))
+            assert hits(second) == hits(search(single, query, k=10, page_token=first.next_page_token,
+                                                  filter=price_below(60)))
+            assert len(first.hits) == 10 and not set(hits(first)) & set(hits(second))
+
+        doomed = [p.id for p in catalog[:5]]
+        deleted = via_a.delete(doomed)
+        single.delete(doomed)
+        gone = via_a.delete(filter=price_below(3))
+        single.delete(filter=price_below(3))
+        assert gone.seq > deleted.seq > seq
+        query = rng.standard_normal(16).astype(np.float32)
+        assert hits(search(via_b, query, min_seq=gone.seq, k=50)) == hits(search(single, query, k=50))
+        cluster.caught_up(gone.seq)  # Stats reads are eventual: any live replica answers
+        stats = via_b.stats()
+        assert stats.products == single.stats().products == len(catalog) - len(
+            {p.id for p in catalog[:5]} | {p.id for i, p in enumerate(catalog) if i % 100 < 3})
+
+    with Client(cluster.replicas[0].address) as replica:  # writes go through the log only
+        with pytest.raises(grpc.RpcError) as refused:
+            replica.upsert(catalog[:1])
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def one_product_record(product_id: int, seed: int) -> bytes:
+    vectors = np.random.default_rng(seed).standard_normal((1, 24)).astype(np.float32)
+    return log_records.encode(UpsertBatch(ids=np.array([product_id], dtype=np.int64),
+                                          vectors={"v": vectors[:, :16], "w": vectors[:, 16:]},
+                                          attributes={}, titles=[f"record {product_id}"], image_uris=[""]))
+
+
+def test_a_retried_publish_is_stored_and_applied_once(cluster):
+    product_id = 10**13 + 1
+    shard = int(shard_of(np.array([product_id]), SHARDS)[0])
+    record = one_product_record(product_id, seed=2)
+    first = cluster.log.publish(shard, record, "retry-test:1")
+    again = cluster.log.publish(shard, record, "retry-test:1")  # as after a lost acknowledgement
+    assert again == first and cluster.log.last_seq() == first
+    cluster.caught_up(first)
+    with Client(cluster.routers[1].address) as client:
+        assert [p.id for p in client.get([product_id]).products] == [product_id]
+
+
+def test_a_malformed_record_is_skipped_and_counted(cluster):
+    product_id = 10**13 + 2
+    shard = int(shard_of(np.array([product_id]), SHARDS)[0])
+    before = {r.name: cluster.member(r.name).skipped for r in cluster.replicas if r.shard == shard}
+    bad = cluster.log.publish(shard, b"LKR\x01\x01 this is no write batch", "malformed:1")
+    good = cluster.log.publish(shard, one_product_record(product_id, seed=3), "after-malformed:1")
+    cluster.caught_up(good)
+    for replica in cluster.replicas:
+        if replica.shard == shard:
+            assert cluster.member(replica.name).skipped == before[replica.name] + 1
+            assert f"record at stream seq {bad} skipped" in replica.log_text()
+            assert replica.process.poll() is None
+    with Client(cluster.routers[0].address) as client:
+        assert [p.id for p in client.get([product_id]).products] == [product_id]
+
+
+class Writer(threading.Thread):
+    """Upserts batches of new products through a router, keeping what was acknowledged."""
+
+    def __init__(self, address: str, batches: int, seed: int) -> None:
+        super().__init__(daemon=True)
+        self.address, self.batches, self.seed = address, batches, seed
+        self.acknowledged: list[int] = []
+        self.max_seq = 0
+        self.failures: list[str] = []
+        self.done_batches = 0
+
+    def run(self) -> None:
+        with Client(self.address, timeout=20) as client:
+            for b in range(self.batches):
+                batch = products(10, seed=self.seed * 1000 + b)
+                try:
+                    reply = client.upsert(batch, batch=10)
+                except grpc.RpcError as e:
+                    self.failures.append(f"{e.code().name}: {e.details()}")
+                    continue
+                finally:
+                    self.done_batches += 1
+                for result in reply.results:
+                    if result.status_code == 0:
+                        self.acknowledged.append(result.id)
+                        self.max_seq = max(self.max_seq, result.seq)
+                    else:
+                        self.failures.append(result.error)
+
+    def wait_for(self, batches: int, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while self.done_batches < batches and time.monotonic() < deadline and self.is_alive():
+            time.sleep(0.02)
+
+
+def test_a_replica_killed_mid_stream_catches_up_and_converges(cluster):
+    victim = next(r for r in cluster.replicas if r.name == "s0r1")
+    writer = Writer(cluster.routers[0].address, batches=30, seed=7)
+    writer.start()
+    writer.wait_for(8)
+    victim.kill()
+    writer.wait_for(18)
+    victim.start(cluster.nats.urls)
+    writer.join(60)
+    assert not writer.is_alive() and not writer.failures, writer.failures
+    victim.wait_serving()
+    assert "consuming the stream from seq" in victim.log_text()
+    cluster.caught_up(writer.max_seq)
+    assert_converged(cluster, writer.acknowledged)
+    assert len(writer.acknowledged) == 300
+
+
+def test_a_nats_node_killed_during_writes_loses_nothing_acknowledged(cluster):
+    node = cluster.nats.nodes[1]
+    writer = Writer(cluster.routers[1].address, batches=30, seed=8)
+    writer.start()
+    writer.wait_for(8)
+    node.kill()
+    writer.join(90)
+    assert not writer.is_alive()
+    node.start()
+    assert len(writer.acknowledged) >= 200, writer.failures   # writes went on without the node
+    cluster.caught_up(writer.max_seq, timeout=45)
+    with Client(cluster.routers[0].address) as client:
+        found = {p.id for p in client.get(writer.acknowledged).products}
+    assert set(writer.acknowledged) - found == set()
+    assert_converged(cluster, writer.acknowledged)
