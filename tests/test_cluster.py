@@ -20,7 +20,8 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -38,7 +39,7 @@ from lookalike.service.config import ServiceConfig
 from lookalike.service.server import Server
 from lookalike.store.records import UpsertBatch
 from lookalike.v1 import search_pb2
-from nats_servers import NATS_SERVER, NatsServers
+from nats_servers import NATS_SERVER, NatsServers, free_port
 from test_router import LIMITS, SHARD_LIMITS, EXACT, hits, node_config, price_below, products
 
 pytestmark = pytest.mark.skipif(not Path(NATS_SERVER).exists(), reason="needs nats-server (apt-get install nats-server)")
@@ -81,10 +82,12 @@ class ReplicaProcess:
     root: Path
     process: subprocess.Popen | None = None
     address: str = ""
+    metrics_port: int = 0
 
     def start(self, urls) -> None:
         config = self.root / f"{self.name}.toml"
-        config.write_text(SPACES_TOML + "[cluster]\n" + f"urls = [{', '.join(repr(u) for u in urls)}]\n".replace("'", '"')
+        metrics = f'metrics_address = "127.0.0.1:{self.metrics_port}"\n' if self.metrics_port else ""
+        config.write_text(metrics + SPACES_TOML + "[cluster]\n" + f"urls = [{', '.join(repr(u) for u in urls)}]\n".replace("'", '"')
                           + f'shards = {SHARDS}\nstream_replicas = 3\nheartbeat_s = 0.3\nlive_after_s = 1.5\n'
                           f'replica_id = "{self.name}"\n')
         self.log = self.root / f"{self.name}.log"
@@ -126,6 +129,7 @@ class Cluster:
     link: NatsLink
     log: CollectionLog
     membership: Membership
+    written: set[int] = field(default_factory=set)   # every product id the tests wrote
 
     def caught_up(self, seq: int, timeout: float = 30) -> None:
         """Waits until every replica process is live and applied every record up to ``seq``."""
@@ -145,6 +149,7 @@ def cluster(tmp_path_factory):
     root = tmp_path_factory.mktemp("cluster")
     nats = NatsServers.start(root / "nats", 3)
     replicas = [ReplicaProcess(s, f"s{s}r{r}", root) for s in range(SHARDS) for r in range(REPLICAS)]
+    replicas[-1].metrics_port = free_port()
     routers: list[Server] = []
     link = None
     try:
@@ -220,6 +225,7 @@ def test_results_equal_one_server_and_min_seq_reads_across_routers(cluster):
     a, b = cluster.routers
     with Client(a.address) as via_a, Client(b.address) as via_b, Client(cluster.reference.address) as single:
         seq = upsert_all(via_a, catalog)
+        cluster.written |= {p.id for p in catalog}
         assert [r.status_code for r in single.upsert(catalog, batch=32).results] == [0] * len(catalog)
         rng = np.random.default_rng(5)
         for query in rng.standard_normal((4, 16)).astype(np.float32):
@@ -261,6 +267,7 @@ def test_a_retried_publish_is_stored_and_applied_once(cluster):
     product_id = 10**13 + 1
     shard = int(shard_of(np.array([product_id]), SHARDS)[0])
     record = one_product_record(product_id, seed=2)
+    cluster.written.add(product_id)
     first = cluster.log.publish(shard, record, "retry-test:1")
     again = cluster.log.publish(shard, record, "retry-test:1")  # as after a lost acknowledgement
     assert again == first and cluster.log.last_seq() == first
@@ -273,6 +280,7 @@ def test_a_malformed_record_is_skipped_and_counted(cluster):
     product_id = 10**13 + 2
     shard = int(shard_of(np.array([product_id]), SHARDS)[0])
     before = {r.name: cluster.member(r.name).skipped for r in cluster.replicas if r.shard == shard}
+    cluster.written.add(product_id)
     bad = cluster.log.publish(shard, b"LKR\x01\x01 this is no write batch", "malformed:1")
     good = cluster.log.publish(shard, one_product_record(product_id, seed=3), "after-malformed:1")
     cluster.caught_up(good)
@@ -329,6 +337,7 @@ def test_a_replica_killed_mid_stream_catches_up_and_converges(cluster):
     writer.wait_for(18)
     victim.start(cluster.nats.urls)
     writer.join(60)
+    cluster.written |= set(writer.acknowledged)
     assert not writer.is_alive() and not writer.failures, writer.failures
     victim.wait_serving()
     assert "consuming the stream from seq" in victim.log_text()
@@ -344,6 +353,7 @@ def test_a_nats_node_killed_during_writes_loses_nothing_acknowledged(cluster):
     writer.wait_for(8)
     node.kill()
     writer.join(90)
+    cluster.written |= set(writer.acknowledged)
     assert not writer.is_alive()
     node.start()
     assert len(writer.acknowledged) >= 200, writer.failures   # writes went on without the node
@@ -352,3 +362,41 @@ def test_a_nats_node_killed_during_writes_loses_nothing_acknowledged(cluster):
         found = {p.id for p in client.get(writer.acknowledged).products}
     assert set(writer.acknowledged) - found == set()
     assert_converged(cluster, writer.acknowledged)
+
+
+def test_a_new_replica_with_an_empty_data_directory_joins_and_converges(cluster):
+    fresh = products(20, seed=9)
+    cluster.written |= {p.id for p in fresh}
+    with Client(cluster.routers[0].address) as client:
+        seq = client.upsert(fresh, batch=20).seq
+    newcomer = ReplicaProcess(1, "s1r2", cluster.replicas[0].root)
+    newcomer.start(cluster.nats.urls)
+    try:
+        newcomer.wait_serving()
+        cluster.replicas.append(newcomer)
+        cluster.caught_up(seq)
+        with Client(cluster.routers[1].address) as client:
+            everything = [p.id for p in client.get(sorted(cluster.written)).products]  # what was not deleted
+        assert len(everything) > 300
+        assert_converged(cluster, everything)
+    finally:
+        newcomer.kill()
+        cluster.replicas.remove(newcomer)
+
+
+def test_status_command_and_replica_metrics(cluster):
+    config = cluster.replicas[0].root / f"{cluster.replicas[0].name}.toml"
+    shown = subprocess.run([sys.executable, "-m", "lookalike.cli", "cluster", "status", "--config", str(config)],
+                           capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    last = cluster.log.last_seq()
+    assert f"stream LK_products: records 1..{last}" in shown.stdout
+    for replica in cluster.replicas:
+        assert re.search(rf"{replica.name}\s+{re.escape(replica.address)}\s+caught up to \d+", shown.stdout), shown.stdout
+    assert shown.stdout.count("replica(s)") == SHARDS
+
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{cluster.replicas[-1].metrics_port}/metrics",
+                                     timeout=10).read().decode()
+    lag = re.search(r"^lookalike_replica_lag_records (\S+)$", metrics, re.M)
+    applied = re.search(r"^lookalike_replica_applied_seq (\S+)$", metrics, re.M)
+    assert lag and applied and float(applied.group(1)) > 0 and float(lag.group(1)) >= 0

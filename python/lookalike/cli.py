@@ -1,6 +1,7 @@
 """The ``lookalike`` command line.
 
     lookalike serve  [--config lookalike.toml] [--address HOST:PORT] [--data-dir DIR] [--router | --shard I]
+    lookalike cluster status --config lookalike.toml   the log stream and each shard's replicas ([cluster])
     lookalike ingest FOLDER | MANIFEST.csv | MANIFEST.jsonl [--address HOST:PORT]
     lookalike ingest SOURCE --ray --out DIR --shards N [--config lookalike.toml]   shard snapshots, on Ray
     lookalike build-shards SOURCE --out DIR --shards N [--ray] [--config lookalike.toml]  the same, in process or on Ray
@@ -54,6 +55,22 @@ def _serve(args: argparse.Namespace) -> int:
         serving = f"(data in {config.data_dir})"
     print(f"lookalike serving on {server.address} {serving}", file=sys.stderr, flush=True)
     server.wait()
+    return 0
+
+
+def _cluster_status(args: argparse.Namespace) -> int:
+    from lookalike.cluster.nats_link import NatsLink
+    from lookalike.cluster.status import format_status, read_status
+    from lookalike.service.config import ServiceConfig
+
+    cluster = ServiceConfig.load(args.config).cluster
+    if not cluster.enabled:
+        raise ValueError(f"{args.config}: no [cluster] urls: not a cluster config")
+    link = NatsLink(cluster, "status")
+    try:
+        print(format_status(read_status(link), cluster.shards))
+    finally:
+        link.close()
     return 0
 
 
@@ -433,6 +450,13 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--filter", help="a filter in the API's JSON form")
             command.add_argument("--using", default="", help="the vector space (default: the server's)")
             command.add_argument("-k", type=int, default=10)
+
+    cluster = commands.add_parser("cluster", help="cluster mode: the log and the shard replicas")
+    cluster_commands = cluster.add_subparsers(dest="cluster_command", required=True)
+    status = cluster_commands.add_parser("status", help="print the stream, the replicas of each shard, their lag, "
+                                                        "snapshots and skipped records")
+    status.add_argument("--config", required=True, help="a TOML with the [cluster] table")
+    status.set_defaults(run=_cluster_status)
 
     reindex = commands.add_parser("reindex", help="re-encode the catalog with a new model on a server, "
                                                   "or roll back to the version before; shows progress until done")

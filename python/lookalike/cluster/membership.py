@@ -43,7 +43,9 @@ class Member:
     applied_seq: int = 0          # the last record of its shard it applied
     caught_up_seq: int = 0        # every record of its shard up to this one is applied
     snapshot_seq: int = 0         # its newest snapshot covers the stream up to here
+    snapshot_unix: float = 0.0    # when it took that snapshot (0: none, or taken before a restart)
     skipped: int = 0              # records it passed over (they did not decode or apply)
+    lag: int = 0                  # stream records it may still have to apply, as it last saw the stream
 
     @property
     def key(self) -> str:

@@ -62,6 +62,7 @@ class ShardReplica:
         self._caught_up = threading.Condition()
         self._caught_up_seq = store.applied_seq
         self.skipped = 0           # records passed over because they did not decode or apply
+        self.stream_last = 0       # the stream's last sequence when the loop last looked
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"replica-shard-{shard}", daemon=True)
 
@@ -81,6 +82,12 @@ class ShardReplica:
         with self._caught_up:
             return self._caught_up_seq
 
+    @property
+    def lag(self) -> int:
+        """Records of the stream this replica may still have to apply (an upper
+        bound: some belong to other shards), as of the loop's last look."""
+        return max(0, self.stream_last - self.caught_up_seq)
+
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
@@ -92,7 +99,7 @@ class ShardReplica:
             try:
                 if self._sub is None:
                     self._subscribe()
-                stream_last = self._log.last_seq()
+                self.stream_last = stream_last = self._log.last_seq()
                 messages = self._fetch()
                 if not messages:
                     self._idle(stream_last)

@@ -40,6 +40,7 @@ class ReplicaStore:
         self._lock = threading.Lock()
         self._applied_seq = covered
         self.last_snapshot_seq = covered
+        self.last_snapshot_unix = time.time() if loaded is not None else 0.0
         self._records_since_snapshot = 0
         self._last_snapshot_at = time.monotonic()
         log.info("replica state: %d products, snapshot at stream seq %d", len(self.collection), covered)
@@ -91,6 +92,7 @@ class ReplicaStore:
         self._snapshots.write(seq, self.collection.save)
         self._snapshots.prune(self._keep)
         self.last_snapshot_seq = seq
+        self.last_snapshot_unix = time.time()
         self._records_since_snapshot = 0
         self._last_snapshot_at = time.monotonic()
         log.info("replica snapshot at stream seq %d in %.2f s", seq, time.perf_counter() - started)

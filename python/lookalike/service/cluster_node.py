@@ -9,6 +9,8 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
+import prometheus_client as prom
+
 from lookalike.cluster.log import CollectionLog
 from lookalike.cluster.membership import Heartbeat, Member, Membership
 from lookalike.cluster.nats_link import NatsLink
@@ -17,6 +19,7 @@ from lookalike.cluster.replica_store import ReplicaStore
 from lookalike.index.collection import Collection
 from lookalike.service.cluster_shards import LiveShards
 from lookalike.service.config import ServiceConfig
+from lookalike.service.observability import Metrics
 from lookalike.store.catalog import Catalog
 
 log = logging.getLogger("lookalike.cluster")
@@ -52,7 +55,19 @@ class ReplicaNode:
 
     def member(self) -> Member:
         return Member(self.replica_id, self.address, self.shard, self._model_id, self.store.applied_seq,
-                      self.replica.caught_up_seq, self.store.last_snapshot_seq, self.replica.skipped)
+                      self.replica.caught_up_seq, self.store.last_snapshot_seq, self.store.last_snapshot_unix,
+                      self.replica.skipped, self.replica.lag)
+
+    def observe(self, metrics: Metrics) -> None:
+        """The replica's progress as Prometheus gauges beside the service's."""
+        for name, what, value in (
+                ("lookalike_replica_lag_records", "Stream records this replica may still have to apply",
+                 lambda: self.replica.lag),
+                ("lookalike_replica_applied_seq", "Stream sequence of the last record applied",
+                 lambda: self.store.applied_seq),
+                ("lookalike_replica_skipped_records", "Records passed over: they did not decode or apply",
+                 lambda: self.replica.skipped)):
+            prom.Gauge(name, what, registry=metrics.registry).set_function(value)
 
     def close(self) -> None:
         """Leaves the membership, stops applying (a last snapshot), disconnects."""

@@ -217,6 +217,7 @@ class Server:
         self.collection = node.store.collection
         self._servicer.attach(node.store, self.encoder)
         self.metrics.products.set_function(lambda: len(node.store.collection))
+        node.observe(self.metrics)
 
     def _model_path(self, version: int) -> Path | None:
         """The bundle of an index version: its own copy, or the config's for version 0."""
