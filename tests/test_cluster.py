@@ -34,6 +34,7 @@ from lookalike.cluster.config import ClusterConfig
 from lookalike.cluster.log import CollectionLog
 from lookalike.cluster.membership import Membership
 from lookalike.cluster.nats_link import NatsLink
+from lookalike.cluster.snapshot_store import SnapshotStore
 from lookalike.index.sharding import shard_of
 from lookalike.service.config import ServiceConfig
 from lookalike.service.server import Server
@@ -89,7 +90,7 @@ class ReplicaProcess:
         metrics = f'metrics_address = "127.0.0.1:{self.metrics_port}"\n' if self.metrics_port else ""
         config.write_text(metrics + SPACES_TOML + "[cluster]\n" + f"urls = [{', '.join(repr(u) for u in urls)}]\n".replace("'", '"')
                           + f'shards = {SHARDS}\nstream_replicas = 3\nheartbeat_s = 0.3\nlive_after_s = 1.5\n'
-                          f'replica_id = "{self.name}"\n')
+                          f'replica_id = "{self.name}"\nsnapshot_publish_s = 0.5\n')
         self.log = self.root / f"{self.name}.log"
         self._log_start = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "ab") as log:
@@ -138,7 +139,8 @@ class Cluster:
             return all(r.name in live and live[r.name].caught_up_seq >= seq for r in self.replicas)
 
         assert self.membership.wait(ready, timeout), (
-            f"replicas not caught up with seq {seq}: {[(m.replica, m.caught_up_seq) for m in self.membership.live()]}")
+            f"replicas not caught up with seq {seq}: {[(m.replica, m.caught_up_seq) for m in self.membership.live()]}"
+            + "".join(f"\n--- {r.name}:\n" + "\n".join(r.log_text().splitlines()[-15:]) for r in self.replicas))
 
     def member(self, name: str):
         return next(m for m in self.membership.live() if m.replica == name)
@@ -171,7 +173,7 @@ def cluster(tmp_path_factory):
         membership = Membership(link)
         membership.start()
         c = Cluster(nats, replicas, routers[:2], reference, link, log, membership)
-        c.caught_up(0)
+        c.caught_up(0, timeout=60)
         yield c
     finally:
         for server in routers:
@@ -400,3 +402,33 @@ def test_status_command_and_replica_metrics(cluster):
     lag = re.search(r"^lookalike_replica_lag_records (\S+)$", metrics, re.M)
     applied = re.search(r"^lookalike_replica_applied_seq (\S+)$", metrics, re.M)
     assert lag and applied and float(applied.group(1)) > 0 and float(lag.group(1)) >= 0
+
+
+def test_an_empty_replica_starts_from_the_newest_published_snapshot(cluster):
+    """Last in this module: it purges the stream's records before that snapshot."""
+    fresh = products(40, seed=12)
+    cluster.written |= {p.id for p in fresh}
+    with Client(cluster.routers[0].address) as client:
+        for i in range(0, len(fresh), 2):
+            assert client.upsert(fresh[i:i + 2]).results[0].status_code == 0
+    store = SnapshotStore(cluster.link)
+    deadline = time.monotonic() + 20
+    while not store.names(1) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    newest = int(Path(store.names(1)[0]).stem)
+    cluster.link.run(cluster.link.js.purge_stream(cluster.log.config.stream, seq=newest + 1), timeout=10)
+    assert cluster.link.run(cluster.link.js.stream_info(cluster.log.config.stream), timeout=10).state.first_seq > 1
+
+    newcomer = ReplicaProcess(1, "s1r3", cluster.replicas[0].root)
+    newcomer.start(cluster.nats.urls)
+    try:
+        newcomer.wait_serving()
+        assert "bootstrapped from the published snapshot" in newcomer.log_text()
+        cluster.replicas.append(newcomer)
+        cluster.caught_up(cluster.log.last_seq())
+        with Client(cluster.routers[1].address) as client:
+            everything = [p.id for p in client.get(sorted(cluster.written)).products]
+        assert_converged(cluster, everything)
+    finally:
+        newcomer.kill()
+        cluster.replicas.remove(newcomer)

@@ -21,6 +21,8 @@ as one server (its own write-ahead log, no NATS).
     heartbeat_s = 1.0              # a replica's heartbeat period
     live_after_s = 5.0             # a replica not heard from for this long is not read from
     publish_timeout_s = 10.0       # a write's publish retries (same message id) for at most this long
+    snapshot_publish_s = 300.0     # a replica publishes a local snapshot to the object store at most this
+                                   #   often (0: never); empty replicas start from the newest one
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class ClusterConfig:
     heartbeat_s: float = 1.0
     live_after_s: float = 5.0
     publish_timeout_s: float = 10.0
+    snapshot_publish_s: float = 300.0
 
     def __post_init__(self) -> None:
         if isinstance(self.urls, str):
@@ -66,8 +69,8 @@ class ClusterConfig:
             raise ValueError(f"cluster.stream_replicas must be 1..5 (JetStream's limit), got {self.stream_replicas}")
         if self.heartbeat_s <= 0 or self.live_after_s <= self.heartbeat_s:
             raise ValueError("cluster: heartbeat_s must be > 0 and live_after_s > heartbeat_s")
-        if self.publish_timeout_s <= 0 or self.max_age_s < 0:
-            raise ValueError("cluster: publish_timeout_s must be > 0 and max_age_s >= 0")
+        if self.publish_timeout_s <= 0 or self.max_age_s < 0 or self.snapshot_publish_s < 0:
+            raise ValueError("cluster: publish_timeout_s must be > 0, max_age_s and snapshot_publish_s >= 0")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ValueError("cluster: set both tls_cert and tls_key, or neither")
 

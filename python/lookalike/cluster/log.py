@@ -35,6 +35,26 @@ class LogUnavailable(Exception):
     """The log did not take a write in time: nothing of it may be acknowledged."""
 
 
+def until_ready(link: NatsLink, call, what: str):
+    """``call()``'s coroutine run, retried while the cluster elects its leaders
+    (a fresh or just-damaged cluster answers 'temporarily unavailable' or not
+    at all for a few seconds)."""
+    deadline = time.monotonic() + max(link.config.publish_timeout_s, 10.0)
+    while True:
+        try:
+            return link.run(call(), timeout=5)
+        except RETRIED as e:
+            if time.monotonic() > deadline:
+                raise LogUnavailable(f"NATS JetStream did not answer for the {what}: {e!r}") from e
+            time.sleep(0.2)
+
+
+def object_bucket(link: NatsLink, name: str):
+    """The object-store bucket ``name``, created (with the stream's replication) unless it exists."""
+    config = ObjectStoreConfig(replicas=link.config.stream_replicas, storage=StorageType.FILE)
+    return until_ready(link, lambda: link.js.create_object_store(name, config), f"bucket {name}")
+
+
 class CollectionLog:
     def __init__(self, link: NatsLink) -> None:
         self.link = link
@@ -49,22 +69,8 @@ class CollectionLog:
                               num_replicas=config.stream_replicas, retention=RetentionPolicy.LIMITS,
                               storage=StorageType.FILE, max_age=config.max_age_s or None,
                               max_bytes=config.max_bytes, duplicate_window=DUPLICATE_WINDOW_S)
-        self._until_ready(lambda: self.link.js.add_stream(stream), f"stream {config.stream}")
-        bucket = f"{config.stream}_images"
-        self._images = self._until_ready(lambda: self.link.js.create_object_store(
-            bucket, ObjectStoreConfig(replicas=config.stream_replicas, storage=StorageType.FILE)), "image bucket")
-
-    def _until_ready(self, call, what: str):
-        """A JetStream API call retried while the cluster elects its leaders (a
-        fresh cluster answers 'temporarily unavailable' for a few seconds)."""
-        deadline = time.monotonic() + max(self.config.publish_timeout_s, 10.0)
-        while True:
-            try:
-                return self.link.run(call(), timeout=5)
-            except RETRIED as e:
-                if time.monotonic() > deadline:
-                    raise LogUnavailable(f"NATS JetStream did not create the {what}: {e!r}") from e
-                time.sleep(0.2)
+        until_ready(self.link, lambda: self.link.js.add_stream(stream), f"stream {config.stream}")
+        self._images = object_bucket(self.link, f"{config.stream}_images")
 
     def publish(self, shard: int, record: bytes, message_id: str, deadline: float | None = None) -> int:
         """Appends ``record`` to ``shard``'s subject; returns its stream sequence
@@ -104,7 +110,7 @@ class CollectionLog:
             except nats.js.errors.ObjectNotFoundError:
                 await self._images.put(digest, image)
 
-        self._until_ready(put, f"image {digest}")
+        until_ready(self.link, put, f"image {digest}")
         return digest
 
     def get_image(self, digest: str) -> bytes:

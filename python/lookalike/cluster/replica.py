@@ -48,14 +48,17 @@ def consumer_name(collection: str, shard: int, replica_id: str) -> str:
 
 class ShardReplica:
     def __init__(self, link: NatsLink, shard: int, store: ReplicaStore, replica_id: str,
-                 on_progress: Callable[[], None] = lambda: None, batch: int = 256, idle_wait_s: float = 0.2) -> None:
+                 on_progress: Callable[[], None] = lambda: None, on_snapshot: Callable[[int], None] = lambda seq: None,
+                 batch: int = 256, idle_wait_s: float = 0.2) -> None:
+        """``on_progress()`` after caught_up_seq moved; ``on_snapshot(seq)`` right
+        after a snapshot at seq, before the next record is applied."""
         self.shard = shard
         self.store = store
         self._link = link
         self._log = CollectionLog(link)
         self._config = link.config
         self._durable = consumer_name(self._config.collection, shard, replica_id)
-        self._on_progress = on_progress
+        self._on_progress, self._on_snapshot = on_progress, on_snapshot
         self._batch, self._idle_wait_s = batch, idle_wait_s
         self._sub = None
         self._next_delivery = 1
@@ -106,7 +109,7 @@ class ShardReplica:
                 else:
                     self._apply(messages, stream_last)
                 if self.store.snapshot_due():
-                    self.store.snapshot()
+                    self._on_snapshot(self.store.snapshot())
             except RETRIED as e:
                 log.warning("shard %d: the log did not answer (%s); consuming again from seq %d", self.shard,
                             type(e).__name__, self.store.applied_seq + 1)

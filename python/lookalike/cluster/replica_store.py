@@ -76,6 +76,9 @@ class ReplicaStore:
             self._applied_seq = seq
         self._records_since_snapshot += 1
 
+    def snapshot_path(self, seq: int) -> Path:
+        return self._snapshots.path(seq)
+
     def snapshot_due(self) -> bool:
         return self._records_since_snapshot > 0 and (
             self._records_since_snapshot >= self._every_records

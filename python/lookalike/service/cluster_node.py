@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from lookalike.cluster.membership import Heartbeat, Member, Membership
 from lookalike.cluster.nats_link import NatsLink
 from lookalike.cluster.replica import ShardReplica
 from lookalike.cluster.replica_store import ReplicaStore
+from lookalike.cluster.snapshot_store import SnapshotStore
 from lookalike.index.collection import Collection
 from lookalike.service.cluster_shards import LiveShards
 from lookalike.service.config import ServiceConfig
@@ -38,15 +40,23 @@ class ReplicaNode:
         self.address = cluster.advertise or address
         self.replica_id = cluster.replica_id or self.address.replace(":", "_").replace(".", "-")
         self._model_id = model_id
-        self.catalog = Catalog(data / "catalog.sqlite3")
-        durability = config.durability
-        self.store = ReplicaStore(data, self.catalog, new_collection, durability.snapshot_every_records,
-                                  durability.snapshot_every_seconds, durability.keep_snapshots)
-        self.link = NatsLink(cluster, f"replica-{shard}-{socket.gethostname()}")
-        self.heartbeat = Heartbeat(self.link, self.member)
-        self.replica = ShardReplica(self.link, shard, self.store, self.replica_id, on_progress=self.heartbeat.poke)
         self.shard = shard
+        self._data = data
+        self._publish_every = cluster.snapshot_publish_s
+        self._published_at = 0.0
+        self.link = NatsLink(cluster, f"replica-{shard}-{socket.gethostname()}")
         try:
+            self.snapshot_store = SnapshotStore(self.link)
+            catalog = data / "catalog.sqlite3"
+            if not catalog.exists() and not (data / "snapshots").exists():  # an empty replica
+                self.snapshot_store.restore_newest(shard, data, data / "snapshots", catalog)
+            self.catalog = Catalog(catalog)
+            durability = config.durability
+            self.store = ReplicaStore(data, self.catalog, new_collection, durability.snapshot_every_records,
+                                      durability.snapshot_every_seconds, durability.keep_snapshots)
+            self.heartbeat = Heartbeat(self.link, self.member)
+            self.replica = ShardReplica(self.link, shard, self.store, self.replica_id, on_progress=self.heartbeat.poke,
+                                        on_snapshot=self._publish_snapshot)
             self.replica.start()
             self.heartbeat.start()
         except BaseException:
@@ -68,6 +78,23 @@ class ReplicaNode:
                 ("lookalike_replica_skipped_records", "Records passed over: they did not decode or apply",
                  lambda: self.replica.skipped)):
             prom.Gauge(name, what, registry=metrics.registry).set_function(value)
+
+    def _publish_snapshot(self, seq: int) -> None:
+        """Publishes the snapshot just taken, at most every snapshot_publish_s
+        (on the apply thread, so the catalog copy matches the snapshot)."""
+        if not self._publish_every or time.monotonic() - self._published_at < self._publish_every:
+            return
+        copy = self._data / "catalog-copy.sqlite3"
+        try:
+            copy.unlink(missing_ok=True)
+            self.catalog.backup(copy)
+            name = self.snapshot_store.publish(self.shard, seq, self.store.snapshot_path(seq), copy)
+            self._published_at = time.monotonic()
+            log.info("shard %d: snapshot at seq %d published as %s", self.shard, seq, name)
+        except Exception:  # the next snapshot tries again; the stream still holds everything
+            log.exception("shard %d: publishing the snapshot at seq %d failed", self.shard, seq)
+        finally:
+            copy.unlink(missing_ok=True)
 
     def close(self) -> None:
         """Leaves the membership, stops applying (a last snapshot), disconnects."""
