@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -40,8 +39,7 @@ from lookalike.service.config import ServiceConfig
 from lookalike.service.server import Server
 from lookalike.store.records import UpsertBatch
 from lookalike.v1 import search_pb2
-from nats_servers import NATS_SERVER, NatsServers, free_port
-from test_router import LIMITS, SHARD_LIMITS, EXACT, hits, node_config, price_below, products
+from test_router import LIMITS, EXACT, hits, node_config, price_below, products
 
 pytestmark = pytest.mark.skipif(not Path(NATS_SERVER).exists(), reason="needs nats-server (apt-get install nats-server)")
 

@@ -20,6 +20,7 @@ subject, whose records it applies in stream order to its ReplicaStore.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import threading
@@ -148,11 +149,15 @@ class ShardReplica:
         log.info("shard %d: consuming the stream from seq %d (consumer %s)", self.shard, start, self._durable)
 
     def _fetch(self) -> list:
-        try:
-            return self._link.run(self._sub.fetch(self._batch, timeout=self._idle_wait_s),
-                                  timeout=self._idle_wait_s + 5)
-        except nats.errors.TimeoutError:
-            return []
+        subscription, batch, wait = self._sub, self._batch, self._idle_wait_s
+
+        async def fetch() -> list:
+            try:
+                return await subscription.fetch(batch, timeout=wait)
+            except (nats.errors.TimeoutError, asyncio.TimeoutError):  # nothing came within the wait
+                return []
+
+        return self._link.run(fetch(), timeout=wait + 5)
 
     def _apply(self, messages: list, stream_last: int) -> None:
         applied = []

@@ -1,6 +1,8 @@
-"""Real nats-server processes for the cluster tests: one node, or a JetStream
-cluster of three, on free loopback ports with their stores in a temp dir.
-Each node can be killed (SIGKILL) and started again on the same ports and store."""
+"""Throw-away nats-server processes on loopback for the cluster tests and
+bench/cluster.py: one node, or a JetStream cluster of n, on free ports with
+their stores under a directory of the caller's. Each node can be killed
+(SIGKILL) and started again on the same ports and store. Not for production:
+run NATS as docs/kubernetes.md says."""
 
 from __future__ import annotations
 
