@@ -30,6 +30,7 @@ import pytest
 from lookalike.client import Client
 from lookalike.cluster import log_records
 from lookalike.cluster.config import ClusterConfig
+from lookalike.cluster.local import NatsServers, free_port
 from lookalike.cluster.log import CollectionLog
 from lookalike.cluster.membership import Membership
 from lookalike.cluster.nats_link import NatsLink
@@ -41,7 +42,6 @@ from lookalike.store.records import UpsertBatch
 from lookalike.v1 import search_pb2
 from test_router import LIMITS, EXACT, hits, node_config, price_below, products
 
-pytestmark = pytest.mark.skipif(not Path(NATS_SERVER).exists(), reason="needs nats-server (apt-get install nats-server)")
 
 SHARDS, REPLICAS = 2, 2
 SPACES_TOML = """
