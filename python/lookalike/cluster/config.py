@@ -17,7 +17,8 @@ as one server (its own write-ahead log, no NATS).
     tls_cert = ""
     tls_key = ""
     replica_id = ""                # a replica's name in the membership ("" = its advertised address)
-    advertise = ""                 # host:port routers dial for this replica ("" = the listening address)
+    advertise = ""                 # host:port routers dial for this replica ("" = the listening address,
+                                   #   a wildcard host replaced by the machine's fully qualified name)
     heartbeat_s = 1.0              # a replica's heartbeat period
     live_after_s = 5.0             # a replica not heard from for this long is not read from
     publish_timeout_s = 10.0       # a write's publish retries (same message id) for at most this long

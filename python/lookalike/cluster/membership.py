@@ -46,6 +46,7 @@ class Member:
     snapshot_unix: float = 0.0    # when it took that snapshot (0: none, or taken before a restart)
     skipped: int = 0              # records it passed over (they did not decode or apply)
     lag: int = 0                  # stream records it may still have to apply, as it last saw the stream
+    beat_unix: float = 0.0        # when it wrote this heartbeat, by its own clock
 
     @property
     def key(self) -> str:

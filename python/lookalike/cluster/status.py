@@ -17,7 +17,7 @@ from lookalike.cluster.nats_link import NatsLink
 @dataclass(frozen=True)
 class Heard:
     member: Member
-    age_s: float        # since its last heartbeat
+    age_s: float        # since its last heartbeat (by the replica's clock: machines may disagree a little)
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,8 @@ def read_status(link: NatsLink) -> ClusterStatus:
                 entry = await kv.get(key)
             except nats.js.errors.KeyNotFoundError:  # expired meanwhile
                 continue
-            created = entry.created.timestamp() if hasattr(entry.created, "timestamp") else float(entry.created or 0)
-            heard.append(Heard(Member(**json.loads(entry.value)), max(0.0, time.time() - created)))
+            member = Member(**json.loads(entry.value))
+            heard.append(Heard(member, max(0.0, time.time() - member.beat_unix)))
         state = info.state
         leader = info.cluster.leader if info.cluster is not None else ""
         return ClusterStatus(link.config.stream, state.first_seq, state.last_seq, state.messages, state.bytes,

@@ -37,7 +37,7 @@ class ReplicaNode:
             raise ValueError(f"--shard {shard}: the cluster has shards 0..{cluster.shards - 1}")
         data = Path(config.data_dir)
         data.mkdir(parents=True, exist_ok=True)
-        self.address = cluster.advertise or address
+        self.address = cluster.advertise or _dialable(address)
         self.replica_id = cluster.replica_id or self.address.replace(":", "_").replace(".", "-")
         self._model_id = model_id
         self.shard = shard
@@ -66,7 +66,7 @@ class ReplicaNode:
     def member(self) -> Member:
         return Member(self.replica_id, self.address, self.shard, self._model_id, self.store.applied_seq,
                       self.replica.caught_up_seq, self.store.last_snapshot_seq, self.store.last_snapshot_unix,
-                      self.replica.skipped, self.replica.lag)
+                      self.replica.skipped, self.replica.lag, time.time())
 
     def observe(self, metrics: Metrics) -> None:
         """The replica's progress as Prometheus gauges beside the service's."""
@@ -122,3 +122,11 @@ class RouterNode:
         self.membership.stop()
         self.shards.close()
         self.link.close()
+
+
+def _dialable(address: str) -> str:
+    """The listening address as others can dial it: a wildcard host (0.0.0.0,
+    [::]) becomes this machine's fully qualified name (a StatefulSet pod's
+    stable DNS name under its headless Service)."""
+    host, port = address.rsplit(":", 1)
+    return f"{socket.getfqdn()}:{port}" if host in ("0.0.0.0", "[::]", "::", "") else address
