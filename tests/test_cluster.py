@@ -86,7 +86,8 @@ class ReplicaProcess:
     def start(self, urls) -> None:
         config = self.root / f"{self.name}.toml"
         metrics = f'metrics_address = "127.0.0.1:{self.metrics_port}"\n' if self.metrics_port else ""
-        config.write_text(metrics + SPACES_TOML + "[cluster]\n" + f"urls = [{', '.join(repr(u) for u in urls)}]\n".replace("'", '"')
+        listed = ", ".join(f'"{u}"' for u in urls)
+        config.write_text(metrics + SPACES_TOML + f"[cluster]\nurls = [{listed}]\n"
                           + f'shards = {SHARDS}\nstream_replicas = 3\nheartbeat_s = 0.3\nlive_after_s = 1.5\n'
                           f'replica_id = "{self.name}"\nsnapshot_publish_s = 0.5\n')
         self.log = self.root / f"{self.name}.log"
@@ -392,7 +393,8 @@ def test_status_command_and_replica_metrics(cluster):
     last = cluster.log.last_seq()
     assert f"stream LK_products: records 1..{last}" in shown.stdout
     for replica in cluster.replicas:
-        assert re.search(rf"{replica.name}\s+{re.escape(replica.address)}\s+caught up to \d+", shown.stdout), shown.stdout
+        line = rf"{replica.name}\s+{re.escape(replica.address)}\s+caught up to \d+"
+        assert re.search(line, shown.stdout), shown.stdout
     assert shown.stdout.count("replica(s)") == SHARDS
 
     metrics = urllib.request.urlopen(f"http://127.0.0.1:{cluster.replicas[-1].metrics_port}/metrics",

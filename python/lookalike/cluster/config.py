@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import re
 import ssl
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -101,11 +101,3 @@ class ClusterConfig:
                 context.load_cert_chain(self.tls_cert, self.tls_key)
             options["tls"] = context
         return options
-
-    @classmethod
-    def from_toml(cls, table: dict[str, Any]) -> ClusterConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(table) - known
-        if unknown:
-            raise ValueError(f"cluster: unknown keys {sorted(unknown)} (known: {', '.join(sorted(known))})")
-        return cls(**table)

@@ -139,18 +139,12 @@ class ClusterRouterServicer(RouterServicer):
     @rpc
     def Delete(self, request: search_pb2.DeleteRequest, context: grpc.ServicerContext) -> search_pb2.DeleteResponse:
         deadline = _deadline(context)
-        if request.ids and request.HasField("filter"):
-            raise invalid("set one of ids and filter, not both")
-        if request.HasField("filter"):
-            clause = convert.filter_from_proto(request.filter)
-            if clause is None:
-                raise invalid("filter: an empty filter would delete every product; send the ids instead")
-            self._check_filter(clause, deadline)
-            records = {s: FilterDelete(clause) for s in range(len(self._shards))}
+        target = convert.delete_target(request, self._limits.max_ids)
+        if isinstance(target, list):
+            records = {s: DeleteBatch(np.array(ids, dtype=np.int64)) for s, ids in self._by_owner(target).items()}
         else:
-            if len(request.ids) > self._limits.max_ids:
-                raise invalid(f"{len(request.ids)} ids in one call, at most {self._limits.max_ids}")
-            records = {s: DeleteBatch(np.array(ids, dtype=np.int64)) for s, ids in self._by_owner(request.ids).items()}
+            self._check_filter(target, deadline)
+            records = {s: FilterDelete(target) for s in range(len(self._shards))}
         write_id = uuid.uuid4().hex
         seqs = []
         for shard, record in sorted(records.items()):

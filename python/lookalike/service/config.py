@@ -198,10 +198,9 @@ class ServiceConfig:
                 data["durability"] = DurabilityConfig(**data["durability"])
             if "router" in data:
                 data["router"] = RouterConfig.from_toml(data["router"])
-            if "cluster" in data:
-                data["cluster"] = ClusterConfig.from_toml(data["cluster"])
             for key, kind in (("feedback", FeedbackConfig), ("duplicates", DuplicatesConfig),
-                              ("zero_shot", ZeroShotConfig), ("same_style", SameStyleConfig)):
+                              ("zero_shot", ZeroShotConfig), ("same_style", SameStyleConfig),
+                              ("cluster", ClusterConfig)):
                 if key in data:
                     data[key] = kind(**data[key])
         except TypeError as e:

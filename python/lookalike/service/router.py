@@ -296,16 +296,10 @@ class RouterServicer(search_pb2_grpc.SearchServiceServicer):
 
     @rpc
     def Delete(self, request: search_pb2.DeleteRequest, context: grpc.ServicerContext) -> search_pb2.DeleteResponse:
-        if request.ids and request.HasField("filter"):
-            raise invalid("set one of ids and filter, not both")
-        if request.HasField("filter"):
-            if convert.filter_from_proto(request.filter) is None:
-                raise invalid("filter: an empty filter would delete every product; send the ids instead")
-            requests = {s: request for s in range(len(self._shards))}
-        else:
-            if len(request.ids) > self._limits.max_ids:
-                raise invalid(f"{len(request.ids)} ids in one call, at most {self._limits.max_ids}")
+        if isinstance(convert.delete_target(request, self._limits.max_ids), list):
             requests = {s: search_pb2.DeleteRequest(ids=ids) for s, ids in self._by_owner(request.ids).items()}
+        else:  # a filter: every shard deletes what matches there
+            requests = {s: request for s in range(len(self._shards))}
         answers = self._shards.write("Delete", requests, _deadline(context))
         done = {s: self._acknowledged(s, replies) for s, replies in sorted(answers.items())}
         unknown = {i for r in done.values() for i in r.unknown_ids}
