@@ -13,11 +13,9 @@ acknowledged. Every process listens on loopback and is killed at the end."""
 
 from __future__ import annotations
 
-import hashlib
 import re
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -30,7 +28,7 @@ import pytest
 from lookalike.client import Client
 from lookalike.cluster import log_records
 from lookalike.cluster.config import ClusterConfig
-from lookalike.cluster.local import NatsServers, free_port
+from lookalike.cluster.local import AckedWriter, NatsServers, ReplicaProcess, free_port, holdings_digest
 from lookalike.cluster.log import CollectionLog
 from lookalike.cluster.membership import Membership
 from lookalike.cluster.nats_link import NatsLink
@@ -72,52 +70,12 @@ def cluster_config(urls) -> ClusterConfig:
                          publish_timeout_s=8)
 
 
-@dataclass
-class ReplicaProcess:
-    """`lookalike serve --shard I` in a process of its own."""
-
-    shard: int
-    name: str
-    root: Path
-    process: subprocess.Popen | None = None
-    address: str = ""
-    metrics_port: int = 0
-
-    def start(self, urls) -> None:
-        config = self.root / f"{self.name}.toml"
-        metrics = f'metrics_address = "127.0.0.1:{self.metrics_port}"\n' if self.metrics_port else ""
-        listed = ", ".join(f'"{u}"' for u in urls)
-        config.write_text(metrics + SPACES_TOML + f"[cluster]\nurls = [{listed}]\n"
-                          + f'shards = {SHARDS}\nstream_replicas = 3\nheartbeat_s = 0.3\nlive_after_s = 1.5\n'
-                          f'replica_id = "{self.name}"\nsnapshot_publish_s = 0.5\n')
-        self.log = self.root / f"{self.name}.log"
-        self._log_start = self.log.stat().st_size if self.log.exists() else 0
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "lookalike.cli", "serve", "--config", str(config), "--shard", str(self.shard),
-                 "--data-dir", str(self.root / self.name), "--address", "127.0.0.1:0"],
-                stdout=subprocess.DEVNULL, stderr=log)
-
-    def wait_serving(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            text = self.log.read_bytes()[self._log_start:].decode(errors="replace")
-            found = re.search(r"lookalike serving on (\S+)", text)
-            if found:
-                self.address = found.group(1)
-                return
-            if self.process.poll() is not None:
-                raise RuntimeError(f"replica {self.name} exited:\n{text[-3000:]}")
-            time.sleep(0.1)
-        raise RuntimeError(f"replica {self.name} did not start in {timeout} s")
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
+def replica_toml(name: str, urls, metrics_port: int = 0) -> str:
+    """A replica's config: the shards' spaces and schema, this cluster, its own id."""
+    metrics = f'metrics_address = "127.0.0.1:{metrics_port}"\n' if metrics_port else ""
+    listed = ", ".join(f'"{u}"' for u in urls)
+    return (metrics + SPACES_TOML + f"[cluster]\nurls = [{listed}]\nshards = {SHARDS}\nstream_replicas = 3\n"
+            f'heartbeat_s = 0.3\nlive_after_s = 1.5\nreplica_id = "{name}"\nsnapshot_publish_s = 0.5\n')
 
 
 @dataclass
@@ -129,6 +87,7 @@ class Cluster:
     link: NatsLink
     log: CollectionLog
     membership: Membership
+    metrics_port: int
     written: set[int] = field(default_factory=set)   # every product id the tests wrote
 
     def caught_up(self, seq: int, timeout: float = 30) -> None:
@@ -150,12 +109,12 @@ def cluster(tmp_path_factory):
     root = tmp_path_factory.mktemp("cluster")
     nats = NatsServers.start(root / "nats", 3)
     replicas = [ReplicaProcess(s, f"s{s}r{r}", root) for s in range(SHARDS) for r in range(REPLICAS)]
-    replicas[-1].metrics_port = free_port()
+    metrics_port = free_port()  # the last replica's /metrics
     routers: list[Server] = []
     link = None
     try:
         for replica in replicas:
-            replica.start(nats.urls)
+            replica.start(replica_toml(replica.name, nats.urls, metrics_port if replica is replicas[-1] else 0))
         config = cluster_config(nats.urls)
         for i in range(2):
             routers.append(Server(ServiceConfig(address="127.0.0.1:0", data_dir=str(root / f"router-{i}"), workers=4,
@@ -171,7 +130,7 @@ def cluster(tmp_path_factory):
         log.ensure()
         membership = Membership(link)
         membership.start()
-        c = Cluster(nats, replicas, routers[:2], reference, link, log, membership)
+        c = Cluster(nats, replicas, routers[:2], reference, link, log, membership, metrics_port)
         c.caught_up(0, timeout=60)
         yield c
     finally:
@@ -199,24 +158,12 @@ def search(client: Client, query: np.ndarray, min_seq: int = 0, **fields):
     return client.stub.Search(request, timeout=10)
 
 
-def checksum(address: str, ids: list[int]) -> str:
-    """SHA-256 of the ids a replica holds and their stored vectors, in id order."""
-    digest = hashlib.sha256()
-    with Client(address) as client:
-        reply = client.get(sorted(ids), with_vectors=["v", "w"])
-    for product in reply.products:
-        digest.update(int(product.id).to_bytes(8, "little"))
-        digest.update(product.vectors["v"].data + product.vectors["w"].data)
-        digest.update(product.metadata.title.encode())
-    return f"{len(reply.products)}:{digest.hexdigest()}"
-
-
 def assert_converged(cluster: Cluster, ids: list[int]) -> None:
     """Every replica of a shard holds the same products (of ``ids``) with the same vectors."""
     owners = shard_of(np.asarray(ids, dtype=np.int64), SHARDS)
     for shard in range(SHARDS):
         own = [i for i, s in zip(ids, owners.tolist()) if s == shard]
-        sums = {r.name: checksum(r.address, own) for r in cluster.replicas if r.shard == shard}
+        sums = {r.name: holdings_digest(r.address, own, ("v", "w")) for r in cluster.replicas if r.shard == shard}
         assert len(set(sums.values())) == 1, sums
         assert next(iter(sums.values())).startswith(f"{len(own)}:"), sums
 
@@ -294,49 +241,14 @@ def test_a_malformed_record_is_skipped_and_counted(cluster):
         assert [p.id for p in client.get([product_id]).products] == [product_id]
 
 
-class Writer(threading.Thread):
-    """Upserts batches of new products through a router, keeping what was acknowledged."""
-
-    def __init__(self, address: str, batches: int, seed: int) -> None:
-        super().__init__(daemon=True)
-        self.address, self.batches, self.seed = address, batches, seed
-        self.acknowledged: list[int] = []
-        self.max_seq = 0
-        self.failures: list[str] = []
-        self.done_batches = 0
-
-    def run(self) -> None:
-        with Client(self.address, timeout=20) as client:
-            for b in range(self.batches):
-                batch = products(10, seed=self.seed * 1000 + b)
-                try:
-                    reply = client.upsert(batch, batch=10)
-                except grpc.RpcError as e:
-                    self.failures.append(f"{e.code().name}: {e.details()}")
-                    continue
-                finally:
-                    self.done_batches += 1
-                for result in reply.results:
-                    if result.status_code == 0:
-                        self.acknowledged.append(result.id)
-                        self.max_seq = max(self.max_seq, result.seq)
-                    else:
-                        self.failures.append(result.error)
-
-    def wait_for(self, batches: int, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while self.done_batches < batches and time.monotonic() < deadline and self.is_alive():
-            time.sleep(0.02)
-
-
 def test_a_replica_killed_mid_stream_catches_up_and_converges(cluster):
     victim = next(r for r in cluster.replicas if r.name == "s0r1")
-    writer = Writer(cluster.routers[0].address, batches=30, seed=7)
+    writer = AckedWriter(cluster.routers[0].address, batches=30, make_batch=lambda b: products(10, seed=7000 + b))
     writer.start()
     writer.wait_for(8)
     victim.kill()
     writer.wait_for(18)
-    victim.start(cluster.nats.urls)
+    victim.start(replica_toml(victim.name, cluster.nats.urls))
     writer.join(60)
     cluster.written |= set(writer.acknowledged)
     assert not writer.is_alive() and not writer.failures, writer.failures
@@ -349,7 +261,7 @@ def test_a_replica_killed_mid_stream_catches_up_and_converges(cluster):
 
 def test_a_nats_node_killed_during_writes_loses_nothing_acknowledged(cluster):
     node = cluster.nats.nodes[1]
-    writer = Writer(cluster.routers[1].address, batches=30, seed=8)
+    writer = AckedWriter(cluster.routers[1].address, batches=30, make_batch=lambda b: products(10, seed=8000 + b))
     writer.start()
     writer.wait_for(8)
     node.kill()
@@ -361,7 +273,9 @@ def test_a_nats_node_killed_during_writes_loses_nothing_acknowledged(cluster):
     cluster.caught_up(writer.max_seq, timeout=45)
     with Client(cluster.routers[0].address) as client:
         found = {p.id for p in client.get(writer.acknowledged).products}
-    assert set(writer.acknowledged) - found == set()
+    missing = set(writer.acknowledged) - found
+    assert not missing, f"{len(missing)} acknowledged products missing; of them, each replica holds " + str(
+        {r.name: holdings_digest(r.address, sorted(missing), ("v",)).split(":")[0] for r in cluster.replicas})
     assert_converged(cluster, writer.acknowledged)
 
 
@@ -371,7 +285,7 @@ def test_a_new_replica_with_an_empty_data_directory_joins_and_converges(cluster)
     with Client(cluster.routers[0].address) as client:
         seq = client.upsert(fresh, batch=20).seq
     newcomer = ReplicaProcess(1, "s1r2", cluster.replicas[0].root)
-    newcomer.start(cluster.nats.urls)
+    newcomer.start(replica_toml(newcomer.name, cluster.nats.urls))
     try:
         newcomer.wait_serving()
         cluster.replicas.append(newcomer)
@@ -397,7 +311,7 @@ def test_status_command_and_replica_metrics(cluster):
         assert re.search(line, shown.stdout), shown.stdout
     assert shown.stdout.count("replica(s)") == SHARDS
 
-    metrics = urllib.request.urlopen(f"http://127.0.0.1:{cluster.replicas[-1].metrics_port}/metrics",
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{cluster.metrics_port}/metrics",
                                      timeout=10).read().decode()
     lag = re.search(r"^lookalike_replica_lag_records (\S+)$", metrics, re.M)
     applied = re.search(r"^lookalike_replica_applied_seq (\S+)$", metrics, re.M)
@@ -420,7 +334,7 @@ def test_an_empty_replica_starts_from_the_newest_published_snapshot(cluster):
     assert cluster.link.run(cluster.link.js.stream_info(cluster.log.config.stream), timeout=10).state.first_seq > 1
 
     newcomer = ReplicaProcess(1, "s1r3", cluster.replicas[0].root)
-    newcomer.start(cluster.nats.urls)
+    newcomer.start(replica_toml(newcomer.name, cluster.nats.urls))
     try:
         newcomer.wait_serving()
         assert "bootstrapped from the published snapshot" in newcomer.log_text()

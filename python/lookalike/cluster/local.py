@@ -1,17 +1,28 @@
-"""Throw-away nats-server processes on loopback for the cluster tests and
-bench/cluster.py: one node, or a JetStream cluster of n, on free ports with
-their stores under a directory of the caller's. Each node can be killed
-(SIGKILL) and started again on the same ports and store. Not for production:
-run NATS as docs/kubernetes.md says."""
+"""A throw-away cluster on loopback for the cluster tests and benches:
+nats-server nodes (one, or a JetStream cluster of n, on free ports with their
+stores under a directory of the caller's) and shard replicas (`lookalike serve
+--shard I`), each of which can be killed (SIGKILL) and started again on the
+same store or data directory; a writer that keeps what was acknowledged; a
+digest of what a replica holds, to compare replicas. Not for production: run
+NATS as docs/kubernetes.md says."""
 
 from __future__ import annotations
 
+import hashlib
+import re
 import shutil
 import socket
 import subprocess
+import sys
+import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import grpc
+
+from lookalike.client import Client, Product
 
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 
@@ -89,3 +100,100 @@ class NatsServers:
     def stop(self) -> None:
         for node in self.nodes:
             node.kill()
+
+
+@dataclass
+class ReplicaProcess:
+    """`lookalike serve --shard I` in a process of its own, on a free loopback
+    port, its data in root/name and its stderr in root/name.log."""
+
+    shard: int
+    name: str
+    root: Path
+    process: subprocess.Popen | None = None
+    address: str = ""
+
+    def start(self, config: str) -> None:
+        """Starts the replica with ``config`` (the TOML text, [cluster] included)."""
+        path = self.root / f"{self.name}.toml"
+        path.write_text(config)
+        self.log = self.root / f"{self.name}.log"
+        self._log_start = self.log.stat().st_size if self.log.exists() else 0
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "lookalike.cli", "serve", "--config", str(path), "--shard", str(self.shard),
+                 "--data-dir", str(self.root / self.name), "--address", "127.0.0.1:0"],
+                stdout=subprocess.DEVNULL, stderr=log)
+
+    def wait_serving(self, timeout: float = 60) -> None:
+        """Waits for its "serving on" line and keeps the address it names."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log.read_bytes()[self._log_start:].decode(errors="replace")
+            found = re.search(r"lookalike serving on (\S+)", text)
+            if found:
+                self.address = found.group(1)
+                return
+            if self.process.poll() is not None:
+                raise RuntimeError(f"replica {self.name} exited:\n{text[-3000:]}")
+            time.sleep(0.1)
+        raise RuntimeError(f"replica {self.name} did not start in {timeout} s")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+class AckedWriter(threading.Thread):
+    """Upserts ``batches`` messages of ``make_batch(b)`` through a router,
+    keeping the ids acknowledged and the highest stream sequence."""
+
+    def __init__(self, address: str, batches: int, make_batch: Callable[[int], list[Product]]) -> None:
+        super().__init__(daemon=True)
+        self.address, self.batches, self.make_batch = address, batches, make_batch
+        self.acknowledged: list[int] = []
+        self.max_seq = 0
+        self.failures: list[str] = []
+        self.done_batches = 0
+
+    def run(self) -> None:
+        with Client(self.address, timeout=20) as client:
+            for b in range(self.batches):
+                batch = self.make_batch(b)
+                try:
+                    reply = client.upsert(batch, batch=len(batch))
+                except grpc.RpcError as e:
+                    self.failures.append(f"{e.code().name}: {e.details()}")
+                    continue
+                finally:
+                    self.done_batches += 1
+                for result in reply.results:
+                    if result.status_code == 0:
+                        self.acknowledged.append(result.id)
+                        self.max_seq = max(self.max_seq, result.seq)
+                    else:
+                        self.failures.append(result.error)
+
+    def wait_for(self, batches: int, timeout: float = 30) -> None:
+        """Waits until ``batches`` messages were answered (or it ended, or ``timeout`` passed)."""
+        deadline = time.monotonic() + timeout
+        while self.done_batches < batches and time.monotonic() < deadline and self.is_alive():
+            time.sleep(0.02)
+
+
+def holdings_digest(address: str, ids: Sequence[int], spaces: Sequence[str]) -> str:
+    """"<count>:<SHA-256>" of the products of ``ids`` the server at ``address``
+    holds: their ids, stored vectors of ``spaces`` and titles, in id order."""
+    digest = hashlib.sha256()
+    with Client(address) as client:
+        reply = client.get(sorted(ids), with_vectors=list(spaces))
+    for product in reply.products:
+        digest.update(int(product.id).to_bytes(8, "little"))
+        for space in spaces:
+            digest.update(product.vectors[space].data)
+        digest.update(product.metadata.title.encode())
+    return f"{len(reply.products)}:{digest.hexdigest()}"

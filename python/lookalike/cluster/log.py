@@ -3,7 +3,9 @@ per shard (<collection>.<shard>), and the object-store bucket of the products'
 original images, keyed by their SHA-256.
 
 A record is acknowledged when JetStream acknowledged its publish: the stream's
-leader stored it on a quorum of its `stream_replicas` nodes. A publish that
+leader stored it on a quorum of its `stream_replicas` nodes. Each record names
+the record before it on its subject (see publish()), so a replica checks the
+chain and never passes one over. A publish that
 gets no answer (a leader change, a node down, a reconnect) is sent again with
 the same message id (Nats-Msg-Id) until `publish_timeout_s` passes: within the
 stream's duplicate window JetStream stores a message id once and answers a
@@ -14,7 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
+import threading
 import time
+from collections import defaultdict
 
 import nats.errors
 import nats.js.errors
@@ -29,6 +34,10 @@ RETRIED = (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.errors.
            nats.errors.OutboundBufferLimitError, nats.errors.StaleConnectionError, nats.js.errors.NoStreamResponseError,
            nats.js.errors.ServiceUnavailableError, nats.js.errors.ServerError, TimeoutError)
 DUPLICATE_WINDOW_S = 120.0
+# The header naming the record before this one on its subject; JetStream refuses the message otherwise.
+PREVIOUS = "Nats-Expected-Last-Subject-Sequence"
+_WRONG_PREVIOUS = re.compile(r"wrong last sequence: (\d+)")
+_WRONG_PREVIOUS_CODE = 10071
 
 
 class LogUnavailable(Exception):
@@ -60,6 +69,8 @@ class CollectionLog:
         self.link = link
         self.config = link.config
         self._images = None
+        self._shard_locks = defaultdict(threading.Lock)
+        self._previous: dict[int, int] = {}   # shard -> the last record of its subject, as far as known here
 
     def ensure(self) -> None:
         """Creates the stream and the image bucket unless they exist (every
@@ -76,28 +87,59 @@ class CollectionLog:
         """Appends ``record`` to ``shard``'s subject; returns its stream sequence
         once JetStream stored it. Retries with the same ``message_id`` until
         ``deadline`` (monotonic; default publish_timeout_s from now), then raises
-        LogUnavailable."""
+        LogUnavailable.
+
+        Each record names the one before it on its subject (PREVIOUS: JetStream
+        stores it only if that is so), so a replica can tell that it applied
+        every record of its shard. Publishes to one shard go one at a time from
+        here; another writer's record in between makes JetStream refuse, and
+        the publish is sent again after it."""
         limit = time.monotonic() + self.config.publish_timeout_s
         deadline = limit if deadline is None else min(deadline, limit)
         subject = self.config.subject(shard)
-        headers = {"Nats-Msg-Id": message_id}
         attempt = 0
-        while True:
-            attempt += 1
-            remaining = deadline - time.monotonic()
-            try:
-                ack = self.link.run(self.link.js.publish(subject, record, timeout=max(0.05, min(2.0, remaining)),
-                                                         stream=self.config.stream, headers=dict(headers)),
-                                    timeout=max(0.1, min(2.5, remaining + 0.5)))
+        with self._shard_locks[shard]:
+            while True:
+                attempt += 1
+                remaining = deadline - time.monotonic()
+                previous = self._previous.get(shard)
+                if previous is None:
+                    previous = self._previous[shard] = self._last_of_subject(subject)
+                try:
+                    ack = self.link.run(self.link.js.publish(
+                        subject, record, timeout=max(0.05, min(2.0, remaining)), stream=self.config.stream,
+                        headers={"Nats-Msg-Id": message_id, PREVIOUS: str(previous)}),
+                        timeout=max(0.1, min(2.5, remaining + 0.5)))
+                except nats.js.errors.BadRequestError as e:
+                    moved = _WRONG_PREVIOUS.search(e.description or "")
+                    if e.err_code != _WRONG_PREVIOUS_CODE or moved is None:
+                        raise
+                    self._previous[shard] = int(moved.group(1))  # another writer's record came first
+                    continue
+                except RETRIED as e:
+                    if time.monotonic() + 0.05 >= deadline:
+                        raise LogUnavailable(f"the log did not store the write in time ({attempt} attempts; last: "
+                                             f"{type(e).__name__}); it may still be stored and applied") from e
+                    time.sleep(min(0.05 * attempt, 0.5))
+                    continue
+                if not ack.duplicate:
+                    self._previous[shard] = ack.seq
+                else:  # an earlier attempt was stored: what follows it is unknown here, ask again next time
+                    self._previous.pop(shard, None)
                 if attempt > 1:
                     log.info("publish %s: stored at seq %d after %d attempts%s", message_id, ack.seq, attempt,
                              " (a duplicate of an earlier attempt)" if ack.duplicate else "")
                 return ack.seq
-            except RETRIED as e:
-                if time.monotonic() + 0.05 >= deadline:
-                    raise LogUnavailable(f"the log did not store the write in time ({attempt} attempts; last: "
-                                         f"{type(e).__name__}); it may still be stored and applied") from e
-                time.sleep(min(0.05 * attempt, 0.5))
+
+    def _last_of_subject(self, subject: str) -> int:
+        """The stream sequence of the subject's last record (0: none)."""
+        async def last() -> int:
+            try:
+                return (await self.link.js.get_last_msg(self.config.stream, subject)).seq
+            except nats.js.errors.NotFoundError:
+                return 0
+
+        return until_ready(self.link, last, f"last record of {subject}")
 
     def put_image(self, image: bytes) -> str:
         """Stores the image in the bucket (unless there already) and returns its

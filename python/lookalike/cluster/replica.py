@@ -5,9 +5,11 @@ subject, whose records it applies in stream order to its ReplicaStore.
   record after the store's applied_seq: the replica's own state, not the
   consumer's acknowledgements, says where it is, so a replica that crashed
   after acknowledging records its snapshot does not hold gets them again.
-- Deliveries are checked to be consecutive (the consumer's own sequence): a
-  gap, as when a fetch's answer was lost while a NATS node went down, starts
-  the consumer again from applied_seq + 1, so no record is ever passed over.
+- Deliveries are checked to be consecutive (the consumer's own sequence), and
+  each record to follow the last one applied (it names the record before it
+  on its subject, log.py): a gap, as when a fetch's answer was lost while a
+  NATS node went down, starts the consumer again from applied_seq + 1, so no
+  record is ever passed over.
 - A record that does not decode or does not apply is logged, counted
   (``skipped``) and passed over: every replica of the shard passes over the
   same ones, and the shard goes on.
@@ -32,7 +34,7 @@ import nats.js.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from lookalike.cluster import log_records
-from lookalike.cluster.log import RETRIED, CollectionLog
+from lookalike.cluster.log import PREVIOUS, RETRIED, CollectionLog
 from lookalike.cluster.nats_link import NatsLink
 from lookalike.cluster.replica_store import ReplicaStore
 
@@ -108,7 +110,7 @@ class ShardReplica:
                 if not messages:
                     self._idle(stream_last)
                 else:
-                    self._apply(messages, stream_last)
+                    self._apply(messages)
                 if self.store.snapshot_due():
                     self._on_snapshot(self.store.snapshot())
             except RETRIED as e:
@@ -159,7 +161,7 @@ class ShardReplica:
 
         return self._link.run(fetch(), timeout=wait + 5)
 
-    def _apply(self, messages: list, stream_last: int) -> None:
+    def _apply(self, messages: list) -> None:
         applied = []
         for message in messages:
             meta = message.metadata
@@ -171,13 +173,20 @@ class ShardReplica:
             self._next_delivery += 1
             seq = meta.sequence.stream
             if seq > self.store.applied_seq:
+                previous = (message.headers or {}).get(PREVIOUS)
+                if previous is not None and int(previous) > self.store.applied_seq:
+                    log.warning("shard %d: the record at seq %d follows seq %s, but this replica applied up to %d; "
+                                "consuming again from seq %d", self.shard, seq, previous, self.store.applied_seq,
+                                self.store.applied_seq + 1)
+                    self._sub = None
+                    break
                 self._apply_one(seq, message.data)
             applied.append(message)
         if applied:
             self._link.run(_ack_all(applied), timeout=10)
-            last = applied[-1].metadata
-            # Nothing pending after the last one: every record stored before stream_last was read is applied.
-            self._note_caught_up(max(last.sequence.stream, stream_last if last.num_pending == 0 else 0))
+            # Only the records applied: a message's own num_pending dates from its delivery, which
+            # may precede stream_last (a pull answered late), so it proves nothing about stream_last.
+            self._note_caught_up(applied[-1].metadata.sequence.stream)
 
     def _idle(self, stream_last: int) -> None:
         """A fetch brought nothing. That proves nothing by itself (a pull lost
