@@ -189,11 +189,14 @@ def holdings_digest(address: str, ids: Sequence[int], spaces: Sequence[str]) -> 
     """"<count>:<SHA-256>" of the products of ``ids`` the server at ``address``
     holds: their ids, stored vectors of ``spaces`` and titles, in id order."""
     digest = hashlib.sha256()
+    held = 0
+    ids = sorted(ids)
     with Client(address) as client:
-        reply = client.get(sorted(ids), with_vectors=list(spaces))
-    for product in reply.products:
-        digest.update(int(product.id).to_bytes(8, "little"))
-        for space in spaces:
-            digest.update(product.vectors[space].data)
-        digest.update(product.metadata.title.encode())
-    return f"{len(reply.products)}:{digest.hexdigest()}"
+        for start in range(0, len(ids), 5000):  # a server's max_ids a call
+            for product in client.get(ids[start:start + 5000], with_vectors=list(spaces)).products:
+                held += 1
+                digest.update(int(product.id).to_bytes(8, "little"))
+                for space in spaces:
+                    digest.update(product.vectors[space].data)
+                digest.update(product.metadata.title.encode())
+    return f"{held}:{digest.hexdigest()}"

@@ -34,6 +34,7 @@ RETRIED = (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.errors.
            nats.errors.OutboundBufferLimitError, nats.errors.StaleConnectionError, nats.js.errors.NoStreamResponseError,
            nats.js.errors.ServiceUnavailableError, nats.js.errors.ServerError, TimeoutError)
 DUPLICATE_WINDOW_S = 120.0
+STARTUP_PATIENCE_S = 120.0  # how long a starting process waits for JetStream to answer (leader elections)
 # The header naming the record before this one on its subject; JetStream refuses the message otherwise.
 PREVIOUS = "Nats-Expected-Last-Subject-Sequence"
 _WRONG_PREVIOUS = re.compile(r"wrong last sequence: (\d+)")
@@ -44,11 +45,12 @@ class LogUnavailable(Exception):
     """The log did not take a write in time: nothing of it may be acknowledged."""
 
 
-def until_ready(link: NatsLink, call, what: str):
+def until_ready(link: NatsLink, call, what: str, patience_s: float | None = None):
     """``call()``'s coroutine run, retried while the cluster elects its leaders
     (a fresh or just-damaged cluster answers 'temporarily unavailable' or not
-    at all for a few seconds)."""
-    deadline = time.monotonic() + max(link.config.publish_timeout_s, 10.0)
+    at all for a few seconds, longer on a loaded machine) for ``patience_s``
+    (default: publish_timeout_s, at least 10 s)."""
+    deadline = time.monotonic() + (patience_s or max(link.config.publish_timeout_s, 10.0))
     while True:
         try:
             return link.run(call(), timeout=5)
@@ -61,7 +63,7 @@ def until_ready(link: NatsLink, call, what: str):
 def object_bucket(link: NatsLink, name: str):
     """The object-store bucket ``name``, created (with the stream's replication) unless it exists."""
     config = ObjectStoreConfig(replicas=link.config.stream_replicas, storage=StorageType.FILE)
-    return until_ready(link, lambda: link.js.create_object_store(name, config), f"bucket {name}")
+    return until_ready(link, lambda: link.js.create_object_store(name, config), f"bucket {name}", STARTUP_PATIENCE_S)
 
 
 class CollectionLog:
@@ -80,7 +82,7 @@ class CollectionLog:
                               num_replicas=config.stream_replicas, retention=RetentionPolicy.LIMITS,
                               storage=StorageType.FILE, max_age=config.max_age_s or None,
                               max_bytes=config.max_bytes, duplicate_window=DUPLICATE_WINDOW_S)
-        until_ready(self.link, lambda: self.link.js.add_stream(stream), f"stream {config.stream}")
+        until_ready(self.link, lambda: self.link.js.add_stream(stream), f"stream {config.stream}", STARTUP_PATIENCE_S)
         self._images = object_bucket(self.link, f"{config.stream}_images")
 
     def publish(self, shard: int, record: bytes, message_id: str, deadline: float | None = None) -> int:

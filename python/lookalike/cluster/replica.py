@@ -34,7 +34,7 @@ import nats.js.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from lookalike.cluster import log_records
-from lookalike.cluster.log import PREVIOUS, RETRIED, CollectionLog
+from lookalike.cluster.log import PREVIOUS, RETRIED, STARTUP_PATIENCE_S, CollectionLog, until_ready
 from lookalike.cluster.nats_link import NatsLink
 from lookalike.cluster.replica_store import ReplicaStore
 
@@ -75,7 +75,8 @@ class ShardReplica:
     def start(self) -> None:
         """Checks the stream still holds what this replica lacks, then applies in the background."""
         self._log.ensure()
-        first = self._link.run(self._link.js.stream_info(self._config.stream), timeout=10).state.first_seq
+        first = until_ready(self._link, lambda: self._link.js.stream_info(self._config.stream), "stream info",
+                            STARTUP_PATIENCE_S).state.first_seq
         applied = self.store.applied_seq
         if first > applied + 1:
             raise ReplicaGapError(f"shard {self.shard}: this replica holds the stream up to seq {applied}, but the "

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import nats.js.errors
 
-from lookalike.cluster.log import object_bucket, until_ready
+from lookalike.cluster.log import STARTUP_PATIENCE_S, object_bucket, until_ready
 from lookalike.cluster.nats_link import NatsLink
 
 log = logging.getLogger("lookalike.cluster")
@@ -66,8 +66,8 @@ class SnapshotStore:
                 return []
 
         prefix = f"shard-{shard}/"
-        return sorted((n for n in until_ready(self._link, listed, "snapshot list") if n.startswith(prefix)),
-                      reverse=True)
+        names = until_ready(self._link, listed, "snapshot list", STARTUP_PATIENCE_S)
+        return sorted((n for n in names if n.startswith(prefix)), reverse=True)
 
     def restore_newest(self, shard: int, data_dir: Path, snapshots_dir: Path, catalog_path: Path) -> int | None:
         """Puts the shard's newest published snapshot into ``snapshots_dir`` and
@@ -84,7 +84,7 @@ class SnapshotStore:
                 with open(archive, "wb") as out:
                     await self._bucket.get(name, writeinto=out)
 
-            until_ready(self._link, get, f"snapshot {name}")
+            until_ready(self._link, get, f"snapshot {name}", STARTUP_PATIENCE_S)
             with tarfile.open(archive) as tar:
                 tar.extractall(scratch, filter="data")
             snapshots_dir.mkdir(parents=True, exist_ok=True)
