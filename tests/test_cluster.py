@@ -13,6 +13,7 @@ acknowledged. Every process listens on loopback and is killed at the end."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import subprocess
 import sys
@@ -316,6 +317,14 @@ def test_status_command_and_replica_metrics(cluster):
     lag = re.search(r"^lookalike_replica_lag_records (\S+)$", metrics, re.M)
     applied = re.search(r"^lookalike_replica_applied_seq (\S+)$", metrics, re.M)
     assert lag and applied and float(applied.group(1)) > 0 and float(lag.group(1)) >= 0
+
+
+def test_images_are_kept_in_the_object_store_by_their_sha256(cluster):
+    image = bytes(range(256)) * 40
+    digest = cluster.log.put_image(image)
+    assert digest == hashlib.sha256(image).hexdigest()
+    assert cluster.log.put_image(image) == digest  # stored once, found the second time
+    assert cluster.log.get_image(digest) == image
 
 
 def test_an_empty_replica_starts_from_the_newest_published_snapshot(cluster):

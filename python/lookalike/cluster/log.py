@@ -106,7 +106,7 @@ class CollectionLog:
                 remaining = deadline - time.monotonic()
                 previous = self._previous.get(shard)
                 if previous is None:
-                    previous = self._previous[shard] = self._last_of_subject(subject)
+                    previous = self._previous[shard] = self.last_of_shard(shard)
                 try:
                     ack = self.link.run(self.link.js.publish(
                         subject, record, timeout=max(0.05, min(2.0, remaining)), stream=self.config.stream,
@@ -133,8 +133,10 @@ class CollectionLog:
                              " (a duplicate of an earlier attempt)" if ack.duplicate else "")
                 return ack.seq
 
-    def _last_of_subject(self, subject: str) -> int:
-        """The stream sequence of the subject's last record (0: none)."""
+    def last_of_shard(self, shard: int) -> int:
+        """The stream sequence of the shard's last record (0: none)."""
+        subject = self.config.subject(shard)
+
         async def last() -> int:
             try:
                 return (await self.link.js.get_last_msg(self.config.stream, subject)).seq

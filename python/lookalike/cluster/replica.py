@@ -15,8 +15,8 @@ subject, whose records it applies in stream order to its ReplicaStore.
   same ones, and the shard goes on.
 - ``caught_up_seq``: every record of this shard up to it is applied. It is the
   last applied record, or more: the stream's last sequence read before a fetch
-  after which the consumer had nothing pending (a shard with no recent writes
-  is caught up with the writes of the other shards). Routers read it from the
+  that brought nothing, once the shard's last record is applied (a shard with
+  no recent writes is caught up with the writes of the other shards). Routers read it from the
   heartbeat to serve `min_seq` reads.
 """
 
@@ -191,16 +191,19 @@ class ShardReplica:
 
     def _idle(self, stream_last: int) -> None:
         """A fetch brought nothing. That proves nothing by itself (a pull lost
-        with a NATS node looks the same), so the consumer is asked: with nothing
-        pending and nothing unacknowledged, every record of the shard stored
-        before ``stream_last`` was read is applied; with records pending, the
-        consumer is created again."""
-        info = self._link.run(self._sub.consumer_info(), timeout=5)
-        if info.num_pending == 0 and info.num_ack_pending == 0:
+        with a NATS node looks the same, and the consumer's own counts can be
+        wrong after its leader moved), so the stream is asked for the shard's
+        last record: applied, then every record of the shard stored before
+        ``stream_last`` was read is applied; stored before that read but not
+        applied, the consumer is created again; stored after it, the next fetch
+        brings it."""
+        last_of_shard = self._log.last_of_shard(self.shard)
+        applied = self.store.applied_seq
+        if last_of_shard <= applied:
             self._note_caught_up(stream_last)
-        else:
-            log.warning("shard %d: a fetch brought nothing while %d record(s) wait; consuming again from seq %d",
-                        self.shard, info.num_pending + info.num_ack_pending, self.store.applied_seq + 1)
+        elif last_of_shard <= stream_last:
+            log.warning("shard %d: a fetch brought nothing while the shard's records up to seq %d wait; consuming "
+                        "again from seq %d", self.shard, last_of_shard, applied + 1)
             self._sub = None
 
     def _apply_one(self, seq: int, data: bytes) -> None:
