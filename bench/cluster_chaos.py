@@ -35,7 +35,6 @@ from lookalike.cluster.config import ClusterConfig  # noqa: E402
 from lookalike.cluster.local import AckedWriter, NatsServers, ReplicaProcess, holdings_digest  # noqa: E402
 from lookalike.cluster.membership import Membership  # noqa: E402
 from lookalike.cluster.nats_link import NatsLink  # noqa: E402
-from lookalike.index.collection import SpaceConfig  # noqa: E402
 from lookalike.index.sharding import shard_of  # noqa: E402
 from lookalike.service.config import ServiceConfig  # noqa: E402
 from lookalike.service.server import Server  # noqa: E402

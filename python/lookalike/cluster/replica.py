@@ -26,7 +26,6 @@ import asyncio
 import logging
 import re
 import threading
-import time
 from collections.abc import Callable
 
 import nats.errors
