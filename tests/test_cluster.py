@@ -39,7 +39,7 @@ from lookalike.service.config import ServiceConfig
 from lookalike.service.server import Server
 from lookalike.store.records import UpsertBatch
 from lookalike.v1 import search_pb2
-from test_router import LIMITS, EXACT, hits, node_config, price_below, products
+from test_router import LIMITS, EXACT, hits, node_config, picture, price_below, products
 
 
 SHARDS, REPLICAS = 2, 2
@@ -319,12 +319,29 @@ def test_status_command_and_replica_metrics(cluster):
     assert lag and applied and float(applied.group(1)) > 0 and float(lag.group(1)) >= 0
 
 
-def test_images_are_kept_in_the_object_store_by_their_sha256(cluster):
-    image = bytes(range(256)) * 40
-    digest = cluster.log.put_image(image)
-    assert digest == hashlib.sha256(image).hexdigest()
-    assert cluster.log.put_image(image) == digest  # stored once, found the second time
-    assert cluster.log.get_image(digest) == image
+def test_a_photo_goes_to_the_object_store_and_its_digest_to_the_replicas(cluster, tiny_clip_bundle, tmp_path):
+    """A router holding a model encodes the photo (into the model's spaces; the
+    product brings the shards' vectors) and keeps it by its SHA-256."""
+    photo = picture(3)
+    product = products(1, seed=13)[0]
+    product.image = photo
+    cluster.written.add(product.id)
+    router = Server(ServiceConfig(address="127.0.0.1:0", data_dir=str(tmp_path / "router"), workers=2,
+                                  model=str(tiny_clip_bundle), limits=LIMITS,
+                                  cluster=cluster_config(cluster.nats.urls)), router=True)
+    router.start()
+    try:
+        with Client(router.address) as client:
+            reply = client.upsert([product])
+            assert reply.results[0].status_code == 0, reply.results[0].error
+            cluster.caught_up(reply.seq)
+            stored = client.get([product.id]).products[0].metadata
+    finally:
+        router.stop(grace=0)
+    digest = hashlib.sha256(photo).hexdigest()
+    assert stored.image_sha256 == digest and stored.title == product.title
+    assert cluster.log.get_image(digest) == photo
+    assert cluster.log.put_image(photo) == digest  # already there: kept once
 
 
 def test_an_empty_replica_starts_from_the_newest_published_snapshot(cluster):

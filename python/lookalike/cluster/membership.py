@@ -128,9 +128,14 @@ class Membership:
         self._changed = threading.Condition()
         self._members: dict[str, tuple[Member, float]] = {}   # key -> (member, monotonic time heard)
         self._task = None
+        self._listed = threading.Event()   # the watch has delivered the keys there were when it began
 
-    def start(self) -> None:
+    def start(self, wait_s: float = 10.0) -> None:
+        """Starts watching; returns once the current members are known (or
+        after ``wait_s`` seconds, when NATS is slow to answer: they come later)."""
         self._task = self._link.spawn(self._watch())
+        if not self._listed.wait(wait_s):
+            log.warning("membership: the replicas were not listed within %.0f s; reads wait for them", wait_s)
 
     def stop(self) -> None:
         if self._task is not None:
@@ -145,7 +150,9 @@ class Membership:
                 while True:
                     # Silence past live_after_s means every replica is gone or the watch broke: watch anew.
                     entry = await watcher.updates(timeout=self._live_after)
-                    if entry is not None:
+                    if entry is None:  # the end of the keys there were when the watch began
+                        self._listed.set()
+                    else:
                         self._update(entry)
             except asyncio.CancelledError:
                 raise
