@@ -33,8 +33,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class _Child:
+    """A process of ours, waited for and killed (SIGKILL) by its id."""
+
+    process: subprocess.Popen | None
+
+    def _wait_until(self, ready: Callable[[], bool], timeout: float, late: str, exited: Callable[[], str]) -> None:
+        """Polls ``ready()``; RuntimeError(``late``) after ``timeout`` s, or
+        RuntimeError(``exited()``) if the process ends first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ready():
+                return
+            if self.process.poll() is not None:
+                raise RuntimeError(exited())
+            time.sleep(0.05)
+        raise RuntimeError(late)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
 @dataclass
-class Node:
+class Node(_Child):
     name: str
     port: int
     cluster_port: int
@@ -48,21 +71,15 @@ class Node:
     def start(self) -> None:
         log = open(self.config.with_suffix(".log"), "ab")
         self.process = subprocess.Popen([NATS_SERVER, "-c", str(self.config)], stdout=log, stderr=log)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"nats-server {self.name} exited: see {self.config.with_suffix('.log')}")
-                time.sleep(0.05)
-        raise RuntimeError(f"nats-server {self.name} did not listen on {self.port}")
+        self._wait_until(self._listening, 10, f"nats-server {self.name} did not listen on {self.port}",
+                         lambda: f"nats-server {self.name} exited: see {self.config.with_suffix('.log')}")
 
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+    def _listening(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+            return True
+        except OSError:
+            return False
 
 
 @dataclass
@@ -103,7 +120,7 @@ class NatsServers:
 
 
 @dataclass
-class ReplicaProcess:
+class ReplicaProcess(_Child):
     """`lookalike serve --shard I` in a process of its own, on a free loopback
     port, its data in root/name and its stderr in root/name.log."""
 
@@ -127,22 +144,18 @@ class ReplicaProcess:
 
     def wait_serving(self, timeout: float = 60) -> None:
         """Waits for its "serving on" line and keeps the address it names."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            text = self.log.read_bytes()[self._log_start:].decode(errors="replace")
-            found = re.search(r"lookalike serving on (\S+)", text)
+        def serving() -> bool:
+            found = re.search(r"lookalike serving on (\S+)", self._new_log())
             if found:
                 self.address = found.group(1)
-                return
-            if self.process.poll() is not None:
-                raise RuntimeError(f"replica {self.name} exited:\n{text[-3000:]}")
-            time.sleep(0.1)
-        raise RuntimeError(f"replica {self.name} did not start in {timeout} s")
+            return found is not None
 
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        self._wait_until(serving, timeout, f"replica {self.name} did not start in {timeout} s",
+                         lambda: f"replica {self.name} exited:\n{self._new_log()[-3000:]}")
+
+    def _new_log(self) -> str:
+        """Its log since this start."""
+        return self.log.read_bytes()[self._log_start:].decode(errors="replace")
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
