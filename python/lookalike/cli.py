@@ -1,6 +1,7 @@
 """The ``lookalike`` command line.
 
-    lookalike serve  [--config lookalike.toml] [--address HOST:PORT] [--data-dir DIR] [--router]
+    lookalike serve  [--config lookalike.toml] [--address HOST:PORT] [--data-dir DIR] [--router | --shard I]
+    lookalike cluster status --config lookalike.toml   the log stream and each shard's replicas ([cluster])
     lookalike ingest FOLDER | MANIFEST.csv | MANIFEST.jsonl [--address HOST:PORT]
     lookalike ingest SOURCE --ray --out DIR --shards N [--config lookalike.toml]   shard snapshots, on Ray
     lookalike build-shards SOURCE --out DIR --shards N [--ray] [--config lookalike.toml]  the same, in process or on Ray
@@ -41,14 +42,35 @@ def _serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = ServiceConfig.load(args.config, address=args.address, data_dir=args.data_dir, workers=args.workers)
-    server = Server(config, router=args.router)
+    server = Server(config, router=args.router, shard=args.shard)
     server.stop_on_signals()
     server.start()
     # Scripts and tests read the address (with the real port) from this line.
-    serving = (f"as a router over {len(config.router.shards)} shards" if args.router
-               else f"(data in {config.data_dir})")
+    if args.router:
+        shards = config.cluster.shards if config.cluster.enabled else len(config.router.shards)
+        serving = f"as a router over {shards} shards"
+    elif args.shard is not None:
+        serving = f"as a replica of shard {args.shard} of {config.cluster.collection} (data in {config.data_dir})"
+    else:
+        serving = f"(data in {config.data_dir})"
     print(f"lookalike serving on {server.address} {serving}", file=sys.stderr, flush=True)
     server.wait()
+    return 0
+
+
+def _cluster_status(args: argparse.Namespace) -> int:
+    from lookalike.cluster.nats_link import NatsLink
+    from lookalike.cluster.status import format_status, read_status
+    from lookalike.service.config import ServiceConfig
+
+    cluster = ServiceConfig.load(args.config).cluster
+    if not cluster.enabled:
+        raise ValueError(f"{args.config}: no [cluster] urls: not a cluster config")
+    link = NatsLink(cluster, "status")
+    try:
+        print(format_status(read_status(link), cluster.shards))
+    finally:
+        link.close()
     return 0
 
 
@@ -404,7 +426,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", help="where the collection, catalog and models live (default ./lookalike-data)")
     serve.add_argument("--workers", type=int, help="gRPC handler threads")
     serve.add_argument("--router", action="store_true",
-                       help="serve the shards of the config's [router] shard map instead of a collection")
+                       help="serve the shards of the config's [router] shard map instead of a collection "
+                            "(with [cluster]: the live replicas of the collection's log)")
+    serve.add_argument("--shard", type=int, help="run a replica of this shard of the config's [cluster]: it applies "
+                                                 "the shard's records of the log")
     serve.set_defaults(run=_serve)
 
     for name, run, help_ in (("ingest", _ingest, "send a folder of images or a CSV / JSONL manifest to a server"),
@@ -426,6 +451,13 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--filter", help="a filter in the API's JSON form")
             command.add_argument("--using", default="", help="the vector space (default: the server's)")
             command.add_argument("-k", type=int, default=10)
+
+    cluster = commands.add_parser("cluster", help="cluster mode: the log and the shard replicas")
+    cluster_commands = cluster.add_subparsers(dest="cluster_command", required=True)
+    status = cluster_commands.add_parser("status", help="print the stream, the replicas of each shard, their lag, "
+                                                        "snapshots and skipped records")
+    status.add_argument("--config", required=True, help="a TOML with the [cluster] table")
+    status.set_defaults(run=_cluster_status)
 
     reindex = commands.add_parser("reindex", help="re-encode the catalog with a new model on a server, "
                                                   "or roll back to the version before; shows progress until done")

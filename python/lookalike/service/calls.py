@@ -95,7 +95,7 @@ def upsert_stream(requests: Iterable[search_pb2.UpsertRequest], context: grpc.Se
                                                  error=error) for p in request.products)
             continue
         results.extend(upsert_message(request.products))
-    return search_pb2.UpsertResponse(results=results)
+    return search_pb2.UpsertResponse(results=results, seq=max((r.seq for r in results), default=0))
 
 
 def micros(seconds: float) -> int:

@@ -31,6 +31,8 @@ lookalike-data/models/default` builds it offline), one index per space of it.
     [tls]
     cert = "server.pem"
     key = "server.key"
+    [cluster]                            # shard replicas over NATS JetStream: see cluster/config.py
+    urls = ["nats://127.0.0.1:4222"]
     [router]                             # `lookalike serve --router`: see service/shardmap.py
     [[router.shards]]
     name = "shard-0"
@@ -60,6 +62,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from lookalike.cluster.config import ClusterConfig
 from lookalike.duplicates.finder import DuplicatesConfig
 from lookalike.encoders.zero_shot import ZeroShotConfig
 from lookalike.index.collection import SpaceConfig
@@ -164,6 +167,8 @@ class ServiceConfig:
     metrics_address: str = ""            # host:port of the Prometheus /metrics endpoint; "" = off
     # The shard map, used by `lookalike serve --router` (keys in service/shardmap.py).
     router: RouterConfig = RouterConfig()
+    # Cluster mode (`lookalike serve --shard I` and `--router`): the NATS servers and the log's layout.
+    cluster: ClusterConfig = ClusterConfig()
     duplicates: DuplicatesConfig = DuplicatesConfig()  # candidate threshold, scan bound, attribute names
     # Zero-shot attributes read off each product photo at upsert; when enabled, each
     # vocabulary adds a keyword attribute and its numeric <name>_confidence to the schema.
@@ -245,7 +250,8 @@ class ServiceConfig:
             if "router" in data:
                 data["router"] = RouterConfig.from_toml(data["router"])
             for key, kind in (("feedback", FeedbackConfig), ("duplicates", DuplicatesConfig),
-                              ("zero_shot", ZeroShotConfig), ("same_style", SameStyleConfig)):
+                              ("zero_shot", ZeroShotConfig), ("same_style", SameStyleConfig),
+                              ("cluster", ClusterConfig)):
                 if key in data:
                     data[key] = kind(**data[key])
         except TypeError as e:

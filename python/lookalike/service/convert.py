@@ -131,6 +131,22 @@ def attributes_to_proto(values: Mapping[str, Any], schema: Mapping[str, str]) ->
 
 # --- filters ---------------------------------------------------------------------
 
+def delete_target(request: search_pb2.DeleteRequest, limits: Limits) -> flt.Filter | list[int]:
+    """What a Delete names, checked: the filter's clauses, or the ids (one of the
+    two, a filter within the filter bounds and not empty, at most
+    ``limits.max_ids`` ids)."""
+    if request.ids and request.HasField("filter"):
+        raise invalid("set one of ids and filter, not both")
+    if request.HasField("filter"):
+        clause = filter_from_proto(request.filter, limits)
+        if clause is None:
+            raise invalid("filter: an empty filter would delete every product; send the ids instead")
+        return clause
+    if len(request.ids) > limits.max_ids:
+        raise invalid(f"{len(request.ids)} ids in one call, at most {limits.max_ids}")
+    return list(request.ids)
+
+
 def filter_from_proto(f: filter_pb2.Filter, limits: Limits, where: str = "filter") -> flt.Filter | None:
     """The filter tree as clauses of lookalike.index.filter; None for an empty
     filter. A filter nested deeper than limits.max_filter_depth, or holding more

@@ -47,6 +47,7 @@ class Layout:
 
     default_space: str
     spaces: dict[str, search_pb2.SpaceStats]
+    schema: dict[str, str]
 
 
 def _deadline(context: grpc.ServicerContext) -> float | None:
@@ -89,7 +90,8 @@ class RouterServicer(search_pb2_grpc.SearchServiceServicer):
                     raise ServiceError(grpc.StatusCode.UNAVAILABLE, "no shard answered: cannot learn the vector "
                                        "spaces; " + "; ".join(f"{self._shards.name(s)}: {a.message}"
                                                               for s, a in sorted(answers.items())))
-                self._layout = Layout(stats.default_space, {s.name: s for s in stats.spaces})
+                self._layout = Layout(stats.default_space, {s.name: s for s in stats.spaces},
+                                      dict(stats.attribute_schema))
             return self._layout
 
     def _space(self, layout: Layout, name: str, query_kind: str | None = None) -> str:
@@ -131,7 +133,7 @@ class RouterServicer(search_pb2_grpc.SearchServiceServicer):
             requests[owner].filter.must_not.add().has_id.ids.append(exclude)
 
         t = time.perf_counter()
-        responses, unanswered = self._settle(self._shards.read("Search", requests, deadline))
+        responses, unanswered = self._settle(self._readers(request, deadline).read("Search", requests, deadline))
         search_s = time.perf_counter() - t
         hits = sorted((hit for r in responses.values() for hit in r.hits), key=lambda hit: (-hit.score, hit.id))
         response = search_pb2.SearchResponse(hits=hits[offset:want], unanswered_shards=unanswered)
@@ -148,6 +150,11 @@ class RouterServicer(search_pb2_grpc.SearchServiceServicer):
             total_us=micros(time.perf_counter() - started)))
         self._metrics.observe_stages(response.timings)
         return response
+
+    def _readers(self, request: search_pb2.SearchRequest, deadline: float | None) -> Shards:
+        """The shards a search reads from (cluster mode narrows them to the
+        replicas that applied the request's min_seq)."""
+        return self._shards
 
     def _vector_request(self, request: search_pb2.SearchRequest, deadline: float | None,
                         clock: StageClock) -> tuple[search_pb2.SearchRequest, int | None]:
@@ -292,16 +299,10 @@ class RouterServicer(search_pb2_grpc.SearchServiceServicer):
 
     @rpc
     def Delete(self, request: search_pb2.DeleteRequest, context: grpc.ServicerContext) -> search_pb2.DeleteResponse:
-        if request.ids and request.HasField("filter"):
-            raise invalid("set one of ids and filter, not both")
-        if request.HasField("filter"):
-            if convert.filter_from_proto(request.filter, self._limits) is None:
-                raise invalid("filter: an empty filter would delete every product; send the ids instead")
-            requests = {s: request for s in range(len(self._shards))}
-        else:
-            if len(request.ids) > self._limits.max_ids:
-                raise invalid(f"{len(request.ids)} ids in one call, at most {self._limits.max_ids}")
+        if isinstance(convert.delete_target(request, self._limits), list):
             requests = {s: search_pb2.DeleteRequest(ids=ids) for s, ids in self._by_owner(request.ids).items()}
+        else:  # a filter: every shard deletes what matches there
+            requests = {s: request for s in range(len(self._shards))}
         answers = self._shards.write("Delete", requests, _deadline(context))
         done = {s: self._acknowledged(s, replies) for s, replies in sorted(answers.items())}
         unknown = {i for r in done.values() for i in r.unknown_ids}

@@ -25,6 +25,7 @@ import signal
 import threading
 from concurrent import futures
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -46,6 +47,7 @@ from lookalike.service.reindex import Reindexer
 from lookalike.service.colour_free import ColourFree
 from lookalike.service.relevance import Relevance, load_relevance
 from lookalike.service.relevance_feedback import SearchFeedback
+from lookalike.service.replica_servicer import ReplicaServicer
 from lookalike.service.router import RouterServicer
 from lookalike.service.servicer import SearchServicer
 from lookalike.service.shards import Shards
@@ -55,6 +57,9 @@ from lookalike.store.versions import Versions
 from lookalike.v1 import admin_pb2, admin_pb2_grpc, duplicates_pb2, duplicates_pb2_grpc, feedback_pb2, \
     feedback_pb2_grpc, search_pb2, search_pb2_grpc
 
+if TYPE_CHECKING:
+    from lookalike.service.cluster_node import ReplicaNode, RouterNode
+
 log = logging.getLogger("lookalike.service")
 SERVICE_NAME = search_pb2.DESCRIPTOR.services_by_name["SearchService"].full_name
 FEEDBACK_SERVICE_NAME = feedback_pb2.DESCRIPTOR.services_by_name["FeedbackService"].full_name
@@ -63,13 +68,21 @@ ADMIN_SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_
 
 
 class Server:
-    def __init__(self, config: ServiceConfig, router: bool = False) -> None:
+    def __init__(self, config: ServiceConfig, router: bool = False, shard: int | None = None) -> None:
         """`router`: serve the shards of config.router instead of a collection of
-        its own (service/router.py)."""
-        if router and not config.router.shards:
-            raise ValueError("a router needs its shard map: [[router.shards]] in the config (see service/shardmap.py)")
+        its own (service/router.py), or with [cluster] the live replicas of the
+        collection's log (service/cluster_router.py). `shard`: serve as a replica
+        of that shard of the [cluster] (service/cluster_node.py)."""
+        if router and not config.router.shards and not config.cluster.enabled:
+            raise ValueError("a router needs its shard map: [[router.shards]] in the config (see service/shardmap.py),"
+                             " or [cluster] urls")
+        if shard is not None and (router or not config.cluster.enabled):
+            raise ValueError("--shard runs a replica of a cluster: it needs [cluster] urls in the config, "
+                             "and not --router")
         self.config = config
         self.router = router
+        self.shard = shard
+        self._cluster_node: ReplicaNode | RouterNode | None = None
         self._stopped = threading.Event()
         limits = config.limits
         options = [("grpc.max_receive_message_length", limits.max_message_bytes),
@@ -106,8 +119,15 @@ class Server:
         self._feedback_store: FeedbackStore | None = None
         self._duplicates: DuplicatesServicer | None = None
         self._admin: AdminServicer | None = None
-        if router:
+        if router and config.cluster.enabled:
+            from lookalike.service.cluster_router import ClusterRouterServicer  # nats-py: the cluster extra
+
+            self._servicer = ClusterRouterServicer(config.limits, config.router.on_shard_failure, self.metrics,
+                                                  in_flight)
+        elif router:
             self._servicer = RouterServicer(config.limits, config.router.on_shard_failure, self.metrics, in_flight)
+        elif shard is not None:
+            self._servicer = ReplicaServicer(shard, config.limits, self.metrics, in_flight)
         else:
             search_feedback = SearchFeedback(config.feedback)
             self._servicer = SearchServicer(config.limits, self.metrics, search_feedback, in_flight)
@@ -136,10 +156,18 @@ class Server:
         collection (or creates it; a router: connects to its shards), then serves."""
         self._grpc.start()
         try:
-            if self.router:
+            if self.router and self.config.cluster.enabled:
+                from lookalike.service.cluster_node import RouterNode
+
+                self.encoder = self._load_encoder(self.config.model_path())
+                self._cluster_node = node = RouterNode(self.config)
+                self._servicer.attach_cluster(node.shards, self.encoder, node.log)
+            elif self.router:
                 self.encoder = self._load_encoder(self.config.model_path())
                 self.shards = Shards(self.config.router, self.config.limits.max_message_bytes)
                 self._servicer.attach(self.shards, self.encoder)
+            elif self.shard is not None:
+                self._start_replica()
             else:
                 self._load()
                 self._servicer.attach(self.store, self.encoder)
@@ -187,6 +215,20 @@ class Server:
         except ValueError:
             self.store.close(snapshot=False)
             raise
+
+    def _start_replica(self) -> None:
+        """A shard replica: the collection of the log's records (no local log,
+        no re-index, feedback or duplicates services)."""
+        from lookalike.service.cluster_node import ReplicaNode  # nats-py: the cluster extra
+
+        self.encoder = self._load_encoder(self.config.model_path())
+        self._cluster_node = node = ReplicaNode(
+            self.config, self.shard, self.address, self.encoder.model_id if self.encoder else "",
+            lambda: Collection(self._spaces(), self.config.effective_schema(), self.config.default_space or None))
+        self.collection = node.store.collection
+        self._servicer.attach(node.store, self.encoder)
+        self.metrics.products.set_function(lambda: len(node.store.collection))
+        node.observe(self.metrics)
 
     def _model_path(self, version: int) -> Path | None:
         """The bundle of an index version: its own copy, or the config's for version 0."""
@@ -281,6 +323,8 @@ class Server:
             self.reindexer.wait(timeout=grace)  # a job still running then dies with the process: restartable
         if self.store is not None:
             self.store.close()
+        if self._cluster_node is not None:
+            self._cluster_node.close()
         if self.shards is not None:
             self.shards.close()
         if self._catalog is not None:

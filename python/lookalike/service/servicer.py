@@ -345,17 +345,8 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             return self._delete(request)
 
     def _delete(self, request: search_pb2.DeleteRequest) -> search_pb2.DeleteResponse:
-        if request.ids and request.HasField("filter"):
-            raise invalid("set one of ids and filter, not both")
-        if request.HasField("filter"):
-            clause = convert.filter_from_proto(request.filter, self._limits)
-            if clause is None:
-                raise invalid("filter: an empty filter would delete every product; send the ids instead")
-            ids = self._matching_ids(clause)
-        else:
-            if len(request.ids) > self._limits.max_ids:
-                raise invalid(f"{len(request.ids)} ids in one call, at most {self._limits.max_ids}")
-            ids = list(request.ids)
+        target = convert.delete_target(request, self._limits)
+        ids = target if isinstance(target, list) else self._matching_ids(target)
         unknown = self._store.delete(ids)
         gone = set(ids) - set(unknown)
         return search_pb2.DeleteResponse(deleted=len(gone), unknown_ids=unknown)

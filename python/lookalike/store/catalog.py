@@ -118,6 +118,16 @@ class Catalog:
             return [row[0] for row in self._db.execute("SELECT id FROM products WHERE seq > ? ORDER BY id",
                                                        (changed_after,))]
 
+    def backup(self, path: str | os.PathLike[str]) -> None:
+        """Copies the whole catalog into a new SQLite file at ``path``, as of one
+        moment (writes wait meanwhile)."""
+        target = sqlite3.connect(os.fspath(path))
+        try:
+            with self._lock:
+                self._db.backup(target)
+        finally:
+            target.close()
+
     def __len__(self) -> int:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM products").fetchone()[0]

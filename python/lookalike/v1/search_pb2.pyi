@@ -133,7 +133,7 @@ class SearchParams(_message.Message):
     def __init__(self, ef: _Optional[int] = ..., nprobe: _Optional[int] = ..., no_rerank: _Optional[bool] = ..., exact: _Optional[bool] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("query", "using", "filter", "k", "page_token", "params", "with_metadata", "relevance", "ignore_colour")
+    __slots__ = ("query", "using", "filter", "k", "page_token", "params", "with_metadata", "relevance", "ignore_colour", "min_seq")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     USING_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
@@ -143,6 +143,7 @@ class SearchRequest(_message.Message):
     WITH_METADATA_FIELD_NUMBER: _ClassVar[int]
     RELEVANCE_FIELD_NUMBER: _ClassVar[int]
     IGNORE_COLOUR_FIELD_NUMBER: _ClassVar[int]
+    MIN_SEQ_FIELD_NUMBER: _ClassVar[int]
     query: Query
     using: str
     filter: _filter_pb2.Filter
@@ -152,7 +153,8 @@ class SearchRequest(_message.Message):
     with_metadata: bool
     relevance: RelevanceFeedback
     ignore_colour: bool
-    def __init__(self, query: _Optional[_Union[Query, _Mapping]] = ..., using: _Optional[str] = ..., filter: _Optional[_Union[_filter_pb2.Filter, _Mapping]] = ..., k: _Optional[int] = ..., page_token: _Optional[str] = ..., params: _Optional[_Union[SearchParams, _Mapping]] = ..., with_metadata: _Optional[bool] = ..., relevance: _Optional[_Union[RelevanceFeedback, _Mapping]] = ..., ignore_colour: _Optional[bool] = ...) -> None: ...
+    min_seq: int
+    def __init__(self, query: _Optional[_Union[Query, _Mapping]] = ..., using: _Optional[str] = ..., filter: _Optional[_Union[_filter_pb2.Filter, _Mapping]] = ..., k: _Optional[int] = ..., page_token: _Optional[str] = ..., params: _Optional[_Union[SearchParams, _Mapping]] = ..., with_metadata: _Optional[bool] = ..., relevance: _Optional[_Union[RelevanceFeedback, _Mapping]] = ..., ignore_colour: _Optional[bool] = ..., min_seq: _Optional[int] = ...) -> None: ...
 
 class RelevanceFeedback(_message.Message):
     __slots__ = ("liked_ids", "disliked_ids", "search_id", "include_rated")
@@ -271,20 +273,24 @@ class UpsertRequest(_message.Message):
     def __init__(self, products: _Optional[_Iterable[_Union[Product, _Mapping]]] = ...) -> None: ...
 
 class ItemResult(_message.Message):
-    __slots__ = ("id", "status_code", "error")
+    __slots__ = ("id", "status_code", "error", "seq")
     ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_CODE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
     id: int
     status_code: int
     error: str
-    def __init__(self, id: _Optional[int] = ..., status_code: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
+    seq: int
+    def __init__(self, id: _Optional[int] = ..., status_code: _Optional[int] = ..., error: _Optional[str] = ..., seq: _Optional[int] = ...) -> None: ...
 
 class UpsertResponse(_message.Message):
-    __slots__ = ("results",)
+    __slots__ = ("results", "seq")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[ItemResult]
-    def __init__(self, results: _Optional[_Iterable[_Union[ItemResult, _Mapping]]] = ...) -> None: ...
+    seq: int
+    def __init__(self, results: _Optional[_Iterable[_Union[ItemResult, _Mapping]]] = ..., seq: _Optional[int] = ...) -> None: ...
 
 class DeleteRequest(_message.Message):
     __slots__ = ("ids", "filter")
@@ -295,12 +301,14 @@ class DeleteRequest(_message.Message):
     def __init__(self, ids: _Optional[_Iterable[int]] = ..., filter: _Optional[_Union[_filter_pb2.Filter, _Mapping]] = ...) -> None: ...
 
 class DeleteResponse(_message.Message):
-    __slots__ = ("deleted", "unknown_ids")
+    __slots__ = ("deleted", "unknown_ids", "seq")
     DELETED_FIELD_NUMBER: _ClassVar[int]
     UNKNOWN_IDS_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
     deleted: int
     unknown_ids: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, deleted: _Optional[int] = ..., unknown_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+    seq: int
+    def __init__(self, deleted: _Optional[int] = ..., unknown_ids: _Optional[_Iterable[int]] = ..., seq: _Optional[int] = ...) -> None: ...
 
 class GetRequest(_message.Message):
     __slots__ = ("ids", "with_vectors")

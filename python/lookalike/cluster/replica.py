@@ -1,0 +1,228 @@
+"""The apply loop of a shard replica: a durable pull consumer of its shard's
+subject, whose records it applies in stream order to its ReplicaStore.
+
+- On start (and after any trouble) the consumer is created anew at the
+  record after the store's applied_seq: the replica's own state, not the
+  consumer's acknowledgements, says where it is, so a replica that crashed
+  after acknowledging records its snapshot does not hold gets them again.
+- Deliveries are checked to be consecutive (the consumer's own sequence), and
+  each record to follow the last one applied (it names the record before it
+  on its subject, log.py): a gap, as when a fetch's answer was lost while a
+  NATS node went down, starts the consumer again from applied_seq + 1, so no
+  record is ever passed over.
+- A record that does not decode or does not apply is logged, counted
+  (``skipped``) and passed over: every replica of the shard passes over the
+  same ones, and the shard goes on.
+- ``caught_up_seq``: every record of this shard up to it is applied. It is the
+  last applied record, or more: the stream's last sequence read before a fetch
+  that brought nothing, once the shard's last record is applied (a shard with
+  no recent writes is caught up with the writes of the other shards). Routers read it from the
+  heartbeat to serve `min_seq` reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import threading
+from collections.abc import Callable
+
+import nats.errors
+import nats.js.errors
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from lookalike.cluster import log_records
+from lookalike.cluster.log import PREVIOUS, RETRIED, STARTUP_PATIENCE_S, CollectionLog, until_ready
+from lookalike.cluster.nats_link import NatsLink
+from lookalike.cluster.replica_store import ReplicaStore
+
+log = logging.getLogger("lookalike.cluster")
+
+
+class ReplicaGapError(Exception):
+    """The stream no longer holds the records after this replica's state."""
+
+
+def consumer_name(collection: str, shard: int, replica_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", f"{collection}-s{shard}-{replica_id}")
+
+
+class ShardReplica:
+    def __init__(self, link: NatsLink, shard: int, store: ReplicaStore, replica_id: str,
+                 on_progress: Callable[[], None] = lambda: None, on_snapshot: Callable[[int], None] = lambda seq: None,
+                 batch: int = 256, idle_wait_s: float = 0.2) -> None:
+        """``on_progress()`` after caught_up_seq moved; ``on_snapshot(seq)`` right
+        after a snapshot at seq, before the next record is applied."""
+        self.shard = shard
+        self.store = store
+        self._link = link
+        self._log = CollectionLog(link)
+        self._config = link.config
+        self._durable = consumer_name(self._config.collection, shard, replica_id)
+        self._on_progress, self._on_snapshot = on_progress, on_snapshot
+        self._batch, self._idle_wait_s = batch, idle_wait_s
+        self._sub = None
+        self._next_delivery = 1
+        self._caught_up = threading.Condition()
+        self._caught_up_seq = store.applied_seq
+        self.skipped = 0           # records passed over because they did not decode or apply
+        self.stream_last = 0       # the stream's last sequence when the loop last looked
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"replica-shard-{shard}", daemon=True)
+
+    def start(self) -> None:
+        """Checks the stream still holds what this replica lacks, then applies in the background."""
+        self._log.ensure()
+        first = until_ready(self._link, lambda: self._link.js.stream_info(self._config.stream), "stream info",
+                            STARTUP_PATIENCE_S).state.first_seq
+        applied = self.store.applied_seq
+        if first > applied + 1:
+            raise ReplicaGapError(f"shard {self.shard}: this replica holds the stream up to seq {applied}, but the "
+                                  f"stream keeps records from seq {first} on (retention removed the ones between): "
+                                  "start it with an empty data directory from a newer snapshot")
+        self._thread.start()
+
+    @property
+    def caught_up_seq(self) -> int:
+        with self._caught_up:
+            return self._caught_up_seq
+
+    @property
+    def lag(self) -> int:
+        """Records of the stream this replica may still have to apply (an upper
+        bound: some belong to other shards), as of the loop's last look."""
+        return max(0, self.stream_last - self.caught_up_seq)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    # --- the loop -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self._sub is None:
+                    self._subscribe()
+                self.stream_last = stream_last = self._log.last_seq()
+                messages = self._fetch()
+                if not messages:
+                    self._idle(stream_last)
+                else:
+                    self._apply(messages)
+                if self.store.snapshot_due():
+                    self._on_snapshot(self.store.snapshot())
+            except RETRIED as e:
+                log.warning("shard %d: the log did not answer (%s); consuming again from seq %d", self.shard,
+                            type(e).__name__, self.store.applied_seq + 1)
+                self._sub = None
+                self._stop.wait(0.2)
+            except Exception:  # noqa: BLE001 - the loop must go on; the log says what broke
+                log.exception("shard %d: the apply loop failed; consuming again from seq %d", self.shard,
+                              self.store.applied_seq + 1)
+                self._sub = None
+                self._stop.wait(1.0)
+        try:
+            self.store.snapshot()
+        except Exception:
+            log.exception("shard %d: the last snapshot failed (the stream still holds everything)", self.shard)
+
+    def _subscribe(self) -> None:
+        js, stream = self._link.js, self._config.stream
+        start = self.store.applied_seq + 1
+
+        async def subscribe():
+            try:
+                await js.delete_consumer(stream, self._durable)
+            except nats.js.errors.NotFoundError:
+                pass
+            await js.add_consumer(stream, ConsumerConfig(
+                durable_name=self._durable, deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start,
+                filter_subject=self._config.subject(self.shard), ack_policy=AckPolicy.EXPLICIT, ack_wait=60,
+                max_ack_pending=-1))
+            return await js.pull_subscribe_bind(durable=self._durable, stream=stream)
+
+        old, self._sub = self._sub, None
+        if old is not None:
+            self._link.spawn(old.unsubscribe())
+        self._sub = self._link.run(subscribe(), timeout=10)
+        self._next_delivery = 1
+        log.info("shard %d: consuming the stream from seq %d (consumer %s)", self.shard, start, self._durable)
+
+    def _fetch(self) -> list:
+        subscription, batch, wait = self._sub, self._batch, self._idle_wait_s
+
+        async def fetch() -> list:
+            try:
+                return await subscription.fetch(batch, timeout=wait)
+            except (nats.errors.TimeoutError, asyncio.TimeoutError):  # nothing came within the wait
+                return []
+
+        return self._link.run(fetch(), timeout=wait + 5)
+
+    def _apply(self, messages: list) -> None:
+        applied = []
+        for message in messages:
+            meta = message.metadata
+            if meta.sequence.consumer != self._next_delivery:
+                log.warning("shard %d: delivery %d where %d was due; consuming again from seq %d", self.shard,
+                            meta.sequence.consumer, self._next_delivery, self.store.applied_seq + 1)
+                self._sub = None
+                break
+            self._next_delivery += 1
+            seq = meta.sequence.stream
+            if seq > self.store.applied_seq:
+                previous = (message.headers or {}).get(PREVIOUS)
+                if previous is not None and int(previous) > self.store.applied_seq:
+                    log.warning("shard %d: the record at seq %d follows seq %s, but this replica applied up to %d; "
+                                "consuming again from seq %d", self.shard, seq, previous, self.store.applied_seq,
+                                self.store.applied_seq + 1)
+                    self._sub = None
+                    break
+                self._apply_one(seq, message.data)
+            applied.append(message)
+        if applied:
+            self._link.run(_ack_all(applied), timeout=10)
+            # Only the records applied: a message's own num_pending dates from its delivery, which
+            # may precede stream_last (a pull answered late), so it proves nothing about stream_last.
+            self._note_caught_up(applied[-1].metadata.sequence.stream)
+
+    def _idle(self, stream_last: int) -> None:
+        """A fetch brought nothing. That proves nothing by itself (a pull lost
+        with a NATS node looks the same, and the consumer's own counts can be
+        wrong after its leader moved), so the stream is asked for the shard's
+        last record: applied, then every record of the shard stored before
+        ``stream_last`` was read is applied; stored before that read but not
+        applied, the consumer is created again; stored after it, the next fetch
+        brings it."""
+        last_of_shard = self._log.last_of_shard(self.shard)
+        applied = self.store.applied_seq
+        if last_of_shard <= applied:
+            self._note_caught_up(stream_last)
+        elif last_of_shard <= stream_last:
+            log.warning("shard %d: a fetch brought nothing while the shard's records up to seq %d wait; consuming "
+                        "again from seq %d", self.shard, last_of_shard, applied + 1)
+            self._sub = None
+
+    def _apply_one(self, seq: int, data: bytes) -> None:
+        try:
+            self.store.apply(seq, log_records.decode(data))
+        except (ValueError, KeyError, TypeError) as e:  # RecordError is a ValueError
+            self.skipped += 1
+            self.store.skip(seq)
+            log.error("shard %d: record at stream seq %d skipped (%d so far): %s", self.shard, seq, self.skipped, e)
+
+    def _note_caught_up(self, seq: int) -> None:
+        seq = max(seq, self.store.applied_seq)
+        with self._caught_up:
+            if seq <= self._caught_up_seq:
+                return
+            self._caught_up_seq = seq
+            self._caught_up.notify_all()
+        self._on_progress()
+
+
+async def _ack_all(messages: list) -> None:
+    for message in messages:
+        await message.ack()

@@ -1,0 +1,172 @@
+"""The SearchService of a cluster router (`lookalike serve --router` with
+[cluster]): reads as a router's (router.py: encode once, fan out, merge, page)
+over the live replicas of the membership (cluster_shards.py); writes go to the
+collection's log (cluster/log.py) instead of to the replicas.
+
+- Upsert: each product is checked and encoded here once (vectors for the
+  spaces it lacks, from its image or title, as a server would), its image put
+  in the object store under its SHA-256, then the products of one message are
+  published as one record per shard. A product is acknowledged with its
+  record's stream sequence once JetStream stored the record; the replicas
+  apply it after that (reads are eventual unless they pass min_seq).
+- Delete by ids: one record per owning shard; by filter: a record to every
+  shard, evaluated by each replica at its place in the stream.
+- A write is published under a fresh write id (message id = write id, shard,
+  first product id): a publish retried across a leader change is stored once.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+import grpc
+import numpy as np
+
+from lookalike.cluster import log_records
+from lookalike.cluster.log import CollectionLog, LogUnavailable
+from lookalike.cluster.log_records import FilterDelete
+from lookalike.index.attributes import AttributeStore
+from lookalike.service import convert
+from lookalike.service.calls import rpc
+from lookalike.service.cluster_shards import LiveShards
+from lookalike.service.encoding import ModelEncoder
+from lookalike.service.errors import ServiceError, invalid, key_error_text, not_found
+from lookalike.service.router import RouterServicer, _deadline
+from lookalike.store.records import DeleteBatch, UpsertBatch
+from lookalike.v1 import search_pb2
+
+
+class ClusterRouterServicer(RouterServicer):
+    def attach_cluster(self, shards: LiveShards, encoder: ModelEncoder | None, log: CollectionLog) -> None:
+        self._log = log
+        self.attach(shards, encoder)
+
+    # --- reads ------------------------------------------------------------------------------
+
+    def _readers(self, request: search_pb2.SearchRequest, deadline: float | None) -> LiveShards:
+        """With min_seq: waits (within the deadline) until every shard has a
+        live replica that applied it, and reads only from such replicas."""
+        shards: LiveShards = self._shards
+        if not request.min_seq:
+            return shards
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if not shards.membership.wait(lambda: shards.ready_at(request.min_seq), timeout):
+            behind = [f"shard-{i} at {max((m.caught_up_seq for m in shards.membership.live(i)), default=0)}"
+                      for i in range(len(shards)) if not any(m.caught_up_seq >= request.min_seq
+                                                             for m in shards.membership.live(i))]
+            raise ServiceError(grpc.StatusCode.UNAVAILABLE, f"min_seq {request.min_seq}: no live replica has "
+                               f"applied it yet ({', '.join(behind)}); retry, or read without min_seq")
+        return shards.at_least(request.min_seq)
+
+    # --- writes -----------------------------------------------------------------------------
+
+    def _upsert_message(self, products: Iterable[search_pb2.Product],
+                        deadline: float | None) -> list[search_pb2.ItemResult]:
+        products = list(products)
+        results: list[search_pb2.ItemResult | None] = [None] * len(products)
+        checked: dict[int, dict[str, Any]] = {}   # product id -> its checked form (the last one sent wins)
+        rows: dict[int, list[int]] = defaultdict(list)
+        for i, product in enumerate(products):
+            try:
+                checked[product.id] = self._checked(product, f"products[{i}]", deadline)
+                rows[product.id].append(i)
+            except ServiceError as e:
+                results[i] = search_pb2.ItemResult(id=product.id, status_code=e.code.value[0], error=e.message)
+        by_shard: dict[int, list[int]] = defaultdict(list)
+        for id_, shard in zip(checked, self._shards.owners(list(checked)).tolist()):
+            by_shard[shard].append(id_)
+        write_id = uuid.uuid4().hex
+        for shard, ids in sorted(by_shard.items()):
+            items = [checked[i] for i in ids]
+            names = {name for item in items for name in item["attributes"]}
+            batch = UpsertBatch(ids=np.array(ids, dtype=np.int64),
+                                vectors={name: np.stack([item["vectors"][name] for item in items])
+                                         for name in items[0]["vectors"]},
+                                attributes={name: [item["attributes"].get(name) for item in items] for name in names},
+                                titles=[item["title"] for item in items],
+                                image_uris=[item["image_uri"] for item in items],
+                                image_sha256=[item["digest"] for item in items])
+            outcome = self._publish(shard, batch, write_id, ids, deadline)
+            for id_ in ids:
+                for i in rows[id_]:
+                    results[i] = _item(id_, outcome)
+        return results
+
+    def _checked(self, product: search_pb2.Product, where: str, deadline: float | None) -> dict[str, Any]:
+        """A product as its record holds it: a vector for every space of the
+        shards (sent, or encoded here), attributes checked against their schema,
+        and its image in the object store."""
+        if product.id < 0:
+            raise invalid(f"{where}: id must be >= 0, got {product.id}")
+        layout = self._shard_layout(deadline)
+        unknown = set(product.vectors) - set(layout.spaces)
+        if unknown:
+            raise not_found(f"{where}: unknown vector space(s) {sorted(unknown)}")
+        encoded = self._encoded(product, where, deadline)
+        vectors = {}
+        for name, space in layout.spaces.items():
+            if name not in encoded.vectors:
+                raise invalid(f"{where}: no vector for space '{name}': send vectors['{name}'], or an image or a "
+                              "title the router's model encodes into it")
+            vectors[name] = convert.vector_from_proto(encoded.vectors[name], space.dim, f"{where}.vectors['{name}']")
+            if space.metric == "cosine" and not vectors[name].any():
+                raise invalid(f"{where}.vectors['{name}']: an all-zero vector has no direction")
+        attributes = convert.attributes_from_proto(product.attributes, layout.schema, where)
+        digest = self._stored_image(product.image, where) if product.image else ""
+        return {"vectors": vectors, "attributes": attributes, "title": product.title,
+                "image_uri": product.image_uri, "digest": digest}
+
+    def _stored_image(self, image: bytes, where: str) -> str:
+        try:
+            return self._log.put_image(image)
+        except LogUnavailable as e:
+            raise ServiceError(grpc.StatusCode.UNAVAILABLE, f"{where}.image: {e}; nothing of this product "
+                                                            "was written") from e
+
+    def _publish(self, shard: int, record: log_records.Record, write_id: str, ids: list[int],
+                 deadline: float | None) -> int | ServiceError:
+        """The record's stream sequence once stored, or the error to answer with."""
+        message_id = f"{write_id}:{shard}:{ids[0]}+{len(ids) - 1}" if ids else f"{write_id}:{shard}"
+        try:
+            return self._log.publish(shard, log_records.encode(record), message_id, deadline)
+        except LogUnavailable as e:
+            return ServiceError(grpc.StatusCode.UNAVAILABLE, f"shard-{shard}: {e}")
+
+    @rpc
+    def Delete(self, request: search_pb2.DeleteRequest, context: grpc.ServicerContext) -> search_pb2.DeleteResponse:
+        deadline = _deadline(context)
+        target = convert.delete_target(request, self._limits)
+        if isinstance(target, list):
+            records = {s: DeleteBatch(np.array(ids, dtype=np.int64)) for s, ids in self._by_owner(target).items()}
+        else:
+            self._check_filter(target, deadline)
+            records = {s: FilterDelete(target) for s in range(len(self._shards))}
+        write_id = uuid.uuid4().hex
+        seqs = []
+        for shard, record in sorted(records.items()):
+            outcome = self._publish(shard, record, write_id, getattr(record, "ids", np.empty(0)).tolist(), deadline)
+            if isinstance(outcome, ServiceError):
+                raise ServiceError(outcome.code, f"{outcome.message} (the shards before it took the delete: "
+                                                 "retrying is safe)")
+            seqs.append(outcome)
+        return search_pb2.DeleteResponse(seq=max(seqs, default=0))
+
+    def _check_filter(self, clause: Any, deadline: float | None) -> None:
+        """Names a filter's unknown attribute or wrong type here, as a server
+        would, instead of publishing a record no replica can apply."""
+        try:
+            AttributeStore(self._shard_layout(deadline).schema).compile(clause)
+        except KeyError as e:
+            raise invalid(f"filter: {key_error_text(e)}") from None
+        except (TypeError, ValueError) as e:
+            raise invalid(f"filter: {e}") from None
+
+
+def _item(product_id: int, outcome: int | ServiceError) -> search_pb2.ItemResult:
+    if isinstance(outcome, ServiceError):
+        return search_pb2.ItemResult(id=product_id, status_code=outcome.code.value[0], error=outcome.message)
+    return search_pb2.ItemResult(id=product_id, seq=outcome)
