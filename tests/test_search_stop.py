@@ -74,6 +74,9 @@ def test_a_collection_search_passes_its_token_on(kind):
     with pytest.raises(DeadlineExceeded):
         collection.search("clip", vectors[0], 5, stop=expired())
     assert len(collection.search("clip", vectors[0], 5, stop=StopToken(60)).ids) == 5
+    with pytest.raises(DeadlineExceeded):  # the scan behind a delete by filter
+        collection.ids(stop=expired())
+    assert len(collection.ids(stop=StopToken(60))) == 200
 
 
 # --- a long filtered walk ---------------------------------------------------------------

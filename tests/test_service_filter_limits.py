@@ -169,15 +169,19 @@ def answered_in_time(client, address, vectors, timeout=5.0):
         assert health.status == health_pb2.HealthCheckResponse.SERVING
 
 
+def costly_filter():
+    """Allowed by the bounds, yet long: one must_not over every tag of the store.
+    Nothing can be listed, so the planner walks the graph; nothing passes, so
+    the walk goes through every product, each checked against 60,000 tags, and
+    a scan of every product follows."""
+    every_tag = [t for i in range(N) for t in tags_of(i)]
+    return filter_pb2.Filter(must_not=[filter_pb2.Condition(
+        match=filter_pb2.Match(attribute="tags", any_of=filter_pb2.KeywordList(values=every_tag)))])
+
+
 def test_an_expensive_search_stops_at_its_deadline_on_the_server(served):
     client, address, vectors, log_path = served
-    # Allowed by the bounds, yet long: one must_not over every tag of the store.
-    # Nothing can be listed, so the planner walks the graph; nothing passes, so
-    # the walk goes through every product, each checked against 60,000 tags,
-    # and a scan of every product follows.
-    every_tag = [t for i in range(N) for t in tags_of(i)]
-    costly = filter_pb2.Filter(must_not=[filter_pb2.Condition(
-        match=filter_pb2.Match(attribute="tags", any_of=filter_pb2.KeywordList(values=every_tag)))])
+    costly = costly_filter()
 
     started = time.perf_counter()
     with ThreadPoolExecutor(1) as pool:
@@ -199,4 +203,23 @@ def test_an_expensive_search_stops_at_its_deadline_on_the_server(served):
     assert code == "DEADLINE_EXCEEDED"
     assert ms / 1000 < full / 2, (ms, full)
     assert "Traceback" not in log_path.read_text()
+    answered_in_time(client, address, vectors)
+
+
+def test_an_expensive_delete_by_filter_stops_at_its_deadline_on_the_server(served):
+    """The scan that finds what a delete by filter names stops at the call's
+    deadline too, instead of holding the writes' gate past it."""
+    client, address, vectors, log_path = served
+    delete = search_pb2.DeleteRequest(filter=costly_filter())  # matches nothing: deletes nothing
+    started = time.perf_counter()
+    assert client.stub.Delete(delete, timeout=120).deleted == 0
+    full = time.perf_counter() - started
+
+    with pytest.raises(grpc.RpcError) as e:
+        client.stub.Delete(delete, timeout=full / 10)
+    assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    time.sleep(0.5)
+    code, ms = calls(log_path, "Delete")[-1]
+    assert code == "DEADLINE_EXCEEDED"
+    assert ms / 1000 < full / 2, (ms, full)
     answered_in_time(client, address, vectors)

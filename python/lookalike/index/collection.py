@@ -310,15 +310,16 @@ class Collection:
         ids, dists = ids[keep][:k], dists[keep][:k]
         return Hits(ids, _scores(config.metric, dists), stats)
 
-    def ids(self, filter: Filter | Any = None) -> np.ndarray:
+    def ids(self, filter: Filter | Any = None, stop: StopToken | None = None) -> np.ndarray:
         """Every product id (that ``filter`` allows), in no particular order: an
-        exact filtered scan of the default space asked for all of them."""
+        exact filtered scan of the default space asked for all of them, which
+        ``stop`` can end (as it does a search)."""
         n = len(self)
         if n == 0:
             return np.empty(0, dtype=np.int64)
         probe = np.zeros(self.space(None).dim, dtype=np.float32)
         probe[0] = 1.0
-        return self.search(None, probe, n, filter=filter, exact=True).ids
+        return self.search(None, probe, n, filter=filter, exact=True, stop=stop).ids
 
     def vectors(self, space: str | None, ids: npt.ArrayLike) -> np.ndarray:
         """Stored vectors of ids in ``space`` (normalised under cosine); UnknownIdError if absent."""

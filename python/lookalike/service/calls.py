@@ -11,11 +11,13 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import grpc
 
+from lookalike.index import DeadlineExceeded, SearchStopped, StopToken
 from lookalike.service.errors import ServiceError, invalid
 from lookalike.v1 import search_pb2
 
@@ -110,3 +112,20 @@ def check_alive(context: grpc.ServicerContext) -> None:
     remaining = context.time_remaining()
     if remaining is not None and remaining <= 0:
         raise ServiceError(grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed")
+
+
+@contextmanager
+def native_stop(context: grpc.ServicerContext) -> Iterator[StopToken]:
+    """A stop token for the native searches and scans of a call: they check it
+    as they go and stop at the call's deadline or when it is cancelled, which
+    becomes DEADLINE_EXCEEDED or CANCELLED (never INTERNAL)."""
+    stop = StopToken(context.time_remaining())
+    context.add_callback(stop.cancel)
+    try:
+        yield stop
+    except SearchStopped as e:
+        # gRPC ends a call at its deadline as it does a cancelled one: the token tells them apart.
+        if isinstance(e, DeadlineExceeded) or (stop.remaining is not None and stop.remaining <= 0):
+            raise ServiceError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                               "the search was stopped at the call's deadline") from None
+        raise ServiceError(grpc.StatusCode.CANCELLED, "the search was stopped: the call was cancelled") from None

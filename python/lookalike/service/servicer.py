@@ -28,11 +28,11 @@ import grpc
 import numpy as np
 
 from lookalike.encoders.zero_shot import ZeroShotTagger
-from lookalike.index import DeadlineExceeded, SearchStopped, StopToken, UnknownIdError
+from lookalike.index import UnknownIdError
 from lookalike.index.collection import Collection
 from lookalike.service import convert
 from lookalike.service.config import Limits
-from lookalike.service.calls import InFlight, check_alive, micros, rpc, search_batch, upsert_stream
+from lookalike.service.calls import native_stop, InFlight, check_alive, micros, rpc, search_batch, upsert_stream
 from lookalike.service.colour_free import ColourFree
 from lookalike.service.durable import DurableCollection
 from lookalike.service.encoding import ModelEncoder, StageClock
@@ -169,18 +169,10 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
 
         t = time.perf_counter()
         params = request.params
-        stop = StopToken(context.time_remaining())  # the native search checks it as it goes
-        context.add_callback(stop.cancel)
-        try:
+        with native_stop(context) as stop:
             hits = self._collection.search(space, query, want, filter=native, ef=params.ef or None,
                                            nprobe=params.nprobe or None, rerank=not params.no_rerank,
                                            exact=params.exact, exclude=exclude, stop=stop)
-        except SearchStopped as e:
-            # gRPC ends a call at its deadline as it does a cancelled one: the token tells them apart.
-            if isinstance(e, DeadlineExceeded) or (stop.remaining is not None and stop.remaining <= 0):
-                raise ServiceError(grpc.StatusCode.DEADLINE_EXCEEDED,
-                                   "the search was stopped at the call's deadline") from None
-            raise ServiceError(grpc.StatusCode.CANCELLED, "the search was stopped: the call was cancelled") from None
         timings.search_us = micros(time.perf_counter() - t)
 
         ids, scores = self._feedback.boost(space, text, hits.ids, hits.scores)
@@ -342,24 +334,25 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
     def Delete(self, request: search_pb2.DeleteRequest, context: grpc.ServicerContext) -> search_pb2.DeleteResponse:
         with self.write_gate.shared():
             self._pins.view = self._serving
-            return self._delete(request)
+            return self._delete(request, context)
 
-    def _delete(self, request: search_pb2.DeleteRequest) -> search_pb2.DeleteResponse:
+    def _delete(self, request: search_pb2.DeleteRequest, context: grpc.ServicerContext) -> search_pb2.DeleteResponse:
         target = convert.delete_target(request, self._limits)
-        ids = target if isinstance(target, list) else self._matching_ids(target)
+        ids = target if isinstance(target, list) else self._matching_ids(target, context)
         unknown = self._store.delete(ids)
         gone = set(ids) - set(unknown)
         return search_pb2.DeleteResponse(deleted=len(gone), unknown_ids=unknown)
 
-    def _matching_ids(self, clause: Any) -> list[int]:
-        """Every product id the filter allows."""
+    def _matching_ids(self, clause: Any, context: grpc.ServicerContext) -> list[int]:
+        """Every product id the filter allows (a scan that stops at the call's deadline)."""
         try:
             native = self._collection.compile_filter(clause)
         except KeyError as e:
             raise invalid(f"filter: {key_error_text(e)}") from None
         except (TypeError, ValueError) as e:
             raise invalid(f"filter: {e}") from None
-        return self._collection.ids(native).tolist()
+        with native_stop(context) as stop:
+            return self._collection.ids(native, stop=stop).tolist()
 
     # --- reads --------------------------------------------------------------------------
 
