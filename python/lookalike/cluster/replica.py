@@ -12,12 +12,18 @@ subject, whose records it applies in stream order to its ReplicaStore.
   record is ever passed over.
 - A record that does not decode or does not apply is logged, counted
   (``skipped``) and passed over: every replica of the shard passes over the
-  same ones, and the shard goes on.
+  same ones, and the shard goes on. Consecutive upserts of a fetched batch are
+  applied as one write (ReplicaStore.apply_run), so a replica that fell behind
+  catches up faster than single-product writes came.
 - ``caught_up_seq``: every record of this shard up to it is applied. It is the
   last applied record, or more: the stream's last sequence read before a fetch
   that brought nothing, once the shard's last record is applied (a shard with
   no recent writes is caught up with the writes of the other shards). Routers read it from the
   heartbeat to serve `min_seq` reads.
+- Catching up costs one round trip to NATS a batch: the stream's last sequence
+  is read only when the replica may have run out of records (the last fetch
+  was not full) or every STREAM_LAST_EVERY_S for the lag it reports, and a
+  batch is acknowledged by its last record (AckPolicy.ALL).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import asyncio
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable
 
 import nats.errors
@@ -36,8 +43,11 @@ from lookalike.cluster import log_records
 from lookalike.cluster.log import PREVIOUS, RETRIED, STARTUP_PATIENCE_S, CollectionLog, until_ready
 from lookalike.cluster.nats_link import NatsLink
 from lookalike.cluster.replica_store import ReplicaStore
+from lookalike.store.records import UpsertBatch
 
 log = logging.getLogger("lookalike.cluster")
+
+STREAM_LAST_EVERY_S = 0.5  # how stale the stream's last sequence may be while records keep coming
 
 
 class ReplicaGapError(Exception):
@@ -101,14 +111,18 @@ class ShardReplica:
     # --- the loop -------------------------------------------------------------------------
 
     def _run(self) -> None:
+        looked_at, behind = 0.0, False
         while not self._stop.is_set():
             try:
                 if self._sub is None:
                     self._subscribe()
-                self.stream_last = stream_last = self._log.last_seq()
+                if not behind or time.monotonic() - looked_at >= STREAM_LAST_EVERY_S:
+                    # Read before the fetch, as _idle needs; an older read serves it as well.
+                    self.stream_last, looked_at = self._log.last_seq(), time.monotonic()
                 messages = self._fetch()
+                behind = len(messages) == self._batch
                 if not messages:
-                    self._idle(stream_last)
+                    self._idle(self.stream_last)
                 else:
                     self._apply(messages)
                 if self.store.snapshot_due():
@@ -139,7 +153,7 @@ class ShardReplica:
                 pass
             await js.add_consumer(stream, ConsumerConfig(
                 durable_name=self._durable, deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start,
-                filter_subject=self._config.subject(self.shard), ack_policy=AckPolicy.EXPLICIT, ack_wait=60,
+                filter_subject=self._config.subject(self.shard), ack_policy=AckPolicy.ALL, ack_wait=60,
                 max_ack_pending=-1))
             return await js.pull_subscribe_bind(durable=self._durable, stream=stream)
 
@@ -162,28 +176,30 @@ class ShardReplica:
         return self._link.run(fetch(), timeout=wait + 5)
 
     def _apply(self, messages: list) -> None:
-        applied = []
+        applied, ready = [], []  # messages to acknowledge; (seq, data) of the records to apply
+        last = self.store.applied_seq  # the last record applied or ready to be
         for message in messages:
             meta = message.metadata
             if meta.sequence.consumer != self._next_delivery:
                 log.warning("shard %d: delivery %d where %d was due; consuming again from seq %d", self.shard,
-                            meta.sequence.consumer, self._next_delivery, self.store.applied_seq + 1)
+                            meta.sequence.consumer, self._next_delivery, last + 1)
                 self._sub = None
                 break
             self._next_delivery += 1
             seq = meta.sequence.stream
-            if seq > self.store.applied_seq:
+            if seq > last:
                 previous = (message.headers or {}).get(PREVIOUS)
-                if previous is not None and int(previous) > self.store.applied_seq:
+                if previous is not None and int(previous) > last:
                     log.warning("shard %d: the record at seq %d follows seq %s, but this replica applied up to %d; "
-                                "consuming again from seq %d", self.shard, seq, previous, self.store.applied_seq,
-                                self.store.applied_seq + 1)
+                                "consuming again from seq %d", self.shard, seq, previous, last, last + 1)
                     self._sub = None
                     break
-                self._apply_one(seq, message.data)
+                ready.append((seq, message.data))
+                last = seq
             applied.append(message)
+        self._apply_records(ready)
         if applied:
-            self._link.run(_ack_all(applied), timeout=10)
+            self._link.run(applied[-1].ack(), timeout=10)  # AckPolicy.ALL: and every one before it
             # Only the records applied: a message's own num_pending dates from its delivery, which
             # may precede stream_last (a pull answered late), so it proves nothing about stream_last.
             self._note_caught_up(applied[-1].metadata.sequence.stream)
@@ -205,13 +221,47 @@ class ShardReplica:
                         "again from seq %d", self.shard, last_of_shard, applied + 1)
             self._sub = None
 
-    def _apply_one(self, seq: int, data: bytes) -> None:
+    def _apply_records(self, ready: list[tuple[int, bytes]]) -> None:
+        """Applies the records in stream order, consecutive upserts as one run
+        (ReplicaStore.apply_run); a run that does not apply as one is applied
+        record by record, so that only a bad record is passed over."""
+        run: list[tuple[int, UpsertBatch]] = []
+        for seq, data in ready:
+            try:
+                record = log_records.decode(data)
+            except log_records.RecordError as e:
+                self._apply_each(run)
+                run = []
+                self._skip(seq, e)
+                continue
+            if isinstance(record, UpsertBatch):
+                run.append((seq, record))
+                continue
+            self._apply_each(run)
+            run = []
+            self._apply_one(seq, record)
+        self._apply_each(run)
+
+    def _apply_each(self, run: list[tuple[int, UpsertBatch]]) -> None:
+        if len(run) > 1:
+            try:
+                self.store.apply_run(run)
+                return
+            except (ValueError, KeyError, TypeError):  # one of them is bad: find which, alone
+                pass
+        for seq, record in run:
+            self._apply_one(seq, record)
+
+    def _apply_one(self, seq: int, record: log_records.Record) -> None:
         try:
-            self.store.apply(seq, log_records.decode(data))
-        except (ValueError, KeyError, TypeError) as e:  # RecordError is a ValueError
-            self.skipped += 1
-            self.store.skip(seq)
-            log.error("shard %d: record at stream seq %d skipped (%d so far): %s", self.shard, seq, self.skipped, e)
+            self.store.apply(seq, record)
+        except (ValueError, KeyError, TypeError) as e:
+            self._skip(seq, e)
+
+    def _skip(self, seq: int, error: Exception) -> None:
+        self.skipped += 1
+        self.store.skip(seq)
+        log.error("shard %d: record at stream seq %d skipped (%d so far): %s", self.shard, seq, self.skipped, error)
 
     def _note_caught_up(self, seq: int) -> None:
         seq = max(seq, self.store.applied_seq)
@@ -222,7 +272,3 @@ class ShardReplica:
             self._caught_up.notify_all()
         self._on_progress()
 
-
-async def _ack_all(messages: list) -> None:
-    for message in messages:
-        await message.ack()

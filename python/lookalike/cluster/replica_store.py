@@ -19,10 +19,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from lookalike.cluster.log_records import FilterDelete, Record
 from lookalike.index.collection import Collection
 from lookalike.store.catalog import Catalog, ProductRecord
-from lookalike.store.records import DeleteBatch
+from lookalike.store.records import DeleteBatch, UpsertBatch
 from lookalike.store.snapshots import Snapshots
 
 log = logging.getLogger("lookalike.cluster")
@@ -70,6 +72,32 @@ class ReplicaStore:
             self.collection.upsert(record.ids, record.vectors, record.attributes,
                                    before_searchable=lambda: self.catalog.upsert(rows, seq))
         self._advance(seq)
+
+    def apply_run(self, run: list[tuple[int, UpsertBatch]]) -> None:
+        """Applies consecutive upsert records (stream sequence, record) as one
+        write: one index insert and one catalog transaction instead of one a
+        record, which is what lets a replica that fell behind catch up faster
+        than the writes came. A product named twice keeps its later record, as
+        if applied one by one. Raises as apply() does, applying nothing."""
+        last_of: dict[int, tuple[int, int]] = {}  # id -> (record index, row) of its last version
+        for r, (_, record) in enumerate(run):
+            for row, id_ in enumerate(record.ids.tolist()):
+                last_of[id_] = (r, row)
+        picks = sorted(last_of.values())
+        names = {name for _, record in run for name in record.attributes}
+        spaces = run[0][1].vectors.keys()
+        if any(record.vectors.keys() != spaces for _, record in run):
+            raise ValueError("records of one run name different vector spaces")
+        ids = np.array([run[r][1].ids[row] for r, row in picks], dtype=np.int64)
+        vectors = {space: np.stack([run[r][1].vectors[space][row] for r, row in picks]) for space in spaces}
+        attributes = {name: [(run[r][1].attributes.get(name) or [None] * len(run[r][1].ids))[row]
+                             for r, row in picks] for name in names}
+        rows = [ProductRecord(int(ids[i]), run[r][1].titles[row], run[r][1].image_uris[row],
+                              run[r][1].digests()[row]) for i, (r, row) in enumerate(picks)]
+        seqs = [run[r][0] for r, _ in picks]
+        self.collection.upsert(ids, vectors, attributes, before_searchable=lambda: self.catalog.upsert(rows, seqs))
+        for seq, _ in run:
+            self._advance(seq)
 
     def skip(self, seq: int) -> None:
         """Passes over the record at ``seq`` (it does not apply)."""

@@ -60,9 +60,12 @@ class Catalog:
                 if column not in present:  # a catalog from before the column
                     self._db.execute(f"ALTER TABLE products ADD COLUMN {column} {kind}")
 
-    def upsert(self, records: Iterable[ProductRecord], seq: int = 0) -> None:
-        """Adds or replaces rows; ``seq`` is the log record that carries them."""
-        rows = [(r.id, r.title, r.image_uri, r.image_sha256, seq) for r in records]
+    def upsert(self, records: Iterable[ProductRecord], seq: int | Sequence[int] = 0) -> None:
+        """Adds or replaces rows; ``seq`` is the log record that carries them
+        (one for every row, or one a row)."""
+        records = list(records)
+        seqs = [seq] * len(records) if isinstance(seq, int) else [int(s) for s in seq]
+        rows = [(r.id, r.title, r.image_uri, r.image_sha256, s) for r, s in zip(records, seqs, strict=True)]
         with self._lock:
             self._db.execute("BEGIN")
             try:
