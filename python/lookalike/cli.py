@@ -1,6 +1,6 @@
 """The ``lookalike`` command line.
 
-    lookalike serve  [--config lookalike.toml] [--address HOST:PORT] [--data-dir DIR] [--router]
+    lookalike serve  [--config lookalike.toml] [--address HOST:PORT] [--data-dir DIR] [--router] [--http [HOST:PORT]]
     lookalike ingest FOLDER | MANIFEST.csv | MANIFEST.jsonl [--address HOST:PORT]
     lookalike ingest SOURCE --ray --out DIR --shards N [--config lookalike.toml]   shard snapshots, on Ray
     lookalike build-shards SOURCE --out DIR --shards N [--ray] [--config lookalike.toml]  the same, in process or on Ray
@@ -40,7 +40,8 @@ def _serve(args: argparse.Namespace) -> int:
     from lookalike.service.server import Server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = ServiceConfig.load(args.config, address=args.address, data_dir=args.data_dir, workers=args.workers)
+    config = ServiceConfig.load(args.config, address=args.address, data_dir=args.data_dir, workers=args.workers,
+                                http_address=_http_address(args.http))
     server = Server(config, router=args.router)
     server.stop_on_signals()
     server.start()
@@ -48,8 +49,20 @@ def _serve(args: argparse.Namespace) -> int:
     serving = (f"as a router over {len(config.router.shards)} shards" if args.router
                else f"(data in {config.data_dir})")
     print(f"lookalike serving on {server.address} {serving}", file=sys.stderr, flush=True)
+    if server.gateway is not None:
+        print(f"lookalike console and HTTP/JSON API on {server.gateway.url}", file=sys.stderr, flush=True)
     server.wait()
     return 0
+
+
+DEFAULT_HTTP_ADDRESS = "127.0.0.1:8080"
+
+
+def _http_address(flag: str | None) -> str | None:
+    """--http's value: HOST:PORT as given, a bare PORT on loopback."""
+    if flag is None:
+        return None
+    return f"127.0.0.1:{flag}" if flag.isdigit() else flag
 
 
 def _client(args: argparse.Namespace):
@@ -404,6 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, help="gRPC handler threads")
     serve.add_argument("--router", action="store_true",
                        help="serve the shards of the config's [router] shard map instead of a collection")
+    serve.add_argument("--http", nargs="?", const=DEFAULT_HTTP_ADDRESS, metavar="HOST:PORT",
+                       help="also serve the HTTP/JSON API and the browser console here (alone: "
+                            f"{DEFAULT_HTTP_ADDRESS}; a bare port: on loopback)")
     serve.set_defaults(run=_serve)
 
     for name, run, help_ in (("ingest", _ingest, "send a folder of images or a CSV / JSONL manifest to a server"),
