@@ -77,7 +77,7 @@ def grpc_hits(response):
     return [(h.id, h.score, h.metadata.title) for h in response.hits], response.next_page_token
 
 
-PHOTO = demo_products()[9].image   # product 10: a crop of the temple photo
+PHOTO = demo_products()[9].image   # product 10: a crop of the gift box photo
 CHEAP = filter_pb2.Filter(must=[filter_pb2.Condition(range=filter_pb2.Range(attribute="price", lt=100))])
 
 

@@ -1,6 +1,7 @@
 """The ``lookalike`` command line.
 
     lookalike serve  [--config lookalike.toml] [--address HOST:PORT] [--data-dir DIR] [--router] [--http [HOST:PORT]]
+    lookalike demo   [--http HOST:PORT] [--data-dir lookalike-demo]    sample photos to search in the browser console
     lookalike ingest FOLDER | MANIFEST.csv | MANIFEST.jsonl [--address HOST:PORT]
     lookalike ingest SOURCE --ray --out DIR --shards N [--config lookalike.toml]   shard snapshots, on Ray
     lookalike build-shards SOURCE --out DIR --shards N [--ray] [--config lookalike.toml]  the same, in process or on Ray
@@ -37,20 +38,54 @@ from pathlib import Path
 
 def _serve(args: argparse.Namespace) -> int:
     from lookalike.service.config import ServiceConfig
+
+    config = ServiceConfig.load(args.config, address=args.address, data_dir=args.data_dir, workers=args.workers,
+                                http_address=_http_address(args.http))
+    _start(config, router=args.router).wait()
+    return 0
+
+
+def _start(config, router: bool = False):
+    """A started Server of ``config`` that stops on SIGTERM / SIGINT; on a first
+    start with nothing to serve, the default bundle is built first (first_run.py)."""
+    from lookalike.first_run import ensure_model
     from lookalike.service.server import Server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = ServiceConfig.load(args.config, address=args.address, data_dir=args.data_dir, workers=args.workers,
-                                http_address=_http_address(args.http))
-    server = Server(config, router=args.router)
+    if not router:
+        ensure_model(config)
+    server = Server(config, router=router)
     server.stop_on_signals()
     server.start()
     # Scripts and tests read the address (with the real port) from this line.
-    serving = (f"as a router over {len(config.router.shards)} shards" if args.router
+    serving = (f"as a router over {len(config.router.shards)} shards" if router
                else f"(data in {config.data_dir})")
     print(f"lookalike serving on {server.address} {serving}", file=sys.stderr, flush=True)
     if server.gateway is not None:
         print(f"lookalike console and HTTP/JSON API on {server.gateway.url}", file=sys.stderr, flush=True)
+    return server
+
+
+def _demo(args: argparse.Namespace) -> int:
+    """Serves the demo catalog (lookalike.demo) with the console: stored on the
+    first run, kept in the data directory after."""
+    from lookalike.client import Client
+    from lookalike.demo import SCHEMA, demo_products
+    from lookalike.service.config import ServiceConfig
+
+    config = ServiceConfig.load(args.config, address=args.address, data_dir=args.data_dir,
+                                http_address=_http_address(args.http), schema=SCHEMA)
+    server = _start(config)
+    writer = next((key for key, scope in config.api_keys.items() if scope == "write"), None)
+    with Client(server.address, api_key=writer, timeout=300) as client:
+        if client.stats().products == 0:
+            failed = [r.error for r in client.upsert(demo_products()).results if r.status_code]
+            if failed:
+                server.stop()
+                raise ValueError(f"the demo catalog was refused: {failed[0]}")
+        products = client.stats().products
+    print(f"lookalike demo: {products} products in {config.data_dir}; open {server.gateway.url} in a browser "
+          "(Ctrl-C stops)", file=sys.stderr, flush=True)
     server.wait()
     return 0
 
@@ -422,6 +457,14 @@ def build_parser() -> argparse.ArgumentParser:
                             f"{DEFAULT_HTTP_ADDRESS}; a bare port: on loopback)")
     serve.set_defaults(run=_serve)
 
+    demo = commands.add_parser("demo", help="serve a small catalog of sample photos with the browser console")
+    demo.add_argument("--config", help="TOML file (see lookalike.service.config); its schema is the demo's")
+    demo.add_argument("--address", help="gRPC host:port (default 127.0.0.1:50051)")
+    demo.add_argument("--http", default=DEFAULT_HTTP_ADDRESS, metavar="HOST:PORT",
+                      help=f"the console and HTTP/JSON API (default {DEFAULT_HTTP_ADDRESS}; a bare port: on loopback)")
+    demo.add_argument("--data-dir", default="lookalike-demo", help="where the demo's data lives (default ./lookalike-demo)")
+    demo.set_defaults(run=_demo)
+
     for name, run, help_ in (("ingest", _ingest, "send a folder of images or a CSV / JSONL manifest to a server"),
                              ("search", _search, "query a server and print the hits")):
         command = commands.add_parser(name, help=help_)
@@ -572,6 +615,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from lookalike.first_run import MissingBuildExtra
+
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
@@ -582,6 +627,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         print(f"lookalike: {e.name} is not installed; the model and train commands need: pip install 'lookalike[build]'",
               file=sys.stderr)
+        return 2
+    except MissingBuildExtra as e:
+        print(f"lookalike: {e}", file=sys.stderr)
         return 2
     except (ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"lookalike: {e}", file=sys.stderr)
