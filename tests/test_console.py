@@ -82,6 +82,8 @@ def test_a_photo_search_shows_its_product_first(browser, demo_server, tmp_path):
     wait(browser, lambda b: b.execute_script(
         "return [...document.querySelectorAll('#results .hit img')].every(i => i.complete && i.naturalWidth > 0)"
         " && document.querySelectorAll('#results .hit img').length === 24"))
+    assert browser.find_element(By.ID, "scan-status").text == browser.find_element(By.ID, "reindex-status").text \
+        == "none"  # no duplicate scan, no re-index yet
     plan = browser.find_element(By.ID, "plan").text
     assert "plan" in plan and "encode" in plan and "server total" in plan
     if os.environ.get("LOOKALIKE_CONSOLE_SCREENSHOT"):
@@ -133,6 +135,8 @@ def test_the_console_sends_the_api_key(browser, tiny_clip_bundle, tmp_path):
         key = browser.find_element(By.ID, "api-key")
         key.send_keys(READER_KEY, Keys.TAB)  # the change event stores it and reloads the catalog
         wait(browser, lambda b: "24 products" in b.find_element(By.ID, "stats-line").text)
+        wait(browser, lambda b: b.find_element(By.ID, "reindex-status").text
+             == "shown to an API key with the write scope")   # the AdminService needs the write scope
         search_and_wait(browser, lambda: browser.find_element(By.ID, "text").send_keys("gift box", Keys.ENTER))
         assert len(shown_ids(browser)) == 24
         wait(browser, lambda b: b.execute_script(

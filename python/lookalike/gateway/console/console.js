@@ -11,6 +11,7 @@ const state = {
   last: null,           // the last search: {request, withPhoto}, for the next page
   imageUrls: [],        // object URLs of the shown images, released on the next render
   shown: 0,             // hits shown up to the current page, to number the next page's
+  jobsTimer: null,      // the next refresh of the jobs' progress
 };
 
 // --- calls ---------------------------------------------------------------------------
@@ -304,19 +305,34 @@ async function loadStats() {
     if (!names.length) fieldset.append("no attributes in the schema");
     for (const name of names) fieldset.append(filterControl(name, schema[name]));
   }
-  loadScanStatus();
+  loadJobs();
 }
 
-async function loadScanStatus() {
+// The latest duplicate scan and re-index, refreshed every few seconds while one runs.
+async function loadJobs() {
+  const running = await Promise.all([
+    jobStatus("scan-status", "DuplicatesService/GetScanStatus", (scan) =>
+      `${scan.products_done} / ${scan.products_total} products, ${scan.pairs_found} pairs found` +
+      (scan.error ? ` (${scan.error})` : ""), "SCAN_STATE_"),
+    jobStatus("reindex-status", "AdminService/ReindexStatus", (job) =>
+      `${job.done} / ${job.total} products, ${job.failed} failed, to ${job.model_id || "?"}` +
+      (job.message ? ` (${job.message})` : ""), "JOB_STATE_"),
+  ]);
+  clearTimeout(state.jobsTimer);
+  if (running.some(Boolean)) state.jobsTimer = setTimeout(loadJobs, 3000);
+}
+
+async function jobStatus(id, method, describe, statePrefix) {
   try {
-    const scan = await call("DuplicatesService/GetScanStatus", {});
-    const done = scan.products_total ? ` ${scan.products_done} / ${scan.products_total} products,` : "";
-    $("scan-status").textContent = scan.scan_id
-      ? `${scan.state.replace("SCAN_STATE_", "").toLowerCase()}:${done} ${scan.pairs_found} pairs found` +
-        (scan.error ? ` (${scan.error})` : "")
-      : "none";
+    const job = await call(method, {});
+    const where = job.state.replace(statePrefix, "").toLowerCase();
+    $(id).textContent = `${where}: ${describe(job)}, ${Number(job.elapsed_seconds).toFixed(0)} s`;
+    return where === "running";
   } catch (e) {
-    $("scan-status").textContent = e.message.startsWith("NOT_FOUND") ? "none" : e.message;
+    // none yet, a router (no such service), or a key that may not see it
+    $(id).textContent = /^(NOT_FOUND|UNIMPLEMENTED)/.test(e.message) ? "none"
+      : e.message.startsWith("PERMISSION_DENIED") ? "shown to an API key with the write scope" : e.message;
+    return false;
   }
 }
 
