@@ -22,7 +22,9 @@ from selenium.webdriver.support.ui import WebDriverWait
 from conftest import start_demo_server
 from lookalike.client import Client
 from lookalike.demo import demo_products
+from lookalike.service.security import TlsConfig
 from lookalike.v1 import filter_pb2, search_pb2
+from test_service_operations import pki  # noqa: F401 - the throwaway CA and certificates, a fixture
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -30,15 +32,21 @@ SCREENSHOT = Path(__file__).parent.parent / "docs" / "console.png"
 READER_KEY = "r" * 24
 
 
-@pytest.fixture(scope="module")
-def browser():
+def chromium(*flags):
+    """Debian's Chromium, headless, through Debian's chromedriver (the path set: no Selenium Manager)."""
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                 "--window-size=1400,1000", "--force-device-scale-factor=1"):
+                 "--window-size=1400,1000", "--force-device-scale-factor=1", *flags):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(60)
+    return driver
+
+
+@pytest.fixture(scope="module")
+def browser():
+    driver = chromium()
     yield driver
     driver.quit()
 
@@ -109,6 +117,28 @@ def test_words_a_price_filter_and_more_like_this(browser, demo_server):
     assert first not in shown_ids(browser)
 
 
+def test_a_photo_and_words_weighted_by_the_slider(browser, demo_server, tmp_path):
+    open_console(browser, demo_server)
+    photo = tmp_path / "temple.jpg"
+    photo.write_bytes(demo_products()[14].image)   # product 15
+    search_and_wait(browser, lambda: browser.find_element(By.ID, "photo").send_keys(str(photo)))
+    browser.find_element(By.ID, "text").send_keys("blue gift box")
+    browser.execute_script("const w = document.getElementById('weight'); w.value = 70;"
+                           "w.dispatchEvent(new Event('input'))")
+    assert browser.find_element(By.ID, "weight-value").text == "70 / 30"
+    search_and_wait(browser, lambda: browser.find_element(By.ID, "search").click())
+    with Client(demo_server.address) as client:
+        hybrid = search_pb2.HybridQuery(image=photo.read_bytes(), text="blue gift box", image_weight=0.7,
+                                        text_weight=0.3)
+        expected = client.stub.Search(search_pb2.SearchRequest(query=search_pb2.Query(hybrid=hybrid), k=24),
+                                      timeout=30)
+        hybrid.image_weight = hybrid.text_weight = 0.5
+        evenly = client.stub.Search(search_pb2.SearchRequest(query=search_pb2.Query(hybrid=hybrid), k=24),
+                                    timeout=30)
+    assert shown_ids(browser) == [h.id for h in expected.hits] != [h.id for h in evenly.hits]  # the weights count
+    browser.find_element(By.ID, "clear-photo").click()
+
+
 def test_a_broken_file_shows_the_servers_error(browser, demo_server, tmp_path):
     open_console(browser, demo_server)
     broken = tmp_path / "holiday.jpg"
@@ -145,4 +175,22 @@ def test_the_console_sends_the_api_key(browser, tiny_clip_bundle, tmp_path):
         wait(browser, lambda b: "24 products" in b.find_element(By.ID, "stats-line").text)
     finally:
         browser.execute_script("localStorage.removeItem('lookalike-api-key')")
+        server.stop(grace=1)
+
+
+def test_the_console_works_over_https(tiny_clip_bundle, tmp_path, pki):  # noqa: F811
+    folder, files = pki
+    server = start_demo_server(tiny_clip_bundle, tmp_path / "data", tls_root=files["ca.pem"],
+                               tls=TlsConfig(cert=str(folder / "server.pem"), key=str(folder / "server.key")))
+    browser = chromium("--ignore-certificate-errors")  # the throwaway CA is not in Chromium's trust store
+    try:
+        port = server.gateway.address.rsplit(":", 1)[1]
+        browser.get(f"https://localhost:{port}/")
+        wait(browser, lambda b: "24 products" in b.find_element(By.ID, "stats-line").text)
+        photo = tmp_path / "flower.jpg"
+        photo.write_bytes(demo_products()[20].image)   # product 21
+        search_and_wait(browser, lambda: browser.find_element(By.ID, "photo").send_keys(str(photo)))
+        assert shown_ids(browser)[0] == 21
+    finally:
+        browser.quit()
         server.stop(grace=1)

@@ -232,6 +232,11 @@ def test_service_refusals_keep_their_status_and_message(demo_server):
     status, _, reply = request(demo_server.gateway.address, "POST", SEARCH, b"{}",
                                {"Content-Type": "application/json", "x-timeout-ms": "soon"})
     assert status == 400 and "x-timeout-ms" in reply["message"]
+    photo_query = {"query": {"image": base64.b64encode(PHOTO).decode()}}  # decoding and encoding take > 1 ms
+    status, _, reply = post_json(demo_server, SEARCH, photo_query, {"x-timeout-ms": "1"})
+    assert (status, reply["code"]) == (504, "DEADLINE_EXCEEDED")
+    status, headers, reply = request(demo_server.gateway.address, "DELETE", SEARCH)
+    assert status == 405 and headers["Allow"] == "POST" and reply["message"].endswith("answers POST, not DELETE")
 
 
 class _Refuser(grpc.GenericRpcHandler):
@@ -256,6 +261,16 @@ EXPECTED_HTTP = {"CANCELLED": 499, "UNKNOWN": 500, "INVALID_ARGUMENT": 400, "DEA
                  "NOT_FOUND": 404, "ALREADY_EXISTS": 409, "PERMISSION_DENIED": 403, "RESOURCE_EXHAUSTED": 429,
                  "FAILED_PRECONDITION": 400, "ABORTED": 409, "OUT_OF_RANGE": 400, "UNIMPLEMENTED": 501,
                  "INTERNAL": 500, "UNAVAILABLE": 503, "DATA_LOSS": 500, "UNAUTHENTICATED": 401}
+
+
+def test_serve_http_listens_on_loopback_unless_told_otherwise():
+    from lookalike.cli import _http_address, build_parser
+
+    assert build_parser().parse_args(["serve"]).http is None                       # off by default
+    assert _http_address(build_parser().parse_args(["serve", "--http"]).http) == "127.0.0.1:8080"
+    assert _http_address("9000") == "127.0.0.1:9000"
+    assert _http_address("0.0.0.0:9000") == "0.0.0.0:9000"
+    assert ServiceConfig().http_address == ""
 
 
 def test_every_grpc_status_maps_to_its_http_status():

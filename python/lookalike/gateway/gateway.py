@@ -178,6 +178,8 @@ class Gateway:
         is_upload = content_type.startswith("multipart/form-data")
         if is_upload and method.path != SEARCH_PATH:
             raise GatewayError(415, "INVALID_ARGUMENT", f"{method.path} takes JSON; photo uploads go to {SEARCH_PATH}")
+        # JSON only (a photo upload: to Search only, which writes nothing): a page of another site
+        # cannot post JSON here without a CORS preflight, which the gateway never grants.
         if not is_upload and not content_type.startswith("application/json"):
             raise GatewayError(415, "INVALID_ARGUMENT",
                                f"Content-Type {content_type!r}: send application/json (or multipart/form-data with "
@@ -294,6 +296,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self._serve()
+
+    # Answered in JSON too (405 or 404), rather than the base class's HTML 501.
+    do_PUT = do_PATCH = do_DELETE = do_POST
 
     def body(self, limit: int, what: str, setting: str) -> bytes:
         """The request's body, refused (413) from its Content-Length when past ``limit``."""
