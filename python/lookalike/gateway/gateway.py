@@ -34,6 +34,7 @@ import logging
 import shutil
 import socket
 import ssl
+import sys
 import tempfile
 import threading
 from collections.abc import Callable
@@ -85,30 +86,31 @@ class Gateway:
         self._limits = config.limits
         self._blobs = blobs
         self._keys = ApiKeyInterceptor(config.api_keys) if config.api_keys else None
-        self._socket_dir = tempfile.mkdtemp(prefix="lookalike-gateway-")  # mode 0700: this user only
-        target = f"unix:{self._socket_dir}/grpc.sock"
-        if grpc_server.add_insecure_port(target) == 0:
-            raise OSError(f"the gateway cannot listen on {target}")
-        size = [("grpc.max_receive_message_length", config.limits.max_message_bytes),
-                ("grpc.max_send_message_length", config.limits.max_message_bytes)]
-        self._channel = grpc.insecure_channel(target, options=size)
         self._methods = api_methods()
-        self._calls = {path: self._callable(m) for path, m in self._methods.items()}
         try:
             package_version = version("lookalike")
         except PackageNotFoundError:
             package_version = "0"
-        self._openapi = message_json(openapi(self._methods, package_version))
+        self._openapi = _json_bytes(openapi(self._methods, package_version))
+        tls = _tls_context(config) if config.tls.enabled else None
         self._http = _HttpServer(_host_port(config.http_address), _Handler)
         self._http.gateway = self
-        self.scheme = "http"
-        if config.tls.enabled:
-            self._http.socket = _tls_context(config).wrap_socket(self._http.socket, server_side=True,
-                                                                 do_handshake_on_connect=False)
-            self.scheme = "https"
+        if tls is not None:
+            self._http.socket = tls.wrap_socket(self._http.socket, server_side=True, do_handshake_on_connect=False)
+        self.scheme = "https" if tls is not None else "http"
         host = config.http_address.rsplit(":", 1)[0]
         self.address = f"{host}:{self._http.server_address[1]}"
         self._thread: threading.Thread | None = None
+        self._socket_dir = tempfile.mkdtemp(prefix="lookalike-gateway-")  # mode 0700: this user only
+        target = f"unix:{self._socket_dir}/grpc.sock"
+        if grpc_server.add_insecure_port(target) == 0:
+            self._http.server_close()
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+            raise OSError(f"the gateway cannot listen on {target}")
+        size = [("grpc.max_receive_message_length", config.limits.max_message_bytes),
+                ("grpc.max_send_message_length", config.limits.max_message_bytes)]
+        self._channel = grpc.insecure_channel(target, options=size)
+        self._calls = {path: self._callable(m) for path, m in self._methods.items()}
 
     @property
     def url(self) -> str:
@@ -174,12 +176,12 @@ class Gateway:
         return _json_reply(message_to_json(response), headers)
 
     def _request_message(self, method: Method, request: _Handler) -> Any:
-        content_type = request.headers.get("content-type", "application/json")
+        content_type = request.headers.get("content-type", "")
         is_upload = content_type.startswith("multipart/form-data")
         if is_upload and method.path != SEARCH_PATH:
             raise GatewayError(415, "INVALID_ARGUMENT", f"{method.path} takes JSON; photo uploads go to {SEARCH_PATH}")
-        # JSON only (a photo upload: to Search only, which writes nothing): a page of another site
-        # cannot post JSON here without a CORS preflight, which the gateway never grants.
+        # JSON, said so (or a photo upload to Search, which writes nothing): a page of another site
+        # cannot post that here without a CORS preflight, which the gateway never grants.
         if not is_upload and not content_type.startswith("application/json"):
             raise GatewayError(415, "INVALID_ARGUMENT",
                                f"Content-Type {content_type!r}: send application/json (or multipart/form-data with "
@@ -200,7 +202,7 @@ class Gateway:
             raise GatewayError.from_rpc(e) from None
         name = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
         serving = status == health_pb2.HealthCheckResponse.SERVING
-        return Reply(200 if serving else 503, "application/json", message_json({"status": name}))
+        return Reply(200 if serving else 503, "application/json", _json_bytes({"status": name}))
 
     def _image(self, digest: str, request: _Handler) -> Reply:
         """Images need the read scope, like Get: the same check the gRPC interceptor makes."""
@@ -232,7 +234,7 @@ class Gateway:
                      {"Cache-Control": "no-cache"})
 
 
-def message_json(data: Any) -> bytes:
+def _json_bytes(data: Any) -> bytes:
     return json.dumps(data).encode()
 
 
@@ -283,6 +285,13 @@ class _HttpServer(ThreadingHTTPServer):
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that left, or failed the TLS handshake: the client's affair, not a traceback."""
+        if isinstance(sys.exc_info()[1], (ssl.SSLError, ConnectionError, TimeoutError)):
+            log.debug("HTTP connection from %s ended: %s", client_address, sys.exc_info()[1])
+        else:
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
