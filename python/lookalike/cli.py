@@ -63,6 +63,8 @@ def _start(config, router: bool = False):
     print(f"lookalike serving on {server.address} {serving}", file=sys.stderr, flush=True)
     if server.gateway is not None:
         print(f"lookalike console and HTTP/JSON API on {server.gateway.url}", file=sys.stderr, flush=True)
+    elif not router:
+        print("(the browser console and the HTTP/JSON API: lookalike serve --http)", file=sys.stderr, flush=True)
     return server
 
 
