@@ -6,7 +6,9 @@ The catalog is the demo's (lookalike.demo) encoded by the tiny random CLIP."""
 import base64
 import http.client
 import json
+import socket
 import ssl
+import time
 import uuid
 
 import grpc
@@ -17,7 +19,7 @@ from conftest import start_demo_server
 from lookalike.client import Client
 from lookalike.demo import demo_products
 from lookalike.gateway import Gateway
-from lookalike.service.config import ServiceConfig
+from lookalike.service.config import Limits, ServiceConfig
 from lookalike.service.security import TlsConfig
 from lookalike.v1 import filter_pb2, search_pb2
 from test_service_operations import pki  # noqa: F401 - the throwaway CA and certificates, a fixture
@@ -291,6 +293,31 @@ def test_every_grpc_status_maps_to_its_http_status():
             if name == "RESOURCE_EXHAUSTED":
                 assert headers["Retry-After"] == "2" and headers["Retry-After-Ms"] == "1500"
     finally:
+        gateway.stop()
+        server.stop(0)
+
+
+def test_connections_past_the_bound_are_refused_at_once():
+    from concurrent import futures
+
+    server = grpc.server(futures.ThreadPoolExecutor(2), handlers=[_Refuser()])
+    gateway = Gateway(ServiceConfig(http_address="127.0.0.1:0", limits=Limits(max_in_flight=1)), server, lambda: None)
+    server.start()
+    gateway.start()
+    host, port = gateway.address.rsplit(":", 1)
+    idle = [socket.create_connection((host, int(port)), timeout=10) for _ in range(4)]  # 4 per call in flight
+    try:
+        status, headers, reply = request(gateway.address, "GET", "/openapi.json")
+        assert status == 503 and headers["Retry-After"] == "1" and "limit of 4 connections" in reply["message"]
+        idle.pop().close()
+        deadline = time.monotonic() + 30
+        while status == 503 and time.monotonic() < deadline:  # until the closed connection's thread has ended
+            time.sleep(0.05)
+            status = request(gateway.address, "GET", "/openapi.json")[0]
+        assert status == 200
+    finally:
+        for connection in idle:
+            connection.close()
         gateway.stop()
         server.stop(0)
 

@@ -59,6 +59,7 @@ log = logging.getLogger("lookalike.gateway")
 CONSOLE = Path(__file__).parent / "console"
 DEFAULT_TIMEOUT_MS = 60_000
 IDLE_SECONDS = 60            # a connection silent this long (or dribbling a body) is closed
+CONNECTIONS_PER_CALL = 4     # open connections allowed per call in flight (limits.max_in_flight): most idle
 _STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                  ".css": "text/css; charset=utf-8"}
 _IMAGE_MAGIC = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"), (b"GIF8", "image/gif"),
@@ -93,7 +94,10 @@ class Gateway:
             package_version = "0"
         self._openapi = _json_bytes(openapi(self._methods, package_version))
         tls = _tls_context(config) if config.tls.enabled else None
-        self._http = _HttpServer(_host_port(config.http_address), _Handler)
+        # Each connection holds a thread while it is open (idle ones for up to IDLE_SECONDS);
+        # the calls they make are bounded by max_in_flight on the gRPC side.
+        self._http = _HttpServer(_host_port(config.http_address), _Handler,
+                                 max_connections=CONNECTIONS_PER_CALL * config.limits.max_in_flight)
         self._http.gateway = self
         if tls is not None:
             self._http.socket = tls.wrap_socket(self._http.socket, server_side=True, do_handshake_on_connect=False)
@@ -278,13 +282,48 @@ def _tls_context(config: ServiceConfig) -> ssl.SSLContext:
 
 
 class _HttpServer(ThreadingHTTPServer):
+    """A thread per connection, at most ``max_connections`` of them: one more is
+    answered 503 at once (or, under TLS, closed) instead of growing the threads."""
+
     daemon_threads = True
     gateway: Gateway
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], max_connections: int) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
+        self._connections = threading.BoundedSemaphore(max_connections)
+        self.max_connections = max_connections
         super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._connections.acquire(blocking=False):
+            self._refuse(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._connections.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._connections.release()
+
+    def _refuse(self, connection: socket.socket) -> None:
+        if not isinstance(connection, ssl.SSLSocket):  # a TLS reply would need a handshake on this thread
+            body = GatewayError(503, "UNAVAILABLE", f"the gateway is at its limit of {self.max_connections} "
+                                                    "connections; retry shortly").body()
+            try:
+                connection.settimeout(0.2)
+                connection.recv(1 << 16)  # the request, read so that closing does not reset the reply away
+                connection.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                                   b"Retry-After: 1\r\nConnection: close\r\n"
+                                   + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            except OSError:
+                pass  # the client is gone already
+        self.shutdown_request(connection)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that left, or failed the TLS handshake: the client's affair, not a traceback."""
