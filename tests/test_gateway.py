@@ -232,7 +232,9 @@ def test_service_refusals_keep_their_status_and_message(demo_server):
             got_status, _, reply = post_json(demo_server, SEARCH, body)
             assert (got_status, reply) == (status, {"code": code, "message": caught.value.details()})
     assert request(demo_server.gateway.address, "GET", SEARCH)[0] == 405
-    assert request(demo_server.gateway.address, "GET", "/nowhere")[0] == 404
+    for verb in ("GET", "POST"):
+        status, _, reply = request(demo_server.gateway.address, verb, "/nowhere")
+        assert (status, reply["code"]) == (404, "NOT_FOUND") and "/openapi.json" in reply["message"]
     status, _, reply = request(demo_server.gateway.address, "POST", SEARCH, b"{}",
                                {"Content-Type": "application/json", "x-timeout-ms": "soon"})
     assert status == 400 and "x-timeout-ms" in reply["message"]

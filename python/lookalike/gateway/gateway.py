@@ -150,19 +150,18 @@ class Gateway:
                 return self._call(method, request)
             allowed = "GET, POST" if method.answers_get else "POST"
             raise GatewayError(405, "UNIMPLEMENTED", f"{path} answers {allowed}, not {verb}", {"Allow": allowed})
-        if verb != "GET":
-            raise GatewayError(405 if path == "/" else 404, "UNIMPLEMENTED", f"no route {verb} {path}: see /openapi.json")
-        if path in ("/", "/index.html"):
-            return self._static("index.html")
-        if path.startswith("/console/"):
-            return self._static(path[len("/console/"):])
-        if path == "/openapi.json":
-            return _json_reply(self._openapi)
-        if path == "/healthz":
-            return self._health()
-        if path.startswith("/v1/images/"):
-            return self._image(path[len("/v1/images/"):], request)
-        raise GatewayError(404, "NOT_FOUND", f"no route GET {path}: the API is described at /openapi.json")
+        if verb == "GET":
+            if path in ("/", "/index.html"):
+                return self._static("index.html")
+            if path.startswith("/console/"):
+                return self._static(path[len("/console/"):])
+            if path == "/openapi.json":
+                return _json_reply(self._openapi)
+            if path == "/healthz":
+                return self._health()
+            if path.startswith("/v1/images/"):
+                return self._image(path[len("/v1/images/"):], request)
+        raise GatewayError(404, "NOT_FOUND", f"no route {verb} {path}: the API is described at /openapi.json")
 
     def _call(self, method: Method, request: _Handler) -> Reply:
         message = method.request_type() if request.command == "GET" else self._request_message(method, request)
