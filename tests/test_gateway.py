@@ -174,6 +174,27 @@ def test_health_openapi_and_the_console_page(demo_server):
     assert request(address, "GET", "/console/../gateway.py")[0] == 404
 
 
+def test_replies_and_requests_match_the_openapi_schemas(demo_server):
+    from jsonschema import Draft202012Validator
+
+    spec = request(demo_server.gateway.address, "GET", "/openapi.json")[2]
+
+    def check(message_name, document):
+        root = {"$ref": f"#/components/schemas/{message_name}", "components": spec["components"]}
+        errors = [e.message for e in Draft202012Validator(root).iter_errors(document)]
+        assert errors == [], (message_name, errors[:3])
+
+    search = {"query": {"text": "temple"}, "k": 3, "with_metadata": True,
+              "filter": {"must": [{"range": {"attribute": "price", "lt": 100}}, {"match": {"attribute": "category",
+                                                                                          "any_of": {"values": ["mug"]}}}]}}
+    check("lookalike.v1.SearchRequest", search)
+    check("lookalike.v1.SearchResponse", post_json(demo_server, SEARCH, search)[2])
+    check("lookalike.v1.StatsResponse", post_json(demo_server, "/lookalike.v1.SearchService/Stats", {})[2])
+    check("lookalike.v1.GetResponse", post_json(demo_server, "/lookalike.v1.SearchService/Get", {"ids": [1, 99]})[2])
+    with pytest.raises(AssertionError, match="Additional properties"):
+        check("lookalike.v1.SearchRequest", {"kk": 3})  # the schemas refuse what the gateway refuses
+
+
 @pytest.mark.parametrize("body, content_type, status, message", [
     (b'{"query": {"text": "dress"}', "application/json", 400, "request body is not JSON"),
     (b'[1, 2]', "application/json", 400, "must be a JSON object (a lookalike.v1.SearchRequest)"),
