@@ -345,6 +345,29 @@ def test_connections_past_the_bound_are_refused_at_once():
         server.stop(0)
 
 
+def test_a_router_has_the_gateway_too(tmp_path):
+    from test_router import LIMITS, cluster, products
+    from lookalike.service.shardmap import RouterConfig, Shard
+
+    catalog = products(60)
+    with cluster(tmp_path, replicas=(1, 1)) as c:
+        shard_map = tuple(Shard(f"shard-{i}", (replicas[0].address,)) for i, replicas in enumerate(c.shards))
+        router = c.start(ServiceConfig(address="127.0.0.1:0", http_address="127.0.0.1:0", limits=LIMITS,
+                                       data_dir=str(tmp_path / "router"), router=RouterConfig(shards=shard_map)),
+                         router=True)
+        with Client(router.address) as client:
+            assert [r.status_code for r in client.upsert(catalog).results] == [0] * 60
+            want = client.stub.Search(search_pb2.SearchRequest(query=search_pb2.Query(product_id=catalog[0].id), k=5,
+                                                               with_metadata=True), timeout=30)
+        status, _, reply = post_json(router, SEARCH, {"query": {"product_id": str(catalog[0].id)}, "k": 5,
+                                                      "with_metadata": True})
+        assert status == 200 and hits(reply) == grpc_hits(want) and len(want.hits) == 5
+        status, _, reply = post_json(router, "/lookalike.v1.DuplicatesService/GetScanStatus", {})
+        assert (status, reply["code"]) == (501, "UNIMPLEMENTED")   # a router serves the SearchService only
+        status, _, reply = request(router.gateway.address, "GET", "/v1/images/" + "0" * 64)
+        assert status == 404 and "images live on the shard servers" in reply["message"]
+
+
 def test_keys_and_scopes_are_enforced_over_http(tiny_clip_bundle, tmp_path):
     server = start_demo_server(tiny_clip_bundle, tmp_path, api_keys={WRITER_KEY: "write", READER_KEY: "read"})
     try:
