@@ -84,10 +84,15 @@ CHEAP = filter_pb2.Filter(must=[filter_pb2.Condition(range=filter_pb2.Range(attr
 
 
 @pytest.mark.parametrize("case", ["photo upload", "photo as base64", "text", "filtered text", "second page",
-                                  "hybrid upload", "more like this"])
+                                  "hybrid upload", "more like this", "vector"])
 def test_gateway_and_grpc_give_the_same_hits(demo_server, case):
     base = dict(k=5, with_metadata=True)
-    if case in ("photo upload", "photo as base64"):
+    if case == "vector":  # product 3's stored vector (price 84), read over HTTP: JSON both ways
+        got = post_json(demo_server, "/lookalike.v1.SearchService/Get", {"ids": [3], "with_vectors": ["joint"]})[2]
+        vector = json_format.ParseDict(got["products"][0]["vectors"]["joint"], search_pb2.Vector())
+        assert vector.dtype == search_pb2.DTYPE_FLOAT32 and len(vector.data) == 4 * vector.dim
+        expected = search_pb2.SearchRequest(query=search_pb2.Query(vector=vector), filter=CHEAP, **base)
+    elif case in ("photo upload", "photo as base64"):
         expected = search_pb2.SearchRequest(query=search_pb2.Query(image=PHOTO), **base)
     elif case == "hybrid upload":
         expected = search_pb2.SearchRequest(query=search_pb2.Query(hybrid=search_pb2.HybridQuery(
@@ -116,6 +121,8 @@ def test_gateway_and_grpc_give_the_same_hits(demo_server, case):
     assert len(want.hits) == 5 or case == "more like this"
     if case.startswith("photo"):
         assert want.hits[0].id == 10
+    if case == "vector":
+        assert want.hits[0].id == 3
     if case == "filtered text":
         prices = {p.id: p.attributes["price"].number for p in demo_products()}
         assert all(prices[h.id] < 100 for h in want.hits)
