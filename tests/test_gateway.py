@@ -307,6 +307,11 @@ def test_serve_http_listens_on_loopback_unless_told_otherwise():
     assert ServiceConfig().http_address == ""
 
 
+def test_a_taken_http_port_is_named(demo_server):
+    with pytest.raises(ValueError, match=f"http_address {demo_server.gateway.address}: cannot listen there"):
+        Gateway(ServiceConfig(http_address=demo_server.gateway.address), grpc.server(None), lambda: None)
+
+
 def test_every_grpc_status_maps_to_its_http_status():
     from concurrent import futures
 

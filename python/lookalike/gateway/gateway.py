@@ -96,8 +96,12 @@ class Gateway:
         tls = _tls_context(config) if config.tls.enabled else None
         # Each connection holds a thread while it is open (idle ones for up to IDLE_SECONDS);
         # the calls they make are bounded by max_in_flight on the gRPC side.
-        self._http = _HttpServer(_host_port(config.http_address), _Handler,
-                                 max_connections=CONNECTIONS_PER_CALL * config.limits.max_in_flight)
+        try:
+            self._http = _HttpServer(_host_port(config.http_address), _Handler,
+                                     max_connections=CONNECTIONS_PER_CALL * config.limits.max_in_flight)
+        except OSError as e:
+            raise ValueError(f"http_address {config.http_address}: cannot listen there ({e.strerror}); "
+                             "choose another (--http HOST:PORT)") from e
         self._http.gateway = self
         if tls is not None:
             self._http.socket = tls.wrap_socket(self._http.socket, server_side=True, do_handshake_on_connect=False)
