@@ -139,6 +139,28 @@ def test_a_photo_and_words_weighted_by_the_slider(browser, demo_server, tmp_path
     browser.find_element(By.ID, "clear-photo").click()
 
 
+def test_pages_and_a_keyword_filter(browser, demo_server):
+    from selenium.webdriver.support.ui import Select
+
+    open_console(browser, demo_server)
+    Select(browser.find_element(By.ID, "k")).select_by_visible_text("12")
+    search_and_wait(browser, lambda: browser.find_element(By.ID, "text").send_keys("gift", Keys.ENTER))
+    with Client(demo_server.address) as client:
+        first = client.search(text="gift", k=12)
+        second = client.search(text="gift", k=12, page_token=first.next_page_token)
+    assert shown_ids(browser) == [h.id for h in first.hits]
+    search_and_wait(browser, lambda: browser.find_element(By.ID, "next-page").click())
+    assert shown_ids(browser) == [h.id for h in second.hits]
+    assert browser.find_element(By.CSS_SELECTOR, "#results .hit .score").text.startswith("#13 ")
+
+    kinds = browser.find_element(By.ID, "filter-category")
+    search_and_wait(browser, lambda: kinds.send_keys("mug, poster", Keys.ENTER))
+    mugs_and_posters = filter_pb2.Filter(must=[filter_pb2.Condition(match=filter_pb2.Match(
+        attribute="category", any_of=filter_pb2.KeywordList(values=["mug", "poster"])))])
+    expected = grpc_ids(demo_server, text="gift", filter=mugs_and_posters)
+    assert shown_ids(browser) == expected and len(expected) == 3  # the temple mug, its poster, the uniform poster
+
+
 def test_a_broken_file_shows_the_servers_error(browser, demo_server, tmp_path):
     open_console(browser, demo_server)
     broken = tmp_path / "holiday.jpg"
