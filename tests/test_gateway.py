@@ -191,9 +191,9 @@ def test_replies_and_requests_match_the_openapi_schemas(demo_server):
         errors = [e.message for e in Draft202012Validator(root).iter_errors(document)]
         assert errors == [], (message_name, errors[:3])
 
-    search = {"query": {"text": "temple"}, "k": 3, "with_metadata": True,
-              "filter": {"must": [{"range": {"attribute": "price", "lt": 100}}, {"match": {"attribute": "category",
-                                                                                          "any_of": {"values": ["mug"]}}}]}}
+    conditions = [{"range": {"attribute": "price", "lt": 100}},
+                  {"match": {"attribute": "category", "any_of": {"values": ["mug"]}}}]
+    search = {"query": {"text": "temple"}, "k": 3, "with_metadata": True, "filter": {"must": conditions}}
     check("lookalike.v1.SearchRequest", search)
     check("lookalike.v1.SearchResponse", post_json(demo_server, SEARCH, search)[2])
     check("lookalike.v1.StatsResponse", post_json(demo_server, "/lookalike.v1.SearchService/Stats", {})[2])

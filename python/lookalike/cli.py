@@ -627,8 +627,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("lookalike: ray is not installed; batch builds on Ray need: pip install 'lookalike[ray]'",
                   file=sys.stderr)
             return 2
-        print(f"lookalike: {e.name} is not installed; the model, train and demo commands need: pip install 'lookalike[build]'",
-              file=sys.stderr)
+        print(f"lookalike: {e.name} is not installed; the model, train and demo commands need: "
+              "pip install 'lookalike[build]'", file=sys.stderr)
         return 2
     except MissingBuildExtra as e:
         print(f"lookalike: {e}", file=sys.stderr)

@@ -99,7 +99,8 @@ def openapi(methods: dict[str, Method], version: str) -> dict[str, Any]:
                               "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}}},
                       **_errors()}}}
     paths["/healthz"] = {"get": {"operationId": "healthz", "summary": "200 when serving, 503 otherwise",
-                                 "responses": {"200": {"description": "serving"}, "503": {"description": "not serving"}}}}
+                                 "responses": {"200": {"description": "serving"},
+                                               "503": {"description": "not serving"}}}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "lookalike HTTP/JSON gateway", "version": version,
