@@ -76,3 +76,41 @@ def tiny_clip_bundle(tiny_clip_checkpoint, tmp_path_factory):
     from lookalike.encoders.export_clip import export_clip
 
     return export_clip(str(tiny_clip_checkpoint), tmp_path_factory.mktemp("tiny-clip-bundle"), model_id="tiny-clip")
+
+
+def start_demo_server(bundle, data_dir, tls_root=None, **config):
+    """An in-process server of the demo catalog (lookalike.demo: the sample
+    photos and their crops, ids 1..24) encoded by ``bundle``, with the HTTP
+    gateway on a loopback port; ``config`` overrides ServiceConfig fields.
+    With TLS, ``tls_root`` is the CA to trust (the certificate names localhost)."""
+    from lookalike.client import Client
+    from lookalike.demo import SCHEMA, demo_products
+    from lookalike.service.config import ServiceConfig
+    from lookalike.service.server import Server
+
+    keys = config.get("api_keys") or {}
+    writer = next((key for key, scope in keys.items() if scope == "write"), None)
+    server = Server(ServiceConfig(**{"address": "127.0.0.1:0", "http_address": "127.0.0.1:0", "data_dir": str(data_dir),
+                                     "model": str(bundle), "schema": SCHEMA, **config}))
+    server.start()
+    try:
+        address = f"localhost:{server.port}" if tls_root else server.address
+        with Client(address, api_key=writer, tls_root=tls_root) as client:
+            reply = client.upsert(demo_products())
+        assert [r.error for r in reply.results] == [""] * len(reply.results)
+    except BaseException:
+        server.stop(grace=1)
+        raise
+    return server
+
+
+@pytest.fixture(scope="session")
+def demo_server(tiny_clip_bundle, tmp_path_factory):
+    """The demo catalog served with the tiny CLIP bundle and small limits
+    (photos up to 300 kB, k up to 50, 100 results deep)."""
+    from lookalike.service.config import Limits
+
+    server = start_demo_server(tiny_clip_bundle, tmp_path_factory.mktemp("demo"),
+                               limits=Limits(max_k=50, max_results=100, max_image_bytes=300_000))
+    yield server
+    server.stop(grace=1)

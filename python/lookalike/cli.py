@@ -1,7 +1,9 @@
 """The ``lookalike`` command line.
 
     lookalike serve  [--config lookalike.toml] [--address HOST:PORT] [--data-dir DIR] [--router | --shard I]
+                     [--http [HOST:PORT]]
     lookalike cluster status --config lookalike.toml   the log stream and each shard's replicas ([cluster])
+    lookalike demo   [--http HOST:PORT] [--data-dir lookalike-demo]    sample photos to search in the browser console
     lookalike ingest FOLDER | MANIFEST.csv | MANIFEST.jsonl [--address HOST:PORT]
     lookalike ingest SOURCE --ray --out DIR --shards N [--config lookalike.toml]   shard snapshots, on Ray
     lookalike build-shards SOURCE --out DIR --shards N [--ray] [--config lookalike.toml]  the same, in process or on Ray
@@ -38,22 +40,61 @@ from pathlib import Path
 
 def _serve(args: argparse.Namespace) -> int:
     from lookalike.service.config import ServiceConfig
+
+    config = ServiceConfig.load(args.config, address=args.address, data_dir=args.data_dir, workers=args.workers,
+                                http_address=_http_address(args.http))
+    _start(config, router=args.router, shard=args.shard).wait()
+    return 0
+
+
+def _start(config, router: bool = False, shard: int | None = None):
+    """A started Server of ``config`` that stops on SIGTERM / SIGINT; on a first
+    start with nothing to serve, the default bundle is built first (first_run.py)."""
+    from lookalike.first_run import ensure_model
     from lookalike.service.server import Server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = ServiceConfig.load(args.config, address=args.address, data_dir=args.data_dir, workers=args.workers)
-    server = Server(config, router=args.router, shard=args.shard)
+    if not router and shard is None:
+        ensure_model(config)
+    server = Server(config, router=router, shard=shard)
     server.stop_on_signals()
     server.start()
     # Scripts and tests read the address (with the real port) from this line.
-    if args.router:
+    if router:
         shards = config.cluster.shards if config.cluster.enabled else len(config.router.shards)
         serving = f"as a router over {shards} shards"
-    elif args.shard is not None:
-        serving = f"as a replica of shard {args.shard} of {config.cluster.collection} (data in {config.data_dir})"
+    elif shard is not None:
+        serving = f"as a replica of shard {shard} of {config.cluster.collection} (data in {config.data_dir})"
     else:
         serving = f"(data in {config.data_dir})"
     print(f"lookalike serving on {server.address} {serving}", file=sys.stderr, flush=True)
+    if server.gateway is not None:
+        print(f"lookalike console and HTTP/JSON API on {server.gateway.url}", file=sys.stderr, flush=True)
+    elif not router:
+        print("(the browser console and the HTTP/JSON API: lookalike serve --http)", file=sys.stderr, flush=True)
+    return server
+
+
+def _demo(args: argparse.Namespace) -> int:
+    """Serves the demo catalog (lookalike.demo) with the console: stored on the
+    first run, kept in the data directory after."""
+    from lookalike.client import Client
+    from lookalike.demo import SCHEMA, demo_products
+    from lookalike.service.config import ServiceConfig
+
+    config = ServiceConfig.load(args.config, address=args.address, data_dir=args.data_dir,
+                                http_address=_http_address(args.http), schema=SCHEMA)
+    server = _start(config)
+    writer = next((key for key, scope in config.api_keys.items() if scope == "write"), None)
+    with Client(server.address, api_key=writer, timeout=300) as client:
+        if client.stats().products == 0:
+            failed = [r.error for r in client.upsert(demo_products()).results if r.status_code]
+            if failed:
+                server.stop()
+                raise ValueError(f"the demo catalog was refused: {failed[0]}")
+        products = client.stats().products
+    print(f"lookalike demo: {products} products in {config.data_dir}; open {server.gateway.url} in a browser "
+          "(Ctrl-C stops)", file=sys.stderr, flush=True)
     server.wait()
     return 0
 
@@ -72,6 +113,16 @@ def _cluster_status(args: argparse.Namespace) -> int:
     finally:
         link.close()
     return 0
+
+
+DEFAULT_HTTP_ADDRESS = "127.0.0.1:8080"
+
+
+def _http_address(flag: str | None) -> str | None:
+    """--http's value: HOST:PORT as given, a bare PORT on loopback."""
+    if flag is None:
+        return None
+    return f"127.0.0.1:{flag}" if flag.isdigit() else flag
 
 
 def _client(args: argparse.Namespace):
@@ -430,7 +481,18 @@ def build_parser() -> argparse.ArgumentParser:
                             "(with [cluster]: the live replicas of the collection's log)")
     serve.add_argument("--shard", type=int, help="run a replica of this shard of the config's [cluster]: it applies "
                                                  "the shard's records of the log")
+    serve.add_argument("--http", nargs="?", const=DEFAULT_HTTP_ADDRESS, metavar="HOST:PORT",
+                       help="also serve the HTTP/JSON API and the browser console here (alone: "
+                            f"{DEFAULT_HTTP_ADDRESS}; a bare port: on loopback)")
     serve.set_defaults(run=_serve)
+
+    demo = commands.add_parser("demo", help="serve a small catalog of sample photos with the browser console")
+    demo.add_argument("--config", help="TOML file (see lookalike.service.config); its schema is the demo's")
+    demo.add_argument("--address", help="gRPC host:port (default 127.0.0.1:50051)")
+    demo.add_argument("--http", default=DEFAULT_HTTP_ADDRESS, metavar="HOST:PORT",
+                      help=f"the console and HTTP/JSON API (default {DEFAULT_HTTP_ADDRESS}; a bare port: on loopback)")
+    demo.add_argument("--data-dir", default="lookalike-demo", help="where the demo's data lives (default ./lookalike-demo)")
+    demo.set_defaults(run=_demo)
 
     for name, run, help_ in (("ingest", _ingest, "send a folder of images or a CSV / JSONL manifest to a server"),
                              ("search", _search, "query a server and print the hits")):
@@ -589,6 +651,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from lookalike.first_run import MissingBuildExtra
+
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
@@ -597,8 +661,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("lookalike: ray is not installed; batch builds on Ray need: pip install 'lookalike[ray]'",
                   file=sys.stderr)
             return 2
-        print(f"lookalike: {e.name} is not installed; the model and train commands need: pip install 'lookalike[build]'",
-              file=sys.stderr)
+        print(f"lookalike: {e.name} is not installed; the model, train and demo commands need: "
+              "pip install 'lookalike[build]'", file=sys.stderr)
+        return 2
+    except MissingBuildExtra as e:
+        print(f"lookalike: {e}", file=sys.stderr)
         return 2
     except (ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"lookalike: {e}", file=sys.stderr)

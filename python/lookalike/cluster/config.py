@@ -7,7 +7,7 @@ as one server (its own write-ahead log, no NATS).
     collection = "products"        # stream LK_products, subjects products.<shard>
     shards = 2                     # shard i holds the products with shard_of(id, shards) == i: never change it
     stream_replicas = 3            # JetStream copies of the log (Raft); 1 for a one-node test
-    max_age_s = 0                  # retention: records older than this go (0: kept; see README "Cluster")
+    max_age_s = 0                  # retention: records older than this go (0: kept; see docs/operations.md, "Cluster")
     max_bytes = -1                 # retention: the stream's size bound (-1: none)
     user = ""                      # credentials: user + password, or token, or a .creds file
     password = ""

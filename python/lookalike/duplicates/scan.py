@@ -100,10 +100,14 @@ class ScanJob:
 
     def progress(self) -> ScanProgress:
         with self._lock:
-            c = self._counters
-            end = c.finished if c.finished is not None else time.monotonic()
-            return ScanProgress(self.scan_id, self._state, c.products_total, c.products_done, c.pairs_examined,
-                                len(c.pairs), c.truncated, c.error, end - self._started)
+            return self._progress(self._state)
+
+    def _progress(self, state: ScanState) -> ScanProgress:
+        """The progress as of now, in ``state`` (the caller holds the lock)."""
+        c = self._counters
+        end = c.finished if c.finished is not None else time.monotonic()
+        return ScanProgress(self.scan_id, state, c.products_total, c.products_done, c.pairs_examined,
+                            len(c.pairs), c.truncated, c.error, end - self._started)
 
     def pairs(self) -> list[Pair]:
         """The pairs kept so far, most probable first (ties: by ids)."""
@@ -145,16 +149,20 @@ class ScanJob:
             self._end(ScanState.FAILED)
 
     def _end(self, state: ScanState) -> None:
+        """Writes the ended scan to its file before its status says it ended, so
+        that whoever sees it ended (a test, a restart) finds the file ended too."""
+        with self._lock:
+            self._counters.finished = time.monotonic()
+            ended = self._progress(state)
+        self._save(ended)
         with self._lock:
             self._state = state
-            self._counters.finished = time.monotonic()
-        self._save()
 
-    def _save(self) -> None:
+    def _save(self, progress: ScanProgress | None = None) -> None:
         if self._results is None:
             return
         try:
-            save_scan(self._results, self.progress(), self.pairs())
+            save_scan(self._results, progress or self.progress(), self.pairs())
         except OSError:  # the scan's answer is still served from memory
             log.exception("cannot write the results of duplicate scan %s to %s", self.scan_id, self._results)
 

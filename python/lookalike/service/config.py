@@ -165,6 +165,9 @@ class ServiceConfig:
     api_keys: dict[str, str] = field(default_factory=dict)
     tls: TlsConfig = TlsConfig()         # cert + key: TLS; client_ca too: mutual TLS
     metrics_address: str = ""            # host:port of the Prometheus /metrics endpoint; "" = off
+    # host:port of the HTTP/JSON gateway and the browser console (lookalike.gateway); "" = off.
+    # HTTPS with the [tls] certificate when TLS is on; the same API keys.
+    http_address: str = ""
     # The shard map, used by `lookalike serve --router` (keys in service/shardmap.py).
     router: RouterConfig = RouterConfig()
     # Cluster mode (`lookalike serve --shard I` and `--router`): the NATS servers and the log's layout.

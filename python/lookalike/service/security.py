@@ -66,7 +66,7 @@ class ApiKeyInterceptor(grpc.ServerInterceptor):
         method = details.method
         if not method.startswith(_PROTECTED_SERVICE):
             return continuation(details)
-        scope = self._scope_of(dict(details.invocation_metadata or ()).get("authorization", ""))
+        scope = self.scope_of(dict(details.invocation_metadata or ()).get("authorization", ""))
         if scope is None:
             return _refusal(continuation(details), grpc.StatusCode.UNAUTHENTICATED,
                             "missing or unknown API key: send 'authorization: Bearer <key>' metadata")
@@ -75,7 +75,7 @@ class ApiKeyInterceptor(grpc.ServerInterceptor):
                             "this API key may only read; writes and administration need a key with the write scope")
         return continuation(details)
 
-    def _scope_of(self, header: str) -> str | None:
+    def scope_of(self, header: str) -> str | None:
         if not header.startswith("Bearer "):
             return None
         sent = header[len("Bearer "):].encode()

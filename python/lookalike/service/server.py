@@ -150,6 +150,11 @@ class Server:
         self._retired_encoders: list[ModelEncoder] = []  # swapped out; calls in flight may still use them
         self._metrics_server = None
         self.metrics_port = 0
+        self.gateway = None
+        if config.http_address:  # the gateway adds its socket to the gRPC server, so before it starts
+            from lookalike.gateway import Gateway
+
+            self.gateway = Gateway(config, self._grpc, lambda: self.store.blobs if self.store else None)
 
     def start(self) -> None:
         """Listens at once (health answers NOT_SERVING), loads the model and the
@@ -181,11 +186,15 @@ class Server:
                 self._admin.attach(self.reindexer, self.versions, self._model_id)
         except BaseException:
             self._grpc.stop(0)
+            if self.gateway is not None:
+                self.gateway.stop()
             raise
         self._watch_encoder_queues()
         self._memory.start()
         if self.config.metrics_address:
             self._metrics_server, self.metrics_port = self.metrics.serve(self.config.metrics_address)
+        if self.gateway is not None:
+            self.gateway.start()
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info("serving on %s", self.address)
 
@@ -313,6 +322,8 @@ class Server:
         """Refuses new calls, lets those in flight finish for up to `grace`
         seconds, then takes a last snapshot (the next start replays nothing)."""
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self.gateway is not None:
+            self.gateway.stop()
         self._grpc.stop(grace).wait()
         self._memory.stop()
         if self._duplicates is not None:
