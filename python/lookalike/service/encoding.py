@@ -53,10 +53,11 @@ class ModelEncoder:
         self.text_spaces = frozenset(text.outputs.values()) if text else frozenset()
         self.image_query_space = manifest.image_query_space
         self._preprocess = image.preprocess if image else None
-        wait = batching.max_wait_ms / 1e3
-        self._images = MicroBatcher(self._run_images, max_batch=batching.max_batch, max_wait=wait,
+        max_wait = batching.max_wait_ms / 1e3
+        self._batch = batching.max_batch
+        self._images = MicroBatcher(self._run_images, max_batch=batching.max_batch, max_wait=max_wait,
                                     max_queue=batching.max_queue, name="image-encoder")
-        self._texts = MicroBatcher(self._run_texts, max_batch=batching.max_batch, max_wait=wait,
+        self._texts = MicroBatcher(self._run_texts, max_batch=batching.max_batch, max_wait=max_wait,
                                    max_queue=batching.max_queue, name="text-encoder")
         self._decoders = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="image-decode")
 
@@ -71,19 +72,21 @@ class ModelEncoder:
     def images(self, uploads: Sequence[bytes]) -> list[Future]:
         """Several uploaded images (one write's products) -> per image, a Future of
         its {space: (dim,) vector}, or of the ValueError or Overloaded that failed
-        it alone. All are decoded before any is submitted, so they reach the
-        batcher together and share its batches; stage timings are not kept (a
-        write reports none)."""
+        it alone. They are decoded on the pool and reach the batcher a full batch
+        at a time, so they share its runs; stage timings are not kept (a write
+        reports none)."""
         if self._preprocess is None:
             raise ValueError(f"model {self.model_id} has no image tower")
         decoding = [self._decoders.submit(self._tensor, data, StageClock()) for data in uploads]
-        wait(decoding)
         encoded = []
-        for tensor in decoding:
-            try:
-                encoded.append(self._images.submit(tensor.result()))
-            except (ValueError, Overloaded) as e:
-                encoded.append(_failed(e))
+        for start in range(0, len(decoding), self._batch):  # a batch runs while the next one decodes
+            batch = decoding[start:start + self._batch]
+            wait(batch)
+            for tensor in batch:
+                try:
+                    encoded.append(self._images.submit(tensor.result()))
+                except (ValueError, Overloaded) as e:
+                    encoded.append(_failed(e))
         return encoded
 
     def _tensor(self, data: bytes, clock: StageClock) -> np.ndarray:
