@@ -179,11 +179,11 @@ def _stats(args: argparse.Namespace) -> int:
           f"applied seq {stats.applied_seq}, last snapshot seq {stats.last_snapshot_seq}")
     print(f"queries without --using: image -> {stats.image_query_space or '(no image encoder)'}, "
           f"text -> {stats.text_query_space or '(no text encoder)'}, vector and product id -> {stats.default_space}")
-    print(f"{'space':<16} {'dim':>5}  {'metric':<7} {'deleted':>8}  encoders  index")
+    print(f"{'space':<16} {'dim':>5}  {'metric':<7} {'deleted':>8}  {'encoders':<10}  index")
     for space in stats.spaces:
         encoders = "+".join(kind for kind, has in (("image", space.has_image_encoder), ("text", space.has_text_encoder))
                             if has) or "-"
-        print(f"{space.name:<16} {space.dim:>5}  {space.metric:<7} {space.deleted:>8}  {encoders:<8}  {space.index_kind}")
+        print(f"{space.name:<16} {space.dim:>5}  {space.metric:<7} {space.deleted:>8}  {encoders:<10}  {space.index_kind}")
     return 0
 
 

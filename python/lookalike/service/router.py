@@ -232,10 +232,11 @@ class RouterServicer(search_pb2_grpc.SearchServiceServicer):
         results: list[search_pb2.ItemResult | None] = [None] * len(products)
         by_shard: dict[int, list[int]] = defaultdict(list)
         ready: dict[int, search_pb2.Product] = {}
-        def check_sizes(product: search_pb2.Product, where: str) -> None:
+        def check(product: search_pb2.Product, where: str) -> None:
             convert.check_product_sizes(product, self._limits, where)
+            self._shard_layout(deadline)
 
-        for i, (product, from_image) in enumerate(zip(products, self._queries.product_images(products, check_sizes))):
+        for i, (product, from_image) in enumerate(zip(products, self._queries.product_images(products, check))):
             try:
                 if isinstance(from_image, ServiceError):
                     raise from_image
