@@ -7,6 +7,7 @@ import grpc
 import numpy as np
 import pytest
 
+from lookalike.cli import main
 from lookalike.client import Client, Product, packed
 from lookalike.service.config import Limits, ServiceConfig, SpaceConfig
 from lookalike.service.encoding import StageClock
@@ -111,3 +112,11 @@ def test_stats_names_the_space_of_each_query_kind(served, tiny_clip_bundle, tmp_
     finally:
         server.stop(grace=1)
     assert (stats.default_space, stats.image_query_space, stats.text_query_space) == ("v", "", "")
+
+
+def test_the_stats_command_prints_where_queries_go(served, capsys):
+    server, _ = served
+    assert main(["stats", "--address", server.address]) == 0
+    out = capsys.readouterr().out
+    assert "queries without --using: image -> joint, text -> joint, vector and product id -> joint" in out
+    assert "joint" in out.splitlines()[-1] and "image+text" in out.splitlines()[-1]
