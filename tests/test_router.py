@@ -185,6 +185,7 @@ def test_get_and_stats_through_the_router(loaded):
     assert reply.products[2].metadata.title == "product 200"
     stats = via_router.stats()
     assert stats.products == N and [s.name for s in stats.spaces] == ["v", "w"]
+    assert (stats.default_space, stats.image_query_space, stats.text_query_space) == ("v", "", "")  # no encoder
     assert [s.name for s in stats.shards] == ["shard-0", "shard-1", "shard-2"]
     assert sum(s.products for s in stats.shards) == N and all(s.answered_by for s in stats.shards)
     replicas = {via_router.stats().shards[0].answered_by for _ in range(2)}  # round-robin over shard-0's two
@@ -331,12 +332,16 @@ def test_the_router_encodes_photos_and_texts_once_for_its_shards(tiny_clip_bundl
         single = c.start(ServiceConfig(address="127.0.0.1:0", data_dir=str(tmp_path / "single"),
                                        model=str(tiny_clip_bundle), limits=LIMITS))
         with Client(router.address) as via_router, Client(single.address) as direct:
+            runs = router.encoder._images.batches
             for client in (via_router, direct):
                 assert [r.status_code for r in client.upsert(catalog).results] == [0] * 30
+            assert router.encoder._images.batches - runs <= 4  # one message's 30 photos share the encoder's runs
             for i in (0, 7, 19):
                 a = via_router.search(image=picture(i), k=5, params=EXACT)
                 assert a.hits[0].id == i and a.timings.encode_us > 0
                 assert [h.id for h in a.hits] == [h.id for h in direct.search(image=picture(i), k=5, params=EXACT).hits]
             a = via_router.search(text="red dress 4", k=5, params=EXACT)
             assert [h.id for h in a.hits] == [h.id for h in direct.search(text="red dress 4", k=5, params=EXACT).hits]
-            assert via_router.stats().spaces[0].has_image_encoder
+            stats = via_router.stats()
+            assert stats.spaces[0].has_image_encoder
+            assert (stats.image_query_space, stats.text_query_space) == ("joint", "joint")

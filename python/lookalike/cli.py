@@ -8,6 +8,7 @@
     lookalike ingest SOURCE --ray --out DIR --shards N [--config lookalike.toml]   shard snapshots, on Ray
     lookalike build-shards SOURCE --out DIR --shards N [--ray] [--config lookalike.toml]  the same, in process or on Ray
     lookalike search [--image PATH] [--text WORDS] [--product-id ID] [--filter JSON] [-k 10]
+    lookalike stats [--address HOST:PORT]          products, spaces and where queries go
     lookalike reindex --model DIR | --rollback | --versions [--address HOST:PORT]
     lookalike model export-clip SOURCE --out DIR   a CLIP checkpoint -> a bundle
     lookalike model build-default --out DIR        the offline default bundle
@@ -20,7 +21,7 @@
     lookalike train duplicate-pairs --out DIR [--products 64]       generate labelled pairs from sample photos
     lookalike train colour-directions --model BUNDLE [--photos DIR]  the directions ignore_colour removes
 
-Clients (ingest, search, reindex) read the API key from LOOKALIKE_API_KEY when the server
+Clients (ingest, search, stats, reindex) read the API key from LOOKALIKE_API_KEY when the server
 asks for one. The ``model`` commands that build bundles need the ``build`` extra
 (torch); they import it only when run.
 """
@@ -219,6 +220,21 @@ def _search(args: argparse.Namespace) -> int:
           file=sys.stderr)
     if reply.unanswered_shards:
         print(f"partial: shard(s) {', '.join(reply.unanswered_shards)} did not answer", file=sys.stderr)
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        stats = client.stats()
+    print(f"{stats.products} products, model {stats.model_id or '(none: vectors only)'}, "
+          f"applied seq {stats.applied_seq}, last snapshot seq {stats.last_snapshot_seq}")
+    print(f"queries without --using: image -> {stats.image_query_space or '(no image encoder)'}, "
+          f"text -> {stats.text_query_space or '(no text encoder)'}, vector and product id -> {stats.default_space}")
+    print(f"{'space':<16} {'dim':>5}  {'metric':<7} {'deleted':>8}  {'encoders':<10}  index")
+    for space in stats.spaces:
+        encoders = "+".join(kind for kind, has in (("image", space.has_image_encoder), ("text", space.has_text_encoder))
+                            if has) or "-"
+        print(f"{space.name:<16} {space.dim:>5}  {space.metric:<7} {space.deleted:>8}  {encoders:<10}  {space.index_kind}")
     return 0
 
 
@@ -495,7 +511,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_demo)
 
     for name, run, help_ in (("ingest", _ingest, "send a folder of images or a CSV / JSONL manifest to a server"),
-                             ("search", _search, "query a server and print the hits")):
+                             ("search", _search, "query a server and print the hits"),
+                             ("stats", _stats, "print a server's products, spaces and the space each kind of "
+                                               "query goes to")):
         command = commands.add_parser(name, help=help_)
         command.add_argument("--address", default="127.0.0.1:50051")
         command.add_argument("--timeout", type=float, default=60.0, help="seconds per call")
@@ -506,7 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--ray", action="store_true",
                                  help="build shard snapshots on Ray instead of sending to a server (as build-shards --ray)")
             _add_batch_arguments(command)
-        else:
+        elif name == "search":
             command.add_argument("--image", help="a photo to search with")
             command.add_argument("--text", help="words to search with (with --image: a hybrid query)")
             command.add_argument("--product-id", type=int, help="more like this product")

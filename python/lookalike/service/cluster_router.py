@@ -70,9 +70,14 @@ class ClusterRouterServicer(RouterServicer):
         results: list[search_pb2.ItemResult | None] = [None] * len(products)
         checked: dict[int, dict[str, Any]] = {}   # product id -> its checked form (the last one sent wins)
         rows: dict[int, list[int]] = defaultdict(list)
-        for i, product in enumerate(products):
+        def check(product: search_pb2.Product, where: str) -> None:
+            self._check(product, where, deadline)
+
+        for i, (product, from_image) in enumerate(zip(products, self._queries.product_images(products, check))):
             try:
-                checked[product.id] = self._checked(product, f"products[{i}]", deadline)
+                if isinstance(from_image, ServiceError):
+                    raise from_image
+                checked[product.id] = self._checked(product, from_image, f"products[{i}]", deadline)
                 rows[product.id].append(i)
             except ServiceError as e:
                 results[i] = search_pb2.ItemResult(id=product.id, status_code=e.code.value[0], error=e.message)
@@ -96,17 +101,23 @@ class ClusterRouterServicer(RouterServicer):
                     results[i] = _item(id_, outcome)
         return results
 
-    def _checked(self, product: search_pb2.Product, where: str, deadline: float | None) -> dict[str, Any]:
-        """A product as its record holds it: a vector for every space of the
-        shards (sent, or encoded here), attributes checked against their schema,
-        and its image in the object store."""
+    def _check(self, product: search_pb2.Product, where: str, deadline: float | None) -> None:
+        """What is checked of a product before its image is encoded."""
         if product.id < 0:
             raise invalid(f"{where}: id must be >= 0, got {product.id}")
-        layout = self._shard_layout(deadline)
-        unknown = set(product.vectors) - set(layout.spaces)
+        unknown = set(product.vectors) - set(self._shard_layout(deadline).spaces)
         if unknown:
             raise not_found(f"{where}: unknown vector space(s) {sorted(unknown)}")
-        encoded = self._encoded(product, where, deadline)
+        convert.check_product_sizes(product, self._limits, where)
+
+    def _checked(self, product: search_pb2.Product, from_image: dict[str, np.ndarray], where: str,
+                 deadline: float | None) -> dict[str, Any]:
+        """A product as its record holds it: a vector for every space of the
+        shards (sent, or encoded here from its image, encoded already, or its
+        title), attributes checked against their schema, and its image in the
+        object store."""
+        layout = self._shard_layout(deadline)
+        encoded = self._encoded(product, from_image, where, deadline)
         vectors = {}
         for name, space in layout.spaces.items():
             if name not in encoded.vectors:

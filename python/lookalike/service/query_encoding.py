@@ -4,6 +4,9 @@ vectors to its shards)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
 import grpc
 import numpy as np
 
@@ -33,6 +36,38 @@ class QueryEncoder:
 
     def encode_all(self, kind: str, data: bytes | str, clock: StageClock, where: str) -> dict[str, np.ndarray]:
         """{space: vector} for every space the `kind` tower fills."""
+        self._check(kind, data, where)
+        with _statuses(where):
+            return self.encoder.image(data, clock) if kind == "image" else self.encoder.text(data, clock)
+
+    def product_images(self, products: Sequence[search_pb2.Product],
+                       check: Callable[[search_pb2.Product, str], None]) -> list[dict[str, np.ndarray] | ServiceError]:
+        """Per product of one write message: the ServiceError of `check` (what is
+        checked before its image), else its image's {space: vector} ({} without
+        an image) or the ServiceError encode_all would raise for it. The images
+        are decoded in parallel and encoded in shared batches, and a bad one
+        fails its own product alone."""
+        outcomes: list[dict[str, np.ndarray] | ServiceError | None] = []
+        for i, product in enumerate(products):
+            try:
+                check(product, f"products[{i}]")
+                if product.image:
+                    self._check("image", product.image, f"products[{i}].image")
+                outcomes.append(None if product.image else {})
+            except ServiceError as e:
+                outcomes.append(e)
+        to_encode = [i for i, outcome in enumerate(outcomes) if outcome is None]
+        pending = self.encoder.images([products[i].image for i in to_encode]) if to_encode else []
+        for i, vectors in zip(to_encode, pending):
+            try:
+                with _statuses(f"products[{i}].image"):
+                    outcomes[i] = vectors.result()
+            except ServiceError as e:
+                outcomes[i] = e
+        return outcomes
+
+    def _check(self, kind: str, data: bytes | str, where: str) -> None:
+        """What is checked before an input reaches the encoder."""
         encoder = self.encoder
         spaces = (encoder.image_spaces if kind == "image" else encoder.text_spaces) if encoder else frozenset()
         if not spaces:
@@ -42,13 +77,6 @@ class QueryEncoder:
             raise invalid(f"{where}: the image is {len(data)} bytes, at most {self._limits.max_image_bytes}")
         if kind == "text":  # here, on the caller's thread: the text encoder's one thread never sees it
             check_length(data, self._limits.max_text_chars, where, "max_text_chars")
-        try:
-            return encoder.image(data, clock) if kind == "image" else encoder.text(data, clock)
-        except Overloaded:
-            raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, "the encoder queue is full; retry after the "
-                                                                   "retry-after-ms trailer") from None
-        except ValueError as e:  # an undecodable or oversized image, an empty text
-            raise invalid(f"{where}: {e}") from None
 
     def hybrid(self, h: search_pb2.HybridQuery, space: str, clock: StageClock) -> np.ndarray:
         """The weighted, normalised mix of an image and a text vector of `space`."""
@@ -75,3 +103,15 @@ class QueryEncoder:
         if kind == "hybrid":
             return self.hybrid(query.hybrid, space, clock)
         return None
+
+
+@contextmanager
+def _statuses(where: str) -> Iterator[None]:
+    """The encoder's failures as the statuses a caller gets."""
+    try:
+        yield
+    except Overloaded:
+        raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, "the encoder queue is full; retry after the "
+                                                               "retry-after-ms trailer") from None
+    except ValueError as e:  # an undecodable or oversized image, an empty text
+        raise invalid(f"{where}: {e}") from None

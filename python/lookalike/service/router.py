@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import grpc
+import numpy as np
 
 from lookalike.service import convert
 from lookalike.service.calls import InFlight, micros, rpc, search_batch, upsert_stream
@@ -231,9 +232,15 @@ class RouterServicer(search_pb2_grpc.SearchServiceServicer):
         results: list[search_pb2.ItemResult | None] = [None] * len(products)
         by_shard: dict[int, list[int]] = defaultdict(list)
         ready: dict[int, search_pb2.Product] = {}
-        for i, product in enumerate(products):
+        def check(product: search_pb2.Product, where: str) -> None:
+            convert.check_product_sizes(product, self._limits, where)
+            self._shard_layout(deadline)
+
+        for i, (product, from_image) in enumerate(zip(products, self._queries.product_images(products, check))):
             try:
-                ready[i] = self._encoded(product, f"products[{i}]", deadline)
+                if isinstance(from_image, ServiceError):
+                    raise from_image
+                ready[i] = self._encoded(product, from_image, f"products[{i}]", deadline)
             except ServiceError as e:
                 results[i] = search_pb2.ItemResult(id=product.id, status_code=e.code.value[0], error=e.message)
         if ready:
@@ -246,15 +253,14 @@ class RouterServicer(search_pb2_grpc.SearchServiceServicer):
                     results[i] = self._item_result(s, products[i].id, j, answers[s])
         return results
 
-    def _encoded(self, product: search_pb2.Product, where: str, deadline: float | None) -> search_pb2.Product:
+    def _encoded(self, product: search_pb2.Product, from_image: dict[str, np.ndarray], where: str,
+                 deadline: float | None) -> search_pb2.Product:
         """The product as its shard gets it: the vectors of the spaces it lacks
-        computed here (from its image, else its title, as a server would), the image
-        left behind (a server keeps only the vectors of it)."""
-        convert.check_product_sizes(product, self._limits, where)
+        computed here (from its image, encoded already, else its title, as a
+        server would), the image left behind (a server keeps only the vectors of it)."""
         layout = self._shard_layout(deadline)
         encoder = self._queries.encoder
         clock = StageClock()
-        from_image = self._queries.encode_all("image", product.image, clock, f"{where}.image") if product.image else {}
         lacking = [name for name in layout.spaces if name not in product.vectors]
         from_title = {}
         if product.title and encoder is not None and any(
@@ -363,6 +369,9 @@ class RouterServicer(search_pb2_grpc.SearchServiceServicer):
                                             default_space=first.default_space, attribute_schema=first.attribute_schema)
         encoder = self._queries.encoder
         response.model_id = encoder.model_id if encoder is not None else first.model_id
+        layout = self._shard_layout(_deadline(context))
+        response.image_query_space = self._space(layout, "", "image") if encoder is not None and encoder.image_spaces else ""
+        response.text_query_space = self._space(layout, "", "text") if encoder is not None and encoder.text_spaces else ""
         for space in first.spaces:
             same = [s for r in answered for s in r.spaces if s.name == space.name]
             summed = response.spaces.add()

@@ -21,7 +21,7 @@ import errno
 import functools
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 import grpc
@@ -247,13 +247,16 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             self._pins.view = self._serving  # the pair of the moment, which no swap can change now
             return self._upsert_checked(products)
 
-    def _upsert_checked(self, products: Iterable[search_pb2.Product]) -> list[search_pb2.ItemResult]:
+    def _upsert_checked(self, products: Sequence[search_pb2.Product]) -> list[search_pb2.ItemResult]:
         """Checks each product on its own (a bad one fails alone), then applies the
-        good ones together."""
+        good ones together. The message's images are encoded together first, so
+        they share the encoder's batches."""
         results, good = [], []
-        for i, product in enumerate(products):
+        for i, (product, from_image) in enumerate(zip(products, self._queries.product_images(products, self._check))):
             try:
-                good.append((len(results), self._prepared(product, f"products[{i}]")))
+                if isinstance(from_image, ServiceError):
+                    raise from_image
+                good.append((len(results), self._prepared(product, from_image, f"products[{i}]")))
                 results.append(search_pb2.ItemResult(id=product.id))
             except ServiceError as e:
                 results.append(search_pb2.ItemResult(id=product.id, status_code=e.code.value[0], error=e.message))
@@ -264,17 +267,20 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             self._store.blobs.unpin(p["record"].image_sha256 for _, p in good)
         return results
 
-    def _prepared(self, product: search_pb2.Product, where: str) -> dict[str, Any]:
-        """A product's vectors for every space (sent > from its image > from its
-        title), attributes and record, checked."""
+    def _check(self, product: search_pb2.Product, where: str) -> None:
+        """What is checked of a product before its image is encoded."""
         if product.id < 0:
             raise invalid(f"{where}: id must be >= 0, got {product.id}")
         convert.check_product_sizes(product, self._limits, where)
         unknown = set(product.vectors) - set(self._collection.spaces)
         if unknown:
             raise not_found(f"{where}: unknown vector space(s) {sorted(unknown)}")
+
+    def _prepared(self, product: search_pb2.Product, from_image: dict[str, np.ndarray],
+                  where: str) -> dict[str, Any]:
+        """A product's vectors for every space (sent > from its image, encoded
+        already > from its title), attributes and record, checked."""
         clock = StageClock()
-        from_image = self._queries.encode_all("image", product.image, clock, f"{where}.image") if product.image else {}
         from_title = {}
         vectors = {}
         for name, config in self._collection.spaces.items():
@@ -385,6 +391,8 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         encoder = self._encoder
         if encoder is not None:
             response.model_id = encoder.model_id
+            response.image_query_space = self._space("", "image") if encoder.image_spaces else ""
+            response.text_query_space = self._space("", "text") if encoder.text_spaces else ""
         for name, config in self._collection.spaces.items():
             index = self._collection.index(name)
             response.spaces.add(name=name, dim=config.dim, metric=config.metric,

@@ -368,7 +368,7 @@ class SpaceStats(_message.Message):
     def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index_kind: _Optional[str] = ..., memory_bytes: _Optional[int] = ..., deleted: _Optional[int] = ..., has_image_encoder: _Optional[bool] = ..., has_text_encoder: _Optional[bool] = ...) -> None: ...
 
 class StatsResponse(_message.Message):
-    __slots__ = ("products", "spaces", "default_space", "model_id", "attribute_schema", "applied_seq", "last_snapshot_seq", "shards")
+    __slots__ = ("products", "spaces", "default_space", "model_id", "attribute_schema", "applied_seq", "last_snapshot_seq", "shards", "image_query_space", "text_query_space")
     class AttributeSchemaEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -384,6 +384,8 @@ class StatsResponse(_message.Message):
     APPLIED_SEQ_FIELD_NUMBER: _ClassVar[int]
     LAST_SNAPSHOT_SEQ_FIELD_NUMBER: _ClassVar[int]
     SHARDS_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_QUERY_SPACE_FIELD_NUMBER: _ClassVar[int]
+    TEXT_QUERY_SPACE_FIELD_NUMBER: _ClassVar[int]
     products: int
     spaces: _containers.RepeatedCompositeFieldContainer[SpaceStats]
     default_space: str
@@ -392,7 +394,9 @@ class StatsResponse(_message.Message):
     applied_seq: int
     last_snapshot_seq: int
     shards: _containers.RepeatedCompositeFieldContainer[ShardStats]
-    def __init__(self, products: _Optional[int] = ..., spaces: _Optional[_Iterable[_Union[SpaceStats, _Mapping]]] = ..., default_space: _Optional[str] = ..., model_id: _Optional[str] = ..., attribute_schema: _Optional[_Mapping[str, str]] = ..., applied_seq: _Optional[int] = ..., last_snapshot_seq: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[ShardStats, _Mapping]]] = ...) -> None: ...
+    image_query_space: str
+    text_query_space: str
+    def __init__(self, products: _Optional[int] = ..., spaces: _Optional[_Iterable[_Union[SpaceStats, _Mapping]]] = ..., default_space: _Optional[str] = ..., model_id: _Optional[str] = ..., attribute_schema: _Optional[_Mapping[str, str]] = ..., applied_seq: _Optional[int] = ..., last_snapshot_seq: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[ShardStats, _Mapping]]] = ..., image_query_space: _Optional[str] = ..., text_query_space: _Optional[str] = ...) -> None: ...
 
 class ShardStats(_message.Message):
     __slots__ = ("name", "answered_by", "products", "applied_seq", "last_snapshot_seq", "stale_replicas", "error")
