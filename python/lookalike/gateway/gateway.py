@@ -59,7 +59,7 @@ log = logging.getLogger("lookalike.gateway")
 CONSOLE = Path(__file__).parent / "console"
 DEFAULT_TIMEOUT_MS = 60_000
 IDLE_SECONDS = 60            # a connection silent this long (or dribbling a body) is closed
-CONNECTIONS_PER_CALL = 4     # open connections allowed per call in flight (limits.max_in_flight): most idle
+CONNECTIONS_PER_CALL = 4     # open connections allowed per call in flight (ServiceConfig.in_flight_limit()): most idle
 _STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                  ".css": "text/css; charset=utf-8"}
 _IMAGE_MAGIC = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"), (b"GIF8", "image/gif"),
@@ -98,7 +98,7 @@ class Gateway:
         # the calls they make are bounded by max_in_flight on the gRPC side.
         try:
             self._http = _HttpServer(_host_port(config.http_address), _Handler,
-                                     max_connections=CONNECTIONS_PER_CALL * config.limits.max_in_flight)
+                                     max_connections=CONNECTIONS_PER_CALL * config.in_flight_limit())
         except OSError as e:
             raise ValueError(f"http_address {config.http_address}: cannot listen there ({e.strerror}); "
                              "choose another (--http HOST:PORT)") from e
