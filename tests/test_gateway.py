@@ -138,7 +138,7 @@ def test_stats_get_upsert_and_delete_over_http(tiny_clip_bundle, tmp_path):
         product = {"id": "100", "title": "new jacket", "image": base64.b64encode(photo).decode(),
                    "attributes": {"price": {"number": 42}}}
         status, _, reply = post_json(server, "/lookalike.v1.SearchService/Upsert", {"products": [product]})
-        assert status == 200 and reply["results"] == [{"id": "100", "status_code": 0, "error": ""}]
+        assert status == 200 and reply["results"] == [{"id": "100", "status_code": 0, "error": "", "seq": "0"}]  # seq: cluster mode
         status, _, got = post_json(server, "/lookalike.v1.SearchService/Get", {"ids": [100, 999]})
         assert status == 200 and got["missing_ids"] == ["999"]
         assert got["products"][0]["metadata"]["title"] == "new jacket"

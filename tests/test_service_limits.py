@@ -245,8 +245,8 @@ def held_upserts(client: Client, n: int, release: threading.Event) -> list:
     """n Upsert streams that each hold a handler thread (and an in-flight slot) until released."""
     def stream(i):
         yield search_pb2.UpsertRequest(products=[Product(id=i, vectors={"clip": packed(np.eye(8)[i % 8])})])
-        release.wait(20)
-    return [client.stub.Upsert.future(stream(i), timeout=30) for i in range(n)]
+        release.wait(60)  # past any test's own deadline: the call never ends before the test releases it
+    return [client.stub.Upsert.future(stream(i), timeout=90) for i in range(n)]
 
 
 def wait_until_refused(client: Client) -> grpc.RpcError:
@@ -290,14 +290,14 @@ def test_grpc_refuses_calls_beyond_the_threads_and_the_queue(tmp_path):
     release = threading.Event()
 
     def silent():  # a reflection stream that sends nothing holds its handler thread (outside the in-flight limit)
-        release.wait(20)
+        release.wait(60)
         yield from ()
 
     with Client(server.address) as client, grpc.insecure_channel(server.address) as channel:
         pending = held_upserts(client, 2, release)
         try:
             wait_until_refused(client)  # the two upserts hold both slots
-            reflection = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(silent(), timeout=30)
+            reflection = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(silent(), timeout=90)
             deadline = time.monotonic() + 20
             while True:  # until the reflection stream holds the third thread
                 error = refused(lambda: client.stub.Stats(search_pb2.StatsRequest(), timeout=3))
