@@ -44,7 +44,7 @@ def start_server(directory: Path, fsync: str) -> tuple[subprocess.Popen, str]:
     config = directory / "lookalike.toml"
     config.write_text(CONFIG.format(dim=DIM, fsync=fsync))
     process = subprocess.Popen([sys.executable, "-m", "lookalike.cli", "serve", "--config", str(config),
-                                "--address", "127.0.0.1:0", "--data-dir", str(directory / "data")],
+                                "--address", "127.0.0.1:0", "--http", "off", "--data-dir", str(directory / "data")],
                                stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     for line in process.stderr:

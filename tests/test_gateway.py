@@ -298,9 +298,15 @@ EXPECTED_HTTP = {"CANCELLED": 499, "UNKNOWN": 500, "INVALID_ARGUMENT": 400, "DEA
 
 
 def test_serve_http_listens_on_loopback_unless_told_otherwise():
-    from lookalike.cli import _http_address, build_parser
+    from lookalike.cli import _http_address, build_parser, serve_config
 
-    assert build_parser().parse_args(["serve"]).http is None                       # off by default
+    def http_of(*flags):
+        return serve_config(build_parser().parse_args(["serve", *flags])).http_address
+
+    assert http_of() == "127.0.0.1:8080"                  # one server, told nothing: the console on loopback
+    assert http_of("--http", "off") == ""
+    assert http_of("--router") == "" and http_of("--shard", "0") == ""  # only when told
+    assert http_of("--http", "9000", "--router") == "127.0.0.1:9000"
     assert _http_address(build_parser().parse_args(["serve", "--http"]).http) == "127.0.0.1:8080"
     assert _http_address("9000") == "127.0.0.1:9000"
     assert _http_address("0.0.0.0:9000") == "0.0.0.0:9000"

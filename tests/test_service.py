@@ -49,7 +49,7 @@ def start_server(tmp_path, *extra, config_text=CONFIG):
     config = tmp_path / "lookalike.toml"
     config.write_text(config_text)
     process = subprocess.Popen(
-        [sys.executable, "-m", "lookalike.cli", "serve", "--config", str(config), "--address", "127.0.0.1:0",
+        [sys.executable, "-m", "lookalike.cli", "serve", "--config", str(config), "--address", "127.0.0.1:0", "--http", "off",
          "--data-dir", str(tmp_path / "data"), *extra],
         stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     deadline = time.monotonic() + 60

@@ -46,7 +46,7 @@ def start_server(tmp_path):
     log_path = tmp_path / "server.log"
     log = open(log_path, "w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "lookalike.cli", "serve", "--config", str(config), "--address", "127.0.0.1:0",
+        [sys.executable, "-m", "lookalike.cli", "serve", "--config", str(config), "--address", "127.0.0.1:0", "--http", "off",
          "--data-dir", str(tmp_path / "data")],
         stderr=log, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     log.close()

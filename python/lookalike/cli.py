@@ -34,18 +34,27 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 # --- the service and its clients ---------------------------------------------------
 
 
 def _serve(args: argparse.Namespace) -> int:
+    _start(serve_config(args), router=args.router, shard=args.shard).wait()
+    return 0
+
+
+def serve_config(args: argparse.Namespace):
+    """The ServiceConfig of `lookalike serve`: the file, the environment, the flags."""
     from lookalike.service.config import ServiceConfig
 
     config = ServiceConfig.load(args.config, address=args.address, data_dir=args.data_dir, workers=args.workers,
                                 http_address=_http_address(args.http))
-    _start(config, router=args.router, shard=args.shard).wait()
-    return 0
+    if args.http is None and not config.http_address and not args.router and args.shard is None:
+        # One server, told nothing: the console on loopback too, so that a first run can be seen.
+        config = replace(config, http_address=DEFAULT_HTTP_ADDRESS)
+    return config
 
 
 def _start(config, router: bool = False, shard: int | None = None):
@@ -72,7 +81,7 @@ def _start(config, router: bool = False, shard: int | None = None):
     if server.gateway is not None:
         print(f"lookalike console and HTTP/JSON API on {server.gateway.url}", file=sys.stderr, flush=True)
     elif not router:
-        print("(the browser console and the HTTP/JSON API: lookalike serve --http)", file=sys.stderr, flush=True)
+        print("(no browser console or HTTP/JSON API: --http HOST:PORT turns them on)", file=sys.stderr, flush=True)
     return server
 
 
@@ -120,9 +129,11 @@ DEFAULT_HTTP_ADDRESS = "127.0.0.1:8080"
 
 
 def _http_address(flag: str | None) -> str | None:
-    """--http's value: HOST:PORT as given, a bare PORT on loopback."""
+    """--http's value: HOST:PORT as given, a bare PORT on loopback, "off" none ("")."""
     if flag is None:
         return None
+    if flag == "off":
+        return ""
     return f"127.0.0.1:{flag}" if flag.isdigit() else flag
 
 
@@ -498,8 +509,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--shard", type=int, help="run a replica of this shard of the config's [cluster]: it applies "
                                                  "the shard's records of the log")
     serve.add_argument("--http", nargs="?", const=DEFAULT_HTTP_ADDRESS, metavar="HOST:PORT",
-                       help="also serve the HTTP/JSON API and the browser console here (alone: "
-                            f"{DEFAULT_HTTP_ADDRESS}; a bare port: on loopback)")
+                       help="also serve the HTTP/JSON API and the browser console here (one server's "
+                            f"default, and alone: {DEFAULT_HTTP_ADDRESS}; a bare port: on loopback; "
+                            "off: none; a router or replica serves them only when told)")
     serve.set_defaults(run=_serve)
 
     demo = commands.add_parser("demo", help="serve a small catalog of sample photos with the browser console")
