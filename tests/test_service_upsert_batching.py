@@ -92,26 +92,24 @@ def test_stats_names_the_space_of_each_query_kind(served, tiny_clip_bundle, tmp_
 
     # A default space the model does not fill: image queries still go to the model's image space.
     dim = next(s.dim for s in stats.spaces if s.name == "joint")
-    config = ServiceConfig(address="127.0.0.1:0", data_dir=str(tmp_path / "two"), model=str(tiny_clip_bundle),
-                           spaces=(SpaceConfig("catalog", 4), SpaceConfig("joint", dim)), default_space="catalog")
-    server = Server(config)
-    server.start()
-    try:
-        with Client(server.address) as other:
-            stats = other.stats()
-    finally:
-        server.stop(grace=1)
-    assert (stats.default_space, stats.image_query_space, stats.text_query_space) == ("catalog", "joint", "catalog")
+    two = ServiceConfig(address="127.0.0.1:0", data_dir=str(tmp_path / "two"), model=str(tiny_clip_bundle),
+                        spaces=(SpaceConfig("catalog", 4), SpaceConfig("joint", dim)), default_space="catalog")
+    assert query_spaces(two) == ("catalog", "joint", "catalog")
+    vectors_only = ServiceConfig(address="127.0.0.1:0", data_dir=str(tmp_path / "vectors"),
+                                 spaces=(SpaceConfig("v", 4),))
+    assert query_spaces(vectors_only) == ("v", "", "")
 
-    config = ServiceConfig(address="127.0.0.1:0", data_dir=str(tmp_path / "vectors"), spaces=(SpaceConfig("v", 4),))
+
+def query_spaces(config: ServiceConfig) -> tuple[str, str, str]:
+    """Stats' default, image and text query spaces of a server of ``config``."""
     server = Server(config)
     server.start()
     try:
-        with Client(server.address) as vectors_only:
-            stats = vectors_only.stats()
+        with Client(server.address) as client:
+            stats = client.stats()
     finally:
         server.stop(grace=1)
-    assert (stats.default_space, stats.image_query_space, stats.text_query_space) == ("v", "", "")
+    return stats.default_space, stats.image_query_space, stats.text_query_space
 
 
 def test_the_stats_command_prints_where_queries_go(served, capsys):
