@@ -18,7 +18,7 @@ import grpc
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from PIL import Image
 
 from test_service import start_server, stop_server
@@ -289,22 +289,21 @@ def test_grpc_refuses_calls_beyond_the_threads_and_the_queue(tmp_path):
     server = vectors_server(tmp_path, workers=3, limits=Limits(handler_reserve=1, max_queued=0))
     release = threading.Event()
 
-    def silent():  # a reflection stream that sends nothing holds its handler thread (outside the in-flight limit)
+    def one_question():  # a reflection stream (outside the in-flight limit) that holds its thread once answered
+        yield reflection_pb2.ServerReflectionRequest(list_services="")
         release.wait(60)
-        yield from ()
 
     with Client(server.address) as client, grpc.insecure_channel(server.address) as channel:
         pending = held_upserts(client, 2, release)
         try:
             wait_until_refused(client)  # the two upserts hold both slots
-            reflection = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(silent(), timeout=90)
-            deadline = time.monotonic() + 20
-            while True:  # until the reflection stream holds the third thread
-                error = refused(lambda: client.stub.Stats(search_pb2.StatsRequest(), timeout=3))
-                assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # at once, not queued until the deadline
-                if "Concurrent RPC limit exceeded" in error.details() or time.monotonic() > deadline:
-                    break
-                time.sleep(0.02)
+            # Started once no other call runs (gRPC would refuse it too, past its bound), and
+            # answered: from now on the three calls hold the three threads.
+            reflection = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(one_question(),
+                                                                                                 timeout=90)
+            assert next(reflection).list_services_response.service
+            error = refused(lambda: client.stub.Stats(search_pb2.StatsRequest(), timeout=3))
+            assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # at once, not queued until the deadline
             assert "Concurrent RPC limit exceeded" in error.details()  # gRPC's refusal, not the in-flight one
         finally:
             release.set()
