@@ -156,6 +156,21 @@ def test_unreadable_tls_files_are_named(tmp_path):
         Server(config)
 
 
+
+@pytest.mark.parametrize("field, address, problem", [
+    ("address", "127.0.0.1:501000", "port must be a number from 0 to 65535"),
+    ("address", "localhost", "is not host:port"),
+    ("metrics_address", ":9100", "is not host:port"),
+    ("http_address", "127.0.0.1:http", "port must be a number"),
+])
+def test_addresses_no_server_could_listen_on_are_refused_naming_the_setting(field, address, problem):
+    with pytest.raises(ValueError, match=f"{field} '{address}'.*{problem}"):
+        ServiceConfig(**{field: address})
+
+
+def test_ipv6_and_any_port_addresses_are_accepted():
+    assert ServiceConfig(address="[::1]:0", http_address="0.0.0.0:8080").address == "[::1]:0"
+
 # --- load -----------------------------------------------------------------------------
 
 

@@ -142,6 +142,17 @@ class DurabilityConfig:
                              f"got {self.compact_deleted_fraction}")
 
 
+def check_listen_address(name: str, address: str) -> None:
+    """Refuses an address a server could not listen on, naming the setting: gRPC would
+    otherwise accept a port such as 501000 and fail later with a vague bind error.
+    host:port, with port 0 meaning "any free port"; IPv6 hosts in brackets."""
+    host, colon, port = address.rpartition(":")
+    if not colon or not host:
+        raise ValueError(f"{name} {address!r} is not host:port")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{name} {address!r}: the port must be a number from 0 to 65535")
+
+
 @dataclass(frozen=True)
 class ServiceConfig:
     address: str = "127.0.0.1:50051"     # host:port; loopback unless you mean to expose it
@@ -179,6 +190,10 @@ class ServiceConfig:
     same_style: SameStyleConfig = SameStyleConfig()   # how ignore_colour finds the colour directions
 
     def __post_init__(self) -> None:
+        check_listen_address("address", self.address)
+        for name in ("metrics_address", "http_address"):
+            if getattr(self, name):
+                check_listen_address(name, getattr(self, name))
         limits = self.limits
         if not 1 <= limits.handler_reserve < self.workers:
             raise ValueError(f"limits.handler_reserve is {limits.handler_reserve}: it must be >= 1 and below "
