@@ -1,7 +1,7 @@
 """Cluster mode with real processes: a 3-node NATS JetStream cluster (the log
 stream with 3 copies), 2 shards x 2 replicas as `lookalike serve --shard I`
-processes, and 2 cluster routers; one single server with the same catalog is
-the reference.
+processes, and 2 cluster routers as `lookalike serve --router` processes; one
+single server with the same catalog is the reference.
 
 Checked: results and pages equal the single server's; a write through one
 router is read through the other with min_seq; a publish retried with the same
@@ -29,7 +29,8 @@ import pytest
 from lookalike.client import Client
 from lookalike.cluster import log_records
 from lookalike.cluster.config import ClusterConfig
-from lookalike.cluster.local import AckedWriter, NatsServers, ReplicaProcess, free_port, holdings_digest
+from lookalike.cluster.local import (AckedWriter, NatsServers, ReplicaProcess, RouterProcess, free_port,
+                                    holdings_digest)
 from lookalike.cluster.log import CollectionLog
 from lookalike.cluster.membership import Membership
 from lookalike.cluster.nats_link import NatsLink
@@ -71,19 +72,29 @@ def cluster_config(urls) -> ClusterConfig:
                          publish_timeout_s=8)
 
 
+def cluster_toml(urls) -> str:
+    listed = ", ".join(f'"{u}"' for u in urls)
+    return (f"[cluster]\nurls = [{listed}]\nshards = {SHARDS}\nstream_replicas = 3\nheartbeat_s = 0.3\n"
+            "live_after_s = 1.5\npublish_timeout_s = 8\n")
+
+
 def replica_toml(name: str, urls, metrics_port: int = 0) -> str:
     """A replica's config: the shards' spaces and schema, this cluster, its own id."""
     metrics = f'metrics_address = "127.0.0.1:{metrics_port}"\n' if metrics_port else ""
-    listed = ", ".join(f'"{u}"' for u in urls)
-    return (metrics + SPACES_TOML + f"[cluster]\nurls = [{listed}]\nshards = {SHARDS}\nstream_replicas = 3\n"
-            f'heartbeat_s = 0.3\nlive_after_s = 1.5\nreplica_id = "{name}"\nsnapshot_publish_s = 0.5\n')
+    return metrics + SPACES_TOML + cluster_toml(urls) + f'replica_id = "{name}"\nsnapshot_publish_s = 0.5\n'
+
+
+def router_toml(urls) -> str:
+    """A router's config: LIMITS and this cluster (the spaces it learns from the replicas)."""
+    return (f"workers = 4\n[limits]\nmax_k = {LIMITS.max_k}\nmax_results = {LIMITS.max_results}\n"
+            + cluster_toml(urls))
 
 
 @dataclass
 class Cluster:
     nats: NatsServers
     replicas: list[ReplicaProcess]
-    routers: list[Server]
+    routers: list[RouterProcess]
     reference: Server
     link: NatsLink
     log: CollectionLog
@@ -111,34 +122,30 @@ def cluster(tmp_path_factory):
     nats = NatsServers.start(root / "nats", 3)
     replicas = [ReplicaProcess(s, f"s{s}r{r}", root) for s in range(SHARDS) for r in range(REPLICAS)]
     metrics_port = free_port()  # the last replica's /metrics
-    routers: list[Server] = []
-    link = None
+    routers = [RouterProcess(f"router-{i}", root) for i in range(2)]
+    reference = link = None
     try:
         for replica in replicas:
             replica.start(replica_toml(replica.name, nats.urls, metrics_port if replica is replicas[-1] else 0))
-        config = cluster_config(nats.urls)
-        for i in range(2):
-            routers.append(Server(ServiceConfig(address="127.0.0.1:0", data_dir=str(root / f"router-{i}"), workers=4,
-                                                limits=LIMITS, cluster=config), router=True))
-            routers[-1].start()
+        for router in routers:
+            router.start(router_toml(nats.urls))
         reference = Server(node_config(root / "single"))
         reference.start()
-        routers.append(reference)  # stopped with them
-        for replica in replicas:
-            replica.wait_serving()
-        link = NatsLink(config, "test")
+        for process in replicas + routers:
+            process.wait_serving()
+        link = NatsLink(cluster_config(nats.urls), "test")
         log = CollectionLog(link)
         log.ensure()
         membership = Membership(link)
         membership.start()
-        c = Cluster(nats, replicas, routers[:2], reference, link, log, membership, metrics_port)
+        c = Cluster(nats, replicas, routers, reference, link, log, membership, metrics_port)
         c.caught_up(0, timeout=60)
         yield c
     finally:
-        for server in routers:
-            server.stop(grace=0)
-        for replica in replicas:
-            replica.kill()
+        if reference is not None:
+            reference.stop(grace=0)
+        for process in routers + replicas:
+            process.kill()
         if link is not None:
             link.close()
         nats.stop()

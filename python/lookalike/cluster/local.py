@@ -1,9 +1,10 @@
 """A throw-away cluster on loopback for the cluster tests and benches:
 nats-server nodes (one, or a JetStream cluster of n, on free ports with their
-stores under a directory of the caller's) and shard replicas (`lookalike serve
---shard I`), each of which can be killed (SIGKILL) and started again on the
-same store or data directory; a writer that keeps what was acknowledged; a
-digest of what a replica holds, to compare replicas. Not for production: run
+stores under a directory of the caller's), shard replicas (`lookalike serve
+--shard I`) and routers (`lookalike serve --router`), each of which can be
+killed (SIGKILL) and started again on the same store or data directory; a
+writer that keeps what was acknowledged; a digest of what a replica holds, to
+compare replicas. Not for production: run
 NATS as docs/kubernetes.md says."""
 
 from __future__ import annotations
@@ -119,26 +120,25 @@ class NatsServers:
             node.kill()
 
 
-@dataclass
-class ReplicaProcess(_Child):
-    """`lookalike serve --shard I` in a process of its own, on a free loopback
-    port, its data in root/name and its stderr in root/name.log."""
+class ServerProcess(_Child):
+    """`lookalike serve` in a process of its own (``role``: its extra
+    arguments), on a free loopback port, its data in root/name and its stderr
+    in root/name.log."""
 
-    shard: int
-    name: str
-    root: Path
-    process: subprocess.Popen | None = None
-    address: str = ""
+    def __init__(self, name: str, root: Path, role: Sequence[str]) -> None:
+        self.name, self.root, self.role = name, Path(root), tuple(role)
+        self.process: subprocess.Popen | None = None
+        self.address = ""
 
     def start(self, config: str) -> None:
-        """Starts the replica with ``config`` (the TOML text, [cluster] included)."""
+        """Starts the server with ``config`` (the TOML text, [cluster] included)."""
         path = self.root / f"{self.name}.toml"
         path.write_text(config)
         self.log = self.root / f"{self.name}.log"
         self._log_start = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "lookalike.cli", "serve", "--config", str(path), "--shard", str(self.shard),
+                [sys.executable, "-m", "lookalike.cli", "serve", "--config", str(path), *self.role,
                  "--data-dir", str(self.root / self.name), "--address", "127.0.0.1:0"],
                 stdout=subprocess.DEVNULL, stderr=log)
 
@@ -150,8 +150,8 @@ class ReplicaProcess(_Child):
                 self.address = found.group(1)
             return found is not None
 
-        self._wait_until(serving, timeout, f"replica {self.name} did not start in {timeout} s",
-                         lambda: f"replica {self.name} exited:\n{self._new_log()[-3000:]}")
+        self._wait_until(serving, timeout, f"{self.name} did not start in {timeout} s",
+                         lambda: f"{self.name} exited:\n{self._new_log()[-3000:]}")
 
     def _new_log(self) -> str:
         """Its log since this start."""
@@ -159,6 +159,21 @@ class ReplicaProcess(_Child):
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+class ReplicaProcess(ServerProcess):
+    """`lookalike serve --shard I`."""
+
+    def __init__(self, shard: int, name: str, root: Path) -> None:
+        super().__init__(name, root, ("--shard", str(shard)))
+        self.shard = shard
+
+
+class RouterProcess(ServerProcess):
+    """`lookalike serve --router` (cluster mode when its config has [cluster])."""
+
+    def __init__(self, name: str, root: Path) -> None:
+        super().__init__(name, root, ("--router",))
 
 
 class AckedWriter(threading.Thread):
