@@ -9,7 +9,9 @@ message id is stored (and applied) once; a malformed record is skipped and
 counted; a replica killed (-9) in the middle of a write stream comes back and
 catches up, and the replicas of a shard hold the same products and
 bit-identical vectors; a NATS node killed (-9) during writes loses nothing
-acknowledged. Every process listens on loopback and is killed at the end."""
+acknowledged; a Delete answers its seq (and no counts), and a Get through the
+other router with that min_seq reads it; a router tagging photos (zero_shot)
+refuses them when the replicas' schema lacks the tags. Every process listens on loopback and is killed at the end."""
 
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ from lookalike.cluster.log import CollectionLog
 from lookalike.cluster.membership import Membership
 from lookalike.cluster.nats_link import NatsLink
 from lookalike.cluster.snapshot_store import SnapshotStore
+from lookalike.encoders.zero_shot import ZeroShotConfig
 from lookalike.index.sharding import shard_of
 from lookalike.service.config import ServiceConfig
 from lookalike.service.server import Server
@@ -212,6 +215,21 @@ def test_results_equal_one_server_and_min_seq_reads_across_routers(cluster):
         assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
 
+def test_a_delete_answers_its_seq_and_a_get_with_it_reads_the_delete_through_the_other_router(cluster):
+    fresh = products(6, seed=21)
+    cluster.written |= {p.id for p in fresh}
+    a, b = cluster.routers
+    with Client(a.address) as via_a, Client(b.address) as via_b:
+        seq = upsert_all(via_a, fresh)
+        doomed = [p.id for p in fresh[:3]]
+        reply = via_a.delete(doomed + [10**14])  # the last id was never written
+        # Acknowledged once the log stored it, before a replica applied it: no counts (search.proto).
+        assert reply.seq > seq and reply.deleted == 0 and list(reply.unknown_ids) == []
+        got = via_b.stub.Get(search_pb2.GetRequest(ids=[p.id for p in fresh], min_seq=reply.seq), timeout=10)
+        assert [p.id for p in got.products] == [p.id for p in fresh[3:]]
+        assert list(got.missing_ids) == doomed
+
+
 def one_product_record(product_id: int, seed: int) -> bytes:
     vectors = np.random.default_rng(seed).standard_normal((1, 24)).astype(np.float32)
     return log_records.encode(UpsertBatch(ids=np.array([product_id], dtype=np.int64),
@@ -349,6 +367,25 @@ def test_a_photo_goes_to_the_object_store_and_its_digest_to_the_replicas(cluster
     assert stored.image_sha256 == digest and stored.title == product.title
     assert cluster.log.get_image(digest) == photo
     assert cluster.log.put_image(photo) == digest  # already there: kept once
+
+
+def test_a_router_tagging_photos_refuses_them_when_the_replicas_lack_the_tags_attributes(cluster, tiny_clip_bundle,
+                                                                                          tmp_path):
+    """The replicas would skip such a record after it was acknowledged."""
+    product = products(1, seed=14)[0]
+    product.image = picture(4)
+    router = Server(ServiceConfig(address="127.0.0.1:0", data_dir=str(tmp_path / "router"), limits=LIMITS,
+                                  model=str(tiny_clip_bundle), cluster=cluster_config(cluster.nats.urls),
+                                  zero_shot=ZeroShotConfig(enabled=True, vocabularies={"colour": ["red", "blue"]})),
+                    router=True)
+    router.start()
+    try:
+        with Client(router.address) as client:
+            result = client.upsert([product]).results[0]
+    finally:
+        router.stop(grace=0)
+    assert result.status_code == grpc.StatusCode.FAILED_PRECONDITION.value[0] and result.seq == 0
+    assert "zero_shot: the replicas' schema lacks {'colour': 'keyword', 'colour_confidence': 'numeric'}" in result.error
 
 
 def test_an_empty_replica_starts_from_the_newest_published_snapshot(cluster):

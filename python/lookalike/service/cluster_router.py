@@ -29,25 +29,32 @@ import numpy as np
 from lookalike.cluster import log_records
 from lookalike.cluster.log import CollectionLog, LogUnavailable
 from lookalike.cluster.log_records import FilterDelete
+from lookalike.encoders.zero_shot import ZeroShotTagger
 from lookalike.index.attributes import AttributeStore
 from lookalike.service import convert
 from lookalike.service.calls import rpc
 from lookalike.service.cluster_shards import LiveShards
+from lookalike.service.colour_free import ColourFree
 from lookalike.service.encoding import ModelEncoder
 from lookalike.service.errors import ServiceError, invalid, key_error_text, not_found
-from lookalike.service.router import RouterServicer, _deadline
+from lookalike.service.router import Layout, RouterServicer, _deadline
 from lookalike.store.records import DeleteBatch, UpsertBatch
 from lookalike.v1 import search_pb2
 
 
 class ClusterRouterServicer(RouterServicer):
-    def attach_cluster(self, shards: LiveShards, encoder: ModelEncoder | None, log: CollectionLog) -> None:
+    def attach_cluster(self, shards: LiveShards, encoder: ModelEncoder | None, log: CollectionLog,
+                       colour_free: ColourFree | None = None, tagger: ZeroShotTagger | None = None) -> None:
+        """``tagger``: [zero_shot], run here on the photos' vectors (the replicas
+        get vectors, not photos), its attributes in the records."""
         self._log = log
-        self.attach(shards, encoder)
+        self._tagger = tagger
+        self.attach(shards, encoder, colour_free)
 
     # --- reads ------------------------------------------------------------------------------
 
-    def _readers(self, request: search_pb2.SearchRequest, deadline: float | None) -> LiveShards:
+    def _readers(self, request: search_pb2.SearchRequest | search_pb2.GetRequest,
+                 deadline: float | None) -> LiveShards:
         """With min_seq: waits (within the deadline) until every shard has a
         live replica that applied it, and reads only from such replicas."""
         shards: LiveShards = self._shards
@@ -127,9 +134,21 @@ class ClusterRouterServicer(RouterServicer):
             if space.metric == "cosine" and not vectors[name].any():
                 raise invalid(f"{where}.vectors['{name}']: an all-zero vector has no direction")
         attributes = convert.attributes_from_proto(product.attributes, layout.schema, where)
+        if self._tagger is not None and self._tagger.config.space in from_image:
+            self._check_tagged_schema(layout)
+            attributes = self._tagger.merged(from_image[self._tagger.config.space], attributes)
         digest = self._stored_image(product.image, where) if product.image else ""
         return {"vectors": vectors, "attributes": attributes, "title": product.title,
                 "image_uri": product.image_uri, "digest": digest}
+
+    def _check_tagged_schema(self, layout: Layout) -> None:
+        """The replicas would skip a record with attributes their schema lacks:
+        refused here instead, before anything is published."""
+        wrong = {n: t for n, t in self._tagger.config.schema().items() if layout.schema.get(n) != t}
+        if wrong:
+            raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION,
+                               f"zero_shot: the replicas' schema lacks {wrong}, which this router's [zero_shot] "
+                               "writes: give the replicas the same [zero_shot] table (before their first start)")
 
     def _stored_image(self, image: bytes, where: str) -> str:
         try:

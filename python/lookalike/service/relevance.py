@@ -28,15 +28,9 @@ def load_relevance(config: ServiceConfig, encoder: ModelEncoder | None, collecti
     a model that has the image and text towers in their space, or a collection
     whose schema (fixed when it was created) lacks the attributes the server
     writes itself (zero-shot ones, the duplicate flag)."""
-    tagger = None
-    zero_shot = config.zero_shot
-    if zero_shot.enabled:
-        space = zero_shot.space
-        if encoder is None or space not in encoder.image_spaces or space not in encoder.text_spaces:
-            raise ValueError(f"zero_shot is enabled but the model has no image and text towers writing into "
-                             f"space '{space}' (zero_shot.space)")
-        _check_schema(collection, zero_shot.schema(), "zero_shot")
-        tagger = ZeroShotTagger(zero_shot, lambda texts: encoder.encoder.encode_texts(list(texts))[space])
+    tagger = zero_shot_tagger(config, encoder)
+    if tagger is not None:
+        _check_schema(collection, config.zero_shot.schema(), "zero_shot")
     classifier = load_classifier(encoder.encoder.bundle) if encoder is not None else None
     if config.duplicates.flag_on_upsert:
         if classifier is None:
@@ -44,6 +38,19 @@ def load_relevance(config: ServiceConfig, encoder: ModelEncoder | None, collecti
                              "(lookalike train duplicates)")
         _check_schema(collection, config.duplicates.flag_schema(), "duplicates.flag_on_upsert")
     return Relevance(classifier, tagger, ColourFree(encoder, config.same_style))
+
+
+def zero_shot_tagger(config: ServiceConfig, encoder: ModelEncoder | None) -> ZeroShotTagger | None:
+    """The tagger of [zero_shot] when enabled; ValueError when the model lacks
+    the image and text towers in its space."""
+    zero_shot = config.zero_shot
+    if not zero_shot.enabled:
+        return None
+    space = zero_shot.space
+    if encoder is None or space not in encoder.image_spaces or space not in encoder.text_spaces:
+        raise ValueError(f"zero_shot is enabled but the model has no image and text towers writing into "
+                         f"space '{space}' (zero_shot.space)")
+    return ZeroShotTagger(zero_shot, lambda texts: encoder.encoder.encode_texts(list(texts))[space])
 
 
 def _check_schema(collection: Collection, needed: dict[str, str], feature: str) -> None:

@@ -33,6 +33,7 @@ import numpy as np
 
 from lookalike.service import convert
 from lookalike.service.calls import InFlight, micros, rpc, search_batch, upsert_stream
+from lookalike.service.colour_free import ColourFree
 from lookalike.service.config import Limits
 from lookalike.service.encoding import ModelEncoder, StageClock
 from lookalike.service.errors import ServiceError, invalid, not_found
@@ -69,8 +70,11 @@ class RouterServicer(search_pb2_grpc.SearchServiceServicer):
         self._layout: Layout | None = None
         self._layout_lock = threading.Lock()
 
-    def attach(self, shards: Shards, encoder: ModelEncoder | None) -> None:
+    def attach(self, shards: Shards, encoder: ModelEncoder | None, colour_free: ColourFree | None = None) -> None:
+        """``colour_free``: serves SearchRequest.ignore_colour here, on the query
+        vector (default: without colour directions, so such searches are refused)."""
         self._queries = QueryEncoder(encoder, self._limits)
+        self._colour_free = colour_free or ColourFree(None)
         self._shards = shards
 
     @property
@@ -121,6 +125,10 @@ class RouterServicer(search_pb2_grpc.SearchServiceServicer):
         limits = self._limits
         offset, want = convert.page_window(request, limits.max_k, limits.max_results)
         convert.check_search_params(request.params, limits)
+        if request.HasField("relevance"):
+            raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION,
+                               "relevance: a router does not serve relevance feedback (it remembers no searches, "
+                               "and liked and disliked products live on several shards): search without it")
 
         clock = StageClock()
         outgoing, exclude = self._vector_request(request, deadline, clock)
@@ -152,37 +160,45 @@ class RouterServicer(search_pb2_grpc.SearchServiceServicer):
         self._metrics.observe_stages(response.timings)
         return response
 
-    def _readers(self, request: search_pb2.SearchRequest, deadline: float | None) -> Shards:
-        """The shards a search reads from (cluster mode narrows them to the
-        replicas that applied the request's min_seq)."""
+    def _readers(self, request: search_pb2.SearchRequest | search_pb2.GetRequest, deadline: float | None) -> Shards:
+        """The shards a search or Get reads from (cluster mode narrows them to
+        the replicas that applied the request's min_seq)."""
         return self._shards
 
     def _vector_request(self, request: search_pb2.SearchRequest, deadline: float | None,
                         clock: StageClock) -> tuple[search_pb2.SearchRequest, int | None]:
         """The request as the shards get it: a vector query (encoded here once, or
-        fetched from the owner of a product id), and the id to leave out of the hits."""
+        fetched from the owner of a product id; without its colour directions
+        when it asks to ignore colour), and the id to leave out of the hits."""
         outgoing = search_pb2.SearchRequest()
         outgoing.CopyFrom(request)
         kind = request.query.WhichOneof("kind")
-        if kind == "vector":
-            return outgoing, None
-        if kind not in ("image", "text", "hybrid", "product_id"):
+        if kind not in ("vector", "image", "text", "hybrid", "product_id"):
             raise invalid("query: set one of image, text, vector, product_id or hybrid")
+        if kind == "vector" and not request.ignore_colour:
+            return outgoing, None
         layout = self._shard_layout(deadline)
         space = self._space(layout, request.using, kind)
         exclude = None
-        if kind == "product_id":
+        if kind == "vector":
+            vector = request.query.vector
+        elif kind == "product_id":
             exclude = request.query.product_id
-            vector = self._stored_vector(exclude, space, deadline)
+            vector = self._stored_vector(exclude, space, self._readers(request, deadline), deadline)
         else:
             vector = convert.vector_to_proto(self._queries.query(request.query, space, clock))
+        if request.ignore_colour:  # the shards have no encoder to find the colour directions with
+            query = convert.vector_from_proto(vector, layout.spaces[space].dim, "query.vector")
+            vector = convert.vector_to_proto(self._colour_free.apply(space, query))
+            outgoing.ignore_colour = False
         outgoing.using = space
         outgoing.query.vector.CopyFrom(vector)
         return outgoing, exclude
 
-    def _stored_vector(self, product_id: int, space: str, deadline: float | None) -> search_pb2.Vector:
+    def _stored_vector(self, product_id: int, space: str, readers: Shards,
+                       deadline: float | None) -> search_pb2.Vector:
         owner = int(self._shards.owners([product_id])[0])
-        answer = self._shards.read("Get", {owner: search_pb2.GetRequest(ids=[product_id], with_vectors=[space])},
+        answer = readers.read("Get", {owner: search_pb2.GetRequest(ids=[product_id], with_vectors=[space])},
                                    deadline)[owner]
         response = self._answered(owner, answer)
         if not response.products:
@@ -345,9 +361,11 @@ class RouterServicer(search_pb2_grpc.SearchServiceServicer):
     def Get(self, request: search_pb2.GetRequest, context: grpc.ServicerContext) -> search_pb2.GetResponse:
         if len(request.ids) > self._limits.max_ids:
             raise invalid(f"{len(request.ids)} ids in one call, at most {self._limits.max_ids}")
+        deadline = _deadline(context)
         groups = self._by_owner(request.ids)
-        answers = self._shards.read("Get", {s: search_pb2.GetRequest(ids=ids, with_vectors=request.with_vectors)
-                                            for s, ids in groups.items()}, _deadline(context))
+        answers = self._readers(request, deadline).read(
+            "Get", {s: search_pb2.GetRequest(ids=ids, with_vectors=request.with_vectors) for s, ids in groups.items()},
+            deadline)
         found = {p.id: p for s, a in sorted(answers.items()) for p in self._answered(s, a).products}
         response = search_pb2.GetResponse()
         for id_ in request.ids:

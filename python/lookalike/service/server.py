@@ -45,7 +45,7 @@ from lookalike.service.feedback_servicer import FeedbackServicer
 from lookalike.service.memory import MemoryTrimmer
 from lookalike.service.reindex import Reindexer
 from lookalike.service.colour_free import ColourFree
-from lookalike.service.relevance import Relevance, load_relevance
+from lookalike.service.relevance import Relevance, load_relevance, zero_shot_tagger
 from lookalike.service.relevance_feedback import SearchFeedback
 from lookalike.service.replica_servicer import ReplicaServicer
 from lookalike.service.router import RouterServicer
@@ -79,6 +79,8 @@ class Server:
         if shard is not None and (router or not config.cluster.enabled):
             raise ValueError("--shard runs a replica of a cluster: it needs [cluster] urls in the config, "
                              "and not --router")
+        if router:
+            _check_router_extras(config)
         self.config = config
         self.router = router
         self.shard = shard
@@ -165,12 +167,14 @@ class Server:
                 from lookalike.service.cluster_node import RouterNode
 
                 self.encoder = self._load_encoder(self.config.model_path())
+                tagger = zero_shot_tagger(self.config, self.encoder)
                 self._cluster_node = node = RouterNode(self.config)
-                self._servicer.attach_cluster(node.shards, self.encoder, node.log)
+                self._servicer.attach_cluster(node.shards, self.encoder, node.log,
+                                              ColourFree(self.encoder, self.config.same_style), tagger)
             elif self.router:
                 self.encoder = self._load_encoder(self.config.model_path())
                 self.shards = Shards(self.config.router, self.config.limits.max_message_bytes)
-                self._servicer.attach(self.shards, self.encoder)
+                self._servicer.attach(self.shards, self.encoder, ColourFree(self.encoder, self.config.same_style))
             elif self.shard is not None:
                 self._start_replica()
             else:
@@ -361,3 +365,14 @@ class Server:
     def _set_health(self, status: int) -> None:
         for name in ("", SERVICE_NAME):
             self._health.set(name, status)
+
+
+def _check_router_extras(config: ServiceConfig) -> None:
+    """The extras of a collection's server that a router cannot serve: refused
+    at start rather than ignored."""
+    if config.duplicates.flag_on_upsert:
+        raise ValueError("duplicates.flag_on_upsert: a router does not flag duplicates at upsert (the lookup needs "
+                         "the whole collection and the duplicate classifier in one server): turn it off for routers")
+    if config.zero_shot.enabled and not config.cluster.enabled:
+        raise ValueError("zero_shot: a router over a static shard map does not tag photos (its shards get vectors, "
+                         "not photos): turn it off for the router, or run cluster mode, whose router tags them")

@@ -311,12 +311,14 @@ class DeleteResponse(_message.Message):
     def __init__(self, deleted: _Optional[int] = ..., unknown_ids: _Optional[_Iterable[int]] = ..., seq: _Optional[int] = ...) -> None: ...
 
 class GetRequest(_message.Message):
-    __slots__ = ("ids", "with_vectors")
+    __slots__ = ("ids", "with_vectors", "min_seq")
     IDS_FIELD_NUMBER: _ClassVar[int]
     WITH_VECTORS_FIELD_NUMBER: _ClassVar[int]
+    MIN_SEQ_FIELD_NUMBER: _ClassVar[int]
     ids: _containers.RepeatedScalarFieldContainer[int]
     with_vectors: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, ids: _Optional[_Iterable[int]] = ..., with_vectors: _Optional[_Iterable[str]] = ...) -> None: ...
+    min_seq: int
+    def __init__(self, ids: _Optional[_Iterable[int]] = ..., with_vectors: _Optional[_Iterable[str]] = ..., min_seq: _Optional[int] = ...) -> None: ...
 
 class StoredProduct(_message.Message):
     __slots__ = ("id", "metadata", "vectors")
