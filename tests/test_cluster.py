@@ -225,7 +225,7 @@ def test_a_delete_answers_its_seq_and_a_get_with_it_reads_the_delete_through_the
         reply = via_a.delete(doomed + [10**14])  # the last id was never written
         # Acknowledged once the log stored it, before a replica applied it: no counts (search.proto).
         assert reply.seq > seq and reply.deleted == 0 and list(reply.unknown_ids) == []
-        got = via_b.stub.Get(search_pb2.GetRequest(ids=[p.id for p in fresh], min_seq=reply.seq), timeout=10)
+        got = via_b.get([p.id for p in fresh], min_seq=reply.seq)
         assert [p.id for p in got.products] == [p.id for p in fresh[3:]]
         assert list(got.missing_ids) == doomed
 

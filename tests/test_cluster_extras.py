@@ -77,7 +77,7 @@ def served(tiny_clip_bundle, tmp_path_factory):
 def test_zero_shot_attributes_are_tagged_by_the_router_as_one_server_tags_them(served):
     via_router, alone, seq, catalog = served
     ids = [p.id for p in catalog]
-    through_router = via_router.stub.Get(search_pb2.GetRequest(ids=ids, min_seq=seq), timeout=30).products
+    through_router = via_router.get(ids, min_seq=seq).products
     on_one_server = alone.get(ids).products
     assert len(through_router) == len(catalog)
     for routed, single in zip(through_router, on_one_server):

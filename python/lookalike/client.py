@@ -131,8 +131,9 @@ class Client:
             request.filter.CopyFrom(filter)
         return self.stub.Delete(request, timeout=self.timeout)
 
-    def get(self, ids: Sequence[int], with_vectors: Sequence[str] = ()) -> search_pb2.GetResponse:
-        return self.stub.Get(search_pb2.GetRequest(ids=list(ids), with_vectors=list(with_vectors)),
+    def get(self, ids: Sequence[int], with_vectors: Sequence[str] = (), min_seq: int = 0) -> search_pb2.GetResponse:
+        """``min_seq``: cluster mode, read your writes (GetRequest.min_seq)."""
+        return self.stub.Get(search_pb2.GetRequest(ids=list(ids), with_vectors=list(with_vectors), min_seq=min_seq),
                              timeout=self.timeout)
 
     def stats(self) -> search_pb2.StatsResponse:
