@@ -7,7 +7,9 @@ server, over a catalog split across shard servers by product id (shards.py).
   shard for its best o + k (so the shards' limits.max_k must reach the router's
   limits.max_results). "More like this" fetches the product's vector from the
   shard that owns it, then fans out like a vector query, the owner leaving the
-  product out by a filter.
+  product out by a filter. `ignore_colour` is served here, on the query
+  vector (the shards get the plain vector and need no model); relevance
+  feedback is refused (no remembered searches, rated products on several shards).
 - Writes: a product goes to the shard that owns its id, to every replica. The
   router encodes its image and title into the vectors the shards need and sends
   those, not the image: one encoding a product however many replicas it has,
@@ -67,6 +69,7 @@ class RouterServicer(search_pb2_grpc.SearchServiceServicer):
         self._in_flight = in_flight or InFlight(limits.max_in_flight)
         self._shards: Shards | None = None
         self._queries = QueryEncoder(None, limits)
+        self._colour_free = ColourFree(None)
         self._layout: Layout | None = None
         self._layout_lock = threading.Lock()
 
@@ -74,7 +77,7 @@ class RouterServicer(search_pb2_grpc.SearchServiceServicer):
         """``colour_free``: serves SearchRequest.ignore_colour here, on the query
         vector (default: without colour directions, so such searches are refused)."""
         self._queries = QueryEncoder(encoder, self._limits)
-        self._colour_free = colour_free or ColourFree(None)
+        self._colour_free = colour_free or self._colour_free
         self._shards = shards
 
     @property
@@ -199,7 +202,7 @@ class RouterServicer(search_pb2_grpc.SearchServiceServicer):
                        deadline: float | None) -> search_pb2.Vector:
         owner = int(self._shards.owners([product_id])[0])
         answer = readers.read("Get", {owner: search_pb2.GetRequest(ids=[product_id], with_vectors=[space])},
-                                   deadline)[owner]
+                              deadline)[owner]
         response = self._answered(owner, answer)
         if not response.products:
             raise not_found(f"query.product_id: no product {product_id}")
