@@ -66,6 +66,8 @@ class IvfPqIndex(NativeIndex):
         seed: int = 0,
         coarse_graph_min_nlist: int = 4096,
         vectors_path: str | os.PathLike[str] | None = None,
+        code: str = "pq",
+        bound_sigmas: float = 2.0,
     ) -> None:
         for name, value in (("dim", dim), ("nlist", nlist), ("m", m), ("nprobe", nprobe), ("rerank_k", rerank_k),
                             ("coarse_graph_min_nlist", coarse_graph_min_nlist)):
@@ -73,7 +75,7 @@ class IvfPqIndex(NativeIndex):
         path = "" if vectors_path is None else os.fspath(vectors_path)
         self._core = _core.IvfPqIndex(
             int(dim), metric, int(nlist), int(m), int(nbits), int(nprobe), int(rerank_k), int(seed),
-            int(coarse_graph_min_nlist), path
+            int(coarse_graph_min_nlist), path, code, float(bound_sigmas)
         )
         self._dim = int(dim)
 
@@ -113,6 +115,7 @@ class IvfPqIndex(NativeIndex):
         rerank: bool = True,
         threads: int = 0,
         stop: _core.StopToken | None = None,
+        bound_sigmas: float | None = None,
     ) -> SearchResult:
         """The k nearest ids of each query, shaped like HnswIndex.search (``stop``
         too). With ``rerank=False`` the distances are the (approximate) PQ
@@ -122,10 +125,12 @@ class IvfPqIndex(NativeIndex):
             if value is not None:
                 check_positive(name, value)
         check_filter(filter)
+        if bound_sigmas is not None and not bound_sigmas > 0:
+            raise ValueError(f"bound_sigmas must be > 0, got {bound_sigmas}")
         queries = as_vectors(queries, self._dim, "queries", allow_1d=True)
         return SearchResult(
             *self._core.search(queries, k, nprobe or 0, rerank_k or 0, filter, bool(rerank), thread_count(threads),
-                               stop)
+                               stop, float(bound_sigmas or 0))
         )
 
     def probes(self, query: npt.ArrayLike, nprobe: int | None = None) -> npt.NDArray:
@@ -155,6 +160,15 @@ class IvfPqIndex(NativeIndex):
         return self._core.nbits
 
     @property
+    def code(self) -> str:
+        """``"pq"`` or ``"rabitq"``."""
+        return self._core.code
+
+    @property
+    def bound_sigmas(self) -> float:
+        return self._core.bound_sigmas
+
+    @property
     def nprobe(self) -> int:
         return self._core.nprobe
 
@@ -175,5 +189,5 @@ class IvfPqIndex(NativeIndex):
     def __repr__(self) -> str:
         return (
             f"IvfPqIndex(dim={self.dim}, metric={self.metric!r}, nlist={self.nlist}, m={self.m}, "
-            f"nbits={self.nbits}, nprobe={self.nprobe}, rerank_k={self.rerank_k}, size={len(self)})"
+            f"nbits={self.nbits}, code={self.code!r}, nprobe={self.nprobe}, rerank_k={self.rerank_k}, size={len(self)})"
         )

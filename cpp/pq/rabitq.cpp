@@ -1,0 +1,161 @@
+#include "pq/rabitq.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "distance/distance.h"
+
+namespace lookalike::pq {
+
+namespace {
+
+uint64_t splitmix64(uint64_t& state) {
+  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// In place, unnormalised: the caller scales once for all rounds.
+void walsh_hadamard(float* x, size_t n) {
+  for (size_t h = 1; h < n; h *= 2)
+    for (size_t i = 0; i < n; i += 2 * h)
+      for (size_t j = i; j < i + h; ++j) {
+        const float a = x[j], b = x[j + h];
+        x[j] = a + b;
+        x[j + h] = a - b;
+      }
+}
+
+}  // namespace
+
+size_t rabitq_padded_dim(size_t dim) {
+  size_t p = 4;  // at least one 4-dimension group
+  while (p < dim) p *= 2;
+  return p;
+}
+
+HadamardRotation::HadamardRotation(size_t dim, uint64_t seed) : dim_(dim), padded_(rabitq_padded_dim(dim)) {
+  signs_.resize(kRotationRounds * padded_);
+  uint64_t state = seed ^ 0x5241424954510000ull;  // "RABITQ"
+  for (size_t i = 0; i < signs_.size(); i += 64) {
+    const uint64_t bits = splitmix64(state);
+    for (size_t j = 0; j < 64 && i + j < signs_.size(); ++j) signs_[i + j] = (bits >> j) & 1 ? 1 : -1;
+  }
+}
+
+HadamardRotation::HadamardRotation(size_t dim, std::vector<int8_t> signs)
+    : dim_(dim), padded_(rabitq_padded_dim(dim)), signs_(std::move(signs)) {
+  if (signs_.size() != kRotationRounds * padded_)
+    throw std::invalid_argument("a rotation of " + std::to_string(dim) + " dimensions needs " +
+                                std::to_string(kRotationRounds * padded_) + " signs, got " +
+                                std::to_string(signs_.size()));
+  for (int8_t s : signs_)
+    if (s != 1 && s != -1) throw std::invalid_argument("rotation signs must be +1 or -1");
+}
+
+void HadamardRotation::apply(const float* x, float* out) const {
+  for (size_t i = 0; i < dim_; ++i) out[i] = x[i];
+  for (size_t i = dim_; i < padded_; ++i) out[i] = 0;
+  for (size_t r = 0; r < kRotationRounds; ++r) {
+    const int8_t* s = signs_.data() + r * padded_;
+    for (size_t i = 0; i < padded_; ++i) out[i] *= float(s[i]);
+    walsh_hadamard(out, padded_);
+  }
+  // Each unnormalised transform scales by sqrt(padded); undo all rounds at once.
+  const float scale = float(std::pow(double(padded_), -0.5 * double(kRotationRounds)));
+  for (size_t i = 0; i < padded_; ++i) out[i] *= scale;
+}
+
+void rabitq_encode(const float* residual, size_t padded_dim, uint8_t* group_codes, uint16_t& norm,
+                   uint16_t& cosine) {
+  double norm2 = 0, abs_sum = 0;
+  for (size_t i = 0; i < padded_dim; ++i) {
+    norm2 += double(residual[i]) * residual[i];
+    abs_sum += std::fabs(double(residual[i]));
+  }
+  for (size_t g = 0; g < rabitq_groups(padded_dim); ++g) {
+    uint8_t code = 0;
+    for (size_t j = 0; j < 4; ++j) code = uint8_t(code | (residual[4 * g + j] > 0 ? 1u << j : 0u));
+    group_codes[g] = code;
+  }
+  norm = distance::f32_to_f16(float(std::sqrt(norm2)));
+  if (!std::isfinite(distance::f16_to_f32(norm)))
+    throw std::invalid_argument("a residual norm of " + std::to_string(std::sqrt(norm2)) +
+                                " is past float16's range (65504), where RaBitQ keeps it: scale the vectors down");
+  // <x, o> = sum |o_i| / sqrt(D); a zero residual has no direction, and its
+  // estimate is multiplied by its zero norm whatever the cosine.
+  const double c = norm2 > 0 ? abs_sum / std::sqrt(norm2 * double(padded_dim)) : 1.0;
+  cosine = uint16_t(std::clamp(std::lround(c * kCosineScale), 1l, long(kCosineScale)));
+}
+
+void RabitqQueryTables::build(const float* v, size_t padded_dim) {
+  const size_t groups = rabitq_groups(padded_dim);
+  lut.resize(groups * 16);
+  qlut.resize(groups * 16);
+  std::vector<float> low(groups);  // each group's smallest entry: the sum of its negative components
+  float widest = 0;
+  quantized.bias = 0;
+  for (size_t g = 0; g < groups; ++g) {
+    const float* x = v + 4 * g;
+    float* t = lut.data() + 16 * g;
+    t[0] = 0;
+    for (size_t b = 1; b < 16; ++b) {
+      const size_t lowest = size_t(__builtin_ctz(unsigned(b)));  // t[b] = t[b without its lowest bit] + x[lowest]
+      t[b] = t[b & (b - 1)] + x[lowest];
+    }
+    low[g] = std::min(x[0], 0.0f) + std::min(x[1], 0.0f) + std::min(x[2], 0.0f) + std::min(x[3], 0.0f);
+    quantized.bias += low[g];
+    widest = std::max(widest, std::fabs(x[0]) + std::fabs(x[1]) + std::fabs(x[2]) + std::fabs(x[3]));
+  }
+  // As quantize_lut (fast_scan.h) does, without its searches for each group's
+  // range (known here) and with rounding half up, which vectorises.
+  quantized.scale = widest > 0 ? widest / 255.0f : 1.0f;
+  const float inv_scale = 1.0f / quantized.scale;
+  for (size_t g = 0; g < groups; ++g)
+    for (size_t b = 0; b < 16; ++b)
+      qlut[16 * g + b] = uint8_t(std::min(255.0f, std::max(0.0f, (lut[16 * g + b] - low[g]) * inv_scale + 0.5f)));
+  double sum = 0, norm2 = 0;
+  for (size_t i = 0; i < padded_dim; ++i) {
+    sum += v[i];
+    norm2 += double(v[i]) * v[i];
+  }
+  v_sum = float(sum);
+  v_norm = float(std::sqrt(norm2));
+  inv_sqrt_dim = float(1.0 / std::sqrt(double(padded_dim)));
+  inv_sqrt_dim1 = float(1.0 / std::sqrt(double(padded_dim - 1)));
+}
+
+void rabitq_estimate(const RabitqQueryTables& t, const RabitqWeights& w, const uint16_t* sums, const float* norms,
+                     const uint16_t* cosines, size_t n, float* est, float* err) {
+  const size_t groups = t.lut.size() / 16;
+  // <x, v> = (2 <b, v> - sum v) / sqrt(D), and <b, v> = bias + scale * sum, to
+  // within half a step a group.
+  const float a = 2 * t.inv_sqrt_dim * t.quantized.scale;
+  const float c = (2 * t.quantized.bias - t.v_sum) * t.inv_sqrt_dim;
+  const float table_error = t.inv_sqrt_dim * t.quantized.scale * float(groups);
+  const float spread = w.sigmas * t.v_norm * t.inv_sqrt_dim1;
+  // The stored factors' rounding: a float16 norm is within 2^-11 of the true one
+  // relatively (2^-10 here, relative to the stored value, with margin) or 2^-25
+  // absolutely (subnormals); the cosine within half a step of 1 / 65535.
+  constexpr float kNormRelative = 1.0f / 1024, kNormAbsolute = 1.0f / (1 << 25);
+  constexpr float kCosineAbsolute = 0.51f / kCosineScale;
+  for (size_t i = 0; i < n; ++i) {
+    const float cosine = decode_cosine(cosines[i]);
+    const float inv_cosine = 1.0f / cosine;
+    const float dot = a * float(sums[i]) + c;  // ~<x, v>
+    const float ip = dot * inv_cosine;          // ~<o, v>
+    const float sine = std::sqrt(std::max(0.0f, 1.0f - cosine * cosine));
+    const float nr = norms[i];
+    const float norm_error = nr * kNormRelative + kNormAbsolute;
+    const float factor_error = w.square_weight * norm_error * (2 * nr + norm_error) +
+                               w.linear_weight * std::fabs(ip) *
+                                   (norm_error + (nr + norm_error) * kCosineAbsolute / (cosine - kCosineAbsolute));
+    est[i] = w.offset + w.square_weight * nr * nr - w.linear_weight * nr * ip;
+    err[i] = w.linear_weight * nr * (spread * sine + table_error) * inv_cosine + factor_error;
+  }
+}
+
+}  // namespace lookalike::pq
