@@ -109,3 +109,23 @@ def test_every_simd_level_scans_the_same(padded):
     for level, (est, err) in out.items():
         np.testing.assert_array_equal(est, out["scalar"][0], err_msg=level)
         np.testing.assert_array_equal(err, out["scalar"][1], err_msg=level)
+
+
+@pytest.mark.parametrize("groups", [1, 3, 128, 256])
+def test_tables_are_the_subset_sums_at_every_simd_level(groups):
+    rng = np.random.default_rng(groups)
+    v = rng.standard_normal(4 * groups).astype(np.float32)
+    subsets = np.array([[(b >> j) & 1 for j in range(4)] for b in range(16)], np.float32)  # (16, 4)
+    sums = v.reshape(groups, 4) @ subsets.T  # (groups, 16)
+    out = {}
+    for level in _core.simd_levels():
+        with _core.simd_level(level):
+            out[level] = _core.rabitq_tables(v)
+    qlut, bias, scale = out["scalar"]
+    # Within half a step of each entry once shifted by its group's minimum.
+    shifted = sums - sums.min(1, keepdims=True)
+    assert np.abs(qlut * scale - shifted).max() <= 0.5 * scale * (1 + 1e-5)
+    assert bias == pytest.approx(sums.min(1).sum(), rel=1e-5, abs=1e-5)
+    for level, (q, b, s) in out.items():
+        np.testing.assert_array_equal(q, qlut, err_msg=level)
+        assert (b, s) == (bias, scale)

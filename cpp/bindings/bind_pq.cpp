@@ -167,6 +167,18 @@ void bind_building_blocks(py::module_& m) {
       py::arg("x"), py::arg("seed"), "The structured random rotation of each row, zero-padded to a power of two.");
 
   m.def(
+      "rabitq_tables",
+      [](const CArray<float>& v) {
+        if (v.ndim() != 1 || v.shape(0) < 4 || v.shape(0) % 4) throw std::invalid_argument("v must be (4 g,) floats");
+        pq::RabitqQueryTables tables;
+        tables.build(v.data(), size_t(v.shape(0)));
+        CArray<uint8_t> out({v.shape(0) / 4, py::ssize_t(16)});
+        std::copy(tables.qlut.begin(), tables.qlut.end(), out.mutable_data());
+        return py::make_tuple(out, tables.quantized.bias, tables.quantized.scale);
+      },
+      py::arg("v"), "RaBitQ's uint8 tables of v at the active SIMD level, their bias and scale.");
+
+  m.def(
       "rabitq_estimates",
       [](const CArray<float>& residuals, const CArray<float>& v, const std::string& metric, float offset,
          float sigmas) {

@@ -11,6 +11,11 @@
 //             registers. Table entries are fetched with gathers.
 //   fastscan4 works on uint8 tables and uint16 sums: integer arithmetic, exact
 //             in any order.
+//   rabitq_tables
+//             adds each entry's terms in one fixed order (j = 0..3 onto +0, an
+//             absent term adding +0), then one subtraction, one multiplication
+//             (never fused) and a round to nearest even: the same float
+//             operations in every lane.
 #pragma once
 
 #include <cstddef>
@@ -27,9 +32,15 @@ using Scan8Fn = void (*)(const float* lut, const uint8_t* codes, size_t n, size_
 // m <= kMaxFastScanM keeps every sum within uint16.
 using FastScan4Fn = void (*)(const uint8_t* qlut, const uint8_t* blocks, size_t nblocks, size_t m, uint16_t* out);
 
+// RaBitQ's uint8 fast-scan tables (rabitq.h) for `groups` groups of 4 floats of
+// v: qlut[16 g + b] = clamp(round((sum over the set bits j of b of v[4 g + j]
+// - low[g]) * inv_scale), 0, 255).
+using RabitqTablesFn = void (*)(const float* v, const float* low, size_t groups, float inv_scale, uint8_t* qlut);
+
 struct AdcKernels {
   Scan8Fn scan8;
   FastScan4Fn fastscan4;
+  RabitqTablesFn rabitq_tables;
 };
 
 const AdcKernels& scalar_adc_kernels();

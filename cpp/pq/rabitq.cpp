@@ -6,6 +6,7 @@
 #include <string>
 
 #include "distance/distance.h"
+#include "pq/adc_kernels.h"
 
 namespace lookalike::pq {
 
@@ -93,30 +94,21 @@ void rabitq_encode(const float* residual, size_t padded_dim, uint8_t* group_code
 
 void RabitqQueryTables::build(const float* v, size_t padded_dim) {
   const size_t groups = rabitq_groups(padded_dim);
-  lut.resize(groups * 16);
   qlut.resize(groups * 16);
-  std::vector<float> low(groups);  // each group's smallest entry: the sum of its negative components
+  // Each group's smallest entry is the sum of its negative components, its
+  // range the sum of their magnitudes; one step for all groups, as in
+  // quantize_lut (fast_scan.h).
+  low_.resize(groups);
   float widest = 0;
   quantized.bias = 0;
   for (size_t g = 0; g < groups; ++g) {
     const float* x = v + 4 * g;
-    float* t = lut.data() + 16 * g;
-    t[0] = 0;
-    for (size_t b = 1; b < 16; ++b) {
-      const size_t lowest = size_t(__builtin_ctz(unsigned(b)));  // t[b] = t[b without its lowest bit] + x[lowest]
-      t[b] = t[b & (b - 1)] + x[lowest];
-    }
-    low[g] = std::min(x[0], 0.0f) + std::min(x[1], 0.0f) + std::min(x[2], 0.0f) + std::min(x[3], 0.0f);
-    quantized.bias += low[g];
+    low_[g] = std::min(x[0], 0.0f) + std::min(x[1], 0.0f) + std::min(x[2], 0.0f) + std::min(x[3], 0.0f);
+    quantized.bias += low_[g];
     widest = std::max(widest, std::fabs(x[0]) + std::fabs(x[1]) + std::fabs(x[2]) + std::fabs(x[3]));
   }
-  // As quantize_lut (fast_scan.h) does, without its searches for each group's
-  // range (known here) and with rounding half up, which vectorises.
   quantized.scale = widest > 0 ? widest / 255.0f : 1.0f;
-  const float inv_scale = 1.0f / quantized.scale;
-  for (size_t g = 0; g < groups; ++g)
-    for (size_t b = 0; b < 16; ++b)
-      qlut[16 * g + b] = uint8_t(std::min(255.0f, std::max(0.0f, (lut[16 * g + b] - low[g]) * inv_scale + 0.5f)));
+  adc_kernels().rabitq_tables(v, low_.data(), groups, 1.0f / quantized.scale, qlut.data());
   double sum = 0, norm2 = 0;
   for (size_t i = 0; i < padded_dim; ++i) {
     sum += v[i];
@@ -130,7 +122,7 @@ void RabitqQueryTables::build(const float* v, size_t padded_dim) {
 
 void rabitq_estimate(const RabitqQueryTables& t, const RabitqWeights& w, const uint16_t* sums, const float* norms,
                      const uint16_t* cosines, size_t n, float* est, float* err) {
-  const size_t groups = t.lut.size() / 16;
+  const size_t groups = t.qlut.size() / 16;
   // <x, v> = (2 <b, v> - sum v) / sqrt(D), and <b, v> = bias + scale * sum, to
   // within half a step a group.
   const float a = 2 * t.inv_sqrt_dim * t.quantized.scale;

@@ -80,13 +80,17 @@ void rabitq_encode(const float* residual, size_t padded_dim, uint8_t* group_code
 // (l2: |v|^2, 1, 2; cosine, whose distances are -<q, x>: |v|^2 / 2 - 1, 1/2, 1;
 // ip: -<q, c>, 0, 1).
 struct RabitqQueryTables {
-  std::vector<float> lut;     // groups * 16 float sums of v over each group's subsets
-  std::vector<uint8_t> qlut;  // the same, quantised for fast-scan: <b, v> ~= bias + scale * sum
+  // groups * 16 sums of v over each group's subsets, quantised for fast-scan
+  // (adc_kernels.h rabitq_tables, at the active SIMD level): <b, v> ~= bias + scale * sum.
+  std::vector<uint8_t> qlut;
   QuantizedLut quantized;
   float v_sum = 0, v_norm = 0;
   float inv_sqrt_dim = 0, inv_sqrt_dim1 = 0;
 
   void build(const float* v, size_t padded_dim);
+
+ private:
+  std::vector<float> low_;  // each group's smallest entry
 };
 
 struct RabitqWeights {
