@@ -98,14 +98,23 @@ void RabitqQueryTables::build(const float* v, size_t padded_dim) {
   // Each group's smallest entry is the sum of its negative components, its
   // range the sum of their magnitudes; one step for all groups, as in
   // quantize_lut (fast_scan.h).
+  // (In passes the compiler vectorises: a branch on each component's sign
+  // would be mispredicted half the time.)
+  negative_.resize(padded_dim);
+  magnitude_.resize(padded_dim);
+  for (size_t i = 0; i < padded_dim; ++i) {
+    negative_[i] = v[i] < 0 ? v[i] : 0.0f;
+    magnitude_[i] = std::fabs(v[i]);
+  }
   low_.resize(groups);
   float widest = 0;
   quantized.bias = 0;
   for (size_t g = 0; g < groups; ++g) {
-    const float* x = v + 4 * g;
-    low_[g] = std::min(x[0], 0.0f) + std::min(x[1], 0.0f) + std::min(x[2], 0.0f) + std::min(x[3], 0.0f);
+    const float* n = negative_.data() + 4 * g;
+    const float* a = magnitude_.data() + 4 * g;
+    low_[g] = n[0] + n[1] + n[2] + n[3];
     quantized.bias += low_[g];
-    widest = std::max(widest, std::fabs(x[0]) + std::fabs(x[1]) + std::fabs(x[2]) + std::fabs(x[3]));
+    widest = std::max(widest, a[0] + a[1] + a[2] + a[3]);
   }
   quantized.scale = widest > 0 ? widest / 255.0f : 1.0f;
   adc_kernels().rabitq_tables(v, low_.data(), groups, 1.0f / quantized.scale, qlut.data());

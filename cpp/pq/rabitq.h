@@ -90,7 +90,8 @@ struct RabitqQueryTables {
   void build(const float* v, size_t padded_dim);
 
  private:
-  std::vector<float> low_;  // each group's smallest entry
+  std::vector<float> negative_, magnitude_;  // min(v_i, 0) and |v_i|
+  std::vector<float> low_;                   // each group's smallest entry
 };
 
 struct RabitqWeights {
