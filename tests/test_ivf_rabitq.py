@@ -157,3 +157,24 @@ def test_bad_parameters(data):
     index.train(data[0][:100])
     with pytest.raises(ValueError, match="bound_sigmas"):
         index.search(data[1], 10, bound_sigmas=0)
+
+
+def test_a_collection_space_with_rabitq_codes(tmp_path):
+    from lookalike.index.collection import Collection, SpaceConfig
+
+    data = clustered(700, 48, seed=5)
+    space = SpaceConfig("visual", 48, index="ivf_pq", code="rabitq", nlist=8, nprobe=8, rerank_k=700,
+                        train_size=400)
+    c = Collection([space])
+    c.upsert(np.arange(700), {"visual": data})
+    assert c.index("visual").trained and "rabitq" in c.describe_index("visual")
+    queries = clustered(720, 48, seed=5)[700:]
+    truth = exact_knn(data, queries, 10)
+    assert recall(np.array([c.search("visual", q, k=10).ids for q in queries]), truth) >= 0.9
+    exact = np.array([c.search("visual", q, k=10, exact=True).ids for q in queries])
+    np.testing.assert_array_equal(exact, truth)
+    c.save(tmp_path / "col")
+    again = Collection.load(tmp_path / "col")
+    np.testing.assert_array_equal(again.search("visual", queries[0], k=10).ids, c.search("visual", queries[0], k=10).ids)
+    with pytest.raises(ValueError, match="code"):
+        SpaceConfig("visual", 48, index="ivf_pq", code="lvq")
