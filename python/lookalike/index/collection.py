@@ -114,6 +114,9 @@ class SpaceConfig:
         if choice.kind == "ivf_pq":
             return cls(name, dim, metric, index="ivf_pq", nlist=p["nlist"], pq_m=p["m"], nbits=p["nbits"],
                        nprobe=p["nprobe"], rerank_k=p["rerank_k"])
+        if choice.kind == "ivf_rabitq":
+            return cls(name, dim, metric, index="ivf_pq", nlist=p["nlist"], code="rabitq",
+                       bound_sigmas=p["bound_sigmas"], nprobe=p["nprobe"], rerank_k=p["rerank_k"])
         return cls(name, dim, metric, storage=p.get("storage", "float32"), rerank=p.get("rerank"), M=p["M"])
 
     def new_index(self) -> HnswIndex | IvfPqSpace:
