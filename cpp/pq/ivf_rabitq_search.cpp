@@ -69,7 +69,12 @@ class IvfPqIndex::BoundScan {
     norms_.resize(n);
     distance::f16_to_f32_n(list.norms.data(), norms_.data(), n);
     rabitq_estimate(tables_, w_, sums_.data(), norms_.data(), list.cosines.data(), n, est_.data(), err_.data());
-    for (size_t i = 0; i < n; ++i) consider(est_[i], err_[i], list.slots[i]);
+    // Most codes fail the first test once the bar has settled: it stays in this
+    // tight loop, the rest of consider() out of it.
+    const float* est = est_.data();
+    const float* err = err_.data();
+    for (size_t i = 0; i < n; ++i)
+      if (est[i] - err[i] < upper_bar_) consider(est[i], err[i], list.slots[i]);
   }
 
   // The k nearest by estimate, without reading the vectors file.
