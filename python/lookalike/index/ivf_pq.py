@@ -26,6 +26,18 @@ Parameters (and what they trade):
   ``nlist``; below it the centroids are scanned exactly. The graph's cells are
   approximate, rarely other than the exact ones. A loaded index keeps the
   coarse search it was saved with.
+- ``code``: ``"pq"`` (the product quantiser above) or ``"rabitq"`` (RaBitQ,
+  Gao & Long 2024: a random rotation, one bit a dimension of each residual's
+  direction and 4 bytes of factors, ``dim / 8 + 4`` bytes a vector with
+  ``dim`` padded to a power of two; ``m`` and ``nbits`` do not apply; up to
+  1024 dimensions). RaBitQ's distance estimates come with an error bound,
+  and the re-rank reads a candidate only while its lower bound can still
+  beat the current k-th exact distance (``rerank_k`` then only caps the
+  reads).
+- ``bound_sigmas``: RaBitQ's bound in standard deviations of the estimate's
+  error (override per search): wider reads more candidates and misses fewer
+  (about ``erfc(s / sqrt(2))`` of the estimates fall outside it); ``inf``
+  re-ranks every candidate of the probed cells (exact within them).
 - ``vectors_path``: where the float vectors go; ``None`` keeps them in an
   anonymous temporary file (``save`` then copies them next to the index).
 
@@ -118,8 +130,9 @@ class IvfPqIndex(NativeIndex):
         bound_sigmas: float | None = None,
     ) -> SearchResult:
         """The k nearest ids of each query, shaped like HnswIndex.search (``stop``
-        too). With ``rerank=False`` the distances are the (approximate) PQ
-        estimates and the vectors file is not read."""
+        too). With ``rerank=False`` the distances are the (approximate) PQ or
+        RaBitQ estimates and the vectors file is not read. ``bound_sigmas``
+        (RaBitQ only) overrides the index's bound width for this search."""
         check_positive("k", k)
         for name, value in (("nprobe", nprobe), ("rerank_k", rerank_k)):
             if value is not None:
