@@ -48,10 +48,10 @@ TARGETS = (0.90, 0.95, 0.99)
 SWEEP = ((4, 40), (8, 50), (8, 100), (16, 100), (16, 200), (32, 200), (24, 300), (16, 400), (32, 400),
          (16, 800), (32, 800), (32, 1600), (64, 1600))
 # (nprobe, k_factor) for faiss's RaBitQ with refine: it re-ranks k_factor * k candidates.
-RABITQ_SWEEP = ((6, 5), (8, 5), (8, 10), (12, 10), (16, 10), (12, 20), (16, 20), (24, 20), (24, 30),
-                (32, 30), (24, 50), (32, 50), (48, 50), (64, 100))
+RABITQ_SWEEP = ((6, 5), (8, 5), (8, 10), (10, 10), (8, 15), (10, 15), (12, 10), (16, 10), (12, 20), (16, 20),
+                (24, 20), (24, 30), (32, 30), (24, 50), (32, 50), (48, 50), (64, 100))
 # (nprobe, bound width in standard deviations) for our RaBitQ index.
-BOUND_SWEEP = tuple((nprobe, sigmas) for nprobe in (4, 6, 8, 12, 16, 24, 32, 48)
+BOUND_SWEEP = tuple((nprobe, sigmas) for nprobe in (4, 5, 6, 8, 10, 12, 16, 24, 32, 48)
                     for sigmas in (1.0, 1.5, 2.0, 2.5, 3.0))
 RAM_METHOD = ("RAM B/vec: what the index holds in RAM / n. Ours: memory_usage()['total_bytes'] "
               "(codes, list slots, ids, id map, centroids, coarse graph; the vectors file is on disk / "
