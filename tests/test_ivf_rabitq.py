@@ -178,3 +178,47 @@ def test_a_collection_space_with_rabitq_codes(tmp_path):
     np.testing.assert_array_equal(again.search("visual", queries[0], k=10).ids, c.search("visual", queries[0], k=10).ids)
     with pytest.raises(ValueError, match="code"):
         SpaceConfig("visual", 48, index="ivf_pq", code="lvq")
+
+
+def test_a_native_filter_and_cancellation(index, data):
+    from lookalike.index import AttributeStore, Range, SearchCancelled
+
+    store = AttributeStore({"price": "numeric"})
+    store.set(np.arange(5000), {"price": np.arange(5000.0)})
+    cheap = store.compile(Range("price", lt=1000))
+    res = index.search(data[1], 10, filter=cheap)
+    assert ((res.ids >= 0) & (res.ids < 1000)).all()
+    token = StopToken()
+    token.cancel()
+    with pytest.raises(SearchCancelled):
+        index.search(data[1][0], 10, nprobe=32, bound_sigmas=float("inf"), stop=token)
+
+
+def test_writes_interleave_with_running_searches(data):
+    import threading
+
+    base, queries = data
+    index = build(base[:2000])
+    done, errors = threading.Event(), []
+
+    def search_until_done():
+        try:
+            while not done.is_set():
+                found = index.search(queries[:4], 10, nprobe=32, bound_sigmas=float("inf"), threads=1)
+                assert (found.ids >= 0).all() and np.isfinite(found.distances).all()
+        except Exception as e:  # noqa: BLE001 - handed to the main thread
+            errors.append(e)
+
+    searcher = threading.Thread(target=search_until_done)
+    searcher.start()
+    for start in range(2000, 5000, 500):
+        index.add(np.arange(start, start + 500), base[start:start + 500])
+        index.delete(np.arange(start - 2000, start - 1950))
+        index.compact()
+    done.set()
+    searcher.join(timeout=60)
+    assert not searcher.is_alive() and not errors
+    assert len(index) == 5000 - 6 * 50
+    live = np.setdiff1d(np.arange(5000), np.concatenate([np.arange(s, s + 50) for s in range(0, 3000, 500)]))
+    truth = live[exact_knn(base[live], queries, 10)]
+    np.testing.assert_array_equal(index.search(queries, 10, nprobe=32, bound_sigmas=float("inf")).ids, truth)

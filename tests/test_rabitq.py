@@ -90,6 +90,12 @@ def test_a_zero_residual_is_estimated_exactly():
     est, err = _core.rabitq_estimates(residuals, np.ones(64, np.float32), "l2", 1.5, 2.0)
     np.testing.assert_allclose(est, 1.5)
     np.testing.assert_allclose(err, 0, atol=1e-6)
+    # An infinite bound: infinite where the code is uncertain, never NaN (a zero
+    # norm, or a residual its code points along exactly, is certain).
+    rng = np.random.default_rng(4)
+    residuals = np.vstack([np.zeros(64), np.full(64, 0.5), rng.standard_normal(64)]).astype(np.float32)
+    est, err = _core.rabitq_estimates(residuals, rng.standard_normal(64).astype(np.float32), "l2", 0.0, np.inf)
+    assert np.isfinite(est).all() and np.isfinite(err[:2]).all() and err[2] == np.inf
 
 
 def test_a_norm_past_float16_is_refused():

@@ -26,6 +26,7 @@ struct Bounded {
 };
 
 constexpr size_t kRerankAhead = 4;
+constexpr float kUnread = std::numeric_limits<float>::quiet_NaN();
 
 }  // namespace
 
@@ -93,25 +94,39 @@ class IvfPqIndex::BoundScan {
     prune();
     std::sort(pool_.begin(), pool_.end(), by_estimate);
     std::priority_queue<Candidate> best;  // the k best exact distances, worst on top
+    auto keep = [&](const Candidate& c) {
+      if (best.size() < k_) {
+        best.push(c);
+      } else if (c.dist < best.top().dist) {
+        best.pop();
+        best.push(c);
+      }
+    };
+    std::vector<float> exact(pool_.size(), kUnread);
     size_t reads = 0;
     // A row is fetched ahead when it would be read against today's k-th
     // distance (which only falls, so a few fetched rows go unread).
     auto fetch = [&](size_t i) {
-      if (i < pool_.size() && (best.size() < k_ || pool_[i].lower < best.top().dist)) ix_.prefetch_row(pool_[i].slot);
+      if (i < pool_.size() && std::isnan(exact[i]) && (best.size() < k_ || pool_[i].lower < best.top().dist))
+        ix_.prefetch_row(pool_[i].slot);
     };
-    for (size_t i = 0; i < kRerankAhead; ++i) fetch(i);
-    for (size_t i = 0; i < pool_.size() && reads < max_reads; ++i) {
-      fetch(i + kRerankAhead);
-      if (best.size() == k_ && pool_[i].lower >= best.top().dist) continue;
-      pace.work(1);
-      ++reads;
-      const Candidate exact{ix_.exact_distance(q, pool_[i].slot), pool_[i].slot};
-      if (best.size() < k_) {
-        best.push(exact);
-      } else if (exact.dist < best.top().dist) {
-        best.pop();
-        best.push(exact);
+    for (;;) {
+      for (size_t i = 0; i < kRerankAhead; ++i) fetch(i);
+      for (size_t i = 0; i < pool_.size() && reads < max_reads; ++i) {
+        fetch(i + kRerankAhead);
+        if (!std::isnan(exact[i]) || (best.size() == k_ && pool_[i].lower >= best.top().dist)) continue;
+        pace.work(1);  // may let a writer in
+        ++reads;
+        exact[i] = ix_.exact_distance(q, pool_[i].slot);
+        if (!ix_.is_deleted(pool_[i].slot)) keep({exact[i], pool_[i].slot});
       }
+      // A write let in at a checkpoint may have deleted rows kept before it:
+      // the k best of the live rows read so far take their places, and the
+      // unread candidates are gone over again against the new k-th distance.
+      if (!holds_deleted(best)) break;
+      best = {};
+      for (size_t i = 0; i < pool_.size(); ++i)
+        if (!std::isnan(exact[i]) && !ix_.is_deleted(pool_[i].slot)) keep({exact[i], pool_[i].slot});
     }
     std::vector<Candidate> out;
     for (; !best.empty(); best.pop()) out.push_back(best.top());
@@ -138,6 +153,12 @@ class IvfPqIndex::BoundScan {
     uppers_.push(upper);
     if (uppers_.size() > k_) uppers_.pop();
     if (uppers_.size() == k_) upper_bar_ = uppers_.top();
+  }
+
+  bool holds_deleted(std::priority_queue<Candidate> best) const {
+    for (; !best.empty(); best.pop())
+      if (ix_.is_deleted(best.top().slot)) return true;
+    return false;
   }
 
   // Drops the candidates that the bar has overtaken since they came in.

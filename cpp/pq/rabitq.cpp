@@ -154,8 +154,11 @@ void rabitq_estimate(const RabitqQueryTables& t, const RabitqWeights& w, const u
     const float factor_error = w.square_weight * norm_error * (2 * nr + norm_error) +
                                w.linear_weight * std::fabs(ip) *
                                    (norm_error + (nr + norm_error) * kCosineAbsolute / (cosine - kCosineAbsolute));
+    // (An infinite bound stays infinite, not NaN, for a zero sine or norm.)
+    const float spread_term = sine > 0 ? spread * sine : 0.0f;
+    const float estimate_error = nr > 0 ? w.linear_weight * nr * (spread_term + table_error) * inv_cosine : 0.0f;
     est[i] = w.offset + w.square_weight * nr * nr - w.linear_weight * nr * ip;
-    err[i] = w.linear_weight * nr * (spread * sine + table_error) * inv_cosine + factor_error;
+    err[i] = estimate_error + factor_error;
   }
 }
 
