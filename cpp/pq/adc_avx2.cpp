@@ -4,6 +4,7 @@
 #include <immintrin.h>
 
 #include "pq/adc_kernels.h"
+#include "pq/rabitq_estimate_kernel.h"
 
 namespace lookalike::pq {
 namespace {
@@ -103,7 +104,7 @@ void rabitq_tables(const float* v, const float* low, size_t groups, float inv_sc
   }
 }
 
-constexpr AdcKernels kTable{&scan8, &fastscan4, &rabitq_tables};
+constexpr AdcKernels kTable{&scan8, &fastscan4, &rabitq_tables, &rabitq_estimate_loop};
 
 }  // namespace
 

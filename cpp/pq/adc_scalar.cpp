@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "pq/adc_kernels.h"
+#include "pq/rabitq_estimate_kernel.h"
 
 namespace lookalike::pq {
 namespace {
@@ -38,7 +39,7 @@ void rabitq_tables(const float* v, const float* low, size_t groups, float inv_sc
     }
 }
 
-constexpr AdcKernels kTable{&scan8, &fastscan4, &rabitq_tables};
+constexpr AdcKernels kTable{&scan8, &fastscan4, &rabitq_tables, &rabitq_estimate_loop};
 
 }  // namespace
 

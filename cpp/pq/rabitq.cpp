@@ -132,34 +132,17 @@ void RabitqQueryTables::build(const float* v, size_t padded_dim) {
 void rabitq_estimate(const RabitqQueryTables& t, const RabitqWeights& w, const uint16_t* sums, const float* norms,
                      const uint16_t* cosines, size_t n, float* est, float* err) {
   const size_t groups = t.qlut.size() / 16;
+  RabitqScanConstants k;
   // <x, v> = (2 <b, v> - sum v) / sqrt(D), and <b, v> = bias + scale * sum, to
   // within half a step a group.
-  const float a = 2 * t.inv_sqrt_dim * t.quantized.scale;
-  const float c = (2 * t.quantized.bias - t.v_sum) * t.inv_sqrt_dim;
-  const float table_error = t.inv_sqrt_dim * t.quantized.scale * float(groups);
-  const float spread = w.sigmas * t.v_norm * t.inv_sqrt_dim1;
-  // The stored factors' rounding: a float16 norm is within 2^-11 of the true one
-  // relatively (2^-10 here, relative to the stored value, with margin) or 2^-25
-  // absolutely (subnormals); the cosine within half a step of 1 / 65535.
-  constexpr float kNormRelative = 1.0f / 1024, kNormAbsolute = 1.0f / (1 << 25);
-  constexpr float kCosineAbsolute = 0.51f / kCosineScale;
-  for (size_t i = 0; i < n; ++i) {
-    const float cosine = decode_cosine(cosines[i]);
-    const float inv_cosine = 1.0f / cosine;
-    const float dot = a * float(sums[i]) + c;  // ~<x, v>
-    const float ip = dot * inv_cosine;          // ~<o, v>
-    const float sine = std::sqrt(std::max(0.0f, 1.0f - cosine * cosine));
-    const float nr = norms[i];
-    const float norm_error = nr * kNormRelative + kNormAbsolute;
-    const float factor_error = w.square_weight * norm_error * (2 * nr + norm_error) +
-                               w.linear_weight * std::fabs(ip) *
-                                   (norm_error + (nr + norm_error) * kCosineAbsolute / (cosine - kCosineAbsolute));
-    // (An infinite bound stays infinite, not NaN, for a zero sine or norm.)
-    const float spread_term = sine > 0 ? spread * sine : 0.0f;
-    const float estimate_error = nr > 0 ? w.linear_weight * nr * (spread_term + table_error) * inv_cosine : 0.0f;
-    est[i] = w.offset + w.square_weight * nr * nr - w.linear_weight * nr * ip;
-    err[i] = estimate_error + factor_error;
-  }
+  k.dot_scale = 2 * t.inv_sqrt_dim * t.quantized.scale;
+  k.dot_offset = (2 * t.quantized.bias - t.v_sum) * t.inv_sqrt_dim;
+  k.table_error = t.inv_sqrt_dim * t.quantized.scale * float(groups);
+  k.spread = w.sigmas * t.v_norm * t.inv_sqrt_dim1;
+  k.offset = w.offset;
+  k.square_weight = w.square_weight;
+  k.linear_weight = w.linear_weight;
+  adc_kernels().rabitq_estimate(k, sums, norms, cosines, n, est, err);
 }
 
 }  // namespace lookalike::pq
