@@ -1,18 +1,25 @@
-"""Compressed indexes: our IvfPqIndex vs faiss IndexIVFPQ and IndexIVFPQFastScan
-and ScaNN, each with an exact re-rank (faiss: IndexRefineFlat, ScaNN: reorder,
-both with float vectors in RAM; ours: float vectors in a memory-mapped file), on
-the CLIP-like data of datasets.py.
+"""Compressed indexes: our IvfPqIndex (PQ codes and RaBitQ codes) vs faiss
+IndexIVFPQ / IndexIVFPQFastScan / IndexIVFRaBitQ / IndexIVFRaBitQFastScan and
+ScaNN, each with an exact re-rank (faiss: IndexRefineFlat, ScaNN: reorder, both
+with float vectors in RAM; ours: float vectors in a memory-mapped file, assumed
+in the page cache: the bench's queries touch it warm), on the CLIP-like data
+of datasets.py.
 
 For each configuration: train and add with all threads (timed apart), RAM bytes
-per vector, then a sweep of (nprobe, re-rank candidates) with single-thread
-batch-1 queries, reporting QPS at recall@10 = 0.90 / 0.95 (the fastest sweep point
-reaching it). Every configuration codes a vector in --code-bytes bytes (default
-32): 4-bit PQ with 2 * code-bytes sub-spaces, 8-bit PQ with code-bytes, ScaNN's
-4-bit anisotropic codes with dim / (2 * code-bytes) dimensions a block.
+per vector, then a sweep of two knobs with single-thread batch-1 queries,
+reporting QPS at recall@10 = 0.90 / 0.95 / 0.99 (the fastest sweep point
+reaching it). The knobs: nprobe and the re-rank candidates (PQ, ScaNN; faiss's
+k_factor is candidates / k), or nprobe and the bound's width in standard
+deviations (our RaBitQ: the bound decides which candidates are read). PQ
+configurations code a vector in --code-bytes bytes (default 32): 4-bit PQ with
+2 * code-bytes sub-spaces, 8-bit PQ with code-bytes, ScaNN's 4-bit anisotropic
+codes with dim / (2 * code-bytes) dimensions a block. RaBitQ codes are dim / 8
+bytes of bits plus factors (ours 4 bytes, faiss 8); our RaBitQ index uses
+--rabitq-nlist cells (fewer than the PQ runs: its centroids count in its RAM).
 
-    python bench/compressed.py                              # 200k x 512
-    python bench/compressed.py --n 1000000 --dim 256 --nlist 4096   # the scale run
-    python bench/compressed.py --quick                      # 20k x 128 smoke run
+    python bench/compressed.py                              # 200k x 512, ~10 min on 2 cores
+    python bench/compressed.py --n 1000000 --nlist 4096 --rabitq-nlist 2048   # the scale run
+    python bench/compressed.py --quick                      # 20k x 128 smoke run, ~2 min
 
 --wide-m4 M adds our 4-bit index with M sub-spaces (M need not divide dim):
 the longest code that still keeps RAM under 80 bytes a vector (44 B, m=88, at
@@ -36,27 +43,34 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import datasets  # noqa: E402
 from ann import log, machine_info, recall_at_k, time_queries  # noqa: E402
 
-TARGETS = (0.90, 0.95)
+TARGETS = (0.90, 0.95, 0.99)
 # (nprobe, candidates re-ranked); faiss's k_factor is candidates / k.
 SWEEP = ((4, 40), (8, 50), (8, 100), (16, 100), (16, 200), (32, 200), (24, 300), (16, 400), (32, 400),
          (16, 800), (32, 800), (32, 1600), (64, 1600))
+# (nprobe, k_factor) for faiss's RaBitQ with refine: it re-ranks k_factor * k candidates.
+RABITQ_SWEEP = ((6, 5), (8, 5), (8, 10), (10, 10), (8, 15), (10, 15), (12, 10), (16, 10), (12, 20), (16, 20),
+                (24, 20), (24, 30), (32, 30), (24, 50), (32, 50), (48, 50), (64, 100))
+# (nprobe, bound width in standard deviations) for our RaBitQ index.
+BOUND_SWEEP = tuple((nprobe, sigmas) for nprobe in (4, 5, 6, 8, 10, 12, 16, 24, 32, 48)
+                    for sigmas in (1.0, 1.5, 2.0, 2.5, 3.0))
 RAM_METHOD = ("RAM B/vec: what the index holds in RAM / n. Ours: memory_usage()['total_bytes'] "
               "(codes, list slots, ids, id map, centroids, coarse graph; the vectors file is on disk / "
               "page cache). faiss: codes + 8-byte ids + the float32 vectors IndexRefineFlat keeps. "
-              "ScaNN: codes + the float32 vectors its reorder keeps.")
+              "ScaNN: codes + the float32 vectors its reorder keeps. faiss RaBitQ: its code_size (bits + "
+              "factors) + 8-byte ids + the refine floats + centroids.")
 
 
-def sweep(searcher, queries, gt, points, repeats, label) -> list[dict]:
-    """Recall and single-thread batch-1 QPS per (nprobe, rerank_k), best of `repeats`
+def sweep(searcher, queries, gt, points, repeats, label, knob, clock) -> list[dict]:
+    """Recall and single-thread batch-1 QPS per (nprobe, knob value), best of `repeats`
     passes after a warm-up (as ann.sweep, whose knob is a single ef)."""
     time_queries(searcher(points[0]), queries)
     out = []
-    for nprobe, rerank_k in points:
-        runs = [time_queries(searcher((nprobe, rerank_k)), queries) for _ in range(repeats)]
+    for nprobe, value in points:
+        runs = [time_queries(searcher((nprobe, value)), queries, clock) for _ in range(repeats)]
         dt = min(r[0] for r in runs)
-        out.append({"nprobe": nprobe, "rerank_k": rerank_k, "recall": recall_at_k(runs[0][1], gt),
+        out.append({"nprobe": nprobe, knob: value, "recall": recall_at_k(runs[0][1], gt),
                     "qps": len(queries) / dt, "latency_us": 1e6 * dt / len(queries)})
-        log(f"  {label} nprobe={nprobe} rerank={rerank_k} recall={out[-1]['recall']:.4f} qps={out[-1]['qps']:,.0f}")
+        log(f"  {label} nprobe={nprobe} {knob}={value} recall={out[-1]['recall']:.4f} qps={out[-1]['qps']:,.0f}")
     return out
 
 
@@ -80,6 +94,49 @@ def build_ours(base, k, threads, nlist, m, nbits, tmp):
     def searcher(point):
         nprobe, rerank_k = point
         return lambda q: idx.search(q, k, nprobe=nprobe, rerank_k=rerank_k, threads=1)[0]
+    return train_s, add_s, ram, searcher, idx
+
+
+def build_ours_rabitq(base, k, threads, nlist, tmp):
+    from lookalike.index import IvfPqIndex
+    t0 = time.perf_counter()
+    # No read cap: the bound alone decides the re-rank.
+    idx = IvfPqIndex(base.shape[1], "cosine", nlist=nlist, code="rabitq", rerank_k=len(base),
+                     vectors_path=Path(tmp) / "vectors.f32")
+    idx.train(base, threads=threads)
+    train_s = time.perf_counter() - t0
+    idx.add(np.arange(len(base)), base, threads=threads)
+    add_s = time.perf_counter() - t0 - train_s
+    ram = idx.memory_usage()["total_bytes"]
+
+    def searcher(point):
+        nprobe, sigmas = point
+        return lambda q: idx.search(q, k, nprobe=nprobe, bound_sigmas=sigmas, threads=1)[0]
+    return train_s, add_s, ram, searcher, idx
+
+
+def build_faiss_rabitq(base, k, threads, nlist, fast_scan):
+    import faiss
+    faiss.omp_set_num_threads(threads)
+    d = base.shape[1]
+    t0 = time.perf_counter()
+    quantizer = faiss.IndexFlatIP(d)
+    kind = faiss.IndexIVFRaBitQFastScan if fast_scan else faiss.IndexIVFRaBitQ
+    ivf = kind(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+    idx = faiss.IndexRefineFlat(ivf)
+    idx.train(base)
+    train_s = time.perf_counter() - t0
+    idx.add(base)
+    add_s = time.perf_counter() - t0 - train_s
+    faiss.omp_set_num_threads(1)
+    n = len(base)
+    ram = nlist * d * 4 + n * (ivf.code_size + 8) + n * d * 4
+
+    def searcher(point):
+        nprobe, k_factor = point
+        ivf.nprobe = nprobe
+        idx.k_factor = k_factor
+        return lambda q: idx.search(q[None], k)[1][0]
     return train_s, add_s, ram, searcher, idx
 
 
@@ -147,16 +204,20 @@ def main(argv=None) -> int:
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--nlist", type=int, default=1024)
+    ap.add_argument("--rabitq-nlist", type=int, default=512,
+                    help="cells of our RaBitQ index (its centroids count against its RAM)")
     ap.add_argument("--code-bytes", type=int, default=32, help="PQ code bytes a vector, every configuration")
     ap.add_argument("--wide-m4", type=int, default=0, help="also run our 4-bit index with this many sub-spaces")
     ap.add_argument("--threads", type=int, default=0, help="build threads (0: every core)")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--skip", default="", help="comma-separated substrings of config labels to leave out")
-    ap.add_argument("--quick", action="store_true", help="20k x 128, 200 queries, nlist 128")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="time queries by this thread's CPU time, not the wall clock (a loaded machine)")
+    ap.add_argument("--quick", action="store_true", help="20k x 128, 200 queries, nlist 128 (RaBitQ: 64)")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = ap.parse_args(argv)
     if args.quick:
-        args.n, args.dim, args.queries, args.nlist = 20_000, 128, 200, 128
+        args.n, args.dim, args.queries, args.nlist, args.rabitq_nlist = 20_000, 128, 200, 128, 64
     import os
     threads = args.threads or os.cpu_count()
     k = 10
@@ -167,7 +228,14 @@ def main(argv=None) -> int:
         args.code_bytes = 16
     m4, m8 = 2 * args.code_bytes, args.code_bytes  # both code_bytes of code
 
+    # label -> (build, sweep points, knob name)
     configs = {
+        "lookalike ivf-rabitq": (lambda tmp: build_ours_rabitq(base, k, threads, args.rabitq_nlist, tmp),
+                                 BOUND_SWEEP, "bound_sigmas"),
+        "faiss IVFRaBitQFastScan + refine": (
+            lambda tmp: build_faiss_rabitq(base, k, threads, args.nlist, True), RABITQ_SWEEP, "k_factor"),
+        "faiss IVFRaBitQ + refine": (
+            lambda tmp: build_faiss_rabitq(base, k, threads, args.nlist, False), RABITQ_SWEEP, "k_factor"),
         f"lookalike ivfpq4 m={m4}": lambda tmp: build_ours(base, k, threads, args.nlist, m4, 4, tmp),
         f"lookalike ivfpq8 m={m8}": lambda tmp: build_ours(base, k, threads, args.nlist, m8, 8, tmp),
         f"faiss IVFPQFastScan m={m4} + refine": lambda tmp: build_faiss(base, k, threads, args.nlist, m4, 4, True),
@@ -179,36 +247,40 @@ def main(argv=None) -> int:
         wide = args.wide_m4
         configs[f"lookalike ivfpq4 m={wide} ({wide // 2} B)"] = (
             lambda tmp: build_ours(base, k, threads, args.nlist, wide, 4, tmp))
+    configs = {label: c if isinstance(c, tuple) else (c, SWEEP, "rerank_k") for label, c in configs.items()}
     notes = []
     if (why := scann_missing()) is not None:
         configs = {label: b for label, b in configs.items() if not label.startswith("scann")}
         notes.append(why)
         log(why)
     rows = []
-    for label, build in configs.items():
+    for label, (build, points_to_sweep, knob) in configs.items():
         if any(part and part in label for part in args.skip.split(",")):
             continue
         with tempfile.TemporaryDirectory() as tmp:
             log(f"{label}: train + add {args.n:,} x {args.dim}")
             train_s, add_s, ram, searcher, idx = build(tmp)
             log(f"{label}: train {train_s:.1f}s + add {add_s:.1f}s, {ram / args.n:.0f} RAM B/vec")
-            points = sweep(searcher, queries, gt, SWEEP, args.repeats, label)
+            points = sweep(searcher, queries, gt, points_to_sweep, args.repeats, label, knob,
+                           time.thread_time if args.cpu_time else time.perf_counter)
             rows.append({"label": label, "train_s": train_s, "add_s": add_s, "ram_per_vec": ram / args.n,
                          "sweep": points,
                          "qps_at": {str(t): best_qps(points, t) for t in TARGETS}})
             del idx
 
     result = {"machine": machine_info(), "n": args.n, "dim": args.dim, "nlist": args.nlist,
+              "rabitq_nlist": args.rabitq_nlist, "clock": "thread CPU time" if args.cpu_time else "wall",
               "code_bytes": args.code_bytes, "ram_method": RAM_METHOD, "notes": notes, "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"compressed_{args.n}x{args.dim}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
-    print("| config | train s | add s | RAM B/vec | QPS@.90 | QPS@.95 | max recall |\n|---|---|---|---|---|---|---|")
+    print("| config | train s | add s | RAM B/vec | QPS@.90 | QPS@.95 | QPS@.99 | max recall |\n"
+          "|---|---|---|---|---|---|---|---|")
     for r in rows:
         q = r["qps_at"]
         f = lambda x: "n/a" if x is None else f"{x:,.0f}"  # noqa: E731
-        print(f"| {r['label']} | {r['train_s']:.1f} | {r['add_s']:.1f} | {r['ram_per_vec']:.0f} | {f(q['0.9'])} | {f(q['0.95'])} | "
-              f"{max(p['recall'] for p in r['sweep']):.3f} |")
+        print(f"| {r['label']} | {r['train_s']:.1f} | {r['add_s']:.1f} | {r['ram_per_vec']:.0f} | {f(q['0.9'])} | "
+              f"{f(q['0.95'])} | {f(q['0.99'])} | {max(p['recall'] for p in r['sweep']):.3f} |")
     print("\n".join(["", RAM_METHOD, *notes, f"wrote {path}"]))
     return 0
 

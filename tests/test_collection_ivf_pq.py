@@ -115,7 +115,9 @@ def test_bad_ivf_pq_configs_are_refused_naming_the_problem():
 def test_for_size_follows_choose_index():
     assert SpaceConfig.for_size("v", 512, 5_000).index == "hnsw"
     big = SpaceConfig.for_size("v", 512, 50_000_000)
-    assert big.index == "ivf_pq" and big.pq_m == 64 and big.nlist >= 16_384
+    assert big.index == "ivf_pq" and big.code == "rabitq" and big.nlist >= 16_384
+    lean = SpaceConfig.for_size("v", 512, 50_000_000, memory_budget=80 * 50_000_000)
+    assert lean.index == "ivf_pq" and lean.code == "pq" and lean.pq_m == 64
 
 
 def test_the_service_config_can_ask_for_an_ivf_pq_space(tmp_path):

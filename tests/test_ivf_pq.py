@@ -271,13 +271,19 @@ def test_choose_index_by_size_and_budget():
     assert small.kind == "flat" and small.index_class == "HnswIndex" and small.search_params == {"exact": True}
     assert small.memory_bytes == estimate_memory("hnsw", 5_000, 512)
     assert choose_index(5_000, 512, memory_budget=10**8).kind == "flat"
-    assert choose_index(5_000, 512, memory_budget=10**6).kind == "ivf_pq"
+    assert choose_index(5_000, 512, memory_budget=10**6).kind == "ivf_rabitq"
+    assert choose_index(5_000, 512, memory_budget=9 * 10**5).kind == "ivf_pq"
     assert choose_index(50_000, 512).kind == "hnsw" and choose_index(50_000, 512).search_params == {}
     assert choose_index(1_000_000, 512).kind == "hnsw"
     big = choose_index(100_000_000, 512)
-    assert big.kind == "ivf_pq" and big.params["m"] == 64 and big.memory_bytes / 1e8 < 80
+    assert big.kind == "ivf_rabitq" and big.index_class == "IvfPqIndex" and big.params["code"] == "rabitq"
+    assert 90 < big.memory_bytes / 1e8 < 100  # 64 bytes of bits, 4 of factors, ids, centroids
+    assert choose_index(100_000_000, 2048).kind == "ivf_pq"  # past RaBitQ's 1024 dimensions
+    lean = choose_index(100_000_000, 512, memory_budget=80 * 10**8)
+    assert lean.kind == "ivf_pq" and lean.params["m"] == 64 and lean.memory_bytes / 1e8 < 80
     assert choose_index(5_000_000, 512, memory_budget=6 * 2**30).kind == "hnsw-float16"
-    assert choose_index(5_000_000, 512, memory_budget=1 * 2**30).kind == "ivf_pq"
+    assert choose_index(5_000_000, 512, memory_budget=1 * 2**30).kind == "ivf_rabitq"
+    assert choose_index(5_000_000, 512, memory_budget=400 * 2**20).kind == "ivf_pq"
     assert estimate_memory("hnsw", 1000, 512) > estimate_memory("hnsw-int8", 1000, 512)
     with pytest.raises(ValueError, match="no index fits"):
         choose_index(100_000_000, 512, memory_budget=10**6)

@@ -10,11 +10,13 @@
 
 #include "bindings/bindings.h"
 #include "bindings/convert.h"
+#include "distance/distance.h"
 #include "pq/adc_kernels.h"
 #include "pq/fast_scan.h"
 #include "pq/ivf_pq.h"
 #include "pq/kmeans.h"
 #include "pq/product_quantizer.h"
+#include "pq/rabitq.h"
 
 namespace py = pybind11;
 
@@ -150,11 +152,81 @@ void bind_building_blocks(py::module_& m) {
         return py::make_tuple(out, q.bias, q.scale);
       },
       py::arg("lut"), "uint8 tables, bias and scale: distance ~= bias + scale * sum of entries.");
+
+  m.def(
+      "rabitq_rotate",
+      [](const CArray<float>& x, uint64_t seed) {
+        if (x.ndim() != 2) throw std::invalid_argument("expected vectors of shape (n, dim)");
+        const size_t n = size_t(x.shape(0)), dim = size_t(x.shape(1));
+        const pq::HadamardRotation rotation(dim, seed);
+        CArray<float> out({n, rotation.padded_dim()});
+        for (size_t i = 0; i < n; ++i)
+          rotation.apply(x.data() + i * dim, out.mutable_data() + i * rotation.padded_dim());
+        return out;
+      },
+      py::arg("x"), py::arg("seed"), "The structured random rotation of each row, zero-padded to a power of two.");
+
+  m.def(
+      "rabitq_tables",
+      [](const CArray<float>& v) {
+        if (v.ndim() != 1 || v.shape(0) < 4 || v.shape(0) % 4) throw std::invalid_argument("v must be (4 g,) floats");
+        pq::RabitqQueryTables tables;
+        tables.build(v.data(), size_t(v.shape(0)));
+        CArray<uint8_t> out({v.shape(0) / 4, py::ssize_t(16)});
+        std::copy(tables.qlut.begin(), tables.qlut.end(), out.mutable_data());
+        return py::make_tuple(out, tables.quantized.bias, tables.quantized.scale);
+      },
+      py::arg("v"), "RaBitQ's uint8 tables of v at the active SIMD level, their bias and scale.");
+
+  m.def(
+      "rabitq_estimates",
+      [](const CArray<float>& residuals, const CArray<float>& v, const std::string& metric, float offset,
+         float sigmas) {
+        // Codes of rotated residuals (n, D) packed for fast-scan, scanned at the
+        // active SIMD level under the tables of v (D,), as the index scans a cell.
+        if (residuals.ndim() != 2) throw std::invalid_argument("expected residuals of shape (n, D)");
+        const size_t n = size_t(residuals.shape(0)), padded = size_t(residuals.shape(1));
+        if (padded < 4 || (padded & (padded - 1))) throw std::invalid_argument("D must be a power of two >= 4");
+        rows_of(v, padded, "v", true);
+        const size_t groups = pq::rabitq_groups(padded);
+        if (groups > pq::kMaxFastScanM) throw std::invalid_argument("D is too large for fast-scan");
+        const size_t blocks = (n + pq::kFastScanBlock - 1) / pq::kFastScanBlock;
+        std::vector<uint8_t> packed(blocks * pq::fast_scan_block_bytes(groups), 0), code(groups);
+        std::vector<uint16_t> norms(n), cosines(n), sums(blocks * pq::kFastScanBlock);
+        std::vector<float> decoded(n);
+        for (size_t i = 0; i < n; ++i) {
+          pq::rabitq_encode(residuals.data() + i * padded, padded, code.data(), norms[i], cosines[i]);
+          pq::fast_scan_put(packed.data() + i / 32 * pq::fast_scan_block_bytes(groups), groups, i % 32, code.data());
+        }
+        pq::RabitqQueryTables tables;
+        tables.build(v.data(), padded);
+        pq::adc_kernels().fastscan4(tables.qlut.data(), packed.data(), blocks, groups, sums.data());
+        pq::RabitqWeights w;
+        w.offset = offset;
+        w.sigmas = sigmas;
+        if (metric == "ip") {
+          w.linear_weight = 1;
+        } else if (metric == "l2" || metric == "cosine") {
+          w.square_weight = metric == "l2" ? 1.0f : 0.5f;
+          w.linear_weight = 2 * w.square_weight;
+        } else {
+          throw std::invalid_argument("metric must be 'l2', 'cosine' or 'ip'");
+        }
+        CArray<float> est{py::ssize_t(n)}, err{py::ssize_t(n)};
+        for (size_t i = 0; i < n; ++i) decoded[i] = distance::f16_to_f32(norms[i]);
+        pq::rabitq_estimate(tables, w, sums.data(), decoded.data(), cosines.data(), n, est.mutable_data(),
+                            err.mutable_data());
+        return py::make_tuple(est, err);
+      },
+      py::arg("residuals"), py::arg("v"), py::arg("metric"), py::arg("offset"), py::arg("sigmas"),
+      "RaBitQ distance estimates and error bounds of rotated residuals under the query-side vector v: "
+      "offset + square_weight |r|^2 - linear_weight |r| <o, v> (rabitq.h).");
 }
 
 py::dict memory_dict(const pq::IvfMemoryUsage& u) {
   py::dict d;
   d["code_bytes"] = u.code_bytes;
+  d["factor_bytes"] = u.factor_bytes;
   d["list_slot_bytes"] = u.list_slot_bytes;
   d["id_bytes"] = u.id_bytes;
   d["id_map_bytes"] = u.id_map_bytes;
@@ -179,7 +251,7 @@ void bind_pq(py::module_& m) {
   index_class
       .def(py::init([](size_t dim, const std::string& metric, size_t nlist, size_t mm, size_t nbits, size_t nprobe,
                        size_t rerank_k, uint64_t seed, size_t coarse_graph_min_nlist,
-                       const std::string& vectors_path) {
+                       const std::string& vectors_path, const std::string& code, float bound_sigmas) {
              pq::IvfPqConfig c;
              c.dim = dim;
              c.metric = parse_metric(metric);
@@ -190,10 +262,14 @@ void bind_pq(py::module_& m) {
              c.rerank_k = rerank_k;
              c.seed = seed;
              c.coarse_graph_min_nlist = coarse_graph_min_nlist;
+             if (code != "pq" && code != "rabitq") throw std::invalid_argument("code must be 'pq' or 'rabitq'");
+             c.code = code == "pq" ? pq::IvfCode::Pq : pq::IvfCode::RaBitQ;
+             c.bound_sigmas = bound_sigmas;
              return std::make_unique<IvfPqIndex>(c, vectors_path);
            }),
            py::arg("dim"), py::arg("metric"), py::arg("nlist"), py::arg("m"), py::arg("nbits"), py::arg("nprobe"),
-           py::arg("rerank_k"), py::arg("seed"), py::arg("coarse_graph_min_nlist"), py::arg("vectors_path"))
+           py::arg("rerank_k"), py::arg("seed"), py::arg("coarse_graph_min_nlist"), py::arg("vectors_path"),
+           py::arg("code") = "pq", py::arg("bound_sigmas") = 2.0f)
       .def(
           "train",
           [](IvfPqIndex& ix, const CArray<float>& vectors, size_t threads) {
@@ -206,7 +282,8 @@ void bind_pq(py::module_& m) {
       .def(
           "search",
           [](const IvfPqIndex& ix, const CArray<float>& queries, size_t k, size_t nprobe, size_t rerank_k,
-             const hnsw::Filter* filter, bool rerank, size_t threads, const hnsw::StopToken* stop) {
+             const hnsw::Filter* filter, bool rerank, size_t threads, const hnsw::StopToken* stop,
+             float bound_sigmas) {
             const bool single = queries.ndim() == 1;
             const size_t n = rows_of(queries, ix.config().dim, "queries", true);
             pq::IvfSearchParams p;
@@ -216,6 +293,7 @@ void bind_pq(py::module_& m) {
             p.filter = filter;
             p.rerank = rerank;
             p.stop = stop;
+            p.bound_sigmas = bound_sigmas;
             KnnArrays out(single, n, k);
             int64_t* id_out = out.ids.mutable_data();
             float* dist_out = out.dists.mutable_data();
@@ -229,7 +307,7 @@ void bind_pq(py::module_& m) {
             return py::make_tuple(out.ids, out.dists);
           },
           py::arg("queries"), py::arg("k"), py::arg("nprobe"), py::arg("rerank_k"), py::arg("filter"),
-          py::arg("rerank"), py::arg("threads"), py::arg("stop") = nullptr)
+          py::arg("rerank"), py::arg("threads"), py::arg("stop") = nullptr, py::arg("bound_sigmas") = 0.0f)
       .def(
           "probes",
           [](const IvfPqIndex& ix, const CArray<float>& query, size_t nprobe) {
@@ -263,6 +341,9 @@ void bind_pq(py::module_& m) {
       .def_property_readonly("nlist", [](const IvfPqIndex& ix) { return ix.config().nlist; })
       .def_property_readonly("m", [](const IvfPqIndex& ix) { return ix.config().m; })
       .def_property_readonly("nbits", [](const IvfPqIndex& ix) { return ix.config().nbits; })
+      .def_property_readonly(
+          "code", [](const IvfPqIndex& ix) { return ix.config().code == pq::IvfCode::Pq ? "pq" : "rabitq"; })
+      .def_property_readonly("bound_sigmas", [](const IvfPqIndex& ix) { return ix.config().bound_sigmas; })
       .def_property("nprobe", [](const IvfPqIndex& ix) { return ix.config().nprobe; },
                     py::cpp_function(&IvfPqIndex::set_nprobe, py::call_guard<py::gil_scoped_release>()))
       .def_property("rerank_k", [](const IvfPqIndex& ix) { return ix.config().rerank_k; },

@@ -4,6 +4,7 @@
 #include <immintrin.h>
 
 #include "pq/adc_kernels.h"
+#include "pq/rabitq_estimate_kernel.h"
 
 namespace lookalike::pq {
 namespace {
@@ -70,7 +71,40 @@ void fastscan4(const uint8_t* qlut, const uint8_t* blocks, size_t nblocks, size_
   }
 }
 
-constexpr AdcKernels kTable{&scan8, &fastscan4};
+// Entries 0-7 and 8-15 of a group in two registers; bit j of a lane's entry
+// index selects v[j] by an and-mask (+0 where clear).
+void rabitq_tables(const float* v, const float* low, size_t groups, float inv_scale, uint8_t* qlut) {
+  __m256 select_lo[4], select_hi[4];
+  for (int j = 0; j < 4; ++j) {
+    alignas(32) int32_t lo[8], hi[8];
+    for (int b = 0; b < 8; ++b) {
+      lo[b] = (b >> j) & 1 ? -1 : 0;
+      hi[b] = ((b + 8) >> j) & 1 ? -1 : 0;
+    }
+    select_lo[j] = _mm256_castsi256_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(lo)));
+    select_hi[j] = _mm256_castsi256_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(hi)));
+  }
+  const __m256 scale = _mm256_set1_ps(inv_scale);
+  const __m256i zero = _mm256_setzero_si256(), top = _mm256_set1_epi32(255);
+  for (size_t g = 0; g < groups; ++g, v += 4, qlut += 16) {
+    __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+    for (int j = 0; j < 4; ++j) {
+      const __m256 x = _mm256_set1_ps(v[j]);
+      lo = _mm256_add_ps(lo, _mm256_and_ps(x, select_lo[j]));
+      hi = _mm256_add_ps(hi, _mm256_and_ps(x, select_hi[j]));
+    }
+    const __m256 shift = _mm256_set1_ps(low[g]);
+    const __m256i qlo = _mm256_min_epi32(
+        _mm256_max_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_sub_ps(lo, shift), scale)), zero), top);
+    const __m256i qhi = _mm256_min_epi32(
+        _mm256_max_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_sub_ps(hi, shift), scale)), zero), top);
+    const __m128i words_lo = _mm_packs_epi32(_mm256_castsi256_si128(qlo), _mm256_extracti128_si256(qlo, 1));
+    const __m128i words_hi = _mm_packs_epi32(_mm256_castsi256_si128(qhi), _mm256_extracti128_si256(qhi, 1));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(qlut), _mm_packus_epi16(words_lo, words_hi));
+  }
+}
+
+constexpr AdcKernels kTable{&scan8, &fastscan4, &rabitq_tables, &rabitq_estimate_loop};
 
 }  // namespace
 

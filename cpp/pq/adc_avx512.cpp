@@ -13,6 +13,7 @@
 #endif
 
 #include "pq/adc_kernels.h"
+#include "pq/rabitq_estimate_kernel.h"
 
 namespace lookalike::pq {
 namespace {
@@ -71,7 +72,22 @@ void fastscan4(const uint8_t* qlut, const uint8_t* blocks, size_t nblocks, size_
   }
 }
 
-constexpr AdcKernels kTable{&scan8, &fastscan4};
+// A group's 16 entries in one register; bit j of a lane's entry index selects
+// v[j] by a zero-mask (+0 where clear).
+void rabitq_tables(const float* v, const float* low, size_t groups, float inv_scale, uint8_t* qlut) {
+  constexpr __mmask16 kSelect[4] = {0xAAAA, 0xCCCC, 0xF0F0, 0xFF00};
+  const __m512 scale = _mm512_set1_ps(inv_scale);
+  const __m512i zero = _mm512_setzero_si512(), top = _mm512_set1_epi32(255);
+  for (size_t g = 0; g < groups; ++g, v += 4, qlut += 16) {
+    __m512 t = _mm512_setzero_ps();
+    for (int j = 0; j < 4; ++j) t = _mm512_add_ps(t, _mm512_maskz_mov_ps(kSelect[j], _mm512_set1_ps(v[j])));
+    const __m512 y = _mm512_mul_ps(_mm512_sub_ps(t, _mm512_set1_ps(low[g])), scale);
+    const __m512i q = _mm512_min_epi32(_mm512_max_epi32(_mm512_cvtps_epi32(y), zero), top);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(qlut), _mm512_cvtepi32_epi8(q));
+  }
+}
+
+constexpr AdcKernels kTable{&scan8, &fastscan4, &rabitq_tables, &rabitq_estimate_loop};
 
 }  // namespace
 

@@ -11,6 +11,15 @@
 //             registers. Table entries are fetched with gathers.
 //   fastscan4 works on uint8 tables and uint16 sums: integer arithmetic, exact
 //             in any order.
+//   rabitq_tables
+//             adds each entry's terms in one fixed order (j = 0..3 onto +0, an
+//             absent term adding +0), then one subtraction, one multiplication
+//             (never fused) and a round to nearest even: the same float
+//             operations in every lane.
+//   rabitq_estimate
+//             one loop (rabitq_estimate_kernel.h) that each unit's compiler
+//             vectorises to its width; the units are built without fused
+//             multiply-adds (-ffp-contract=off), so each lane rounds as scalar code.
 #pragma once
 
 #include <cstddef>
@@ -27,9 +36,28 @@ using Scan8Fn = void (*)(const float* lut, const uint8_t* codes, size_t n, size_
 // m <= kMaxFastScanM keeps every sum within uint16.
 using FastScan4Fn = void (*)(const uint8_t* qlut, const uint8_t* blocks, size_t nblocks, size_t m, uint16_t* out);
 
+// RaBitQ's uint8 fast-scan tables (rabitq.h) for `groups` groups of 4 floats of
+// v: qlut[16 g + b] = clamp(round((sum over the set bits j of b of v[4 g + j]
+// - low[g]) * inv_scale), 0, 255).
+using RabitqTablesFn = void (*)(const float* v, const float* low, size_t groups, float inv_scale, uint8_t* qlut);
+
+// What one list's RaBitQ estimates need besides the codes' sums and factors
+// (rabitq.cpp fills it in; rabitq_estimate_kernel.h says what each means).
+struct RabitqScanConstants {
+  float dot_scale, dot_offset;  // <x, v> ~= dot_scale * sum + dot_offset
+  float table_error;            // the tables' rounding, on <x, v>
+  float spread;                 // sigmas * |v| / sqrt(D - 1)
+  float offset, square_weight, linear_weight;
+};
+// est[i], err[i] of n codes from their fast-scan sums and factors (rabitq.h).
+using RabitqEstimateFn = void (*)(const RabitqScanConstants& k, const uint16_t* sums, const float* norms,
+                                  const uint16_t* cosines, size_t n, float* est, float* err);
+
 struct AdcKernels {
   Scan8Fn scan8;
   FastScan4Fn fastscan4;
+  RabitqTablesFn rabitq_tables;
+  RabitqEstimateFn rabitq_estimate;
 };
 
 const AdcKernels& scalar_adc_kernels();

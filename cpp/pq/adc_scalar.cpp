@@ -1,6 +1,10 @@
 // Scalar reference of the ADC scans: the definition every SIMD level must match
 // bit for bit (see adc_kernels.h for the summation order).
+#include <algorithm>
+#include <cmath>
+
 #include "pq/adc_kernels.h"
+#include "pq/rabitq_estimate_kernel.h"
 
 namespace lookalike::pq {
 namespace {
@@ -25,7 +29,17 @@ void fastscan4(const uint8_t* qlut, const uint8_t* blocks, size_t nblocks, size_
   }
 }
 
-constexpr AdcKernels kTable{&scan8, &fastscan4};
+void rabitq_tables(const float* v, const float* low, size_t groups, float inv_scale, uint8_t* qlut) {
+  for (size_t g = 0; g < groups; ++g, v += 4, qlut += 16)
+    for (unsigned b = 0; b < 16; ++b) {
+      float t = 0;
+      for (unsigned j = 0; j < 4; ++j) t += (b >> j) & 1 ? v[j] : 0.0f;
+      const float y = (t - low[g]) * inv_scale;
+      qlut[b] = uint8_t(std::clamp(std::lrint(y), 0l, 255l));
+    }
+}
+
+constexpr AdcKernels kTable{&scan8, &fastscan4, &rabitq_tables, &rabitq_estimate_loop};
 
 }  // namespace
 

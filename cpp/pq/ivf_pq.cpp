@@ -39,23 +39,48 @@ void IvfPqConfig::validate() const {
   };
   positive("dim", dim);
   positive("nlist", nlist);
-  positive("m", m);
   positive("nprobe", nprobe);
   positive("rerank_k", rerank_k);
-  if (nbits != 4 && nbits != 8) throw std::invalid_argument("nbits must be 4 or 8, got " + std::to_string(nbits));
-  if (m > dim)
-    throw std::invalid_argument("m (" + std::to_string(m) + ") must be at most dim (" + std::to_string(dim) + ")");
-  if (nbits == 4 && m > kMaxFastScanM)
-    throw std::invalid_argument("4-bit codes allow m <= " + std::to_string(kMaxFastScanM) + ", got " +
-                                std::to_string(m));
+  if (code == IvfCode::RaBitQ) {
+    // m and nbits are derived from dim (with_derived_code); the groups must fit the fast-scan.
+    if (rabitq_groups(rabitq_padded_dim(dim)) > kMaxFastScanM)
+      throw std::invalid_argument("RaBitQ codes allow dim <= " + std::to_string(4 * kMaxFastScanM) + ", got " +
+                                  std::to_string(dim));
+    if (!(bound_sigmas >= 0)) throw std::invalid_argument("bound_sigmas must be >= 0");
+  } else {
+    positive("m", m);
+    if (nbits != 4 && nbits != 8) throw std::invalid_argument("nbits must be 4 or 8, got " + std::to_string(nbits));
+    if (m > dim)
+      throw std::invalid_argument("m (" + std::to_string(m) + ") must be at most dim (" + std::to_string(dim) + ")");
+    if (nbits == 4 && m > kMaxFastScanM)
+      throw std::invalid_argument("4-bit codes allow m <= " + std::to_string(kMaxFastScanM) + ", got " +
+                                  std::to_string(m));
+  }
+  if (code != IvfCode::Pq && code != IvfCode::RaBitQ) throw std::invalid_argument("unknown code type");
   if (nlist > kMaxSlots) throw std::invalid_argument("nlist is too large");
   positive("coarse_graph_min_nlist", coarse_graph_min_nlist);
 }
 
+namespace {
+
+// RaBitQ's groups of 4 bits are laid out as 4-bit fast-scan codes.
+IvfPqConfig with_derived_code(IvfPqConfig c) {
+  c.validate();
+  if (c.code == IvfCode::RaBitQ) {
+    c.m = rabitq_groups(rabitq_padded_dim(c.dim));
+    c.nbits = 4;
+  }
+  return c;
+}
+
+}  // namespace
+
 IvfPqIndex::IvfPqIndex(const IvfPqConfig& config, const std::string& vectors_path)
-    : config_((config.validate(), config)),
-      pq_(config.dim, config.m, config.nbits),
-      vectors_(std::make_unique<VectorFile>(vectors_path, config.dim)) {}
+    : config_(with_derived_code(config)),
+      pq_(config_.dim, config_.m, config_.nbits),
+      vectors_(std::make_unique<VectorFile>(vectors_path, config.dim)) {
+  if (config_.code == IvfCode::RaBitQ) rotation_ = HadamardRotation(config_.dim, config_.seed);
+}
 
 IvfPqIndex::~IvfPqIndex() = default;
 
@@ -92,20 +117,65 @@ const float* IvfPqIndex::prepared(const float* vectors, size_t n, std::vector<fl
   return buffer.data();
 }
 
+const float* IvfPqIndex::coarse_space(const float* vectors, size_t n, std::vector<float>& buffer,
+                                      size_t threads) const {
+  if (config_.code != IvfCode::RaBitQ) return vectors;
+  const size_t padded = rotation_.padded_dim();
+  buffer.resize(n * padded);
+  hnsw::parallel_for(n, threads, [&](size_t i) {
+    rotation_.apply(vectors + i * config_.dim, buffer.data() + i * padded);
+  });
+  return buffer.data();
+}
+
+struct IvfPqIndex::Encoded {
+  std::vector<uint32_t> cells;
+  std::vector<uint8_t> codes;     // m a vector
+  std::vector<uint16_t> norms;    // RaBitQ's factors
+  std::vector<uint16_t> cosines;
+};
+
+IvfPqIndex::Encoded IvfPqIndex::encode(const float* x, size_t n, size_t threads) const {
+  Encoded e;
+  std::vector<float> rotated;
+  const float* cx = coarse_space(x, n, rotated, threads);
+  const size_t dim = coarse_dim();
+  e.cells.resize(n);
+  coarse_.assign(cx, n, e.cells.data(), threads);
+  std::vector<float> residuals(n * dim);
+  for (size_t i = 0; i < n; ++i) {
+    const float* centroid = coarse_.centroid(e.cells[i]);
+    for (size_t j = 0; j < dim; ++j) residuals[i * dim + j] = cx[i * dim + j] - centroid[j];
+  }
+  e.codes.resize(n * config_.m);
+  if (config_.code == IvfCode::Pq) {
+    pq_.encode(residuals.data(), n, e.codes.data(), threads);
+    return e;
+  }
+  e.norms.resize(n);
+  e.cosines.resize(n);
+  hnsw::parallel_for(n, threads, [&](size_t i) {
+    rabitq_encode(residuals.data() + i * dim, dim, e.codes.data() + i * config_.m, e.norms[i], e.cosines[i]);
+  });
+  return e;
+}
+
 // --- training and writes -------------------------------------------------------
 
 void IvfPqIndex::train(const float* vectors, size_t n, size_t threads) {
   check_vectors(vectors, n);
   std::unique_lock<std::shared_mutex> lock = mutex_.write();
   if (!slot_ids_.empty()) throw std::logic_error("train() needs an empty index");
-  const size_t need = std::max(config_.nlist, pq_.ksub());
+  const bool pq = config_.code == IvfCode::Pq;
+  const size_t need = pq ? std::max(config_.nlist, pq_.ksub()) : config_.nlist;
   if (n < need)
     throw std::invalid_argument("training needs at least " + std::to_string(need) + " vectors (nlist = " +
-                                std::to_string(config_.nlist) + ", 2^nbits = " + std::to_string(pq_.ksub()) +
-                                "), got " + std::to_string(n));
-  std::vector<float> buffer;
-  const float* x = prepared(vectors, n, buffer);
-  const size_t dim = config_.dim;
+                                std::to_string(config_.nlist) +
+                                (pq ? ", 2^nbits = " + std::to_string(pq_.ksub()) : std::string()) + "), got " +
+                                std::to_string(n));
+  std::vector<float> buffer, rotated;
+  const float* x = coarse_space(prepared(vectors, n, buffer), n, rotated, threads);
+  const size_t dim = coarse_dim();
 
   KMeansParams coarse;
   coarse.k = config_.nlist;
@@ -114,6 +184,13 @@ void IvfPqIndex::train(const float* vectors, size_t n, size_t threads) {
   coarse.seed = config_.seed;
   coarse.threads = threads;
   CoarseQuantizer quantizer(kmeans(x, n, dim, coarse), dim, config_.nlist >= config_.coarse_graph_min_nlist);
+  if (pq) train_codebooks(quantizer, x, n, threads);
+  coarse_ = std::move(quantizer);
+  lists_.assign(config_.nlist, InvertedList{});
+}
+
+void IvfPqIndex::train_codebooks(const CoarseQuantizer& quantizer, const float* x, size_t n, size_t threads) {
+  const size_t dim = config_.dim;
 
   // A pool of residuals twice what one sub-quantizer trains on: each draws its
   // own sample from it. (Larger pools cost coarse assignments, nlist distances
@@ -127,14 +204,16 @@ void IvfPqIndex::train(const float* vectors, size_t n, size_t threads) {
   for (size_t i = 0; i < pq_n; ++i)
     for (size_t j = 0; j < dim; ++j) residuals[i * dim + j] -= quantizer.centroid(cell[i])[j];
   pq_.train(residuals.data(), pq_n, config_.seed + 1, threads);
-
-  coarse_ = std::move(quantizer);
-  lists_.assign(config_.nlist, InvertedList{});
 }
 
-void IvfPqIndex::append_code(InvertedList& list, uint32_t slot, const uint8_t* code) {
+void IvfPqIndex::append_code(InvertedList& list, uint32_t slot, const uint8_t* code, const uint16_t* norm,
+                             const uint16_t* cosine) {
   const size_t at = list.slots.size();
   list.slots.push_back(slot);
+  if (norm) {
+    list.norms.push_back(*norm);
+    list.cosines.push_back(*cosine);
+  }
   if (config_.nbits == 8) {
     list.codes.insert(list.codes.end(), code, code + config_.m);
     return;
@@ -155,6 +234,10 @@ void IvfPqIndex::reserve_lists(const std::vector<uint32_t>& cells) {
     // batches, so that they do not reallocate every time (and stay amortised).
     const size_t target = std::max(want, list.slots.capacity() + list.slots.capacity() / 8);
     list.slots.reserve(target);
+    if (config_.code == IvfCode::RaBitQ) {
+      list.norms.reserve(target);
+      list.cosines.reserve(target);
+    }
     list.codes.reserve(config_.nbits == 8 ? target * config_.m
                                           : (target + kFastScanBlock - 1) / kFastScanBlock *
                                                 fast_scan_block_bytes(config_.m));
@@ -183,23 +266,15 @@ void IvfPqIndex::add(const int64_t* ids, const float* vectors, size_t n, bool re
   if (slot_ids_.size() + n > kMaxSlots) throw std::length_error("the index is full (2^32 - 2 slots)");
   if (n == 0) return;
 
-  const size_t dim = config_.dim, m = config_.m;
   std::vector<float> buffer;
   const float* x = prepared(vectors, n, buffer);
-  std::vector<uint32_t> cell(n);
-  coarse_.assign(x, n, cell.data(), threads);
-  std::vector<float> residuals(n * dim);
-  for (size_t i = 0; i < n; ++i) {
-    const float* centroid = coarse_.centroid(cell[i]);
-    for (size_t j = 0; j < dim; ++j) residuals[i * dim + j] = x[i * dim + j] - centroid[j];
-  }
-  std::vector<uint8_t> codes(n * m);
-  pq_.encode(residuals.data(), n, codes.data(), threads);
+  const Encoded e = encode(x, n, threads);
+  const bool factors = config_.code == IvfCode::RaBitQ;
 
   // Nothing has changed so far; from here on nothing throws but the file append
   // (disk full), which comes first.
   vectors_->append(x, n);
-  reserve_lists(cell);
+  reserve_lists(e.cells);
   const uint32_t first = uint32_t(slot_ids_.size());
   slot_ids_.insert(slot_ids_.end(), ids, ids + n);
   deleted_.resize((slot_ids_.size() + 63) / 64, 0);
@@ -208,7 +283,8 @@ void IvfPqIndex::add(const int64_t* ids, const float* vectors, size_t n, bool re
     const uint32_t old = slot_by_id_.find(ids[i]);
     if (old != IdMap::kAbsent) mark_deleted(old);
     slot_by_id_.set(ids[i], slot);
-    append_code(lists_[cell[i]], slot, codes.data() + i * m);
+    append_code(lists_[e.cells[i]], slot, e.codes.data() + i * config_.m, factors ? &e.norms[i] : nullptr,
+                factors ? &e.cosines[i] : nullptr);
   }
 }
 
@@ -255,10 +331,15 @@ void IvfPqIndex::compact() {
                       i % kFastScanBlock, code.data());
         c = code.data();
       }
-      append_code(kept, list.slots[i], c);
+      if (config_.code == IvfCode::RaBitQ)
+        append_code(kept, list.slots[i], c, &list.norms[i], &list.cosines[i]);
+      else
+        append_code(kept, list.slots[i], c);
     }
     kept.slots.shrink_to_fit();
     kept.codes.shrink_to_fit();
+    kept.norms.shrink_to_fit();
+    kept.cosines.shrink_to_fit();
     list = std::move(kept);
   }
   deleted_in_lists_ = 0;
@@ -363,24 +444,19 @@ void IvfPqIndex::search(const float* query, const IvfSearchParams& p, int64_t* i
   std::shared_lock<std::shared_mutex> lock = mutex_.read();
   check_vectors(query, 1);
   require_trained();
-  std::vector<float> buffer;
+  std::vector<float> buffer, rotated;
   const float* q = prepared(query, 1, buffer);
+  const float* cq = coarse_space(q, 1, rotated, 1);
 
   std::vector<uint32_t> cells(std::min(p.nprobe ? p.nprobe : config_.nprobe, config_.nlist));
-  const size_t nprobe = coarse_.nearest(q, cells.size(), cells.data());
+  const size_t nprobe = coarse_.nearest(cq, cells.size(), cells.data());
 
   // The filter's data stays still between checkpoints too (see hnsw::Filter::hold).
   auto held = p.filter ? p.filter->hold() : std::shared_lock<std::shared_mutex>();
   hnsw::Checkpoint pace(p.stop, p.filter, &held, &mutex_, &lock);
-  const size_t keep = p.rerank ? std::max(p.k, p.rerank_k ? p.rerank_k : config_.rerank_k) : p.k;
-  Scan scan(*this, q, p, keep);
-  for (size_t i = 0; i < nprobe; ++i) {
-    pace.step(lists_[cells[i]].slots.size() + 1);
-    scan.scan_cell(cells[i]);
-  }
-  std::vector<Candidate>& found = scan.candidates();
-
-  if (p.rerank) rerank(q, found, pace);
+  std::vector<Candidate> found = config_.code == IvfCode::RaBitQ
+                                     ? search_rabitq(q, cq, cells.data(), nprobe, p, pace)
+                                     : search_pq(q, cells.data(), nprobe, p, pace);
   // A write let in at a checkpoint may have deleted a candidate found before it.
   std::erase_if(found, [&](const Candidate& c) { return is_deleted(c.slot); });
   std::sort(found.begin(), found.end(), by_distance_then_slot<Candidate>);
@@ -397,25 +473,41 @@ void IvfPqIndex::search(const float* query, const IvfSearchParams& p, int64_t* i
   }
 }
 
+std::vector<IvfPqIndex::Candidate> IvfPqIndex::search_pq(const float* q, const uint32_t* cells, size_t nprobe,
+                                                         const IvfSearchParams& p, hnsw::Checkpoint& pace) const {
+  const size_t keep = p.rerank ? std::max(p.k, p.rerank_k ? p.rerank_k : config_.rerank_k) : p.k;
+  Scan scan(*this, q, p, keep);
+  for (size_t i = 0; i < nprobe; ++i) {
+    pace.step(lists_[cells[i]].slots.size() + 1);
+    scan.scan_cell(cells[i]);
+  }
+  std::vector<Candidate> found = std::move(scan.candidates());
+  if (p.rerank) rerank(q, found, pace);
+  return found;
+}
+
+float IvfPqIndex::exact_distance(const float* q, uint32_t slot) const {
+  const bool l2 = config_.metric == Metric::L2;
+  const float d = distance::kernels().get(distance::Scalar::F32, l2 ? distance::Kernel::L2Sq : distance::Kernel::Dot)(
+      q, vectors_->row(slot), config_.dim);
+  return l2 ? d : -d;  // -q.x under ip / cosine (search adds cosine's 1)
+}
+
+void IvfPqIndex::prefetch_row(uint32_t slot) const {
+  const char* row = reinterpret_cast<const char*>(vectors_->row(slot));
+  for (size_t off = 0; off < config_.dim * sizeof(float); off += 64) __builtin_prefetch(row + off);
+}
+
 void IvfPqIndex::rerank(const float* q, std::vector<Candidate>& found, hnsw::Checkpoint& pace) const {
-  const size_t dim = config_.dim, row_bytes = dim * sizeof(float);
-  const auto kernel = distance::kernels().get(
-      distance::Scalar::F32, config_.metric == Metric::L2 ? distance::Kernel::L2Sq : distance::Kernel::Dot);
   // Rows in file order (neighbours may share a page), each fetched kAhead rows
-  // before its turn: the reads are random rows of a file far larger than the
-  // caches, and the kernel would otherwise wait on every one of them.
+  // before its turn.
   std::sort(found.begin(), found.end(), [](const Candidate& a, const Candidate& b) { return a.slot < b.slot; });
   constexpr size_t kAhead = 4;
-  auto fetch = [&](size_t i) {
-    const char* row = reinterpret_cast<const char*>(vectors_->row(found[i].slot));
-    for (size_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(row + off);
-  };
-  for (size_t i = 0; i < std::min(kAhead, found.size()); ++i) fetch(i);
+  for (size_t i = 0; i < std::min(kAhead, found.size()); ++i) prefetch_row(found[i].slot);
   for (size_t i = 0; i < found.size(); ++i) {
-    if (i + kAhead < found.size()) fetch(i + kAhead);
+    if (i + kAhead < found.size()) prefetch_row(found[i + kAhead].slot);
     pace.work(1);
-    const float exact = kernel(q, vectors_->row(found[i].slot), dim);
-    found[i].dist = config_.metric == Metric::L2 ? exact : -exact;
+    found[i].dist = exact_distance(q, found[i].slot);
   }
 }
 
@@ -424,7 +516,9 @@ size_t IvfPqIndex::probes(const float* query, size_t nprobe, uint32_t* cells) co
   std::shared_lock<std::shared_mutex> lock = mutex_.read();
   require_trained();
   std::vector<float> buffer;
-  return coarse_.nearest(prepared(query, 1, buffer), std::min(nprobe, config_.nlist), cells);
+  std::vector<float> rotated;
+  return coarse_.nearest(coarse_space(prepared(query, 1, buffer), 1, rotated, 1), std::min(nprobe, config_.nlist),
+                         cells);
 }
 
 // --- bookkeeping -------------------------------------------------------------
@@ -456,14 +550,16 @@ IvfMemoryUsage IvfPqIndex::memory_usage() const {
   IvfMemoryUsage u;
   for (const InvertedList& list : lists_) {
     u.code_bytes += list.codes.capacity();
+    u.factor_bytes += (list.norms.capacity() + list.cosines.capacity()) * sizeof(uint16_t);
     u.list_slot_bytes += list.slots.capacity() * sizeof(uint32_t);
   }
   u.id_bytes = slot_ids_.capacity() * sizeof(int64_t);
   u.id_map_bytes = slot_by_id_.memory_bytes();
   u.deleted_bytes = deleted_.capacity() * sizeof(uint64_t);
-  u.centroid_bytes = (coarse_.centroids().capacity() + pq_.centroids().capacity()) * sizeof(float);
+  u.centroid_bytes =
+      (coarse_.centroids().capacity() + pq_.centroids().capacity()) * sizeof(float) + rotation_.signs().capacity();
   u.coarse_graph_bytes = coarse_.graph_bytes();
-  u.total_bytes = u.code_bytes + u.list_slot_bytes + u.id_bytes + u.id_map_bytes + u.deleted_bytes +
+  u.total_bytes = u.code_bytes + u.factor_bytes + u.list_slot_bytes + u.id_bytes + u.id_map_bytes + u.deleted_bytes +
                   u.centroid_bytes + u.coarse_graph_bytes;
   u.vector_file_bytes = vectors_->rows() * config_.dim * sizeof(float);
   u.live = slot_by_id_.size();

@@ -36,6 +36,17 @@
 //             scanning all of them (coarse_quantizer.h; default 4096). A loaded
 //             index keeps the coarse search it was saved with.
 //
+// Codes: product quantisation as above (code = Pq), or RaBitQ (code = RaBitQ,
+// rabitq.h): the vectors are rotated on the way in (cells and codes live in the
+// rotated space; the vectors file keeps them unrotated), each residual costs
+// padded_dim / 8 bytes of sign bits and 4 bytes of factors, m and nbits are
+// derived (padded_dim / 4 groups of 4 bits, scanned by the 4-bit fast-scan),
+// and the re-rank is driven by the error bound: a candidate is read from the
+// vectors file only while its lower bound can still beat the current k-th
+// exact distance, and never when it cannot beat the k-th smallest upper bound
+// seen in the scan. bound_sigmas sets the bound's width (recall against
+// reads); rerank_k caps the reads.
+//
 // Writes after training: add appends; delete marks the slot deleted at once
 // (tombstone) and compact() drops deleted entries from the lists; upsert is
 // delete + add. Rows of the vectors file are never rewritten (deleted rows
@@ -61,11 +72,14 @@
 #include "pq/coarse_quantizer.h"
 #include "pq/id_map.h"
 #include "pq/product_quantizer.h"
+#include "pq/rabitq.h"
 #include "pq/vector_file.h"
 
 namespace lookalike::pq {
 
 using hnsw::Metric;
+
+enum class IvfCode : uint32_t { Pq = 0, RaBitQ = 1 };
 
 struct IvfPqConfig {
   size_t dim = 0;
@@ -77,6 +91,8 @@ struct IvfPqConfig {
   size_t rerank_k = 100;
   uint64_t seed = 0;
   size_t coarse_graph_min_nlist = CoarseQuantizer::kGraphMinNlist;
+  IvfCode code = IvfCode::Pq;
+  float bound_sigmas = 2.0f;  // RaBitQ: width of the error bound, in standard deviations
 
   void validate() const;  // throws std::invalid_argument naming the bad field
 };
@@ -86,17 +102,19 @@ struct IvfSearchParams {
   size_t nprobe = 0;                 // 0: the index's nprobe (capped at nlist)
   size_t rerank_k = 0;               // 0: the index's rerank_k; raised to k when smaller
   const hnsw::Filter* filter = nullptr;
+  float bound_sigmas = 0;            // RaBitQ: 0 for the index's; infinity re-ranks every candidate
   bool rerank = true;                // false: ADC distances, no vectors file read
   const hnsw::StopToken* stop = nullptr;  // as in hnsw::SearchParams: checked per cell and while re-ranking
 };
 
 struct IvfMemoryUsage {
-  size_t code_bytes = 0;       // PQ codes in the inverted lists
+  size_t code_bytes = 0;       // PQ or RaBitQ codes in the inverted lists
+  size_t factor_bytes = 0;     // RaBitQ's per-vector factors
   size_t list_slot_bytes = 0;  // slot numbers beside the codes
   size_t id_bytes = 0;         // slot -> id
   size_t id_map_bytes = 0;     // id -> slot
   size_t deleted_bytes = 0;    // tombstone bitmap
-  size_t centroid_bytes = 0;   // coarse centroids and PQ codebooks
+  size_t centroid_bytes = 0;   // coarse centroids, PQ codebooks, RaBitQ rotation
   size_t coarse_graph_bytes = 0;  // the HNSW over the centroids, when there is one
   size_t total_bytes = 0;
   size_t vector_file_bytes = 0;  // on disk / in page cache, not in total_bytes
@@ -117,7 +135,7 @@ class IvfPqIndex {
   // Learns the coarse centroids and the PQ codebooks from n finite vectors
   // (n >= nlist and n >= 2^nbits). Only on an empty index.
   void train(const float* vectors, size_t n, size_t threads = 0);
-  bool trained() const { return pq_.trained(); }
+  bool trained() const { return !lists_.empty(); }
 
   // Same contract as HnswIndex::add: all checks first, then all or nothing.
   void add(const int64_t* ids, const float* vectors, size_t n, bool replace, size_t threads = 0);
@@ -158,14 +176,18 @@ class IvfPqIndex {
  private:
   struct InvertedList {
     std::vector<uint32_t> slots;
-    std::vector<uint8_t> codes;  // 8-bit: m bytes a vector; 4-bit: fast-scan blocks
+    std::vector<uint8_t> codes;  // 8-bit: m bytes a vector; 4-bit and RaBitQ: fast-scan blocks
+    std::vector<uint16_t> norms;    // RaBitQ: |residual| a vector, float16
+    std::vector<uint16_t> cosines;  // RaBitQ: <code, residual direction> a vector (rabitq.h)
   };
   struct Candidate {
     float dist;
     uint32_t slot;
     bool operator<(const Candidate& o) const { return dist < o.dist; }
   };
-  class Scan;  // per-query state of a search, in ivf_pq.cpp
+  class Scan;        // per-query state of a PQ search, in ivf_pq.cpp
+  class BoundScan;   // per-query state of a RaBitQ search, in ivf_rabitq_search.cpp
+  struct Encoded;    // a batch's cells and codes, on its way into the lists
 
   void require_trained() const;
   void check_vectors(const float* vectors, size_t n) const;
@@ -173,7 +195,23 @@ class IvfPqIndex {
   const float* prepared(const float* vectors, size_t n, std::vector<float>& buffer) const;
   // Grows the lists that the cells of a batch will extend, before appending.
   void reserve_lists(const std::vector<uint32_t>& cells);
-  void append_code(InvertedList& list, uint32_t slot, const uint8_t* code);
+  // The vectors as the coarse quantizer sees them: rotated under RaBitQ (into
+  // buffer), `vectors` itself under PQ.
+  const float* coarse_space(const float* vectors, size_t n, std::vector<float>& buffer, size_t threads) const;
+  size_t coarse_dim() const { return config_.code == IvfCode::RaBitQ ? rotation_.padded_dim() : config_.dim; }
+  Encoded encode(const float* x, size_t n, size_t threads) const;
+  void train_codebooks(const CoarseQuantizer& quantizer, const float* x, size_t n, size_t threads);
+  void append_code(InvertedList& list, uint32_t slot, const uint8_t* code, const uint16_t* norm = nullptr,
+                   const uint16_t* cosine = nullptr);
+  std::vector<Candidate> search_pq(const float* q, const uint32_t* cells, size_t nprobe, const IvfSearchParams& p,
+                                   hnsw::Checkpoint& pace) const;
+  std::vector<Candidate> search_rabitq(const float* q, const float* rotated, const uint32_t* cells, size_t nprobe,
+                                       const IvfSearchParams& p, hnsw::Checkpoint& pace) const;
+  // Exact distance of the query to a stored vector, in the index's internal units.
+  float exact_distance(const float* q, uint32_t slot) const;
+  // Asks for a stored row ahead of its exact distance: the rows are random
+  // reads of a file far larger than the caches.
+  void prefetch_row(uint32_t slot) const;
   bool is_deleted(uint32_t slot) const { return (deleted_[slot >> 6] >> (slot & 63)) & 1; }
   void mark_deleted(uint32_t slot);
   // Replaces the candidates' estimated distances by exact ones from the vectors file.
@@ -182,7 +220,8 @@ class IvfPqIndex {
 
   IvfPqConfig config_;
   ProductQuantizer pq_;
-  CoarseQuantizer coarse_;  // the nlist centroids, after training
+  HadamardRotation rotation_;  // RaBitQ only
+  CoarseQuantizer coarse_;  // the nlist centroids, after training (rotated under RaBitQ)
   std::vector<InvertedList> lists_;
   std::vector<int64_t> slot_ids_;  // slot -> external id
   std::vector<uint64_t> deleted_;  // one bit a slot

@@ -5,26 +5,34 @@
 // foreign one by verify(), which load leaves to the caller so that loading
 // costs the same whatever the size of the vectors file - vector_file.h).
 //
-// Sections (kind 3, kind version 2):
+// Sections (kind 3, kind version 3):
 //   1 meta       IvfMeta below
 //   2 centroids  nlist * dim float32 (trained indexes only, as are 3-6)
-//   3 codebooks  2^nbits * dim float32 (product_quantizer.h's layout)
+//   3 codebooks  2^nbits * dim float32 (product_quantizer.h's layout; PQ codes only)
 //   4 list sizes nlist uint64
 //   5 slots      the lists' slot numbers, uint32, list after list
 //   6 codes      the lists' codes, list after list, in their in-memory layout
 //   7 ids        slot -> external id, int64
 //   8 deleted    tombstone bitmap, one uint64 per 64 slots
+//   9 code       CodeMeta below: the code type and RaBitQ's bound width
+//   10 rotation  RaBitQ: the rotation's signs, kRotationRounds * padded_dim int8
+//   11 norms     RaBitQ: the lists' residual norms, float16, list after list
+//   12 cosines   RaBitQ: the lists' cosine factors, uint16, list after list
 //   17-20        the coarse graph over the centroids, when there is one: the
 //                sections of an HNSW file (hnsw_persist.cpp) from 17 on, in the
 //                HNSW layout version IvfMeta::coarse_graph_layout names
 //
 // Kind versions: 1 had no coarse graph (its IvfMeta::coarse_graph_layout, then
-// "reserved", is 0); 2 adds it. Both load; a version-1 index scans its centroids.
+// "reserved", is 0); 2 adds it; 3 adds the code section (and RaBitQ codes). All
+// load; a version-1 index scans its centroids, versions 1-2 hold PQ codes.
+// Under RaBitQ the centroids (and the coarse graph) have padded_dim components.
 //
 // Like the HNSW loader, this one checks every count, slot and id against the
 // others before the index is handed out.
+#include <cmath>
 #include <cstring>
 
+#include "distance/distance.h"
 #include "io/file_format.h"
 #include "pq/fast_scan.h"
 #include "pq/ivf_pq.h"
@@ -34,10 +42,11 @@ namespace lookalike::pq {
 namespace {
 
 constexpr uint32_t kFileKind = 3;  // IVF-PQ (1 is HNSW)
-constexpr uint32_t kKindVersion = 2;
+constexpr uint32_t kKindVersion = 3;
 constexpr uint32_t kCoarseGraphSections = 16;  // the graph's sections are 17, 18, ...
 enum Section : uint32_t {
   kMeta = 1, kCentroids = 2, kCodebooks = 3, kListSizes = 4, kSlots = 5, kCodes = 6, kIds = 7, kDeleted = 8,
+  kCode = 9, kRotation = 10, kNorms = 11, kCosines = 12,
 };
 
 struct IvfMeta {
@@ -48,6 +57,12 @@ struct IvfMeta {
   uint32_t coarse_graph_layout;  // 0: no coarse graph; else its HNSW layout version
 };
 static_assert(sizeof(IvfMeta) == 96);
+
+struct CodeMeta {
+  uint32_t code;
+  float bound_sigmas;
+};
+static_assert(sizeof(CodeMeta) == 8);
 
 [[noreturn]] void damaged(const std::string& path, const std::string& what) {
   throw io::FormatError("lookalike: " + path + ": damaged index: " + what);
@@ -88,11 +103,16 @@ void IvfPqPersist::save(const IvfPqIndex& ix, const std::string& path) {
   ix.vectors_->save_as(path + ".vectors");
   io::FileWriter out(path, kFileKind, kKindVersion);
   out.write_section(kMeta, &meta, sizeof(meta));
+  const CodeMeta code{uint32_t(c.code), c.bound_sigmas};
+  out.write_section(kCode, &code, sizeof(code));
+  const bool rabitq = c.code == IvfCode::RaBitQ;
+  if (rabitq) out.write_section(kRotation, ix.rotation_.signs().data(), ix.rotation_.signs().size());
   if (ix.trained()) {
     const std::vector<float>& centroids = ix.coarse_.centroids();
     out.write_section(kCentroids, centroids.data(), centroids.size() * sizeof(float));
     if (graph) graph->write_sections(out, kCoarseGraphSections);
-    out.write_section(kCodebooks, ix.pq_.centroids().data(), ix.pq_.centroids().size() * sizeof(float));
+    if (!rabitq)
+      out.write_section(kCodebooks, ix.pq_.centroids().data(), ix.pq_.centroids().size() * sizeof(float));
     std::vector<uint64_t> sizes;
     for (const auto& list : ix.lists_) sizes.push_back(list.slots.size());
     out.write_section(kListSizes, sizes.data(), sizes.size() * sizeof(uint64_t));
@@ -102,6 +122,14 @@ void IvfPqPersist::save(const IvfPqIndex& ix, const std::string& path) {
     out.begin_section(kCodes);
     for (const auto& list : ix.lists_) out.append(list.codes.data(), list.codes.size());
     out.end_section();
+    if (rabitq) {
+      out.begin_section(kNorms);
+      for (const auto& list : ix.lists_) out.append(list.norms.data(), list.norms.size() * sizeof(uint16_t));
+      out.end_section();
+      out.begin_section(kCosines);
+      for (const auto& list : ix.lists_) out.append(list.cosines.data(), list.cosines.size() * sizeof(uint16_t));
+      out.end_section();
+    }
   }
   out.write_section(kIds, ix.slot_ids_.data(), ix.slot_ids_.size() * sizeof(int64_t));
   out.write_section(kDeleted, ix.deleted_.data(), ix.deleted_.size() * sizeof(uint64_t));
@@ -122,6 +150,13 @@ std::unique_ptr<IvfPqIndex> IvfPqPersist::load(const std::string& path) {
   c.seed = meta.seed;
   if (meta.metric > 2 || meta.trained > 1) damaged(path, "unknown metric or state code");
   c.metric = Metric(meta.metric);
+  if (in.kind_version() >= 3) {
+    CodeMeta code;
+    std::memcpy(&code, in.section(kCode, sizeof(CodeMeta)).data, sizeof(code));
+    if (code.code > uint32_t(IvfCode::RaBitQ)) damaged(path, "unknown code type " + std::to_string(code.code));
+    c.code = IvfCode(code.code);
+    c.bound_sigmas = code.bound_sigmas;
+  }
   try {
     c.validate();
   } catch (const std::invalid_argument& e) {
@@ -137,6 +172,17 @@ std::unique_ptr<IvfPqIndex> IvfPqPersist::load(const std::string& path) {
   // Built without a file of its own; the saved vectors file is attached below.
   auto index = std::unique_ptr<IvfPqIndex>(new IvfPqIndex(c, ""));
   IvfPqIndex& ix = *index;
+  const bool rabitq = c.code == IvfCode::RaBitQ;
+  if (rabitq) {
+    if (ix.config_.m != c.m || ix.config_.nbits != c.nbits) damaged(path, "RaBitQ code size does not match dim");
+    auto signs = in.section(kRotation, kRotationRounds * rabitq_padded_dim(c.dim));
+    try {
+      ix.rotation_ = HadamardRotation(c.dim, std::vector<int8_t>(signs.data, signs.data + signs.size));
+    } catch (const std::invalid_argument& e) {
+      damaged(path, e.what());
+    }
+  }
+  const size_t coarse_dim = ix.coarse_dim();
 
   auto ids = in.section(kIds, slots * sizeof(int64_t));
   ix.slot_ids_.resize(slots);
@@ -157,24 +203,26 @@ std::unique_ptr<IvfPqIndex> IvfPqPersist::load(const std::string& path) {
   }
 
   if (meta.trained) {
-    auto centroids = in.section(kCentroids, c.nlist * c.dim * sizeof(float));
-    std::vector<float> cell_centroids(c.nlist * c.dim);
+    auto centroids = in.section(kCentroids, c.nlist * coarse_dim * sizeof(float));
+    std::vector<float> cell_centroids(c.nlist * coarse_dim);
     std::memcpy(cell_centroids.data(), centroids.data, centroids.size);
     std::unique_ptr<hnsw::HnswIndex> graph;
     if (meta.coarse_graph_layout) {
       graph = hnsw::HnswIndex::read_sections(in, kCoarseGraphSections, meta.coarse_graph_layout);
       const hnsw::IndexConfig& g = graph->config();
-      if (g.dim != c.dim || g.metric != Metric::L2 || graph->size() != c.nlist)
+      if (g.dim != coarse_dim || g.metric != Metric::L2 || graph->size() != c.nlist)
         damaged(path, "the coarse graph does not match the centroids");
       for (size_t cell = 0; cell < c.nlist; ++cell)
         if (!graph->contains(int64_t(cell))) damaged(path, "the coarse graph lacks cell " + std::to_string(cell));
     }
-    ix.coarse_ = CoarseQuantizer(std::move(cell_centroids), c.dim, std::move(graph));
-    const size_t book_floats = (size_t(1) << c.nbits) * c.dim;
-    auto books = in.section(kCodebooks, book_floats * sizeof(float));
-    std::vector<float> codebooks(book_floats);
-    std::memcpy(codebooks.data(), books.data, books.size);
-    ix.pq_.set_centroids(std::move(codebooks));
+    ix.coarse_ = CoarseQuantizer(std::move(cell_centroids), coarse_dim, std::move(graph));
+    if (!rabitq) {
+      const size_t book_floats = (size_t(1) << c.nbits) * c.dim;
+      auto books = in.section(kCodebooks, book_floats * sizeof(float));
+      std::vector<float> codebooks(book_floats);
+      std::memcpy(codebooks.data(), books.data, books.size);
+      ix.pq_.set_centroids(std::move(codebooks));
+    }
 
     auto sizes_bytes = in.section(kListSizes, c.nlist * sizeof(uint64_t));
     std::vector<uint64_t> sizes(c.nlist);
@@ -189,6 +237,12 @@ std::unique_ptr<IvfPqIndex> IvfPqPersist::load(const std::string& path) {
     auto slot_bytes = in.section(kSlots, entries * sizeof(uint32_t));
     auto codes = in.section(kCodes, code_bytes);
     const uint32_t* slot_at = reinterpret_cast<const uint32_t*>(slot_bytes.data);
+    const uint16_t* norm_at = nullptr;
+    const uint16_t* cosine_at = nullptr;
+    if (rabitq) {
+      norm_at = reinterpret_cast<const uint16_t*>(in.section(kNorms, entries * sizeof(uint16_t)).data);
+      cosine_at = reinterpret_cast<const uint16_t*>(in.section(kCosines, entries * sizeof(uint16_t)).data);
+    }
     const uint8_t* code_at = codes.data;
     std::vector<uint8_t> seen(slots, 0);
     uint64_t deleted_listed = 0;
@@ -200,6 +254,16 @@ std::unique_ptr<IvfPqIndex> IvfPqPersist::load(const std::string& path) {
       const size_t nb = list_code_bytes(c, sizes[l]);
       list.codes.assign(code_at, code_at + nb);
       code_at += nb;
+      if (rabitq) {
+        list.norms.assign(norm_at, norm_at + sizes[l]);
+        list.cosines.assign(cosine_at, cosine_at + sizes[l]);
+        norm_at += sizes[l];
+        cosine_at += sizes[l];
+        for (size_t i = 0; i < sizes[l]; ++i)
+          if (!std::isfinite(distance::f16_to_f32(list.norms[i])) || (list.norms[i] & 0x8000) ||
+              list.cosines[i] == 0)
+            damaged(path, "list " + std::to_string(l) + " has an invalid RaBitQ factor");
+      }
       for (uint32_t s : list.slots) {
         if (s >= slots) damaged(path, "list " + std::to_string(l) + " refers to missing slot " + std::to_string(s));
         if (seen[s]++) damaged(path, "slot " + std::to_string(s) + " is listed twice");

@@ -50,7 +50,8 @@ class SpaceConfig:
     """One vector space and the index that holds it: ``index="hnsw"`` (the
     default; see HnswIndex for what storage, rerank, M, ef_construction and
     ef_search trade) or ``"ivf_pq"`` (see IvfPqIndex for nlist, pq_m, nbits,
-    nprobe, rerank_k; ``pq_m=0`` is dim / 8). An IVF-PQ space trains itself on
+    nprobe, rerank_k, code and bound_sigmas; ``pq_m=0`` is dim / 8; under
+    ``code="rabitq"`` pq_m and nbits do not apply). An IVF-PQ space trains itself on
     its first ``train_size`` vectors (0: 32 x nlist), scanned exactly until then
     (ivf_space.py). The default HNSW storage, int8 codes re-ranked on float16
     copies, was the fastest of our measured configurations at recall@10 0.95
@@ -74,6 +75,8 @@ class SpaceConfig:
     nprobe: int = 16
     rerank_k: int = 100
     train_size: int = 0
+    code: str = "pq"
+    bound_sigmas: float = 2.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isidentifier():
@@ -82,7 +85,16 @@ class SpaceConfig:
             raise ValueError(f"space '{self.name}': index must be one of {', '.join(INDEX_KINDS)}, got {self.index!r}")
         if self.rerank == "":  # how a config file (TOML has no null) says "no re-ranking copies"
             object.__setattr__(self, "rerank", None)
-        if self.index == "ivf_pq":
+        if self.index == "ivf_pq" and self.code not in ("pq", "rabitq"):
+            raise ValueError(f"space '{self.name}': code must be 'pq' or 'rabitq', got {self.code!r}")
+        if self.index == "ivf_pq" and self.code == "rabitq":
+            if self.nlist < 1 or self.train_size < 0 or not self.bound_sigmas > 0:
+                raise ValueError(f"space '{self.name}': RaBitQ needs nlist >= 1, train_size >= 0, bound_sigmas > 0; "
+                                 f"got nlist={self.nlist}, train_size={self.train_size}, "
+                                 f"bound_sigmas={self.bound_sigmas}")
+            if self.train_size and self.train_size < self.nlist:
+                raise ValueError(f"space '{self.name}': train_size {self.train_size} is below nlist {self.nlist}")
+        elif self.index == "ivf_pq":
             m = self.pq_m or 1
             if self.pq_m < 0 or self.dim % m or self.nbits not in (4, 8) or self.nlist < 1 or self.train_size < 0:
                 raise ValueError(f"space '{self.name}': IVF-PQ needs pq_m dividing dim ({self.dim}), nbits 4 or 8, "
@@ -102,6 +114,9 @@ class SpaceConfig:
         if choice.kind == "ivf_pq":
             return cls(name, dim, metric, index="ivf_pq", nlist=p["nlist"], pq_m=p["m"], nbits=p["nbits"],
                        nprobe=p["nprobe"], rerank_k=p["rerank_k"])
+        if choice.kind == "ivf_rabitq":
+            return cls(name, dim, metric, index="ivf_pq", nlist=p["nlist"], code="rabitq",
+                       bound_sigmas=p["bound_sigmas"], nprobe=p["nprobe"], rerank_k=p["rerank_k"])
         return cls(name, dim, metric, storage=p.get("storage", "float32"), rerank=p.get("rerank"), M=p["M"])
 
     def new_index(self) -> HnswIndex | IvfPqSpace:

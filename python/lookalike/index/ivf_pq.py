@@ -26,6 +26,18 @@ Parameters (and what they trade):
   ``nlist``; below it the centroids are scanned exactly. The graph's cells are
   approximate, rarely other than the exact ones. A loaded index keeps the
   coarse search it was saved with.
+- ``code``: ``"pq"`` (the product quantiser above) or ``"rabitq"`` (RaBitQ,
+  Gao & Long 2024: a random rotation, one bit a dimension of each residual's
+  direction and 4 bytes of factors, ``dim / 8 + 4`` bytes a vector with
+  ``dim`` padded to a power of two; ``m`` and ``nbits`` do not apply; up to
+  1024 dimensions). RaBitQ's distance estimates come with an error bound,
+  and the re-rank reads a candidate only while its lower bound can still
+  beat the current k-th exact distance (``rerank_k`` then only caps the
+  reads).
+- ``bound_sigmas``: RaBitQ's bound in standard deviations of the estimate's
+  error (override per search): wider reads more candidates and misses fewer
+  (about ``erfc(s / sqrt(2))`` of the estimates fall outside it); ``inf``
+  re-ranks every candidate of the probed cells (exact within them).
 - ``vectors_path``: where the float vectors go; ``None`` keeps them in an
   anonymous temporary file (``save`` then copies them next to the index).
 
@@ -66,6 +78,8 @@ class IvfPqIndex(NativeIndex):
         seed: int = 0,
         coarse_graph_min_nlist: int = 4096,
         vectors_path: str | os.PathLike[str] | None = None,
+        code: str = "pq",
+        bound_sigmas: float = 2.0,
     ) -> None:
         for name, value in (("dim", dim), ("nlist", nlist), ("m", m), ("nprobe", nprobe), ("rerank_k", rerank_k),
                             ("coarse_graph_min_nlist", coarse_graph_min_nlist)):
@@ -73,7 +87,7 @@ class IvfPqIndex(NativeIndex):
         path = "" if vectors_path is None else os.fspath(vectors_path)
         self._core = _core.IvfPqIndex(
             int(dim), metric, int(nlist), int(m), int(nbits), int(nprobe), int(rerank_k), int(seed),
-            int(coarse_graph_min_nlist), path
+            int(coarse_graph_min_nlist), path, code, float(bound_sigmas)
         )
         self._dim = int(dim)
 
@@ -113,19 +127,23 @@ class IvfPqIndex(NativeIndex):
         rerank: bool = True,
         threads: int = 0,
         stop: _core.StopToken | None = None,
+        bound_sigmas: float | None = None,
     ) -> SearchResult:
         """The k nearest ids of each query, shaped like HnswIndex.search (``stop``
-        too). With ``rerank=False`` the distances are the (approximate) PQ
-        estimates and the vectors file is not read."""
+        too). With ``rerank=False`` the distances are the (approximate) PQ or
+        RaBitQ estimates and the vectors file is not read. ``bound_sigmas``
+        (RaBitQ only) overrides the index's bound width for this search."""
         check_positive("k", k)
         for name, value in (("nprobe", nprobe), ("rerank_k", rerank_k)):
             if value is not None:
                 check_positive(name, value)
         check_filter(filter)
+        if bound_sigmas is not None and not bound_sigmas > 0:
+            raise ValueError(f"bound_sigmas must be > 0, got {bound_sigmas}")
         queries = as_vectors(queries, self._dim, "queries", allow_1d=True)
         return SearchResult(
             *self._core.search(queries, k, nprobe or 0, rerank_k or 0, filter, bool(rerank), thread_count(threads),
-                               stop)
+                               stop, float(bound_sigmas or 0))
         )
 
     def probes(self, query: npt.ArrayLike, nprobe: int | None = None) -> npt.NDArray:
@@ -155,6 +173,15 @@ class IvfPqIndex(NativeIndex):
         return self._core.nbits
 
     @property
+    def code(self) -> str:
+        """``"pq"`` or ``"rabitq"``."""
+        return self._core.code
+
+    @property
+    def bound_sigmas(self) -> float:
+        return self._core.bound_sigmas
+
+    @property
     def nprobe(self) -> int:
         return self._core.nprobe
 
@@ -175,5 +202,5 @@ class IvfPqIndex(NativeIndex):
     def __repr__(self) -> str:
         return (
             f"IvfPqIndex(dim={self.dim}, metric={self.metric!r}, nlist={self.nlist}, m={self.m}, "
-            f"nbits={self.nbits}, nprobe={self.nprobe}, rerank_k={self.rerank_k}, size={len(self)})"
+            f"nbits={self.nbits}, code={self.code!r}, nprobe={self.nprobe}, rerank_k={self.rerank_k}, size={len(self)})"
         )

@@ -70,7 +70,7 @@ class IvfPqSpace:
             raise ValueError(f"space '{self.config.name}' is trained already")
         c = self.config
         ivf = IvfPqIndex(c.dim, c.metric, nlist=c.nlist, m=c.pq_m or default_pq_m(c.dim), nbits=c.nbits,
-                         nprobe=c.nprobe, rerank_k=c.rerank_k)
+                         nprobe=c.nprobe, rerank_k=c.rerank_k, code=c.code, bound_sigmas=c.bound_sigmas)
         ivf.train(sample, threads=threads)
         buffered = _all_ids(self._buffer)
         if len(buffered):
@@ -115,12 +115,13 @@ class IvfPqSpace:
         index = self._current()
         if isinstance(index, HnswIndex):
             return index.search(queries, k, filter=filter, exact=True, return_stats=True, stop=stop)
-        if exact:  # every cell, every candidate re-ranked: the exact answer
-            nprobe, rerank_k, rerank = index.nlist, max(k, len(index), 1), True
+        bound_sigmas = None
+        if exact:  # every cell, every candidate re-ranked (RaBitQ: an unbounded bound): the exact answer
+            nprobe, rerank_k, rerank, bound_sigmas = index.nlist, max(k, len(index), 1), True, float("inf")
         else:
             rerank_k = None
         ids, distances = index.search(queries, k, nprobe=nprobe, rerank_k=rerank_k, filter=filter, rerank=rerank,
-                                      stop=stop)
+                                      stop=stop, bound_sigmas=bound_sigmas)
         stats = IvfSearchStats("exact_scan" if exact else "ivf_pq", nprobe=nprobe or index.nprobe)
         return SearchResultWithStats(ids, distances, stats)
 
@@ -145,6 +146,9 @@ class IvfPqSpace:
         index = self._current()
         if isinstance(index, HnswIndex):
             return f"ivf_pq, untrained: exact scan of {len(index)} buffered of {self.train_size} to train on"
+        if index.code == "rabitq":
+            return (f"ivf_pq nlist={index.nlist}, rabitq 1 bit a dimension, bound {index.bound_sigmas:g} sigmas, "
+                    f"nprobe={index.nprobe}, rerank_k={index.rerank_k}")
         return (f"ivf_pq nlist={index.nlist}, m={index.m} x {index.nbits} bits, nprobe={index.nprobe}, "
                 f"rerank_k={index.rerank_k}")
 

@@ -1,0 +1,41 @@
+// The per-code RaBitQ estimate and bound (rabitq.h), included by each ADC
+// translation unit (adc_scalar.cpp, adc_avx2.cpp, adc_avx512.cpp): static, so
+// each unit keeps its own copy compiled with its own flags, and free of inline
+// functions shared with other units (see adc_kernels.h's sum16 for why).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "pq/adc_kernels.h"
+
+namespace lookalike::pq {
+
+static void rabitq_estimate_loop(const RabitqScanConstants& k, const uint16_t* sums, const float* norms,
+                                 const uint16_t* cosines, size_t n, float* est, float* err) {
+  // The stored factors' rounding: a float16 norm is within 2^-11 of the true one
+  // relatively (2^-10 here, relative to the stored value, with margin) or 2^-25
+  // absolutely (subnormals); the cosine, 16-bit fixed point, within half a step.
+  constexpr float kNormRelative = 1.0f / 1024, kNormAbsolute = 1.0f / (1 << 25);
+  constexpr float kCosineStep = 1.0f / 65535.0f, kCosineAbsolute = 0.51f / 65535.0f;
+  for (size_t i = 0; i < n; ++i) {
+    const float cosine = float(cosines[i]) * kCosineStep;
+    const float inv_cosine = 1.0f / cosine;
+    const float dot = k.dot_scale * float(sums[i]) + k.dot_offset;  // ~<x, v>
+    const float ip = dot * inv_cosine;                                // ~<o, v>
+    const float sine_sq = 1.0f - cosine * cosine;
+    const float sine = __builtin_sqrtf(sine_sq > 0 ? sine_sq : 0.0f);
+    const float nr = norms[i];
+    const float norm_error = nr * kNormRelative + kNormAbsolute;
+    const float factor_error = k.square_weight * norm_error * (2 * nr + norm_error) +
+                               k.linear_weight * __builtin_fabsf(ip) *
+                                   (norm_error + (nr + norm_error) * kCosineAbsolute / (cosine - kCosineAbsolute));
+    // (An infinite bound stays infinite, not NaN, for a zero sine or norm.)
+    const float spread_term = sine > 0 ? k.spread * sine : 0.0f;
+    const float estimate_error = nr > 0 ? k.linear_weight * nr * (spread_term + k.table_error) * inv_cosine : 0.0f;
+    est[i] = k.offset + k.square_weight * nr * nr - k.linear_weight * nr * ip;
+    err[i] = estimate_error + factor_error;
+  }
+}
+
+}  // namespace lookalike::pq
