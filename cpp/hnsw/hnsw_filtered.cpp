@@ -1,42 +1,64 @@
-// Filtered search: the planner, and the exact scan of the ids a filter lists.
+// Filtered search: the planner, the two-hop walk, and the exact scan of the
+// ids a filter lists.
 //
-// A filter that keeps 0.5% of the catalog starves a graph walk: it must pass
-// ~200 nodes for each one it may return. So each filtered search is planned
-// from the filter's estimate of how many ids it allows, with costs counted in
-// graph-walk distance computations:
+// Each filtered search starts by asking the filter for its numbers
+// (Filter::plan): the size of its cheapest clause's list (the driver: a
+// posting list, or the slice of a sorted numeric index a range covers), and how
+// many ids match: counted exactly when the driver is short enough to list whole
+// (the matches then become the search's MatchSet, a bit per id), else measured
+// on a sample of the driver. Then it costs three plans in units of one
+// distance computation and runs the cheapest:
 //
-//   exact scan     kScanIdCost per allowed id: the filter lists them, each is
-//                  looked up (id -> slot, a hash probe and a cache miss) and
-//                  scored
-//   filtered walk  the walk runs until it has admitted walk_ef ids; with a
-//                  fraction `sel` of ids allowed it expands about walk_ef / sel
-//                  nodes, each bringing about M new neighbours to score
+//   exact scan     read the driver's list and keep the matches (kRowCost each,
+//                  unless already built), then score each match (kScanIdCost:
+//                  the id -> slot lookup and a cold vector), in storage order
+//   filtered walk  the plain walk that scores every node it meets and admits
+//                  only matches: it expands about walk_ef / sel nodes to admit
+//                  walk_ef of them, M new neighbours scored each
+//   two-hop walk   a walk over the matches only (ACORN-1, Patel et al., SIGMOD
+//                  2024): a node's neighbours that fail the filter are not
+//                  scored but passed through, their own neighbours taken in
+//                  their place, so the walk scores about what an unfiltered walk
+//                  of ef does, plus a filter test per neighbour looked at
 //
-// and the cheaper one runs. At 200k ids, ef 64 and M 16 that scans up to ~12k
-// allowed ids (~6%) and walks above. The walk passes through filtered-out
-// nodes (search_level scores and expands them, admitting only allowed ones), so
-// the graph stays connected and the walk keeps going until it has admitted
-// walk_ef ids. Its ef is raised with the inverse selectivity, up to
-// kMaxEfRaise x, for the sparser neighbourhood it has to refine.
+// Each walk is a "walk plus fallback scan": when it finds fewer than k, or runs
+// out of nodes to expand with fewer than ef admitted while more ids match (the
+// matches' part of the graph is not connected from where it started), the exact
+// scan follows, so k results come back whenever k ids match.
 //
-// Either way no result fails the filter, and when the walk finds fewer than k
-// (an unreachable part of the graph, or an estimate far off) a scan of the
-// filter's list, or of every node, follows: k results whenever k ids match.
+// Two-hop expansion rather than extra links per frequent category (Qdrant's
+// payload-aware HNSW): it needs nothing at build time, serves every filter
+// (a price window has no "frequent value" to link), and on the benchmark's
+// conjunctions (bench/filters.py) the walks it replaces are where the time went.
 #include <algorithm>
 #include <cmath>
 
 #include "hnsw/hnsw_index.h"
 
+#include <limits>
+
 namespace lookalike::hnsw {
 
 namespace {
-// The walk's ef grows as ef / selectivity up to this multiple of the asked ef.
-// The walk already explores about ef / selectivity nodes to admit ef of them, so
-// a large raise buys little recall for its cost (measured with bench/filters.py).
+constexpr float kInf = std::numeric_limits<float>::infinity();
+// The plain filtered walk's ef grows as ef / selectivity up to this multiple of
+// the asked ef: it already explores about ef / selectivity nodes to admit ef of
+// them, so a large raise buys little recall for its cost.
 constexpr double kMaxEfRaise = 2.0;
-// Scoring a listed id costs about this many walk distances (measured with
-// bench/filters.py): the id -> slot lookup and a cold vector dominate.
+// Scoring a listed id costs about this many walk distances: the id -> slot
+// lookup and a cold vector dominate.
 constexpr double kScanIdCost = 3.0;
+// Reading one id of the driver's list and evaluating the filter on its row, in
+// walk distances, per clause check of the filter (Filter::cost).
+constexpr double kRowCost = 0.3;
+// One test of the match set in a walk (the node's id, then a bit).
+constexpr double kBitCost = 0.15;
+// The driver is listed whole (the match set built) when it holds at most this
+// many ids per distance an unfiltered walk of the same ef scores (ef x M).
+constexpr double kBuildPerWalkDistance = 4.0;
+// The plain filtered walk is no slower than the two-hop one where most nodes
+// match: below this share the two-hop walk is costed against it.
+constexpr double kTwoHopBelow = 0.5;
 }  // namespace
 
 const char* plan_name(Plan plan) {
@@ -44,6 +66,7 @@ const char* plan_name(Plan plan) {
     case Plan::Graph: return "graph";
     case Plan::FilteredGraph: return "filtered_graph";
     case Plan::ExactScan: return "exact_scan";
+    case Plan::TwoHopGraph: return "two_hop_graph";
   }
   return "unknown";
 }
@@ -54,37 +77,155 @@ void HnswIndex::search_filtered(SearchScratch& s, const SearchParams& p, uint64_
   const size_t ef = std::max(p.ef ? p.ef : ef_search(), p.k);
   const double live = double(std::max<size_t>(slot_count_.load(std::memory_order_relaxed) -
                                                   deleted_.load(std::memory_order_relaxed), 1));
-  st.estimate = filter.estimate();
-  const bool known = st.estimate != Filter::kUnknown;
-  const double selectivity = known ? std::clamp(double(st.estimate) / live, 1.0 / live, 1.0) : 1.0;
-  const size_t walk_ef = size_t(double(ef) * std::min(kMaxEfRaise, 1.0 / selectivity));
-  const double walk_cost = double(walk_ef) / selectivity * double(config_.M);
-  const double scan_cost = double(st.estimate) * kScanIdCost;
+  const double unfiltered_walk = double(ef) * double(config_.M);  // distances of a walk of ef, roughly
+  const double row_cost = kRowCost * double(std::max<size_t>(filter.cost(), 1));
 
-  // The list may need to gather more ids than match (a must's narrowest clause):
-  // let it, up to what a walk would have cost.
+  // The filter's numbers, and its matches when the driver is short.
+  const size_t build_limit = p.plan == Plan::ExactScan ? Filter::kUnknown
+                                                        : size_t(kBuildPerWalkDistance * unfiltered_walk);
+  FilterPlan fp = filter.plan(build_limit, s.matches);
+  st.estimate = fp.estimate;
+  st.driver = fp.driver;
+  if (fp.built) st.matches = s.matches.size();
+  const bool known = fp.estimate != Filter::kUnknown;
+  const double selectivity = known ? std::clamp(double(fp.estimate) / live, 1.0 / live, 1.0) : 1.0;
+  const size_t walk_ef = size_t(double(ef) * std::min(kMaxEfRaise, 1.0 / selectivity));
+
+  // The costs of each plan.
+  const double test_cost = fp.built ? kBitCost : row_cost;
+  const double listing = fp.built ? 0.0 : fp.driver == Filter::kUnknown ? live * row_cost
+                                                                        : double(fp.driver) * row_cost;
+  const double scan_cost = listing + (known ? double(fp.estimate) : live) * kScanIdCost;
+  const double through_walks = double(walk_ef) / selectivity;  // nodes the plain walk expands
+  const double through_cost = through_walks * double(config_.M) * (1.0 + test_cost);
+  // The two-hop walk scores about what an unfiltered walk does and tests each
+  // neighbour it looks at: 2M a node, plus 2M for each rejected one it passes
+  // through, until it has gathered 2M matches (about 2M / sel looked at).
+  const double links = double(max_links(0));
+  const double looked_at = std::min(links / selectivity, links + links * links);
+  const double two_hop_cost = unfiltered_walk * (1.0 + looked_at / links * test_cost);
+  Plan plan = p.plan;
+  if (plan == Plan::Graph) {
+    plan = scan_cost <= std::min(through_cost, two_hop_cost) ? Plan::ExactScan
+           : selectivity < kTwoHopBelow && two_hop_cost < through_cost ? Plan::TwoHopGraph
+                                                                       : Plan::FilteredGraph;
+  }
+  st.plan = plan;
+
+  // Lists every match into s.matches (once) and scans them, or, for a filter
+  // that cannot list, scans every node.
   thread_local std::vector<int64_t> listed;
-  listed.clear();
-  if (known && scan_cost <= walk_cost && filter.candidates(size_t(walk_cost) + p.k, listed)) {
-    st.plan = Plan::ExactScan;
+  auto scan_matches = [&] {
+    if (!fp.built) {
+      fp = filter.plan(Filter::kUnknown, s.matches);
+      if (fp.built) st.matches = s.matches.size();
+    }
+    if (!fp.built) {
+      search_exact(s, p, pace);
+      st.distances += slot_count_.load(std::memory_order_relaxed);
+      return;
+    }
+    listed.clear();
+    s.matches.for_each([&](int64_t id) { listed.push_back(id); });
     scan_ids(listed, p, s, st, pace);
+  };
+  if (plan == Plan::ExactScan) {
+    scan_matches();
     return;
   }
 
-  st.plan = Plan::FilteredGraph;
-  st.ef = walk_ef;
+  const MatchSetFilter bits(s.matches);
+  const Filter& allowed = fp.built ? static_cast<const Filter&>(bits) : filter;
   uint32_t start = greedy_descend(s.query_code.data(), entry_slot(entry), entry_level(entry), 0);
-  search_level(s.query_code.data(), start, walk_ef, 0, &filter, s, &pace);
-  st.distances = s.distance_count;
-  if (s.top.size() >= p.k) return;
-
-  st.fell_back = true;
-  listed.clear();
-  if (filter.candidates(Filter::kUnknown, listed)) {
-    scan_ids(listed, p, s, st, pace);
+  if (plan == Plan::TwoHopGraph) {
+    st.ef = ef;
+    search_two_hop(s.query_code.data(), start, ef, allowed, s, st, pace);
   } else {
-    search_exact(s, p, pace);
-    st.distances += slot_count_.load(std::memory_order_relaxed);
+    st.ef = walk_ef;
+    search_level(s.query_code.data(), start, walk_ef, 0, &allowed, s, &pace);
+    st.tested += s.distance_count;
+  }
+  st.distances = s.distance_count;
+  const bool ran_dry = s.candidates.empty() && s.top.size() < st.ef &&
+                       (!fp.built || s.top.size() < s.matches.size());
+  if (s.top.size() >= p.k && !ran_dry) return;
+  st.fell_back = true;
+  scan_matches();
+}
+
+void HnswIndex::search_two_hop(const uint8_t* query, uint32_t entry, size_t ef, const Filter& allowed,
+                               SearchScratch& s, SearchStats& st, Checkpoint& pace) const {
+  const uint32_t limit = slot_count_.load(std::memory_order_acquire);
+  const size_t gather = max_links(0);  // matches gathered per expansion, as many as a node has links
+  const size_t prefetch_end = code_offset_ + std::min<size_t>(codec_.code_bytes(), 256);
+  auto admits = [&](uint32_t slot) {
+    ++st.tested;
+    return !is_deleted(slot) && allowed.allows(header(slot).id);
+  };
+  // Marks an allowed node seen and queues it for scoring.
+  auto take = [&](uint32_t slot) {
+    s.visited.mark(slot);
+    s.batch.push_back(slot);
+    const uint8_t* block = nodes_->at(slot);
+    for (size_t off = 0; off < prefetch_end; off += 64) __builtin_prefetch(block + off);
+  };
+
+  s.visited.reset(limit);
+  s.candidates.clear();
+  s.top.clear();
+  const float d = codec_.distance(query, code(entry));
+  ++s.distance_count;
+  s.visited.mark(entry);
+  s.candidates.push_back({d, entry});
+  if (admits(entry)) s.top.push_back({d, entry});
+  float bound = s.top.empty() ? kInf : d;
+
+  while (!s.candidates.empty()) {
+    const Candidate current = s.candidates.front();
+    if (current.dist > bound && s.top.size() >= ef) break;
+    std::pop_heap(s.candidates.begin(), s.candidates.end(), CloserFirst());
+    s.candidates.pop_back();
+
+    // One hop: the allowed neighbours; the rejected ones are kept to pass through.
+    s.batch.clear();
+    s.hops.clear();
+    LinkList list = link_list(current.slot, 0);
+    const uint32_t n = std::min<uint32_t>(list.count.load(std::memory_order_acquire), max_links(0));
+    for (uint32_t i = 0; i < n; ++i) {
+      const uint32_t next = std::atomic_ref<uint32_t>(list.slots[i]).load(std::memory_order_acquire);
+      if (next >= limit || s.visited.marked(next)) continue;
+      if (admits(next))
+        take(next);
+      else
+        s.hops.push_back(next);
+    }
+    // Two hops: through each rejected neighbour (once per search) to its allowed
+    // neighbours, until the node has as many matches as it has links.
+    for (size_t h = 0; h < s.hops.size() && s.batch.size() < gather; ++h) {
+      const uint32_t hop = s.hops[h];
+      if (s.visited.test_and_set(hop)) continue;
+      LinkList far = link_list(hop, 0);
+      const uint32_t m = std::min<uint32_t>(far.count.load(std::memory_order_acquire), max_links(0));
+      for (uint32_t j = 0; j < m && s.batch.size() < gather; ++j) {
+        const uint32_t next = std::atomic_ref<uint32_t>(far.slots[j]).load(std::memory_order_acquire);
+        if (next < limit && !s.visited.marked(next) && admits(next)) take(next);
+      }
+    }
+    s.distance_count += s.batch.size();
+    pace.step(s.batch.size() + s.hops.size() + 1);
+    for (uint32_t next : s.batch) {
+      const float dn = codec_.distance(query, code(next));
+      if (s.top.size() >= ef && dn >= bound) continue;
+      s.candidates.push_back({dn, next});
+      std::push_heap(s.candidates.begin(), s.candidates.end(), CloserFirst());
+      s.top.push_back({dn, next});
+      std::push_heap(s.top.begin(), s.top.end(), FartherFirst());
+      if (s.top.size() > ef) {
+        std::pop_heap(s.top.begin(), s.top.end(), FartherFirst());
+        s.top.pop_back();
+      }
+      bound = s.top.front().dist;
+    }
   }
 }
 

@@ -81,6 +81,17 @@ struct IndexConfig {
   void validate() const;  // throws std::invalid_argument naming the bad field
 };
 
+// How one search went: which plan the planner chose (hnsw_filtered.cpp), what it
+// expected and what it cost.
+enum class Plan : uint8_t {
+  Graph,           // no filter: the plain graph walk
+  FilteredGraph,   // the graph walk, admitting only allowed ids, with ef raised
+  ExactScan,       // every listed id (or, with exact, every vector) scored exactly
+  TwoHopGraph,     // the graph walk over allowed nodes only, reaching them through
+                   // rejected neighbours (two hops): distances on allowed nodes only
+};
+const char* plan_name(Plan plan);
+
 struct SearchParams {
   size_t k = 10;
   size_t ef = 0;                    // 0: the index's ef_search; raised to k when smaller
@@ -90,16 +101,11 @@ struct SearchParams {
   // When set, the search throws DeadlineExceeded / SearchCancelled once the
   // token says so (search_stop.h); the token outlives the search.
   const StopToken* stop = nullptr;
+  // With a filter: run this plan instead of the planner's choice (tests and
+  // benchmarks compare plans with it). Graph means "let the planner choose".
+  Plan plan = Plan::Graph;
 };
 
-// How one search went: which plan the planner chose (hnsw_filtered.cpp), what it
-// expected and what it cost.
-enum class Plan : uint8_t {
-  Graph,           // no filter: the plain graph walk
-  FilteredGraph,   // the graph walk, admitting only allowed ids, with ef raised
-  ExactScan,       // every listed id (or, with exact, every vector) scored exactly
-};
-const char* plan_name(Plan plan);
 
 struct SearchStats {
   Plan plan = Plan::Graph;
@@ -107,6 +113,9 @@ struct SearchStats {
   size_t ef = 0;                       // width of the graph walk (0 for a scan)
   size_t distances = 0;                // distance computations on level 0 or in the scan
   bool fell_back = false;              // the walk found fewer than k, so a scan followed
+  size_t matches = Filter::kUnknown;   // ids the filter allows, counted (when its match set was built)
+  size_t driver = Filter::kUnknown;    // ids its cheapest clause lists (what building the set reads)
+  size_t tested = 0;                   // filter tests (bits of the match set, or predicate checks) in the walk
 };
 
 struct MemoryUsage {
@@ -255,6 +264,10 @@ class HnswIndex {
   // Plans and runs a search with p.filter: fills s.top and stats.
   void search_filtered(SearchScratch& s, const SearchParams& p, uint64_t entry, SearchStats& stats,
                        Checkpoint& pace) const;
+  // The walk of TwoHopGraph (hnsw_filtered.cpp). Like search_level, it leaves
+  // s.candidates empty when it ran out of nodes to expand (it saw all it could reach).
+  void search_two_hop(const uint8_t* query, uint32_t entry, size_t ef, const Filter& allowed, SearchScratch& s,
+                      SearchStats& st, Checkpoint& pace) const;
   // Fills s.top with the k best live ids of `ids` (a filter's list), scored exactly.
   void scan_ids(const std::vector<int64_t>& ids, const SearchParams& p, SearchScratch& s, SearchStats& stats,
                 Checkpoint& pace) const;

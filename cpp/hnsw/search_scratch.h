@@ -9,6 +9,8 @@
 #include <mutex>
 #include <vector>
 
+#include "hnsw/match_set.h"
+
 namespace lookalike::hnsw {
 
 struct Candidate {
@@ -41,6 +43,8 @@ class VisitedSet {
     marks_[slot] = epoch_;
     return false;
   }
+  bool marked(uint32_t slot) const { return marks_[slot] == epoch_; }
+  void mark(uint32_t slot) { marks_[slot] = epoch_; }
   const uint16_t* mark_address(uint32_t slot) const { return &marks_[slot]; }
   size_t bytes() const { return marks_.capacity() * sizeof(uint16_t); }
 
@@ -54,6 +58,8 @@ struct SearchScratch {
   std::vector<Candidate> candidates;  // min-heap (CloserFirst)
   std::vector<Candidate> top;         // max-heap (FartherFirst)
   std::vector<uint32_t> batch;        // unvisited neighbours of the node being expanded
+  std::vector<uint32_t> hops;         // its neighbours a filter rejects, to reach through (two-hop walk)
+  MatchSet matches;                   // the ids a filtered search may return, when built
   std::vector<uint8_t> query_code;    // the query encoded like the stored vectors
   std::vector<float> query;           // the query as float32 (normalised for cosine)
   std::vector<uint8_t> rerank_query;  // the query encoded like the re-ranking copies
@@ -62,7 +68,7 @@ struct SearchScratch {
 
   size_t bytes() const {
     return visited.bytes() + (candidates.capacity() + top.capacity()) * sizeof(Candidate) +
-           batch.capacity() * sizeof(uint32_t) + query_code.capacity() + rerank_query.capacity() +
+           (batch.capacity() + hops.capacity()) * sizeof(uint32_t) + matches.bytes() + query_code.capacity() + rerank_query.capacity() +
            (query.capacity() + dists.capacity()) * sizeof(float);
   }
 };
