@@ -9,56 +9,76 @@
 // on a sample of the driver. Then it costs three plans in units of one
 // distance computation and runs the cheapest:
 //
-//   exact scan     read the driver's list and keep the matches (kRowCost each,
-//                  unless already built), then score each match (kScanIdCost:
-//                  the id -> slot lookup and a cold vector), in storage order
-//   filtered walk  the plain walk that scores every node it meets and admits
-//                  only matches: it expands about walk_ef / sel nodes to admit
-//                  walk_ef of them, M new neighbours scored each
+//   exact scan     read the driver's list and keep the matches (kRowLines a
+//                  clause check, unless already built), then score each match
+//                  (kScanIdLines: the id -> slot lookup and a cold vector), in
+//                  storage order
+//   filtered walk  the walk that scores every node it meets and admits only
+//                  matches, so it stays connected however the matches lie. To
+//                  admit walk_ef of them it scores about kWalkScored x walk_ef /
+//                  sel x M nodes, each also tested by the filter. walk_ef
+//                  shrinks with the selectivity (ef x sel x kAdmitShare, at
+//                  least kAdmitFloor x k): the walk explores the ball around the
+//                  query that holds walk_ef matches, about walk_ef / sel nodes,
+//                  already a wide search, so admitting a full ef would explore
+//                  ef / sel nodes for nothing
 //   two-hop walk   a walk over the matches only (ACORN-1, Patel et al., SIGMOD
 //                  2024): a node's neighbours that fail the filter are not
 //                  scored but passed through, their own neighbours taken in
-//                  their place, so the walk scores about what an unfiltered walk
-//                  of ef does, plus a filter test per neighbour looked at
+//                  their place, so it scores about what an unfiltered walk of ef
+//                  does, but tests the filter on every neighbour it looks at: 2M
+//                  a node, plus 2M for each rejected one it passes through
+//
+// Why the plain walk and not two-hop expansion (or extra links per frequent
+// category, as Qdrant's payload-aware HNSW keeps) carries the low
+// selectivities: measured with bench/filters.py's conjunctions (20k x 128 and
+// 100k x 256), the two-hop walk scores 3x fewer vectors at 10% but tests the
+// filter ~15,000 times a query against ~2,500 for the plain walk, and each test
+// reads a cold node header (its id) and then the bitmap or the attribute rows;
+// at 1% it loses the matches' connectivity (recall@10 0.67-0.92 at ef 64, 2x
+// the distances of a scan of the matches). Where it is cheaper it still runs:
+// the planner costs it like the others. Payload links would need a graph per
+// frequent value and serve no price window, the clause that makes these
+// conjunctions narrow; they were not built.
 //
 // Each walk is a "walk plus fallback scan": when it finds fewer than k, or runs
-// out of nodes to expand with fewer than ef admitted while more ids match (the
-// matches' part of the graph is not connected from where it started), the exact
-// scan follows, so k results come back whenever k ids match.
-//
-// Two-hop expansion rather than extra links per frequent category (Qdrant's
-// payload-aware HNSW): it needs nothing at build time, serves every filter
-// (a price window has no "frequent value" to link), and on the benchmark's
-// conjunctions (bench/filters.py) the walks it replaces are where the time went.
+// out of nodes to expand with fewer than its ef admitted while more ids match
+// (the matches' part of the graph is not connected from where it started), the
+// exact scan follows, so k results come back whenever k ids match.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "hnsw/hnsw_index.h"
-
-#include <limits>
 
 namespace lookalike::hnsw {
 
 namespace {
 constexpr float kInf = std::numeric_limits<float>::infinity();
-// The plain filtered walk's ef grows as ef / selectivity up to this multiple of
-// the asked ef: it already explores about ef / selectivity nodes to admit ef of
-// them, so a large raise buys little recall for its cost.
-constexpr double kMaxEfRaise = 2.0;
-// Scoring a listed id costs about this many walk distances: the id -> slot
-// lookup and a cold vector dominate.
-constexpr double kScanIdCost = 3.0;
-// Reading one id of the driver's list and evaluating the filter on its row, in
-// walk distances, per clause check of the filter (Filter::cost).
-constexpr double kRowCost = 0.3;
-// One test of the match set in a walk (the node's id, then a bit).
-constexpr double kBitCost = 0.15;
-// The driver is listed whole (the match set built) when it holds at most this
-// many ids per distance an unfiltered walk of the same ef scores (ef x M).
+// The filtered walk's admitted ef: ef x sel x kAdmitShare, at least kAdmitFloor
+// x k and at most ef (at 10%, 20k x 128: recall@10 0.97 with a floor of 2, 0.99
+// with 3; 0.96 with 3 at 100k x 256: 4 leaves a margin).
+constexpr double kAdmitShare = 2.0;
+constexpr double kAdmitFloor = 4.0;
+// Nodes the filtered walk scores, per (walk_ef / sel x M) (measured: 0.6-0.66).
+constexpr double kWalkScored = 0.65;
+// The other steps cost cold cache lines, which weigh less against a distance
+// the longer the vectors (a distance reads code_bytes / 64 lines, streamed):
+// one line costs 1 / (kDistanceLines + code lines) of a distance. Measured on
+// bench/filters.py's conjunctions at 128 dimensions (a bit test ~0.4 distance):
+//   kScanIdLines   scoring a listed id beyond its distance: the id -> slot
+//                  lookup, and the vector not yet in cache
+//   kRowLines      evaluating one clause check on a row (Filter::cost of them a test)
+//   kBitLines      one test of the match set in a walk: the node's id (a cold
+//                  header when the walk did not score it), then a bit
+constexpr double kDistanceLines = 2.0;
+constexpr double kScanIdLines = 8.0;
+constexpr double kRowLines = 2.0;
+constexpr double kBitLines = 4.0;
+// The driver is listed whole (the match set built) up front when it holds at
+// most this many ids per distance an unfiltered walk of the same ef scores
+// (ef x M): the count is then exact, and a scan needs nothing more.
 constexpr double kBuildPerWalkDistance = 4.0;
-// The plain filtered walk is no slower than the two-hop one where most nodes
-// match: below this share the two-hop walk is costed against it.
-constexpr double kTwoHopBelow = 0.5;
 }  // namespace
 
 const char* plan_name(Plan plan) {
@@ -78,7 +98,9 @@ void HnswIndex::search_filtered(SearchScratch& s, const SearchParams& p, uint64_
   const double live = double(std::max<size_t>(slot_count_.load(std::memory_order_relaxed) -
                                                   deleted_.load(std::memory_order_relaxed), 1));
   const double unfiltered_walk = double(ef) * double(config_.M);  // distances of a walk of ef, roughly
-  const double row_cost = kRowCost * double(std::max<size_t>(filter.cost(), 1));
+  const double line = 1.0 / (kDistanceLines + double(codec_.code_bytes()) / 64.0);
+  const double row_cost = kRowLines * line * double(std::max<size_t>(filter.cost(), 1));
+  const double bit_cost = kBitLines * line;
 
   // The filter's numbers, and its matches when the driver is short.
   const size_t build_limit = p.plan == Plan::ExactScan ? Filter::kUnknown
@@ -89,26 +111,32 @@ void HnswIndex::search_filtered(SearchScratch& s, const SearchParams& p, uint64_
   if (fp.built) st.matches = s.matches.size();
   const bool known = fp.estimate != Filter::kUnknown;
   const double selectivity = known ? std::clamp(double(fp.estimate) / live, 1.0 / live, 1.0) : 1.0;
-  const size_t walk_ef = size_t(double(ef) * std::min(kMaxEfRaise, 1.0 / selectivity));
+  const size_t walk_ef = std::max(p.k, size_t(std::clamp(double(ef) * selectivity * kAdmitShare,
+                                                          std::min(kAdmitFloor * double(p.k), double(ef)), double(ef))));
 
   // The costs of each plan.
-  const double test_cost = fp.built ? kBitCost : row_cost;
-  const double listing = fp.built ? 0.0 : fp.driver == Filter::kUnknown ? live * row_cost
-                                                                        : double(fp.driver) * row_cost;
-  const double scan_cost = listing + (known ? double(fp.estimate) : live) * kScanIdCost;
-  const double through_walks = double(walk_ef) / selectivity;  // nodes the plain walk expands
-  const double through_cost = through_walks * double(config_.M) * (1.0 + test_cost);
-  // The two-hop walk scores about what an unfiltered walk does and tests each
-  // neighbour it looks at: 2M a node, plus 2M for each rejected one it passes
-  // through, until it has gathered 2M matches (about 2M / sel looked at).
+  const double listing = fp.driver == Filter::kUnknown ? live * row_cost : double(fp.driver) * row_cost;
+  const double scan_cost = (fp.built ? 0.0 : listing) + (known ? double(fp.estimate) : live) * (1.0 + kScanIdLines * line);
+  const double walk_scored = kWalkScored * double(walk_ef) / selectivity * double(config_.M);
+  // The two-hop walk gathers 2M matches a node: about 2M / sel neighbours looked at.
   const double links = double(max_links(0));
-  const double looked_at = std::min(links / selectivity, links + links * links);
-  const double two_hop_cost = unfiltered_walk * (1.0 + looked_at / links * test_cost);
+  const double two_hop_tests = unfiltered_walk / links * std::min(links / selectivity, links + links * links);
+  // A walk tests the filter on each node it meets: lazily (row_cost a test), or
+  // on the match set (kBitLines) once the driver is listed, when that is cheaper.
+  auto walk_cost = [&](double scored, double tests) {
+    return scored + std::min(tests * row_cost, (fp.built ? 0.0 : listing) + tests * bit_cost);
+  };
+  const double walk_plain = walk_cost(walk_scored, walk_scored);
+  const double walk_two_hop = walk_cost(unfiltered_walk, two_hop_tests);
   Plan plan = p.plan;
-  if (plan == Plan::Graph) {
-    plan = scan_cost <= std::min(through_cost, two_hop_cost) ? Plan::ExactScan
-           : selectivity < kTwoHopBelow && two_hop_cost < through_cost ? Plan::TwoHopGraph
-                                                                       : Plan::FilteredGraph;
+  if (plan == Plan::Graph)
+    plan = scan_cost <= std::min(walk_plain, walk_two_hop) ? Plan::ExactScan
+           : walk_two_hop < walk_plain                     ? Plan::TwoHopGraph
+                                                           : Plan::FilteredGraph;
+  const double tests = plan == Plan::TwoHopGraph ? two_hop_tests : walk_scored;
+  if (plan != Plan::ExactScan && !fp.built && listing + tests * bit_cost < tests * row_cost) {
+    fp = filter.plan(Filter::kUnknown, s.matches);
+    if (fp.built) st.matches = s.matches.size();
   }
   st.plan = plan;
 
