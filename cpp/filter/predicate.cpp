@@ -34,7 +34,15 @@ class Combination : public Node {
 
 class AllOf final : public Combination {
  public:
-  using Combination::Combination;
+  // Checks the narrowest child first: a walk tests mostly rejected nodes, and
+  // most of them then fail at the first check.
+  AllOf(uint32_t number, const AttributeStore& store, std::vector<std::unique_ptr<Node>> children)
+      : Combination(number, store, std::move(children)) {
+    std::vector<std::pair<size_t, std::unique_ptr<Node>>> by_size;  // each child estimated once
+    for (auto& c : children_) by_size.emplace_back(c->estimate(), std::move(c));
+    std::stable_sort(by_size.begin(), by_size.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (size_t i = 0; i < by_size.size(); ++i) children_[i] = std::move(by_size[i].second);
+  }
   bool matches(uint32_t row, int64_t id) const override {
     for (const auto& c : children_)
       if (!c->matches(row, id)) return false;

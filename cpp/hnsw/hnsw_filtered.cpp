@@ -56,25 +56,30 @@ namespace lookalike::hnsw {
 namespace {
 constexpr float kInf = std::numeric_limits<float>::infinity();
 // The filtered walk's admitted ef: ef x sel x kAdmitShare, at least kAdmitFloor
-// x k and at most ef (at 10%, 20k x 128: recall@10 0.97 with a floor of 2, 0.99
-// with 3; 0.96 with 3 at 100k x 256: 4 leaves a margin).
-constexpr double kAdmitShare = 2.0;
+// x k and at most ef. Measured recall@10 at ef 64: at 10%, 0.97 with a floor of
+// 2 and 0.99 with 3 (20k x 128), 0.96 with 3 and 0.975-0.982 with 4 (100k x 256,
+// 200k x 512); at 50%, a share of 1 keeps 0.983-0.992 for 30% fewer distances
+// than 2.
+constexpr double kAdmitShare = 1.0;
 constexpr double kAdmitFloor = 4.0;
 // Nodes the filtered walk scores, per (walk_ef / sel x M) (measured: 0.6-0.66).
 constexpr double kWalkScored = 0.65;
-// The other steps cost cold cache lines, which weigh less against a distance
-// the longer the vectors (a distance reads code_bytes / 64 lines, streamed):
-// one line costs 1 / (kDistanceLines + code lines) of a distance. Measured on
-// bench/filters.py's conjunctions at 128 dimensions (a bit test ~0.4 distance):
+// The other steps cost cold cache lines, read one at a time, which weigh less
+// against a distance the longer the vectors: a distance streams code_bytes / 64
+// lines (prefetched, about kStreamedLines of them cost one cold line) plus a
+// fixed kDistanceLines, so one cold line costs 1 / (kDistanceLines + code lines
+// / kStreamedLines) of a distance. Measured on bench/filters.py's conjunctions
+// at 128 dimensions, a bit test costs ~0.7 distance:
 //   kScanIdLines   scoring a listed id beyond its distance: the id -> slot
 //                  lookup, and the vector not yet in cache
 //   kRowLines      evaluating one clause check on a row (Filter::cost of them a test)
 //   kBitLines      one test of the match set in a walk: the node's id (a cold
 //                  header when the walk did not score it), then a bit
 constexpr double kDistanceLines = 2.0;
-constexpr double kScanIdLines = 8.0;
+constexpr double kStreamedLines = 4.0;
+constexpr double kScanIdLines = 4.0;
 constexpr double kRowLines = 2.0;
-constexpr double kBitLines = 4.0;
+constexpr double kBitLines = 3.0;
 // The driver is listed whole (the match set built) up front when it holds at
 // most this many ids per distance an unfiltered walk of the same ef scores
 // (ef x M): the count is then exact, and a scan needs nothing more.
@@ -98,7 +103,7 @@ void HnswIndex::search_filtered(SearchScratch& s, const SearchParams& p, uint64_
   const double live = double(std::max<size_t>(slot_count_.load(std::memory_order_relaxed) -
                                                   deleted_.load(std::memory_order_relaxed), 1));
   const double unfiltered_walk = double(ef) * double(config_.M);  // distances of a walk of ef, roughly
-  const double line = 1.0 / (kDistanceLines + double(codec_.code_bytes()) / 64.0);
+  const double line = 1.0 / (kDistanceLines + double(codec_.code_bytes()) / 64.0 / kStreamedLines);
   const double row_cost = kRowLines * line * double(std::max<size_t>(filter.cost(), 1));
   const double bit_cost = kBitLines * line;
 
@@ -246,12 +251,7 @@ void HnswIndex::search_two_hop(const uint8_t* query, uint32_t entry, size_t ef, 
       if (s.top.size() >= ef && dn >= bound) continue;
       s.candidates.push_back({dn, next});
       std::push_heap(s.candidates.begin(), s.candidates.end(), CloserFirst());
-      s.top.push_back({dn, next});
-      std::push_heap(s.top.begin(), s.top.end(), FartherFirst());
-      if (s.top.size() > ef) {
-        std::pop_heap(s.top.begin(), s.top.end(), FartherFirst());
-        s.top.pop_back();
-      }
+      keep_closest(s.top, {dn, next}, ef);
       bound = s.top.front().dist;
     }
   }
@@ -284,12 +284,7 @@ void HnswIndex::scan_ids(const std::vector<int64_t>& ids, const SearchParams& p,
                             : codec_.distance(s.query_code.data(), code(slot));
     ++st.distances;
     if (s.top.size() >= p.k && d >= s.top.front().dist) continue;
-    s.top.push_back({d, slot});
-    std::push_heap(s.top.begin(), s.top.end(), FartherFirst());
-    if (s.top.size() > p.k) {
-      std::pop_heap(s.top.begin(), s.top.end(), FartherFirst());
-      s.top.pop_back();
-    }
+    keep_closest(s.top, {d, slot}, p.k);
   }
 }
 

@@ -165,12 +165,7 @@ void HnswIndex::search_level(const uint8_t* query, uint32_t entry, size_t ef, in
         s.candidates.push_back({dn, next});
         std::push_heap(s.candidates.begin(), s.candidates.end(), CloserFirst());
         if (admitted(next, filter, skip_deleted)) {
-          s.top.push_back({dn, next});
-          std::push_heap(s.top.begin(), s.top.end(), FartherFirst());
-          if (s.top.size() > ef) {
-            std::pop_heap(s.top.begin(), s.top.end(), FartherFirst());
-            s.top.pop_back();
-          }
+          keep_closest(s.top, {dn, next}, ef);
           bound = s.top.front().dist;
         }
       }
@@ -439,12 +434,7 @@ void HnswIndex::search_exact(SearchScratch& s, const SearchParams& p, Checkpoint
       if (s.top.size() >= p.k && d >= s.top.front().dist) continue;
       if (p.filter) pace.step();
       if (!admitted(uint32_t(begin + i), p.filter, skip_deleted)) continue;
-      s.top.push_back({d, uint32_t(begin + i)});
-      std::push_heap(s.top.begin(), s.top.end(), FartherFirst());
-      if (s.top.size() > p.k) {
-        std::pop_heap(s.top.begin(), s.top.end(), FartherFirst());
-        s.top.pop_back();
-      }
+      keep_closest(s.top, {d, uint32_t(begin + i)}, p.k);
     }
   }
 }

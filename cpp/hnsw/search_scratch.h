@@ -27,6 +27,16 @@ struct CloserFirst {
   bool operator()(const Candidate& a, const Candidate& b) const { return a.dist > b.dist; }
 };
 
+// Adds c to `top`, a FartherFirst heap, keeping only its `limit` closest.
+inline void keep_closest(std::vector<Candidate>& top, Candidate c, size_t limit) {
+  top.push_back(c);
+  std::push_heap(top.begin(), top.end(), FartherFirst());
+  if (top.size() > limit) {
+    std::pop_heap(top.begin(), top.end(), FartherFirst());
+    top.pop_back();
+  }
+}
+
 class VisitedSet {
  public:
   // Forgets every mark and makes room for slots < n.
