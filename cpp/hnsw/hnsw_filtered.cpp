@@ -264,7 +264,7 @@ void HnswIndex::scan_ids(const std::vector<int64_t>& ids, const SearchParams& p,
   {
     std::lock_guard<std::mutex> lock(ids_mutex_);
     for (int64_t id : ids)
-      if (auto it = slot_by_id_.find(id); it != slot_by_id_.end()) slots.push_back(it->second);
+      if (const uint32_t slot = slot_by_id_.find(id); slot != kNoSlot) slots.push_back(slot);
   }
   // Slot order reads memory forwards and drops repeats.
   std::sort(slots.begin(), slots.end());

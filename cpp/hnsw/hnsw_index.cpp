@@ -286,9 +286,9 @@ void HnswIndex::check_vectors(const float* vectors, size_t n) const {
 }
 
 uint32_t HnswIndex::slot_of(int64_t id) const {
-  auto it = slot_by_id_.find(id);
-  if (it == slot_by_id_.end()) throw UnknownIdError("id " + id_text(id) + " is not in the index");
-  return it->second;
+  const uint32_t slot = slot_by_id_.find(id);
+  if (slot == kNoSlot) throw UnknownIdError("id " + id_text(id) + " is not in the index");
+  return slot;
 }
 
 uint32_t HnswIndex::reserve_slots(const int64_t* ids, size_t n) {
@@ -307,12 +307,13 @@ uint32_t HnswIndex::reserve_slots(const int64_t* ids, size_t n) {
       upper_of(slot) = new uint32_t[words]();
       upper_bytes_ += words * sizeof(uint32_t);
     }
-    auto [it, inserted] = slot_by_id_.try_emplace(ids[i], slot);
-    if (!inserted) {  // replace: the old node stays in the graph as a tombstone
-      std::atomic_ref<uint8_t>(header(it->second).flags).fetch_or(kDeleted);
+    if (const uint32_t old = slot_by_id_.find(ids[i]); old != kNoSlot) {
+      // replace: the old node stays in the graph as a tombstone
+      std::atomic_ref<uint8_t>(header(old).flags).fetch_or(kDeleted);
       deleted_.fetch_add(1);
-      it->second = slot;
+      slot_by_id_.erase(ids[i]);
     }
+    slot_by_id_.insert(ids[i], slot);
   }
   slot_count_.store(first + uint32_t(n), std::memory_order_release);
   return first;
@@ -345,7 +346,7 @@ void HnswIndex::add_checked(const int64_t* ids, const float* vectors, size_t n, 
     for (size_t i = 0; i < n; ++i) {
       if (ids[i] < 0) throw std::invalid_argument("ids must be >= 0, got " + id_text(ids[i]));
       if (!batch.insert(ids[i]).second) throw DuplicateIdError("id " + id_text(ids[i]) + " appears twice in the batch");
-      if (!replace && slot_by_id_.count(ids[i]))
+      if (!replace && slot_by_id_.find(ids[i]) != kNoSlot)
         throw DuplicateIdError("id " + id_text(ids[i]) + " is already in the index (use upsert to replace it)");
     }
     if (codec_.needs_int8_scale()) {
@@ -373,17 +374,17 @@ void HnswIndex::remove(const int64_t* ids, size_t n) {
   std::lock_guard<std::mutex> lock(ids_mutex_);
   for (size_t i = 0; i < n; ++i) slot_of(ids[i]);  // all-or-nothing: check every id first
   for (size_t i = 0; i < n; ++i) {
-    auto it = slot_by_id_.find(ids[i]);
-    if (it == slot_by_id_.end()) continue;  // listed twice
-    std::atomic_ref<uint8_t>(header(it->second).flags).fetch_or(kDeleted);
+    const uint32_t slot = slot_by_id_.find(ids[i]);
+    if (slot == kNoSlot) continue;  // listed twice
+    std::atomic_ref<uint8_t>(header(slot).flags).fetch_or(kDeleted);
     deleted_.fetch_add(1);
-    slot_by_id_.erase(it);
+    slot_by_id_.erase(ids[i]);
   }
 }
 
 bool HnswIndex::contains(int64_t id) const {
   std::lock_guard<std::mutex> lock(ids_mutex_);
-  return slot_by_id_.count(id) != 0;
+  return slot_by_id_.find(id) != kNoSlot;
 }
 
 void HnswIndex::get(const int64_t* ids, size_t n, float* out) const {
@@ -513,9 +514,7 @@ MemoryUsage HnswIndex::memory_usage() const {
   m.rerank_vector_bytes = rerank_ ? rerank_->allocated_bytes() : 0;
   {
     std::lock_guard<std::mutex> lock(ids_mutex_);
-    // libstdc++: a bucket is one pointer; a node holds next pointer, key and
-    // value, rounded by malloc to 32 bytes.
-    m.id_map_bytes = slot_by_id_.bucket_count() * sizeof(void*) + slot_by_id_.size() * 32;
+    m.id_map_bytes = slot_by_id_.bytes();
     m.live = slot_by_id_.size();
   }
   m.scratch_bytes = scratch_.bytes();

@@ -39,9 +39,9 @@
 #include <shared_mutex>
 #include <stdexcept>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
+#include "filter/row_map.h"
 #include "hnsw/block_array.h"
 #include "hnsw/filters.h"
 #include "hnsw/search_scratch.h"
@@ -201,6 +201,7 @@ class HnswIndex {
  private:
   // --- node blocks -----------------------------------------------------------
   static constexpr uint32_t kNoSlot = UINT32_MAX;
+  static_assert(kNoSlot == filter::kNoRow, "slot_by_id_ answers kNoRow for an id it does not hold");
   static constexpr uint8_t kDeleted = 1;
   static constexpr uint8_t kLocked = 2;
   // The head of every level-0 block; the 2M level-0 links follow it, then the code.
@@ -307,7 +308,7 @@ class HnswIndex {
   std::mutex entry_mutex_;  // held by an insert that raises the top level
 
   mutable std::mutex ids_mutex_;
-  std::unordered_map<int64_t, uint32_t> slot_by_id_;
+  filter::RowMap slot_by_id_;  // kNoSlot for an id not held
   std::mt19937_64 level_rng_;
   double level_mult_;
 
