@@ -270,12 +270,17 @@ void HnswIndex::scan_ids(const std::vector<int64_t>& ids, const SearchParams& p,
   std::sort(slots.begin(), slots.end());
   slots.erase(std::unique(slots.begin(), slots.end()), slots.end());
 
+  // Prefetch kAhead matches ahead: the header (flags) and the first lines of the
+  // vector, as the walk does; the hardware prefetcher follows the rest.
   constexpr size_t kAhead = 4;
+  const size_t vector_bytes = rerank_ ? rerank_codec_->code_bytes() : codec_.code_bytes();
+  const size_t prefetch_bytes = std::min<size_t>(vector_bytes, 256);
   s.top.clear();
   for (size_t i = 0; i < slots.size(); ++i) {
     if (i + kAhead < slots.size()) {
       __builtin_prefetch(nodes_->at(slots[i + kAhead]));
-      __builtin_prefetch(rerank_ ? rerank_->at(slots[i + kAhead]) : code(slots[i + kAhead]));
+      const uint8_t* v = rerank_ ? rerank_->at(slots[i + kAhead]) : code(slots[i + kAhead]);
+      for (size_t off = 0; off < prefetch_bytes; off += 64) __builtin_prefetch(v + off);
     }
     pace.work(1);  // listed ids passed the filter already
     const uint32_t slot = slots[i];
