@@ -31,12 +31,14 @@
 //
 // Why the plain walk and not two-hop expansion (or extra links per frequent
 // category, as Qdrant's payload-aware HNSW keeps) carries the low
-// selectivities: measured with bench/filters.py's conjunctions (20k x 128 and
-// 100k x 256), the two-hop walk scores 3x fewer vectors at 10% but tests the
-// filter ~15,000 times a query against ~2,500 for the plain walk, and each test
-// reads a cold node header (its id) and then the bitmap or the attribute rows;
-// at 1% it loses the matches' connectivity (recall@10 0.67-0.92 at ef 64, 2x
-// the distances of a scan of the matches). Where it is cheaper it still runs:
+// selectivities: measured with bench/filters.py's conjunctions (20k x 128 to
+// 200k x 512, ef 64, plans forced), the two-hop walk scores 3-4x fewer vectors
+// at 10% but tests the filter ~15,000 times a query against ~2,800-4,100 for
+// the plain walk, each test reading a cold node header (its id) and then the
+// bitmap or the attribute rows, so it took 2-5x the plain walk's time there, at
+// a lower recall@10 (0.91-0.99 against 0.98-1.00); at 1% it loses the
+// matches' connectivity (recall@10 0.66-0.92, and slower than a scan of the
+// matches). Where the costs say it is cheaper it still runs:
 // the planner costs it like the others. Payload links would need a graph per
 // frequent value and serve no price window, the clause that makes these
 // conjunctions narrow; they were not built.
