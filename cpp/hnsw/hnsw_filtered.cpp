@@ -16,7 +16,8 @@
 //   filtered walk  the walk that scores every node it meets and admits only
 //                  matches, so it stays connected however the matches lie. To
 //                  admit walk_ef of them it scores about kWalkScored x walk_ef /
-//                  sel x M nodes, each also tested by the filter. walk_ef
+//                  sel x M nodes, and tests the filter on the walk_ef / sel
+//                  it expands (not on every node it scores). walk_ef
 //                  shrinks with the selectivity (ef x sel x kAdmitShare, at
 //                  least kAdmitFloor x k): the walk explores the ball around the
 //                  query that holds walk_ef matches, about walk_ef / sel nodes,
@@ -133,14 +134,15 @@ void HnswIndex::search_filtered(SearchScratch& s, const SearchParams& p, uint64_
   auto walk_cost = [&](double scored, double tests) {
     return scored + std::min(tests * row_cost, (fp.built ? 0.0 : listing) + tests * bit_cost);
   };
-  const double walk_plain = walk_cost(walk_scored, walk_scored);
+  // The plain walk tests each node it expands (search_level's test_when_expanded).
+  const double walk_plain = walk_cost(walk_scored, double(walk_ef) / selectivity);
   const double walk_two_hop = walk_cost(unfiltered_walk, two_hop_tests);
   Plan plan = p.plan;
   if (plan == Plan::Graph)
     plan = scan_cost <= std::min(walk_plain, walk_two_hop) ? Plan::ExactScan
            : walk_two_hop < walk_plain                     ? Plan::TwoHopGraph
                                                            : Plan::FilteredGraph;
-  const double tests = plan == Plan::TwoHopGraph ? two_hop_tests : walk_scored;
+  const double tests = plan == Plan::TwoHopGraph ? two_hop_tests : double(walk_ef) / selectivity;
   if (plan != Plan::ExactScan && !fp.built && listing + tests * bit_cost < tests * row_cost) {
     fp = filter.plan(Filter::kUnknown, s.matches);
     if (fp.built) st.matches = s.matches.size();
@@ -177,8 +179,8 @@ void HnswIndex::search_filtered(SearchScratch& s, const SearchParams& p, uint64_
     search_two_hop(s.query_code.data(), start, ef, allowed, s, st, pace);
   } else {
     st.ef = walk_ef;
-    search_level(s.query_code.data(), start, walk_ef, 0, &allowed, s, &pace);
-    st.tested += s.distance_count;
+    search_level(s.query_code.data(), start, walk_ef, 0, &allowed, s, &pace, /*test_when_expanded=*/true);
+    st.tested += s.filter_tests;
   }
   st.distances = s.distance_count;
   const bool ran_dry = s.candidates.empty() && s.top.size() < st.ef &&

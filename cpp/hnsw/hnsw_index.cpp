@@ -123,7 +123,7 @@ uint32_t HnswIndex::greedy_descend(const uint8_t* query, uint32_t entry, int fro
 }
 
 void HnswIndex::search_level(const uint8_t* query, uint32_t entry, size_t ef, int level, const Filter* filter,
-                             SearchScratch& s, Checkpoint* pace) const {
+                             SearchScratch& s, Checkpoint* pace, bool test_when_expanded) const {
   // Nodes reserved after this point may get linked while we walk; skipping
   // them keeps the visited set in bounds and costs nothing a later search won't see.
   const uint32_t limit = slot_count_.load(std::memory_order_acquire);
@@ -132,13 +132,19 @@ void HnswIndex::search_level(const uint8_t* query, uint32_t entry, size_t ef, in
   // its code; the hardware prefetcher follows the rest of the code.
   const size_t prefetch_end = code_offset_ + std::min<size_t>(codec_.code_bytes(), 256);
 
+  const bool late = filter && test_when_expanded;
+  auto admits = [&](uint32_t slot) {
+    if (filter) ++s.filter_tests;
+    return admitted(slot, filter, skip_deleted);
+  };
+
   s.visited.reset(limit);
   s.candidates.clear();
   s.top.clear();
   float d = codec_.distance(query, code(entry));
   s.visited.test_and_set(entry);
   s.candidates.push_back({d, entry});
-  if (admitted(entry, filter, skip_deleted)) s.top.push_back({d, entry});
+  if (!late && admits(entry)) s.top.push_back({d, entry});
   float bound = s.top.empty() ? kInf : d;
 
   while (!s.candidates.empty()) {
@@ -146,6 +152,10 @@ void HnswIndex::search_level(const uint8_t* query, uint32_t entry, size_t ef, in
     if (current.dist > bound && s.top.size() >= ef) break;
     std::pop_heap(s.candidates.begin(), s.candidates.end(), CloserFirst());
     s.candidates.pop_back();
+    if (late && admits(current.slot)) {
+      keep_closest(s.top, current, ef);
+      bound = s.top.front().dist;
+    }
 
     LinkList list = link_list(current.slot, level);
     uint32_t n = std::min<uint32_t>(list.count.load(std::memory_order_acquire), max_links(level));
@@ -164,7 +174,7 @@ void HnswIndex::search_level(const uint8_t* query, uint32_t entry, size_t ef, in
       if (s.top.size() < ef || dn < bound) {
         s.candidates.push_back({dn, next});
         std::push_heap(s.candidates.begin(), s.candidates.end(), CloserFirst());
-        if (admitted(next, filter, skip_deleted)) {
+        if (!late && admits(next)) {
           keep_closest(s.top, {dn, next}, ef);
           bound = s.top.front().dist;
         }
@@ -465,6 +475,7 @@ void HnswIndex::search(const float* query, const SearchParams& p, int64_t* ids, 
   prepare_query(query, *s);
   s->top.clear();
   s->distance_count = 0;
+  s->filter_tests = 0;
   SearchStats st;
   const uint64_t entry = entry_.load(std::memory_order_acquire);
   if (entry != kNoEntry) {

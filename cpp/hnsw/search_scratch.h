@@ -75,6 +75,7 @@ struct SearchScratch {
   std::vector<uint8_t> rerank_query;  // the query encoded like the re-ranking copies
   std::vector<float> dists;           // one-to-many results of the exact scan
   size_t distance_count = 0;          // computed by search_level, for SearchStats
+  size_t filter_tests = 0;            // filter checks search_level made, for SearchStats
 
   size_t bytes() const {
     return visited.bytes() + (candidates.capacity() + top.capacity()) * sizeof(Candidate) +
