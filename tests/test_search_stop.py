@@ -99,17 +99,18 @@ def far_filter():
     return index, store, store.compile(MustNot(Match("tag", values=tags))), vectors[0]
 
 
-def test_a_filtered_walk_that_admits_nothing_stops_at_its_deadline(far_filter):
+@pytest.mark.parametrize("plan", ["filtered_graph", "two_hop_graph"])
+def test_a_filtered_walk_that_admits_nothing_stops_at_its_deadline(far_filter, plan):
     index, _, compiled, query = far_filter
     started = time.perf_counter()
-    ids, _, stats = index.search(query, 5, filter=compiled, return_stats=True)
+    ids, _, stats = index.search(query, 5, filter=compiled, return_stats=True, plan=plan)
     unbounded = time.perf_counter() - started
-    assert stats.plan == "filtered_graph" and stats.fell_back and (ids == -1).all()
+    assert stats.plan == plan and stats.fell_back and (ids == -1).all()
 
     deadline = unbounded / 20
     started = time.perf_counter()
     with pytest.raises(DeadlineExceeded):
-        index.search(query, 5, filter=compiled, stop=StopToken(deadline))
+        index.search(query, 5, filter=compiled, stop=StopToken(deadline), plan=plan)
     stopped = time.perf_counter() - started
     # Measured against the same search on the same (loaded) machine: it stops
     # near its deadline, far before the walk and the scan would have ended.

@@ -149,7 +149,14 @@ def test_filters_hold_in_every_hit(served):
     assert set(ids) <= set(allowed.tolist()) and len(ids) == 20
     exact = allowed[np.argsort(-(clip[allowed] @ clip[N + 1]))[:20]]
     assert len(set(ids) & set(exact.tolist())) >= 18
-    assert reply.plan.plan in ("exact_scan", "filtered_graph")
+    # The plan shows the planner's choice, its estimate and the true count of matches.
+    assert reply.plan.plan in ("exact_scan", "filtered_graph", "two_hop_graph")
+    assert reply.plan.HasField("matches") and reply.plan.matches == len(allowed)
+    assert reply.plan.estimated_matches == len(allowed)  # counted, so the estimate is the count
+    # The driver is the narrower clause: shoes (a quarter) over price < 200 (190 products).
+    shoes, cheap = sum(1 for i in range(N) if i % 4 == 1), sum(1 for i in range(N) if 10 + i < 200)
+    assert reply.plan.driver_size == min(shoes, cheap)
+    assert not client.search(vector=clip[N + 1], k=5).plan.HasField("matches")  # unfiltered: nothing counted
 
 
 def test_more_like_this_leaves_out_the_product_itself(served):

@@ -119,7 +119,39 @@ void bind_filter(py::module_& m) {
           },
           py::arg("limit"),
           "The ids the filter allows (repeats possible), or None when it cannot list them within `limit` "
-          "looked at.");
+          "looked at.")
+      .def(
+          "plan",
+          [](const CompiledFilter& f, size_t build_limit) {
+            hnsw::MatchSet set;
+            hnsw::FilterPlan plan;
+            {
+              py::gil_scoped_release nogil;
+              auto held = f.hold();
+              plan = f.plan(build_limit, set);
+            }
+            auto known = [](size_t n) -> py::object {
+              return n == hnsw::FilterPlan::kUnknown ? py::object(py::none()) : py::object(py::int_(n));
+            };
+            py::dict out;
+            out["estimate"] = known(plan.estimate);
+            out["driver"] = known(plan.driver);
+            if (plan.built) {
+              std::vector<int64_t> ids;
+              set.for_each([&](int64_t id) { ids.push_back(id); });
+              out["matches"] = py::array_t<int64_t>(py::ssize_t(ids.size()), ids.data());
+              out["form"] = set.is_bitmap() ? "bitmap" : "sorted";
+            } else {
+              out["matches"] = py::none();
+              out["form"] = py::none();
+            }
+            return out;
+          },
+          py::arg("build_limit"),
+          "What a search's planner reads: {'estimate', 'driver', 'matches', 'form'}. driver: the ids the "
+          "cheapest clause lists; when it lists no more than build_limit, matches holds the allowed ids in "
+          "increasing order (form: 'bitmap' or 'sorted', by density) and estimate their count; else "
+          "matches is None and estimate is measured on a sample of the driver.");
 
   py::class_<AttributeStore, std::shared_ptr<AttributeStore>>(m, "AttributeStore")
       .def(py::init([](const std::vector<std::pair<std::string, std::string>>& schema) {

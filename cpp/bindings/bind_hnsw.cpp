@@ -94,6 +94,17 @@ void bind_hnsw(py::module_& m) {
       .def_readonly("ef", &hnsw::SearchStats::ef)
       .def_readonly("distances", &hnsw::SearchStats::distances)
       .def_readonly("fell_back", &hnsw::SearchStats::fell_back)
+      .def_property_readonly("matches",
+                             [](const hnsw::SearchStats& s) -> std::optional<size_t> {
+                               if (s.matches == hnsw::Filter::kUnknown) return std::nullopt;
+                               return s.matches;
+                             })
+      .def_property_readonly("driver",
+                             [](const hnsw::SearchStats& s) -> std::optional<size_t> {
+                               if (s.driver == hnsw::Filter::kUnknown) return std::nullopt;
+                               return s.driver;
+                             })
+      .def_readonly("tested", &hnsw::SearchStats::tested)
       .def("__repr__", [](const hnsw::SearchStats& s) {
         return std::string("SearchStats(plan='") + hnsw::plan_name(s.plan) + "', estimate=" +
                (s.estimate == hnsw::Filter::kUnknown ? "None" : std::to_string(s.estimate)) +
@@ -123,7 +134,8 @@ void bind_hnsw(py::module_& m) {
       .def(
           "search",
           [](const HnswIndex& ix, const CArray<float>& queries, size_t k, size_t ef, const hnsw::Filter* filter,
-             bool rerank, bool exact, size_t threads, bool return_stats, const hnsw::StopToken* stop) -> py::tuple {
+             bool rerank, bool exact, size_t threads, bool return_stats, const hnsw::StopToken* stop,
+             const std::string& plan) -> py::tuple {
             // One query (dim,) gives results of shape (k,); n queries, (n, k).
             const bool single = queries.ndim() == 1;
             const size_t n = rows_of(queries, ix.config().dim, "queries", true);
@@ -134,6 +146,7 @@ void bind_hnsw(py::module_& m) {
             p.rerank = rerank;
             p.exact = exact;
             p.stop = stop;
+            p.plan = parse_plan(plan);
             KnnArrays out(single, n, k);
             int64_t* id_out = out.ids.mutable_data();
             float* dist_out = out.dists.mutable_data();
@@ -151,7 +164,7 @@ void bind_hnsw(py::module_& m) {
             return py::make_tuple(out.ids, out.dists, py::cast(stats));
           },
           py::arg("queries"), py::arg("k"), py::arg("ef"), py::arg("filter"), py::arg("rerank"), py::arg("exact"),
-          py::arg("threads"), py::arg("return_stats") = false, py::arg("stop") = nullptr)
+          py::arg("threads"), py::arg("return_stats") = false, py::arg("stop") = nullptr, py::arg("plan") = "")
       .def("compact", &HnswIndex::compact, py::call_guard<py::gil_scoped_release>())
       .def("unreachable_count", &HnswIndex::unreachable_count, py::call_guard<py::gil_scoped_release>(),
            "Live nodes a walk of level 0 from the entry point does not reach.")

@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "hnsw/hnsw_index.h"
 #include "hnsw/vector_codec.h"
 
 namespace lookalike::bindings {
@@ -86,6 +87,14 @@ inline hnsw::Metric parse_metric(const std::string& name) {
   if (name == "ip") return hnsw::Metric::InnerProduct;
   if (name == "cosine") return hnsw::Metric::Cosine;
   throw std::invalid_argument("metric must be 'cosine', 'ip' or 'l2', got '" + name + "'");
+}
+
+// A filtered search's plan as the caller forces it: "" lets the planner choose.
+inline hnsw::Plan parse_plan(const std::string& name) {
+  if (name.empty()) return hnsw::Plan::Graph;
+  for (hnsw::Plan plan : {hnsw::Plan::ExactScan, hnsw::Plan::FilteredGraph, hnsw::Plan::TwoHopGraph})
+    if (name == hnsw::plan_name(plan)) return plan;
+  throw std::invalid_argument("plan must be 'exact_scan', 'filtered_graph' or 'two_hop_graph', got '" + name + "'");
 }
 
 }  // namespace lookalike::bindings

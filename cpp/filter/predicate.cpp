@@ -34,7 +34,15 @@ class Combination : public Node {
 
 class AllOf final : public Combination {
  public:
-  using Combination::Combination;
+  // Checks the narrowest child first: a walk tests mostly rejected nodes, and
+  // most of them then fail at the first check.
+  AllOf(uint32_t number, const AttributeStore& store, std::vector<std::unique_ptr<Node>> children)
+      : Combination(number, store, std::move(children)) {
+    std::vector<std::pair<size_t, std::unique_ptr<Node>>> by_size;  // each child estimated once
+    for (auto& c : children_) by_size.emplace_back(c->estimate(), std::move(c));
+    std::stable_sort(by_size.begin(), by_size.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (size_t i = 0; i < by_size.size(); ++i) children_[i] = std::move(by_size[i].second);
+  }
   bool matches(uint32_t row, int64_t id) const override {
     for (const auto& c : children_)
       if (!c->matches(row, id)) return false;
@@ -49,11 +57,11 @@ class AllOf final : public Combination {
     for (const auto& c : children_) fraction *= std::min(1.0, double(c->estimate()) / n);
     return size_t(std::ceil(fraction * n));
   }
-  void collect(const ListSizes& sizes, std::vector<Listed>& out) const override {
+  void collect(const ListSizes& sizes, std::vector<Listed>& out, size_t stride) const override {
     const Node* narrowest = children_.front().get();
     for (const auto& c : children_)
       if (sizes[c->number()] < sizes[narrowest->number()]) narrowest = c.get();
-    narrowest->collect(sizes, out);
+    narrowest->collect(sizes, out, stride);
   }
 
  protected:
@@ -74,8 +82,8 @@ class AnyOf final : public Combination {
     return false;
   }
   size_t estimate() const override { return estimate_sum(); }
-  void collect(const ListSizes& sizes, std::vector<Listed>& out) const override {
-    for (const auto& c : children_) c->collect(sizes, out);
+  void collect(const ListSizes& sizes, std::vector<Listed>& out, size_t stride) const override {
+    for (const auto& c : children_) c->collect(sizes, out, stride);
   }
 
  protected:
@@ -100,9 +108,9 @@ class NoneOf final : public Combination {
 
 // --- leaves --------------------------------------------------------------------------
 
-template <class Rows>
-void collect_rows(const AttributeStore& store, const Rows& rows, std::vector<Listed>& out) {
-  for (uint32_t row : rows) out.push_back({row, store.id_of(row)});
+void collect_rows(const AttributeStore& store, const std::vector<uint32_t>& rows, std::vector<Listed>& out,
+                  size_t stride) {
+  for (size_t i = 0; i < rows.size(); i += stride) out.push_back({rows[i], store.id_of(rows[i])});
 }
 
 class KeywordMatch final : public Node {
@@ -116,8 +124,8 @@ class KeywordMatch final : public Node {
     return false;
   }
   size_t estimate() const override { return std::min(postings(), store_.live_rows()); }
-  void collect(const ListSizes&, std::vector<Listed>& out) const override {
-    for (uint32_t code : codes_) collect_rows(store_, column_.rows_with(code), out);
+  void collect(const ListSizes&, std::vector<Listed>& out, size_t stride) const override {
+    for (uint32_t code : codes_) collect_rows(store_, column_.rows_with(code), out, stride);
   }
 
  protected:
@@ -145,9 +153,9 @@ class RangeMatch final : public Node {
     return row != AttributeStore::kNoRow && column_.present(row) && range_.contains(column_.get(row));
   }
   size_t estimate() const override { return entries(); }
-  void collect(const ListSizes&, std::vector<Listed>& out) const override {
+  void collect(const ListSizes&, std::vector<Listed>& out, size_t stride) const override {
     auto [first, last] = column_.entries_in(range_);
-    for (auto* e = first; e != last; ++e) out.push_back({e->row, store_.id_of(e->row)});
+    for (auto* e = first; e < last; e += stride) out.push_back({e->row, store_.id_of(e->row)});
   }
 
  protected:
@@ -172,8 +180,8 @@ class FlagIs final : public Node {
     return row != AttributeStore::kNoRow && column_.get(row) == uint8_t(value_);
   }
   size_t estimate() const override { return column_.rows_with(value_).size(); }
-  void collect(const ListSizes&, std::vector<Listed>& out) const override {
-    collect_rows(store_, column_.rows_with(value_), out);
+  void collect(const ListSizes&, std::vector<Listed>& out, size_t stride) const override {
+    collect_rows(store_, column_.rows_with(value_), out, stride);
   }
 
  protected:
@@ -194,8 +202,8 @@ class HasId final : public Node {
   }
   bool matches(uint32_t, int64_t id) const override { return std::binary_search(ids_.begin(), ids_.end(), id); }
   size_t estimate() const override { return ids_.size(); }
-  void collect(const ListSizes&, std::vector<Listed>& out) const override {
-    for (int64_t id : ids_) out.push_back({store_.row_of(id), id});
+  void collect(const ListSizes&, std::vector<Listed>& out, size_t stride) const override {
+    for (size_t i = 0; i < ids_.size(); i += stride) out.push_back({store_.row_of(ids_[i]), ids_[i]});
   }
 
  protected:
@@ -328,7 +336,7 @@ std::unique_ptr<Node> compile(const AttributeStore& store, const FilterSpec& spe
 
 }  // namespace
 
-void Node::collect(const ListSizes&, std::vector<Listed>&) const {}
+void Node::collect(const ListSizes&, std::vector<Listed>&, size_t) const {}
 
 CompiledFilter::CompiledFilter(std::shared_ptr<const AttributeStore> store, const FilterSpec& spec)
     : store_(std::move(store)) {
@@ -347,10 +355,42 @@ bool CompiledFilter::candidates(size_t limit, std::vector<int64_t>& out) const {
   if (n == kUnknown || n > limit) return false;
   thread_local std::vector<Listed> listed;
   listed.clear();
-  root_->collect(sizes, listed);
+  root_->collect(sizes, listed, 1);
   for (const Listed& l : listed)
     if (root_->matches(l.row, l.id)) out.push_back(l.id);
   return true;
+}
+
+hnsw::FilterPlan CompiledFilter::plan(size_t build_limit, hnsw::MatchSet& set) const {
+  thread_local ListSizes sizes;
+  sizes.assign(clauses_, kUnknown);
+  hnsw::FilterPlan out;
+  out.driver = root_->listable(sizes);
+  if (out.driver == kUnknown) {  // nothing to list from (a must_not at the root): independence only
+    out.estimate = root_->estimate();
+    return out;
+  }
+  // The driver's list, all of it when short enough to build the set, else an
+  // even sample of it: the share of the sample that matches the whole filter
+  // measures how the clauses go together (a category and its price band), which
+  // independence would miss.
+  const bool build = out.driver <= build_limit;
+  const size_t stride = build ? 1 : std::max<size_t>(1, out.driver / kPlanSample);
+  thread_local std::vector<Listed> listed;
+  listed.clear();
+  root_->collect(sizes, listed, stride);
+  thread_local std::vector<int64_t> ids;
+  ids.clear();
+  for (const Listed& l : listed)
+    if (root_->matches(l.row, l.id)) ids.push_back(l.id);
+  if (build) {
+    set.assign(ids);
+    out.estimate = set.size();
+    out.built = true;
+  } else {
+    out.estimate = size_t(std::ceil(double(ids.size()) * double(out.driver) / double(std::max<size_t>(listed.size(), 1))));
+  }
+  return out;
 }
 
 }  // namespace lookalike::filter

@@ -13,7 +13,8 @@
 // it (and so does match a must_not of one).
 //
 // For the planner the compiled filter also estimates how many ids match
-// (exact for one leaf, independence across must, a sum across should) and lists
+// (exact for one leaf, independence across must, a sum across should; plan()
+// measures it instead on a sample of the narrowest clause's list) and lists
 // the matching ids: it gathers candidates (a leaf's postings or sorted range; the
 // narrowest listable child of a must; every child of a should; never a
 // must_not, which would list nearly everything) and keeps those the whole
@@ -71,7 +72,8 @@ class Node {
   size_t listable(ListSizes& sizes) const { return sizes[number_] = count_listable(sizes); }
   // Appends the candidates: every id this clause matches, and maybe more.
   // `sizes` holds what listable() counted for this clause and those below it.
-  virtual void collect(const ListSizes& sizes, std::vector<Listed>& out) const;
+  // With a stride s > 1 it appends about one in s of them instead (a sample).
+  virtual void collect(const ListSizes& sizes, std::vector<Listed>& out, size_t stride) const;
   uint32_t number() const { return number_; }
 
  protected:
@@ -93,6 +95,10 @@ class CompiledFilter final : public hnsw::Filter {
   std::shared_lock<std::shared_mutex> hold() const override { return store_->read_lock(); }
   bool writer_waiting() const override { return store_->writer_waiting(); }
   size_t cost() const override { return cost_; }
+  // The driver is the narrowest listable clause (listable()); its count is
+  // measured on a sample of kPlanSample of its ids when it is too long to build.
+  hnsw::FilterPlan plan(size_t build_limit, hnsw::MatchSet& set) const override;
+  static constexpr size_t kPlanSample = 256;
 
  private:
   std::shared_ptr<const AttributeStore> store_;

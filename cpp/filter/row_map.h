@@ -1,5 +1,6 @@
 // External id -> row of an AttributeStore, looked up for every node a filtered
-// search visits, so it must be fast. Ids below a bound live in a direct array
+// search visits, so it must be fast (and, the same way, the HNSW index's id ->
+// slot map, which an exact scan of a filter's matches reads per match). Ids below a bound live in a direct array
 // (4 bytes a slot, no hashing: the usual case of dense catalog ids); the rest in
 // a hash map (~40 bytes an id). The bound grows while the array keeps to at most
 // 4 slots per id held, plus 64k.
@@ -25,6 +26,11 @@ class RowMap {
   // False (and nothing changes) if the id is present already.
   bool insert(int64_t id, uint32_t row);
   void erase(int64_t id);
+  void clear() {
+    direct_.clear();
+    sparse_.clear();
+    size_ = 0;
+  }
   size_t size() const { return size_; }
   size_t bytes() const {
     return direct_.capacity() * sizeof(uint32_t) + sparse_.bucket_count() * sizeof(void*) + sparse_.size() * 32;

@@ -22,6 +22,19 @@ IdFilter::IdFilter(const int64_t* ids, size_t n, bool exclude) : exclude_(exclud
   for (uint64_t w : bits_) size_ += size_t(__builtin_popcountll(w));
 }
 
+FilterPlan Filter::plan(size_t build_limit, MatchSet& set) const {
+  FilterPlan out;
+  out.estimate = estimate();
+  thread_local std::vector<int64_t> ids;
+  ids.clear();
+  if (!candidates(build_limit, ids)) return out;
+  out.driver = ids.size();
+  set.assign(ids);
+  out.estimate = set.size();
+  out.built = true;
+  return out;
+}
+
 bool IdFilter::candidates(size_t limit, std::vector<int64_t>& out) const {
   if (exclude_ || size_ > limit) return false;
   out.insert(out.end(), set_.begin(), set_.end());

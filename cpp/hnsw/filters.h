@@ -12,7 +12,17 @@
 #include <unordered_set>
 #include <vector>
 
+#include "hnsw/match_set.h"
+
 namespace lookalike::hnsw {
+
+// What a filter tells the planner at the start of a search (Filter::plan).
+struct FilterPlan {
+  static constexpr size_t kUnknown = std::numeric_limits<size_t>::max();
+  size_t estimate = kUnknown;  // ids expected to match (their true count when built)
+  size_t driver = kUnknown;    // ids the filter's cheapest clause lists: what building the set reads
+  bool built = false;          // the match set holds exactly the ids the filter allows
+};
 
 //
 // Beyond allows(), a filter may offer two capabilities that let the search
@@ -34,6 +44,12 @@ class Filter {
   // its ids or would have to look at more than `limit` of them to do so.
   virtual bool candidates(size_t /*limit*/, std::vector<int64_t>& /*out*/) const { return false; }
 
+  // What the planner needs, measured now: the count of matches (estimated from
+  // the cheapest clause, or exact) and, when the cheapest clause lists no more
+  // than `build_limit` ids, the matches themselves in `set` (built = true).
+  // This default lists candidates() and counts them.
+  virtual FilterPlan plan(size_t build_limit, MatchSet& set) const;
+
   // Held for one whole search: a filter over data that changes under it (an
   // attribute store) locks that data shared here, so allows() takes no lock per call.
   virtual std::shared_lock<std::shared_mutex> hold() const { return {}; }
@@ -44,6 +60,17 @@ class Filter {
   // Roughly how much work one allows() is, in units of a clause check (about a
   // distance computation): a search paces its checkpoints by it.
   virtual size_t cost() const { return 1; }
+};
+
+// The filter a search walks with once its match set is built: a bit test per node.
+class MatchSetFilter final : public Filter {
+ public:
+  explicit MatchSetFilter(const MatchSet& set) : set_(set) {}
+  bool allows(int64_t id) const override { return set_.contains(id); }
+  size_t estimate() const override { return set_.size(); }
+
+ private:
+  const MatchSet& set_;
 };
 
 // Allows (or, with exclude, rejects) a set of external ids. Dense id ranges are

@@ -109,7 +109,7 @@ void HnswIndex::compact() {
   {
     std::lock_guard<std::mutex> lock(ids_mutex_);
     slot_by_id_.clear();
-    for (uint32_t s = 0; s < live; ++s) slot_by_id_[header(s).id] = s;
+    for (uint32_t s = 0; s < live; ++s) slot_by_id_.insert(header(s).id, s);
   }
 
   // A node whose neighbourhood was mostly deleted kept few links, and one hop

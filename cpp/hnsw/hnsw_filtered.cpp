@@ -1,42 +1,92 @@
-// Filtered search: the planner, and the exact scan of the ids a filter lists.
+// Filtered search: the planner, the two-hop walk, and the exact scan of the
+// ids a filter lists.
 //
-// A filter that keeps 0.5% of the catalog starves a graph walk: it must pass
-// ~200 nodes for each one it may return. So each filtered search is planned
-// from the filter's estimate of how many ids it allows, with costs counted in
-// graph-walk distance computations:
+// Each filtered search starts by asking the filter for its numbers
+// (Filter::plan): the size of its cheapest clause's list (the driver: a
+// posting list, or the slice of a sorted numeric index a range covers), and how
+// many ids match: counted exactly when the driver is short enough to list whole
+// (the matches then become the search's MatchSet, a bit per id), else measured
+// on a sample of the driver. Then it costs three plans in units of one
+// distance computation and runs the cheapest:
 //
-//   exact scan     kScanIdCost per allowed id: the filter lists them, each is
-//                  looked up (id -> slot, a hash probe and a cache miss) and
-//                  scored
-//   filtered walk  the walk runs until it has admitted walk_ef ids; with a
-//                  fraction `sel` of ids allowed it expands about walk_ef / sel
-//                  nodes, each bringing about M new neighbours to score
+//   exact scan     read the driver's list and keep the matches (kRowLines a
+//                  clause check, unless already built), then score each match
+//                  (kScanIdLines: the id -> slot lookup and a cold vector), in
+//                  storage order
+//   filtered walk  the walk that scores every node it meets and admits only
+//                  matches, so it stays connected however the matches lie. To
+//                  admit walk_ef of them it scores about kWalkScored x walk_ef /
+//                  sel x M nodes, and tests the filter on the walk_ef / sel
+//                  it expands (not on every node it scores). walk_ef
+//                  shrinks with the selectivity (ef x sel x kAdmitShare, at
+//                  least kAdmitFloor x k): the walk explores the ball around the
+//                  query that holds walk_ef matches, about walk_ef / sel nodes,
+//                  already a wide search, so admitting a full ef would explore
+//                  ef / sel nodes for nothing
+//   two-hop walk   a walk over the matches only (ACORN-1, Patel et al., SIGMOD
+//                  2024): a node's neighbours that fail the filter are not
+//                  scored but passed through, their own neighbours taken in
+//                  their place, so it scores about what an unfiltered walk of ef
+//                  does, but tests the filter on every neighbour it looks at: 2M
+//                  a node, plus 2M for each rejected one it passes through
 //
-// and the cheaper one runs. At 200k ids, ef 64 and M 16 that scans up to ~12k
-// allowed ids (~6%) and walks above. The walk passes through filtered-out
-// nodes (search_level scores and expands them, admitting only allowed ones), so
-// the graph stays connected and the walk keeps going until it has admitted
-// walk_ef ids. Its ef is raised with the inverse selectivity, up to
-// kMaxEfRaise x, for the sparser neighbourhood it has to refine.
+// Why the plain walk and not two-hop expansion (or extra links per frequent
+// category, as Qdrant's payload-aware HNSW keeps) carries the low
+// selectivities: measured with bench/filters.py's conjunctions (20k x 128 to
+// 200k x 512, ef 64, plans forced), the two-hop walk scores 3-4x fewer vectors
+// at 10% but tests the filter ~15,000 times a query against ~2,800-4,100 for
+// the plain walk, each test reading a cold node header (its id) and then the
+// bitmap or the attribute rows, so it took 2-5x the plain walk's time there, at
+// a lower recall@10 (0.91-0.99 against 0.98-1.00); at 1% it loses the
+// matches' connectivity (recall@10 0.66-0.92, and slower than a scan of the
+// matches). Where the costs say it is cheaper it still runs:
+// the planner costs it like the others. Payload links would need a graph per
+// frequent value and serve no price window, the clause that makes these
+// conjunctions narrow; they were not built.
 //
-// Either way no result fails the filter, and when the walk finds fewer than k
-// (an unreachable part of the graph, or an estimate far off) a scan of the
-// filter's list, or of every node, follows: k results whenever k ids match.
+// Each walk is a "walk plus fallback scan": when it finds fewer than k, or runs
+// out of nodes to expand with fewer than its ef admitted while more ids match
+// (the matches' part of the graph is not connected from where it started), the
+// exact scan follows, so k results come back whenever k ids match.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "hnsw/hnsw_index.h"
 
 namespace lookalike::hnsw {
 
 namespace {
-// The walk's ef grows as ef / selectivity up to this multiple of the asked ef.
-// The walk already explores about ef / selectivity nodes to admit ef of them, so
-// a large raise buys little recall for its cost (measured with bench/filters.py).
-constexpr double kMaxEfRaise = 2.0;
-// Scoring a listed id costs about this many walk distances (measured with
-// bench/filters.py): the id -> slot lookup and a cold vector dominate.
-constexpr double kScanIdCost = 3.0;
+constexpr float kInf = std::numeric_limits<float>::infinity();
+// The filtered walk's admitted ef: ef x sel x kAdmitShare, at least kAdmitFloor
+// x k and at most ef. Measured recall@10 at ef 64: at 10%, 0.97 with a floor of
+// 2 and 0.99 with 3 (20k x 128), 0.96 with 3 and 0.975-0.982 with 4 (100k x 256,
+// 200k x 512); at 50%, a share of 1 keeps 0.983-0.992 for 30% fewer distances
+// than 2.
+constexpr double kAdmitShare = 1.0;
+constexpr double kAdmitFloor = 4.0;
+// Nodes the filtered walk scores, per (walk_ef / sel x M) (measured: 0.6-0.66).
+constexpr double kWalkScored = 0.65;
+// The other steps cost cold cache lines, read one at a time, which weigh less
+// against a distance the longer the vectors: a distance streams code_bytes / 64
+// lines (prefetched, about kStreamedLines of them cost one cold line) plus a
+// fixed kDistanceLines, so one cold line costs 1 / (kDistanceLines + code lines
+// / kStreamedLines) of a distance. Measured on bench/filters.py's conjunctions
+// at 128 dimensions, a bit test costs ~0.7 distance:
+//   kScanIdLines   scoring a listed id beyond its distance: the id -> slot
+//                  lookup, and the vector not yet in cache
+//   kRowLines      evaluating one clause check on a row (Filter::cost of them a test)
+//   kBitLines      one test of the match set in a walk: the node's id (a cold
+//                  header when the walk did not score it), then a bit
+constexpr double kDistanceLines = 2.0;
+constexpr double kStreamedLines = 4.0;
+constexpr double kScanIdLines = 4.0;
+constexpr double kRowLines = 2.0;
+constexpr double kBitLines = 3.0;
+// The driver is listed whole (the match set built) up front when it holds at
+// most this many ids per distance an unfiltered walk of the same ef scores
+// (ef x M): the count is then exact, and a scan needs nothing more.
+constexpr double kBuildPerWalkDistance = 4.0;
 }  // namespace
 
 const char* plan_name(Plan plan) {
@@ -44,6 +94,7 @@ const char* plan_name(Plan plan) {
     case Plan::Graph: return "graph";
     case Plan::FilteredGraph: return "filtered_graph";
     case Plan::ExactScan: return "exact_scan";
+    case Plan::TwoHopGraph: return "two_hop_graph";
   }
   return "unknown";
 }
@@ -54,37 +105,159 @@ void HnswIndex::search_filtered(SearchScratch& s, const SearchParams& p, uint64_
   const size_t ef = std::max(p.ef ? p.ef : ef_search(), p.k);
   const double live = double(std::max<size_t>(slot_count_.load(std::memory_order_relaxed) -
                                                   deleted_.load(std::memory_order_relaxed), 1));
-  st.estimate = filter.estimate();
-  const bool known = st.estimate != Filter::kUnknown;
-  const double selectivity = known ? std::clamp(double(st.estimate) / live, 1.0 / live, 1.0) : 1.0;
-  const size_t walk_ef = size_t(double(ef) * std::min(kMaxEfRaise, 1.0 / selectivity));
-  const double walk_cost = double(walk_ef) / selectivity * double(config_.M);
-  const double scan_cost = double(st.estimate) * kScanIdCost;
+  const double unfiltered_walk = double(ef) * double(config_.M);  // distances of a walk of ef, roughly
+  const double line = 1.0 / (kDistanceLines + double(codec_.code_bytes()) / 64.0 / kStreamedLines);
+  const double row_cost = kRowLines * line * double(std::max<size_t>(filter.cost(), 1));
+  const double bit_cost = kBitLines * line;
 
-  // The list may need to gather more ids than match (a must's narrowest clause):
-  // let it, up to what a walk would have cost.
+  // The filter's numbers, and its matches when the driver is short.
+  const size_t build_limit = p.plan == Plan::ExactScan ? Filter::kUnknown
+                                                        : size_t(kBuildPerWalkDistance * unfiltered_walk);
+  FilterPlan fp = filter.plan(build_limit, s.matches);
+  st.estimate = fp.estimate;
+  st.driver = fp.driver;
+  if (fp.built) st.matches = s.matches.size();
+  const bool known = fp.estimate != Filter::kUnknown;
+  const double selectivity = known ? std::clamp(double(fp.estimate) / live, 1.0 / live, 1.0) : 1.0;
+  const size_t walk_ef = std::max(p.k, size_t(std::clamp(double(ef) * selectivity * kAdmitShare,
+                                                          std::min(kAdmitFloor * double(p.k), double(ef)), double(ef))));
+
+  // The costs of each plan.
+  const double listing = fp.driver == Filter::kUnknown ? live * row_cost : double(fp.driver) * row_cost;
+  const double scan_cost = (fp.built ? 0.0 : listing) + (known ? double(fp.estimate) : live) * (1.0 + kScanIdLines * line);
+  const double walk_scored = kWalkScored * double(walk_ef) / selectivity * double(config_.M);
+  // The two-hop walk gathers 2M matches a node: about 2M / sel neighbours looked at.
+  const double links = double(max_links(0));
+  const double two_hop_tests = unfiltered_walk / links * std::min(links / selectivity, links + links * links);
+  // A walk tests the filter on each node it meets: lazily (row_cost a test), or
+  // on the match set (kBitLines) once the driver is listed, when that is cheaper.
+  auto walk_cost = [&](double scored, double tests) {
+    return scored + std::min(tests * row_cost, (fp.built ? 0.0 : listing) + tests * bit_cost);
+  };
+  // The plain walk tests each node it expands (search_level's test_when_expanded).
+  const double walk_plain = walk_cost(walk_scored, double(walk_ef) / selectivity);
+  const double walk_two_hop = walk_cost(unfiltered_walk, two_hop_tests);
+  Plan plan = p.plan;
+  if (plan == Plan::Graph)
+    plan = scan_cost <= std::min(walk_plain, walk_two_hop) ? Plan::ExactScan
+           : walk_two_hop < walk_plain                     ? Plan::TwoHopGraph
+                                                           : Plan::FilteredGraph;
+  const double tests = plan == Plan::TwoHopGraph ? two_hop_tests : double(walk_ef) / selectivity;
+  if (plan != Plan::ExactScan && !fp.built && listing + tests * bit_cost < tests * row_cost) {
+    fp = filter.plan(Filter::kUnknown, s.matches);
+    if (fp.built) st.matches = s.matches.size();
+  }
+  st.plan = plan;
+
+  // Lists every match into s.matches (once) and scans them, or, for a filter
+  // that cannot list, scans every node.
   thread_local std::vector<int64_t> listed;
-  listed.clear();
-  if (known && scan_cost <= walk_cost && filter.candidates(size_t(walk_cost) + p.k, listed)) {
-    st.plan = Plan::ExactScan;
+  auto scan_matches = [&] {
+    if (!fp.built) {
+      fp = filter.plan(Filter::kUnknown, s.matches);
+      if (fp.built) st.matches = s.matches.size();
+    }
+    if (!fp.built) {
+      search_exact(s, p, pace);
+      st.distances += slot_count_.load(std::memory_order_relaxed);
+      return;
+    }
+    listed.clear();
+    s.matches.for_each([&](int64_t id) { listed.push_back(id); });
     scan_ids(listed, p, s, st, pace);
+  };
+  if (plan == Plan::ExactScan) {
+    scan_matches();
     return;
   }
 
-  st.plan = Plan::FilteredGraph;
-  st.ef = walk_ef;
+  const MatchSetFilter bits(s.matches);
+  const Filter& allowed = fp.built ? static_cast<const Filter&>(bits) : filter;
   uint32_t start = greedy_descend(s.query_code.data(), entry_slot(entry), entry_level(entry), 0);
-  search_level(s.query_code.data(), start, walk_ef, 0, &filter, s, &pace);
-  st.distances = s.distance_count;
-  if (s.top.size() >= p.k) return;
-
-  st.fell_back = true;
-  listed.clear();
-  if (filter.candidates(Filter::kUnknown, listed)) {
-    scan_ids(listed, p, s, st, pace);
+  if (plan == Plan::TwoHopGraph) {
+    st.ef = ef;
+    search_two_hop(s.query_code.data(), start, ef, allowed, s, st, pace);
   } else {
-    search_exact(s, p, pace);
-    st.distances += slot_count_.load(std::memory_order_relaxed);
+    st.ef = walk_ef;
+    search_level(s.query_code.data(), start, walk_ef, 0, &allowed, s, &pace, /*test_when_expanded=*/true);
+    st.tested += s.filter_tests;
+  }
+  st.distances = s.distance_count;
+  const bool ran_dry = s.candidates.empty() && s.top.size() < st.ef &&
+                       (!fp.built || s.top.size() < s.matches.size());
+  if (s.top.size() >= p.k && !ran_dry) return;
+  st.fell_back = true;
+  scan_matches();
+}
+
+void HnswIndex::search_two_hop(const uint8_t* query, uint32_t entry, size_t ef, const Filter& allowed,
+                               SearchScratch& s, SearchStats& st, Checkpoint& pace) const {
+  const uint32_t limit = slot_count_.load(std::memory_order_acquire);
+  const size_t gather = max_links(0);  // matches gathered per expansion, as many as a node has links
+  const size_t prefetch_end = code_offset_ + std::min<size_t>(codec_.code_bytes(), 256);
+  auto admits = [&](uint32_t slot) {
+    ++st.tested;
+    return !is_deleted(slot) && allowed.allows(header(slot).id);
+  };
+  // Marks an allowed node seen and queues it for scoring.
+  auto take = [&](uint32_t slot) {
+    s.visited.mark(slot);
+    s.batch.push_back(slot);
+    const uint8_t* block = nodes_->at(slot);
+    for (size_t off = 0; off < prefetch_end; off += 64) __builtin_prefetch(block + off);
+  };
+
+  s.visited.reset(limit);
+  s.candidates.clear();
+  s.top.clear();
+  const float d = codec_.distance(query, code(entry));
+  ++s.distance_count;
+  s.visited.mark(entry);
+  s.candidates.push_back({d, entry});
+  if (admits(entry)) s.top.push_back({d, entry});
+  float bound = s.top.empty() ? kInf : d;
+
+  while (!s.candidates.empty()) {
+    const Candidate current = s.candidates.front();
+    if (current.dist > bound && s.top.size() >= ef) break;
+    std::pop_heap(s.candidates.begin(), s.candidates.end(), CloserFirst());
+    s.candidates.pop_back();
+
+    // One hop: the allowed neighbours; the rejected ones are kept to pass through.
+    s.batch.clear();
+    s.hops.clear();
+    LinkList list = link_list(current.slot, 0);
+    const uint32_t n = std::min<uint32_t>(list.count.load(std::memory_order_acquire), max_links(0));
+    for (uint32_t i = 0; i < n; ++i) {
+      const uint32_t next = std::atomic_ref<uint32_t>(list.slots[i]).load(std::memory_order_acquire);
+      if (next >= limit || s.visited.marked(next)) continue;
+      if (admits(next))
+        take(next);
+      else
+        s.hops.push_back(next);
+    }
+    // Two hops: through each rejected neighbour (once per search) to its allowed
+    // neighbours, until the node has as many matches as it has links.
+    for (size_t h = 0; h < s.hops.size() && s.batch.size() < gather; ++h) {
+      const uint32_t hop = s.hops[h];
+      if (s.visited.test_and_set(hop)) continue;
+      LinkList far = link_list(hop, 0);
+      const uint32_t m = std::min<uint32_t>(far.count.load(std::memory_order_acquire), max_links(0));
+      for (uint32_t j = 0; j < m && s.batch.size() < gather; ++j) {
+        const uint32_t next = std::atomic_ref<uint32_t>(far.slots[j]).load(std::memory_order_acquire);
+        if (next < limit && !s.visited.marked(next) && admits(next)) take(next);
+      }
+    }
+    s.distance_count += s.batch.size();
+    pace.step(s.batch.size() + s.hops.size() + 1);
+    for (uint32_t next : s.batch) {
+      const float dn = codec_.distance(query, code(next));
+      if (s.top.size() >= ef && dn >= bound) continue;
+      s.candidates.push_back({dn, next});
+      std::push_heap(s.candidates.begin(), s.candidates.end(), CloserFirst());
+      keep_closest(s.top, {dn, next}, ef);
+      bound = s.top.front().dist;
+    }
   }
 }
 
@@ -95,18 +268,24 @@ void HnswIndex::scan_ids(const std::vector<int64_t>& ids, const SearchParams& p,
   {
     std::lock_guard<std::mutex> lock(ids_mutex_);
     for (int64_t id : ids)
-      if (auto it = slot_by_id_.find(id); it != slot_by_id_.end()) slots.push_back(it->second);
+      if (const uint32_t slot = slot_by_id_.find(id); slot != kNoSlot) slots.push_back(slot);
   }
-  // Slot order reads memory forwards and drops repeats.
-  std::sort(slots.begin(), slots.end());
+  // Slot order reads memory forwards and drops repeats. Ids listed in increasing
+  // order (a match set) mostly come out in slot order already: skip the sort then.
+  if (!std::is_sorted(slots.begin(), slots.end())) std::sort(slots.begin(), slots.end());
   slots.erase(std::unique(slots.begin(), slots.end()), slots.end());
 
+  // Prefetch kAhead matches ahead: the header (flags) and the first lines of the
+  // vector, as the walk does; the hardware prefetcher follows the rest.
   constexpr size_t kAhead = 4;
+  const size_t vector_bytes = rerank_ ? rerank_codec_->code_bytes() : codec_.code_bytes();
+  const size_t prefetch_bytes = std::min<size_t>(vector_bytes, 256);
   s.top.clear();
   for (size_t i = 0; i < slots.size(); ++i) {
     if (i + kAhead < slots.size()) {
       __builtin_prefetch(nodes_->at(slots[i + kAhead]));
-      __builtin_prefetch(rerank_ ? rerank_->at(slots[i + kAhead]) : code(slots[i + kAhead]));
+      const uint8_t* v = rerank_ ? rerank_->at(slots[i + kAhead]) : code(slots[i + kAhead]);
+      for (size_t off = 0; off < prefetch_bytes; off += 64) __builtin_prefetch(v + off);
     }
     pace.work(1);  // listed ids passed the filter already
     const uint32_t slot = slots[i];
@@ -115,12 +294,7 @@ void HnswIndex::scan_ids(const std::vector<int64_t>& ids, const SearchParams& p,
                             : codec_.distance(s.query_code.data(), code(slot));
     ++st.distances;
     if (s.top.size() >= p.k && d >= s.top.front().dist) continue;
-    s.top.push_back({d, slot});
-    std::push_heap(s.top.begin(), s.top.end(), FartherFirst());
-    if (s.top.size() > p.k) {
-      std::pop_heap(s.top.begin(), s.top.end(), FartherFirst());
-      s.top.pop_back();
-    }
+    keep_closest(s.top, {d, slot}, p.k);
   }
 }
 

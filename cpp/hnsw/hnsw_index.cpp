@@ -123,7 +123,7 @@ uint32_t HnswIndex::greedy_descend(const uint8_t* query, uint32_t entry, int fro
 }
 
 void HnswIndex::search_level(const uint8_t* query, uint32_t entry, size_t ef, int level, const Filter* filter,
-                             SearchScratch& s, Checkpoint* pace) const {
+                             SearchScratch& s, Checkpoint* pace, bool test_when_expanded) const {
   // Nodes reserved after this point may get linked while we walk; skipping
   // them keeps the visited set in bounds and costs nothing a later search won't see.
   const uint32_t limit = slot_count_.load(std::memory_order_acquire);
@@ -132,13 +132,19 @@ void HnswIndex::search_level(const uint8_t* query, uint32_t entry, size_t ef, in
   // its code; the hardware prefetcher follows the rest of the code.
   const size_t prefetch_end = code_offset_ + std::min<size_t>(codec_.code_bytes(), 256);
 
+  const bool late = filter && test_when_expanded;
+  auto admits = [&](uint32_t slot) {
+    if (filter) ++s.filter_tests;
+    return admitted(slot, filter, skip_deleted);
+  };
+
   s.visited.reset(limit);
   s.candidates.clear();
   s.top.clear();
   float d = codec_.distance(query, code(entry));
   s.visited.test_and_set(entry);
   s.candidates.push_back({d, entry});
-  if (admitted(entry, filter, skip_deleted)) s.top.push_back({d, entry});
+  if (!late && admits(entry)) s.top.push_back({d, entry});
   float bound = s.top.empty() ? kInf : d;
 
   while (!s.candidates.empty()) {
@@ -146,6 +152,10 @@ void HnswIndex::search_level(const uint8_t* query, uint32_t entry, size_t ef, in
     if (current.dist > bound && s.top.size() >= ef) break;
     std::pop_heap(s.candidates.begin(), s.candidates.end(), CloserFirst());
     s.candidates.pop_back();
+    if (late && admits(current.slot)) {
+      keep_closest(s.top, current, ef);
+      bound = s.top.front().dist;
+    }
 
     LinkList list = link_list(current.slot, level);
     uint32_t n = std::min<uint32_t>(list.count.load(std::memory_order_acquire), max_links(level));
@@ -164,13 +174,8 @@ void HnswIndex::search_level(const uint8_t* query, uint32_t entry, size_t ef, in
       if (s.top.size() < ef || dn < bound) {
         s.candidates.push_back({dn, next});
         std::push_heap(s.candidates.begin(), s.candidates.end(), CloserFirst());
-        if (admitted(next, filter, skip_deleted)) {
-          s.top.push_back({dn, next});
-          std::push_heap(s.top.begin(), s.top.end(), FartherFirst());
-          if (s.top.size() > ef) {
-            std::pop_heap(s.top.begin(), s.top.end(), FartherFirst());
-            s.top.pop_back();
-          }
+        if (!late && admits(next)) {
+          keep_closest(s.top, {dn, next}, ef);
           bound = s.top.front().dist;
         }
       }
@@ -291,9 +296,9 @@ void HnswIndex::check_vectors(const float* vectors, size_t n) const {
 }
 
 uint32_t HnswIndex::slot_of(int64_t id) const {
-  auto it = slot_by_id_.find(id);
-  if (it == slot_by_id_.end()) throw UnknownIdError("id " + id_text(id) + " is not in the index");
-  return it->second;
+  const uint32_t slot = slot_by_id_.find(id);
+  if (slot == kNoSlot) throw UnknownIdError("id " + id_text(id) + " is not in the index");
+  return slot;
 }
 
 uint32_t HnswIndex::reserve_slots(const int64_t* ids, size_t n) {
@@ -312,12 +317,13 @@ uint32_t HnswIndex::reserve_slots(const int64_t* ids, size_t n) {
       upper_of(slot) = new uint32_t[words]();
       upper_bytes_ += words * sizeof(uint32_t);
     }
-    auto [it, inserted] = slot_by_id_.try_emplace(ids[i], slot);
-    if (!inserted) {  // replace: the old node stays in the graph as a tombstone
-      std::atomic_ref<uint8_t>(header(it->second).flags).fetch_or(kDeleted);
+    if (const uint32_t old = slot_by_id_.find(ids[i]); old != kNoSlot) {
+      // replace: the old node stays in the graph as a tombstone
+      std::atomic_ref<uint8_t>(header(old).flags).fetch_or(kDeleted);
       deleted_.fetch_add(1);
-      it->second = slot;
+      slot_by_id_.erase(ids[i]);
     }
+    slot_by_id_.insert(ids[i], slot);
   }
   slot_count_.store(first + uint32_t(n), std::memory_order_release);
   return first;
@@ -350,7 +356,7 @@ void HnswIndex::add_checked(const int64_t* ids, const float* vectors, size_t n, 
     for (size_t i = 0; i < n; ++i) {
       if (ids[i] < 0) throw std::invalid_argument("ids must be >= 0, got " + id_text(ids[i]));
       if (!batch.insert(ids[i]).second) throw DuplicateIdError("id " + id_text(ids[i]) + " appears twice in the batch");
-      if (!replace && slot_by_id_.count(ids[i]))
+      if (!replace && slot_by_id_.find(ids[i]) != kNoSlot)
         throw DuplicateIdError("id " + id_text(ids[i]) + " is already in the index (use upsert to replace it)");
     }
     if (codec_.needs_int8_scale()) {
@@ -378,17 +384,17 @@ void HnswIndex::remove(const int64_t* ids, size_t n) {
   std::lock_guard<std::mutex> lock(ids_mutex_);
   for (size_t i = 0; i < n; ++i) slot_of(ids[i]);  // all-or-nothing: check every id first
   for (size_t i = 0; i < n; ++i) {
-    auto it = slot_by_id_.find(ids[i]);
-    if (it == slot_by_id_.end()) continue;  // listed twice
-    std::atomic_ref<uint8_t>(header(it->second).flags).fetch_or(kDeleted);
+    const uint32_t slot = slot_by_id_.find(ids[i]);
+    if (slot == kNoSlot) continue;  // listed twice
+    std::atomic_ref<uint8_t>(header(slot).flags).fetch_or(kDeleted);
     deleted_.fetch_add(1);
-    slot_by_id_.erase(it);
+    slot_by_id_.erase(ids[i]);
   }
 }
 
 bool HnswIndex::contains(int64_t id) const {
   std::lock_guard<std::mutex> lock(ids_mutex_);
-  return slot_by_id_.count(id) != 0;
+  return slot_by_id_.find(id) != kNoSlot;
 }
 
 void HnswIndex::get(const int64_t* ids, size_t n, float* out) const {
@@ -439,12 +445,7 @@ void HnswIndex::search_exact(SearchScratch& s, const SearchParams& p, Checkpoint
       if (s.top.size() >= p.k && d >= s.top.front().dist) continue;
       if (p.filter) pace.step();
       if (!admitted(uint32_t(begin + i), p.filter, skip_deleted)) continue;
-      s.top.push_back({d, uint32_t(begin + i)});
-      std::push_heap(s.top.begin(), s.top.end(), FartherFirst());
-      if (s.top.size() > p.k) {
-        std::pop_heap(s.top.begin(), s.top.end(), FartherFirst());
-        s.top.pop_back();
-      }
+      keep_closest(s.top, {d, uint32_t(begin + i)}, p.k);
     }
   }
 }
@@ -474,6 +475,7 @@ void HnswIndex::search(const float* query, const SearchParams& p, int64_t* ids, 
   prepare_query(query, *s);
   s->top.clear();
   s->distance_count = 0;
+  s->filter_tests = 0;
   SearchStats st;
   const uint64_t entry = entry_.load(std::memory_order_acquire);
   if (entry != kNoEntry) {
@@ -523,9 +525,7 @@ MemoryUsage HnswIndex::memory_usage() const {
   m.rerank_vector_bytes = rerank_ ? rerank_->allocated_bytes() : 0;
   {
     std::lock_guard<std::mutex> lock(ids_mutex_);
-    // libstdc++: a bucket is one pointer; a node holds next pointer, key and
-    // value, rounded by malloc to 32 bytes.
-    m.id_map_bytes = slot_by_id_.bucket_count() * sizeof(void*) + slot_by_id_.size() * 32;
+    m.id_map_bytes = slot_by_id_.bytes();
     m.live = slot_by_id_.size();
   }
   m.scratch_bytes = scratch_.bytes();

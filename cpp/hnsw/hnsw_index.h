@@ -39,9 +39,9 @@
 #include <shared_mutex>
 #include <stdexcept>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
+#include "filter/row_map.h"
 #include "hnsw/block_array.h"
 #include "hnsw/filters.h"
 #include "hnsw/search_scratch.h"
@@ -81,6 +81,17 @@ struct IndexConfig {
   void validate() const;  // throws std::invalid_argument naming the bad field
 };
 
+// How one search went: which plan the planner chose (hnsw_filtered.cpp), what it
+// expected and what it cost.
+enum class Plan : uint8_t {
+  Graph,           // no filter: the plain graph walk
+  FilteredGraph,   // the graph walk, admitting only allowed ids, with ef raised
+  ExactScan,       // every listed id (or, with exact, every vector) scored exactly
+  TwoHopGraph,     // the graph walk over allowed nodes only, reaching them through
+                   // rejected neighbours (two hops): distances on allowed nodes only
+};
+const char* plan_name(Plan plan);
+
 struct SearchParams {
   size_t k = 10;
   size_t ef = 0;                    // 0: the index's ef_search; raised to k when smaller
@@ -90,16 +101,11 @@ struct SearchParams {
   // When set, the search throws DeadlineExceeded / SearchCancelled once the
   // token says so (search_stop.h); the token outlives the search.
   const StopToken* stop = nullptr;
+  // With a filter: run this plan instead of the planner's choice (tests and
+  // benchmarks compare plans with it). Graph means "let the planner choose".
+  Plan plan = Plan::Graph;
 };
 
-// How one search went: which plan the planner chose (hnsw_filtered.cpp), what it
-// expected and what it cost.
-enum class Plan : uint8_t {
-  Graph,           // no filter: the plain graph walk
-  FilteredGraph,   // the graph walk, admitting only allowed ids, with ef raised
-  ExactScan,       // every listed id (or, with exact, every vector) scored exactly
-};
-const char* plan_name(Plan plan);
 
 struct SearchStats {
   Plan plan = Plan::Graph;
@@ -107,6 +113,9 @@ struct SearchStats {
   size_t ef = 0;                       // width of the graph walk (0 for a scan)
   size_t distances = 0;                // distance computations on level 0 or in the scan
   bool fell_back = false;              // the walk found fewer than k, so a scan followed
+  size_t matches = Filter::kUnknown;   // ids the filter allows, counted (when its match set was built)
+  size_t driver = Filter::kUnknown;    // ids its cheapest clause lists (what building the set reads)
+  size_t tested = 0;                   // filter tests (bits of the match set, or predicate checks) in the walk
 };
 
 struct MemoryUsage {
@@ -192,6 +201,7 @@ class HnswIndex {
  private:
   // --- node blocks -----------------------------------------------------------
   static constexpr uint32_t kNoSlot = UINT32_MAX;
+  static_assert(kNoSlot == filter::kNoRow, "slot_by_id_ answers kNoRow for an id it does not hold");
   static constexpr uint8_t kDeleted = 1;
   static constexpr uint8_t kLocked = 2;
   // The head of every level-0 block; the 2M level-0 links follow it, then the code.
@@ -228,8 +238,13 @@ class HnswIndex {
   uint32_t greedy_descend(const uint8_t* query, uint32_t entry, int from_level, int to_level) const;
   // Best-first search of one level; leaves the ef best admitted nodes in s.top.
   // A query's search steps `pace` per node it expands; an insert's has none.
+  // With test_when_expanded, a node is tested by the filter (and admitted) when
+  // it is expanded rather than when it is scored: the nodes are expanded in
+  // order of distance, so the ef best admitted come out the same, and the
+  // filter runs once per expanded node, not once per scored one (a tenth of
+  // them under a selective filter; see hnsw_filtered.cpp).
   void search_level(const uint8_t* query, uint32_t entry, size_t ef, int level, const Filter* filter,
-                    SearchScratch& s, Checkpoint* pace = nullptr) const;
+                    SearchScratch& s, Checkpoint* pace = nullptr, bool test_when_expanded = false) const;
   // Keeps at most m of `candidates` (closest first), skipping a candidate that is
   // closer to an already kept one than to the base node (the paper's heuristic).
   void select_neighbours(std::vector<Candidate>& candidates, size_t m) const;
@@ -255,6 +270,10 @@ class HnswIndex {
   // Plans and runs a search with p.filter: fills s.top and stats.
   void search_filtered(SearchScratch& s, const SearchParams& p, uint64_t entry, SearchStats& stats,
                        Checkpoint& pace) const;
+  // The walk of TwoHopGraph (hnsw_filtered.cpp). Like search_level, it leaves
+  // s.candidates empty when it ran out of nodes to expand (it saw all it could reach).
+  void search_two_hop(const uint8_t* query, uint32_t entry, size_t ef, const Filter& allowed, SearchScratch& s,
+                      SearchStats& st, Checkpoint& pace) const;
   // Fills s.top with the k best live ids of `ids` (a filter's list), scored exactly.
   void scan_ids(const std::vector<int64_t>& ids, const SearchParams& p, SearchScratch& s, SearchStats& stats,
                 Checkpoint& pace) const;
@@ -294,7 +313,7 @@ class HnswIndex {
   std::mutex entry_mutex_;  // held by an insert that raises the top level
 
   mutable std::mutex ids_mutex_;
-  std::unordered_map<int64_t, uint32_t> slot_by_id_;
+  filter::RowMap slot_by_id_;  // kNoSlot for an id not held
   std::mt19937_64 level_rng_;
   double level_mult_;
 

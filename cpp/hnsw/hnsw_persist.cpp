@@ -204,7 +204,7 @@ std::unique_ptr<HnswIndex> HnswIndex::read_sections(const io::FileReader& in, ui
     const NodeHeader& h = ix.header(s);
     if (h.flags & kDeleted) continue;
     if (h.id < 0) damaged(path, "node " + std::to_string(s) + " has negative id " + std::to_string(h.id));
-    if (!ix.slot_by_id_.try_emplace(h.id, s).second) damaged(path, "id " + std::to_string(h.id) + " appears twice");
+    if (!ix.slot_by_id_.insert(h.id, s)) damaged(path, "id " + std::to_string(h.id) + " appears twice");
   }
   ix.entry_.store(meta.entry);
   ix.slot_count_.store(uint32_t(count));

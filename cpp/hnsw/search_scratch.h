@@ -9,6 +9,8 @@
 #include <mutex>
 #include <vector>
 
+#include "hnsw/match_set.h"
+
 namespace lookalike::hnsw {
 
 struct Candidate {
@@ -24,6 +26,16 @@ struct FartherFirst {
 struct CloserFirst {
   bool operator()(const Candidate& a, const Candidate& b) const { return a.dist > b.dist; }
 };
+
+// Adds c to `top`, a FartherFirst heap, keeping only its `limit` closest.
+inline void keep_closest(std::vector<Candidate>& top, Candidate c, size_t limit) {
+  top.push_back(c);
+  std::push_heap(top.begin(), top.end(), FartherFirst());
+  if (top.size() > limit) {
+    std::pop_heap(top.begin(), top.end(), FartherFirst());
+    top.pop_back();
+  }
+}
 
 class VisitedSet {
  public:
@@ -41,6 +53,8 @@ class VisitedSet {
     marks_[slot] = epoch_;
     return false;
   }
+  bool marked(uint32_t slot) const { return marks_[slot] == epoch_; }
+  void mark(uint32_t slot) { marks_[slot] = epoch_; }
   const uint16_t* mark_address(uint32_t slot) const { return &marks_[slot]; }
   size_t bytes() const { return marks_.capacity() * sizeof(uint16_t); }
 
@@ -54,15 +68,18 @@ struct SearchScratch {
   std::vector<Candidate> candidates;  // min-heap (CloserFirst)
   std::vector<Candidate> top;         // max-heap (FartherFirst)
   std::vector<uint32_t> batch;        // unvisited neighbours of the node being expanded
+  std::vector<uint32_t> hops;         // its neighbours a filter rejects, to reach through (two-hop walk)
+  MatchSet matches;                   // the ids a filtered search may return, when built
   std::vector<uint8_t> query_code;    // the query encoded like the stored vectors
   std::vector<float> query;           // the query as float32 (normalised for cosine)
   std::vector<uint8_t> rerank_query;  // the query encoded like the re-ranking copies
   std::vector<float> dists;           // one-to-many results of the exact scan
   size_t distance_count = 0;          // computed by search_level, for SearchStats
+  size_t filter_tests = 0;            // filter checks search_level made, for SearchStats
 
   size_t bytes() const {
     return visited.bytes() + (candidates.capacity() + top.capacity()) * sizeof(Candidate) +
-           batch.capacity() * sizeof(uint32_t) + query_code.capacity() + rerank_query.capacity() +
+           (batch.capacity() + hops.capacity()) * sizeof(uint32_t) + matches.bytes() + query_code.capacity() + rerank_query.capacity() +
            (query.capacity() + dists.capacity()) * sizeof(float);
   }
 };

@@ -43,10 +43,12 @@ from lookalike.index.native import NativeIndex, SearchResult, check_filter, chec
 class SearchResultWithStats(NamedTuple):
     """A search result with how the search went (``return_stats=True``): one
     SearchStats for one query, a list of them for several. ``stats.plan`` is
-    ``graph`` (no filter), ``filtered_graph`` or ``exact_scan``; ``estimate`` the
-    ids the filter was expected to allow; ``ef`` the walk's width; ``distances``
-    the distance computations; ``fell_back`` whether a scan had to follow a walk
-    that found fewer than k."""
+    ``graph`` (no filter), ``filtered_graph``, ``two_hop_graph`` or ``exact_scan``;
+    ``estimate`` the ids the filter was expected to allow; ``matches`` how many it
+    allows, counted (None when its match set was not built); ``driver`` the ids
+    its cheapest clause lists; ``ef`` the walk's width; ``distances`` the distance
+    computations; ``tested`` the filter tests of the walk; ``fell_back`` whether
+    a scan had to follow a walk that found fewer than k."""
 
     ids: np.ndarray
     distances: np.ndarray
@@ -116,6 +118,7 @@ class HnswIndex(NativeIndex):
         threads: int = 0,
         return_stats: bool = False,
         stop: _core.StopToken | None = None,
+        plan: str | None = None,
     ) -> SearchResult | SearchResultWithStats:
         """The k nearest ids of each query. One query (shape (dim,)) gives arrays
         of shape (k,); n queries give (n, k), searched on ``threads`` threads.
@@ -127,6 +130,8 @@ class HnswIndex(NativeIndex):
         ``rerank`` re-ranks candidates on the re-ranking copies when the index keeps
         them; ``exact`` scans every vector instead of walking the graph (ground
         truth, or tiny indexes). ``return_stats`` adds the plan and its cost.
+        ``plan`` forces a filtered search's plan (``exact_scan``, ``filtered_graph``
+        or ``two_hop_graph``) instead of the planner's choice: for comparing plans.
         ``stop`` (a StopToken) ends the search early: it raises DeadlineExceeded
         once the token's deadline passes, SearchCancelled once it is cancelled."""
         check_positive("k", k)
@@ -138,7 +143,7 @@ class HnswIndex(NativeIndex):
         check_filter(filter)
         queries = as_vectors(queries, self._dim, "queries", allow_1d=True)
         found = self._core.search(queries, k, ef or 0, filter, rerank, exact, thread_count(threads), bool(return_stats),
-                                  stop)
+                                  stop, plan or "")
         return SearchResultWithStats(*found) if return_stats else SearchResult(*found)
 
     # --- parameters -----------------------------------------------------------

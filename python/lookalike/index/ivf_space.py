@@ -38,6 +38,10 @@ class IvfSearchStats(NamedTuple):
     ef: int = 0
     distances: int = 0
     nprobe: int = 0
+    matches: int | None = None  # the HNSW planner's numbers, which IVF-PQ does not count
+    driver: int | None = None
+    tested: int = 0
+    fell_back: bool = False
 
 
 class IvfPqSpace:

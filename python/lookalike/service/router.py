@@ -155,7 +155,13 @@ class RouterServicer(search_pb2_grpc.SearchServiceServicer):
         response.plan.CopyFrom(search_pb2.QueryPlan(
             plan=answered[0].plan.plan, ef=answered[0].plan.ef,
             estimated_matches=sum(r.plan.estimated_matches for r in answered),
-            distances=sum(r.plan.distances for r in answered)))
+            distances=sum(r.plan.distances for r in answered),
+            filter_tests=sum(r.plan.filter_tests for r in answered),
+            fell_back=any(r.plan.fell_back for r in answered)))
+        # Summed over the shards only when every shard counted them.
+        for field in ("matches", "driver_size"):
+            if all(r.plan.HasField(field) for r in answered):
+                setattr(response.plan, field, sum(getattr(r.plan, field) for r in answered))
         response.timings.CopyFrom(search_pb2.StageTimings(
             decode_us=micros(clock.decode), preprocess_us=micros(clock.preprocess), encode_us=micros(clock.encode),
             search_us=micros(search_s), hydrate_us=max(r.timings.hydrate_us for r in answered),

@@ -404,5 +404,11 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
 
 
 def _plan(stats: Any) -> search_pb2.QueryPlan:
-    return search_pb2.QueryPlan(plan=stats.plan, estimated_matches=stats.estimate or 0, ef=stats.ef,
-                                distances=stats.distances)
+    plan = search_pb2.QueryPlan(plan=stats.plan, estimated_matches=stats.estimate or 0, ef=stats.ef,
+                                distances=stats.distances, filter_tests=stats.tested, fell_back=stats.fell_back)
+    # Unset when not counted (see QueryPlan in search.proto).
+    if stats.matches is not None:
+        plan.matches = stats.matches
+    if stats.driver is not None:
+        plan.driver_size = stats.driver
+    return plan
