@@ -26,6 +26,8 @@ import numpy as np
 
 from peer_systems import open_searcher  # bench/ is on sys.path here, and spawn hands it to the clients
 
+from lookalike.loadtest.runner import running, start_ready
+
 
 @dataclass(frozen=True)
 class Load:
@@ -108,15 +110,9 @@ def run(spec: dict, queries: np.ndarray, k: int, filters: list, load: Load) -> O
     ctx = mp.get_context("spawn")
     start_at = ctx.Value("d", 0.0, lock=False)
     ready, results = ctx.Queue(), ctx.Queue()
-    clients = [ctx.Process(target=_client, args=(i, spec, queries, k, filters, load, start_at, ready, results),
-                           daemon=True) for i in range(load.processes)]
-    for c in clients:
-        c.start()
-    try:
-        for _ in clients:
-            item = ready.get(timeout=120)
-            if isinstance(item, str):
-                raise RuntimeError(item)
+    clients = start_ready(ctx, _client, [(i, spec, queries, k, filters, load, start_at, ready, results)
+                                         for i in range(load.processes)], ready, "open-loop-client")
+    with running(clients):
         start_at.value = time.monotonic() + 0.2
         parts = []
         for _ in clients:
@@ -124,12 +120,6 @@ def run(spec: dict, queries: np.ndarray, k: int, filters: list, load: Load) -> O
                 parts.append(results.get(timeout=load.seconds + load.timeout + 60))
             except queue.Empty:
                 raise RuntimeError("a client process stopped without reporting") from None
-        for c in clients:
-            c.join(timeout=10)
-    finally:
-        for c in clients:
-            if c.is_alive():
-                c.terminate()
     latencies = np.concatenate([np.asarray(p["latencies"], dtype=np.float64) for p in parts]) * 1e3
     sent = sum(p["sent"] for p in parts)
     failed = sum(p["failed"] for p in parts)

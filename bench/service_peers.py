@@ -14,8 +14,8 @@ vectors, bench/datasets.py, with a category, a price and an in-stock flag) by
   each searched by its own vector until it is its own top hit);
 * recall@10 against exact search, unfiltered and filtered (one category of 20
   and a price below the middle of its range: ~2.5% of the catalog), for each
-  ef_search of --efs; the smallest ef reaching --target-recall on both is used
-  for the load (comparable recall), else the largest;
+  ef_search of --efs in turn until one reaches --target-recall on both, which
+  is used for the load (comparable recall), else the largest;
 * the highest open-loop rate whose p99 stays under --p99-ms with no failures,
   unfiltered and filtered, from --processes client processes (bench/open_loop.py);
 * the server's resident memory (its process and children) after all that.
@@ -120,6 +120,8 @@ def measure(system, catalog: Catalog, queries: np.ndarray, truth: dict, args) ->
                               "median_ms_plain": plain_ms, "median_ms_filtered": filtered_ms})
                 log(f"  {system.name}: ef {ef}: recall@10 {sweep[-1]['recall']:.3f}, "
                     f"filtered {sweep[-1]['recall_filtered']:.3f}")
+                if min(sweep[-1]["recall"], sweep[-1]["recall_filtered"]) >= args.target_recall:
+                    break  # the smallest ef that reaches the target: larger ones are not needed
             chosen = next((s for s in sweep if min(s["recall"], s["recall_filtered"]) >= args.target_recall),
                           sweep[-1])
             result.update(sweep=sweep, ef=chosen["ef"], recall=chosen["recall"],
@@ -191,10 +193,10 @@ def plot(results: list[dict], p99_ms: float, path: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="10k products, 200 queries, short load steps")
+    parser.add_argument("--quick", action="store_true", help="10k products, 100 queries, short load steps")
     parser.add_argument("--n", type=int, default=100_000, help="products in the catalog")
     parser.add_argument("--dim", type=int, default=512)
-    parser.add_argument("--queries", type=int, default=500, help="queries for recall (and cycled under load)")
+    parser.add_argument("--queries", type=int, default=200, help="queries for recall (and cycled under load)")
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--M", type=int, default=16)
     parser.add_argument("--ef-construction", type=int, default=200)
@@ -212,7 +214,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     if args.quick:
-        args.n, args.queries, args.seconds, args.steps, args.efs = 10_000, 200, 2.0, 5, "32,64,128"
+        args.n, args.queries, args.seconds, args.steps, args.efs = 10_000, 100, 2.0, 5, "32,64,128"
     args.efs = [int(e) for e in args.efs.split(",")]
 
     spec = ClipLikeSpec(n=args.n, dim=args.dim, n_queries=args.queries)
