@@ -20,7 +20,7 @@ vectors, bench/datasets.py, with a category, a price and an in-stock flag) by
   unfiltered and filtered, from --processes client processes (bench/open_loop.py);
 * the server's resident memory (its process and children) after all that.
 
-    python bench/service_peers.py --quick    # 10k x 512, about 3 minutes on 2 cores
+    python bench/service_peers.py --quick    # 10k x 512, 2-3 minutes on 2 cores
     python bench/service_peers.py            # 100k x 512, about 15 minutes on 2 cores
     python bench/service_peers.py --systems lookalike,chroma
 
