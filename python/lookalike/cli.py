@@ -37,6 +37,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from lookalike.encoders.random_clip import SHAPES
+
 # --- the service and its clients ---------------------------------------------------
 
 
@@ -365,6 +367,14 @@ class _eval_target:
 
 
 def _export_clip(args: argparse.Namespace) -> int:
+    if (args.source is None) == (args.random is None):
+        raise SystemExit("lookalike model export-clip: give a checkpoint (SOURCE) or --random SHAPE, one of the two")
+    if args.random:
+        from lookalike.encoders.random_clip import clip_config, export_random_clip
+
+        out = export_random_clip(clip_config(args.random), args.out, args.model_id or f"random-clip-{args.random}")
+        print(f"wrote a random-weight CLIP bundle ({args.random}) to {out}")
+        return 0
     from lookalike.encoders.export_clip import export_clip
 
     out = export_clip(args.source, args.out, model_id=args.model_id, model_version=args.model_version,
@@ -575,7 +585,11 @@ def build_parser() -> argparse.ArgumentParser:
     model_commands = model.add_subparsers(dest="model_command", required=True)
     export = model_commands.add_parser(
         "export-clip", help="export a Hugging Face CLIP checkpoint (hub id or folder) into a bundle")
-    export.add_argument("source", help="a checkpoint folder, or a hub id such as openai/clip-vit-base-patch32")
+    export.add_argument("source", nargs="?",
+                        help="a checkpoint folder, or a hub id such as openai/clip-vit-base-patch32")
+    export.add_argument("--random", metavar="SHAPE", choices=sorted(SHAPES),
+                        help="instead of a checkpoint: a CLIP of this shape with random weights, built offline "
+                             "(what a real one costs per query; its vectors mean nothing)")
     export.add_argument("--out", required=True, help="the bundle folder to write")
     export.add_argument("--model-id", help="the bundle's model id (default: the checkpoint's name)")
     export.add_argument("--model-version", help="the bundle's model version (default: 1)")

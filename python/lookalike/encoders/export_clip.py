@@ -71,9 +71,11 @@ def export_clip(
     model_id: str | None = None,
     model_version: str | None = None,
     license: str = "see the checkpoint's model card",
+    weights_source: str | None = None,
 ) -> Path:
     """Exports the checkpoint at ``source`` (a folder, or a hub id to download)
-    into the bundle folder ``out``; returns ``out``."""
+    into the bundle folder ``out``; returns ``out``. ``weights_source``: where
+    the manifest says the weights came from (default: ``source``)."""
     from transformers import CLIPModel
 
     folder = _resolve_checkpoint(source)
@@ -91,7 +93,7 @@ def export_clip(
         tokenizer=TokenizerSpec(tokenizer_file, model.config.text_config.max_position_embeddings, pad_token),
         model_id=model_id or source.rstrip("/").split("/")[-1],
         model_version=model_version or "1",
-        weights=(WeightsSource("image and text towers", source, license),),
+        weights=(WeightsSource("image and text towers", weights_source or source, license),),
     )
     return out
 

@@ -20,6 +20,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import grpc
@@ -188,15 +189,9 @@ def run(config: RunConfig, progress: Callable[[dict], None] | None = None, tick:
     counters = ctx.Array("q", 3 * processes, lock=False)   # per worker: sent, done, errors
     start_at = ctx.Value("d", 0.0, lock=False)
     go, ready, results = ctx.Event(), ctx.Queue(), ctx.Queue()
-    workers = [ctx.Process(target=_worker, args=(i, processes, config, start_at, go, ready, results, counters),
-                           daemon=True, name=f"lookalike-load-{i}") for i in range(processes)]
-    for w in workers:
-        w.start()
-    try:
-        for _ in workers:
-            item = ready.get(timeout=120)
-            if isinstance(item, str):
-                raise RuntimeError(item)
+    workers = start_ready(ctx, _worker, [(i, processes, config, start_at, go, ready, results, counters)
+                                         for i in range(processes)], ready, "lookalike-load")
+    with running(workers):
         t0 = time.monotonic() + 0.2
         start_at.value = t0
         go.set()
@@ -212,16 +207,44 @@ def run(config: RunConfig, progress: Callable[[dict], None] | None = None, tick:
                 c = np.frombuffer(counters, dtype=np.int64).reshape(processes, 3).sum(axis=0)
                 progress({"elapsed": time.monotonic() - t0, "sent": int(c[0]), "done": int(c[1]),
                           "errors": int(c[2]), "duration": config.duration})
-        for w in workers:
-            w.join(timeout=10)
-    finally:
-        for w in workers:
-            if w.is_alive():
-                w.terminate()
     for part in parts:
         if "failure" in part:
             raise RuntimeError(part["failure"])
     return _merge(config, t0, parts)
+
+
+def start_ready(ctx, target: Callable, arguments: list[tuple], ready, name: str) -> list:
+    """Starts a daemon process of ``target`` per tuple of ``arguments`` and waits
+    until each has put something on ``ready``: its index once connected, or a
+    string saying why it could not, which stops them all and is raised."""
+    processes = [ctx.Process(target=target, args=args, daemon=True, name=f"{name}-{i}")
+                 for i, args in enumerate(arguments)]
+    for p in processes:
+        p.start()
+    try:
+        for _ in processes:
+            item = ready.get(timeout=120)
+            if isinstance(item, str):
+                raise RuntimeError(item)
+    except BaseException:
+        for p in processes:
+            p.terminate()
+        raise
+    return processes
+
+
+@contextmanager
+def running(processes: list) -> Iterator[list]:
+    """Joins the processes (10 s each at most) when the block ends normally, and
+    terminates any still alive however it ends."""
+    try:
+        yield processes
+        for p in processes:
+            p.join(timeout=10)
+    finally:
+        for p in processes:
+            if p.is_alive():
+                p.terminate()
 
 
 def _merge(config: RunConfig, t0: float, parts: list[dict]) -> RunResult:

@@ -32,7 +32,8 @@ def vector_from_proto(v: search_pb2.Vector, dim: int, where: str) -> np.ndarray:
     dtype = _DTYPES[v.dtype]
     if len(v.data) != dim * dtype.itemsize:
         raise invalid(f"{where}: data holds {len(v.data)} bytes, {dim} x {dtype.name} needs {dim * dtype.itemsize}")
-    arr = np.frombuffer(v.data, dtype=dtype).astype(np.float32)
+    # float32 data is used where it lies (a read-only view of the message's bytes); float16 is widened.
+    arr = np.frombuffer(v.data, dtype=dtype).astype(np.float32, copy=False)
     if not np.isfinite(arr).all():
         raise invalid(f"{where}: has a NaN or infinite value at element {int(np.argmin(np.isfinite(arr)))}")
     return arr

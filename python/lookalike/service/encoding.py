@@ -104,14 +104,19 @@ class ModelEncoder:
 
     def text(self, text: str, clock: StageClock) -> dict[str, np.ndarray]:
         """One text -> {space: (dim,) vector} for every text space."""
+        t = time.perf_counter()
+        vectors = self.text_soon(text).result()
+        clock.encode += time.perf_counter() - t
+        return vectors
+
+    def text_soon(self, text: str) -> Future:
+        """A Future of one text's {space: (dim,) vector}: the text tower encodes it
+        while the caller does other work (the image of a hybrid query)."""
         if not self.text_spaces:
             raise ValueError(f"model {self.model_id} has no text tower")
         if not text.strip():
             raise ValueError("the text is empty")
-        t = time.perf_counter()
-        vectors = self._texts(text)
-        clock.encode += time.perf_counter() - t
-        return vectors
+        return self._texts.submit(text)
 
     def queue_depths(self) -> dict[str, Callable[[], int]]:
         """Per tower, a function giving the inputs waiting for it (for metrics)."""

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
-import uuid
 from collections.abc import Callable
 
 import grpc
@@ -53,19 +53,45 @@ class Metrics:
         self.background_failures = prom.Counter(
             "lookalike_background_failures", "Snapshots and blob sweeps that failed (tried again at the next wake)",
             ["task"], registry=self.registry)
+        self._stage_children = {field: self.stages.labels(field[:-3]) for field in
+                                ("decode_us", "preprocess_us", "encode_us", "search_us", "hydrate_us", "total_us")}
+        self._methods: dict[str, MethodMetrics] = {}
 
     def observe_stages(self, timings: object) -> None:
         """Feeds a SearchResponse's StageTimings (microseconds) into the stage histogram."""
-        for field in ("decode_us", "preprocess_us", "encode_us", "search_us", "hydrate_us", "total_us"):
+        for field, histogram in self._stage_children.items():
             value = getattr(timings, field)
             if value:
-                self.stages.labels(field[:-3]).observe(value / 1e6)
+                histogram.observe(value / 1e6)
+
+    def method(self, name: str) -> MethodMetrics:
+        """The children of a method's labels, made once: labels() takes a lock and
+        hashes its values, a cost every call would pay again."""
+        found = self._methods.get(name)
+        if found is None:
+            found = self._methods.setdefault(name, MethodMetrics(self, name))
+        return found
 
     def serve(self, address: str) -> tuple[object, int]:
         """Starts the /metrics HTTP endpoint at host:port; returns (server, port)."""
         host, port = address.rsplit(":", 1)
         server, thread = prom.start_http_server(int(port), addr=host, registry=self.registry)
         return server, server.server_port
+
+
+class MethodMetrics:
+    """One method's latency histogram and, per final status, its call counter."""
+
+    def __init__(self, metrics: Metrics, method: str) -> None:
+        self.latency = metrics.latency.labels(method)
+        self._requests, self._method = metrics.requests, method
+        self._by_code: dict[grpc.StatusCode, object] = {}
+
+    def count(self, code: grpc.StatusCode) -> None:
+        counter = self._by_code.get(code)
+        if counter is None:
+            counter = self._by_code.setdefault(code, self._requests.labels(self._method, code.name))
+        counter.inc()
 
 
 class ObservingInterceptor(grpc.ServerInterceptor):
@@ -79,12 +105,12 @@ class ObservingInterceptor(grpc.ServerInterceptor):
         if handler is None or not details.method.startswith("/lookalike.v1."):
             return handler
         method = details.method.rsplit("/", 1)[1]
-        sent_id = dict(details.invocation_metadata or ()).get("x-request-id", "")
-        metrics = self._metrics
+        sent_id = next((value for key, value in details.invocation_metadata or () if key == "x-request-id"), "")
+        metrics, counted = self._metrics, self._metrics.method(method)
 
         def observed(behaviour: Callable) -> Callable:
             def run(request: object, context: grpc.ServicerContext) -> object:
-                request_id = sent_id[:64] or uuid.uuid4().hex
+                request_id = sent_id[:64] or os.urandom(16).hex()
                 start = time.perf_counter()
                 metrics.in_flight.inc()
                 code = grpc.StatusCode.OK
@@ -96,14 +122,15 @@ class ObservingInterceptor(grpc.ServerInterceptor):
                 finally:
                     seconds = time.perf_counter() - start
                     metrics.in_flight.dec()
-                    metrics.requests.labels(method, code.name).inc()
-                    metrics.latency.labels(method).observe(seconds)
+                    counted.count(code)
+                    counted.latency.observe(seconds)
                     context.set_trailing_metadata(_merged(context, ("x-request-id", request_id)))
-                    line = {"request_id": request_id, "method": method, "code": code.name,
-                            "ms": round(seconds * 1e3, 3), "peer": context.peer()}
-                    if code != grpc.StatusCode.OK:  # a client's mistake is logged here only, without a traceback
-                        line["error"] = _text(context.details())
-                    request_log.info(json.dumps(line))
+                    if request_log.isEnabledFor(logging.INFO):
+                        line = {"request_id": request_id, "method": method, "code": code.name,
+                                "ms": round(seconds * 1e3, 3), "peer": context.peer()}
+                        if code != grpc.StatusCode.OK:  # a client's mistake is logged here only, without a traceback
+                            line["error"] = _text(context.details())
+                        request_log.info(json.dumps(line))
             return run
 
         if handler.request_streaming:

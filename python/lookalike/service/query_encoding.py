@@ -4,6 +4,7 @@ vectors to its shards)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
@@ -27,7 +28,10 @@ class QueryEncoder:
     def encode(self, kind: str, data: bytes | str, space: str, clock: StageClock, where: str) -> np.ndarray:
         """The vector of `space` for one image or text; every space the tower fills is
         computed by the same run, so encode_all serves products."""
-        vectors = self.encode_all(kind, data, clock, where)
+        return self._of_space(self.encode_all(kind, data, clock, where), kind, space)
+
+    @staticmethod
+    def _of_space(vectors: dict[str, np.ndarray], kind: str, space: str) -> np.ndarray:
         if space not in vectors:
             raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION,
                                f"space '{space}' has no {kind} encoder: query it with a vector or a product id"
@@ -85,8 +89,17 @@ class QueryEncoder:
         if h.image_weight < 0 or h.text_weight < 0 or not np.isfinite([h.image_weight, h.text_weight]).all():
             raise invalid("query.hybrid: weights must be finite and >= 0")
         wi, wt = (h.image_weight, h.text_weight) if (h.image_weight or h.text_weight) else (0.5, 0.5)
+        # Both towers at once: the text waits in the text tower's batcher while
+        # this thread decodes the image and waits for the image tower.
+        self._check("text", h.text, "query.hybrid.text")
+        with _statuses("query.hybrid.text"):
+            pending_text = self.encoder.text_soon(h.text)
         image = self.encode("image", h.image, space, clock, "query.hybrid.image")
-        text = self.encode("text", h.text, space, clock, "query.hybrid.text")
+        t = time.perf_counter()
+        with _statuses("query.hybrid.text"):
+            text_vectors = pending_text.result()
+        clock.encode += time.perf_counter() - t
+        text = self._of_space(text_vectors, "text", space)
         mixed = wi * image + wt * text
         norm = float(np.linalg.norm(mixed))
         if norm == 0.0:

@@ -185,11 +185,14 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         t = time.perf_counter()
         metadata = self._metadata(ids) if request.with_metadata else {}
         timings.hydrate_us = micros(time.perf_counter() - t)
-        for id_, score in zip(ids.tolist(), scores.tolist()):
-            if not request.with_metadata:
-                response.hits.add(id=id_, score=score)
-            elif id_ in metadata:  # else deleted since the search found it: a hit never lacks its metadata
-                response.hits.add(id=id_, score=score, metadata=metadata[id_])
+        hits = response.hits
+        if request.with_metadata:
+            for id_, score in zip(ids.tolist(), scores.tolist()):
+                if id_ in metadata:  # else deleted since the search found it: a hit never lacks its metadata
+                    hits.add(id=id_, score=score, metadata=metadata[id_])
+        else:
+            for id_, score in zip(ids.tolist(), scores.tolist()):
+                hits.add(id=id_, score=score)
         timings.total_us = micros(time.perf_counter() - started)
         response.timings.CopyFrom(timings)
         self._metrics.observe_stages(timings)
