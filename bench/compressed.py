@@ -80,11 +80,12 @@ def best_qps(points: list[dict], target: float) -> float | None:
     return max((p["qps"] for p in points if p["recall"] >= target), default=None)
 
 
-def build_ours(base, k, threads, nlist, m, nbits, tmp):
+def build_ours(base, k, threads, nlist, tmp, knob, **index_args):
+    """Our IVF index with the codes index_args ask for; a sweep point is (nprobe, the
+    value of the search argument `knob`: rerank_k for PQ codes, bound_sigmas for RaBitQ)."""
     from lookalike.index import IvfPqIndex
     t0 = time.perf_counter()
-    idx = IvfPqIndex(base.shape[1], "cosine", nlist=nlist, m=m, nbits=nbits,
-                     vectors_path=Path(tmp) / "vectors.f32")
+    idx = IvfPqIndex(base.shape[1], "cosine", nlist=nlist, vectors_path=Path(tmp) / "vectors.f32", **index_args)
     idx.train(base, threads=threads)
     train_s = time.perf_counter() - t0
     idx.add(np.arange(len(base)), base, threads=threads)
@@ -92,27 +93,18 @@ def build_ours(base, k, threads, nlist, m, nbits, tmp):
     ram = idx.memory_usage()["total_bytes"]
 
     def searcher(point):
-        nprobe, rerank_k = point
-        return lambda q: idx.search(q, k, nprobe=nprobe, rerank_k=rerank_k, threads=1)[0]
+        nprobe, value = point
+        return lambda q: idx.search(q, k, nprobe=nprobe, threads=1, **{knob: value})[0]
     return train_s, add_s, ram, searcher, idx
+
+
+def build_ours_pq(base, k, threads, nlist, m, nbits, tmp):
+    return build_ours(base, k, threads, nlist, tmp, "rerank_k", m=m, nbits=nbits)
 
 
 def build_ours_rabitq(base, k, threads, nlist, tmp):
-    from lookalike.index import IvfPqIndex
-    t0 = time.perf_counter()
     # No read cap: the bound alone decides the re-rank.
-    idx = IvfPqIndex(base.shape[1], "cosine", nlist=nlist, code="rabitq", rerank_k=len(base),
-                     vectors_path=Path(tmp) / "vectors.f32")
-    idx.train(base, threads=threads)
-    train_s = time.perf_counter() - t0
-    idx.add(np.arange(len(base)), base, threads=threads)
-    add_s = time.perf_counter() - t0 - train_s
-    ram = idx.memory_usage()["total_bytes"]
-
-    def searcher(point):
-        nprobe, sigmas = point
-        return lambda q: idx.search(q, k, nprobe=nprobe, bound_sigmas=sigmas, threads=1)[0]
-    return train_s, add_s, ram, searcher, idx
+    return build_ours(base, k, threads, nlist, tmp, "bound_sigmas", code="rabitq", rerank_k=len(base))
 
 
 def build_faiss_rabitq(base, k, threads, nlist, fast_scan):
@@ -236,8 +228,8 @@ def main(argv=None) -> int:
             lambda tmp: build_faiss_rabitq(base, k, threads, args.nlist, True), RABITQ_SWEEP, "k_factor"),
         "faiss IVFRaBitQ + refine": (
             lambda tmp: build_faiss_rabitq(base, k, threads, args.nlist, False), RABITQ_SWEEP, "k_factor"),
-        f"lookalike ivfpq4 m={m4}": lambda tmp: build_ours(base, k, threads, args.nlist, m4, 4, tmp),
-        f"lookalike ivfpq8 m={m8}": lambda tmp: build_ours(base, k, threads, args.nlist, m8, 8, tmp),
+        f"lookalike ivfpq4 m={m4}": lambda tmp: build_ours_pq(base, k, threads, args.nlist, m4, 4, tmp),
+        f"lookalike ivfpq8 m={m8}": lambda tmp: build_ours_pq(base, k, threads, args.nlist, m8, 8, tmp),
         f"faiss IVFPQFastScan m={m4} + refine": lambda tmp: build_faiss(base, k, threads, args.nlist, m4, 4, True),
         f"faiss IVFPQ m={m8} + refine": lambda tmp: build_faiss(base, k, threads, args.nlist, m8, 8, False),
         f"faiss IVFPQ m={m4} + refine": lambda tmp: build_faiss(base, k, threads, args.nlist, m4, 8, False),
@@ -246,7 +238,7 @@ def main(argv=None) -> int:
     if args.wide_m4:
         wide = args.wide_m4
         configs[f"lookalike ivfpq4 m={wide} ({wide // 2} B)"] = (
-            lambda tmp: build_ours(base, k, threads, args.nlist, wide, 4, tmp))
+            lambda tmp: build_ours_pq(base, k, threads, args.nlist, wide, 4, tmp))
     configs = {label: c if isinstance(c, tuple) else (c, SWEEP, "rerank_k") for label, c in configs.items()}
     notes = []
     if (why := scann_missing()) is not None:
