@@ -20,6 +20,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from lookalike.service.errors import ServiceError, invalid
+from lookalike.service.wrapped_handlers import WrappedHandlers
 
 _API = "/lookalike.v1."
 
@@ -31,18 +32,25 @@ class Undecodable(NamedTuple):
 
 
 class DecodeGuard(grpc.ServerInterceptor):
+    def __init__(self) -> None:
+        self._guarded = WrappedHandlers(_guarded)
+
     def intercept_service(self, continuation: Callable, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
         handler = continuation(details)
         if handler is None or handler.request_deserializer is None or not details.method.startswith(_API):
             return handler
-        deserializer = _tolerant(handler.request_deserializer)
-        if handler.request_streaming:
-            return grpc.stream_unary_rpc_method_handler(
-                _streamed(handler.stream_unary), request_deserializer=deserializer,
-                response_serializer=handler.response_serializer)
-        return grpc.unary_unary_rpc_method_handler(
-            _unary(handler.unary_unary), request_deserializer=deserializer,
+        return self._guarded.get(details.method, handler)
+
+
+def _guarded(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    deserializer = _tolerant(handler.request_deserializer)
+    if handler.request_streaming:
+        return grpc.stream_unary_rpc_method_handler(
+            _streamed(handler.stream_unary), request_deserializer=deserializer,
             response_serializer=handler.response_serializer)
+    return grpc.unary_unary_rpc_method_handler(
+        _unary(handler.unary_unary), request_deserializer=deserializer,
+        response_serializer=handler.response_serializer)
 
 
 def _tolerant(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:

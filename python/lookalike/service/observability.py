@@ -27,6 +27,8 @@ from collections.abc import Callable
 import grpc
 import prometheus_client as prom
 
+from lookalike.service.wrapped_handlers import WrappedHandlers
+
 request_log = logging.getLogger("lookalike.requests")
 
 
@@ -99,17 +101,21 @@ class ObservingInterceptor(grpc.ServerInterceptor):
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
+        self._observed = WrappedHandlers(self._observing)
 
     def intercept_service(self, continuation: Callable, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
         handler = continuation(details)
         if handler is None or not details.method.startswith("/lookalike.v1."):
             return handler
-        method = details.method.rsplit("/", 1)[1]
-        sent_id = next((value for key, value in details.invocation_metadata or () if key == "x-request-id"), "")
+        return self._observed.get(details.method, handler)
+
+    def _observing(self, full_method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        method = full_method.rsplit("/", 1)[1]
         metrics, counted = self._metrics, self._metrics.method(method)
 
         def observed(behaviour: Callable) -> Callable:
             def run(request: object, context: grpc.ServicerContext) -> object:
+                sent_id = next((value for key, value in context.invocation_metadata() or () if key == "x-request-id"), "")
                 request_id = sent_id[:64] or os.urandom(16).hex()
                 start = time.perf_counter()
                 metrics.in_flight.inc()
