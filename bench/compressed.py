@@ -107,56 +107,44 @@ def build_ours_rabitq(base, k, threads, nlist, tmp):
     return build_ours(base, k, threads, nlist, tmp, "bound_sigmas", code="rabitq", rerank_k=len(base))
 
 
+def build_faiss(base, k, threads, nlist, make_ivf, k_factor_of):
+    """faiss IVF with IndexRefineFlat: make_ivf(quantizer, d) makes the IVF index; a
+    sweep point is (nprobe, x) with k_factor = k_factor_of(x)."""
+    import faiss
+    faiss.omp_set_num_threads(threads)
+    d = base.shape[1]
+    t0 = time.perf_counter()
+    ivf = make_ivf(faiss.IndexFlatIP(d), d)
+    idx = faiss.IndexRefineFlat(ivf)
+    idx.train(base)
+    train_s = time.perf_counter() - t0
+    idx.add(base)
+    add_s = time.perf_counter() - t0 - train_s
+    faiss.omp_set_num_threads(1)
+    n = len(base)
+    ram = nlist * d * 4 + n * (ivf.code_size + 8) + n * d * 4
+
+    def searcher(point):
+        nprobe, x = point
+        ivf.nprobe = nprobe
+        idx.k_factor = k_factor_of(x)
+        return lambda q: idx.search(q[None], k)[1][0]
+    return train_s, add_s, ram, searcher, idx
+
+
 def build_faiss_rabitq(base, k, threads, nlist, fast_scan):
     import faiss
-    faiss.omp_set_num_threads(threads)
-    d = base.shape[1]
-    t0 = time.perf_counter()
-    quantizer = faiss.IndexFlatIP(d)
     kind = faiss.IndexIVFRaBitQFastScan if fast_scan else faiss.IndexIVFRaBitQ
-    ivf = kind(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
-    idx = faiss.IndexRefineFlat(ivf)
-    idx.train(base)
-    train_s = time.perf_counter() - t0
-    idx.add(base)
-    add_s = time.perf_counter() - t0 - train_s
-    faiss.omp_set_num_threads(1)
-    n = len(base)
-    ram = nlist * d * 4 + n * (ivf.code_size + 8) + n * d * 4
-
-    def searcher(point):
-        nprobe, k_factor = point
-        ivf.nprobe = nprobe
-        idx.k_factor = k_factor
-        return lambda q: idx.search(q[None], k)[1][0]
-    return train_s, add_s, ram, searcher, idx
+    return build_faiss(base, k, threads, nlist, lambda quantizer, d: kind(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT),
+                       lambda k_factor: k_factor)
 
 
-def build_faiss(base, k, threads, nlist, m, nbits, fast_scan):
+def build_faiss_pq(base, k, threads, nlist, m, nbits, fast_scan):
     import faiss
-    faiss.omp_set_num_threads(threads)
-    d = base.shape[1]
-    t0 = time.perf_counter()
-    quantizer = faiss.IndexFlatIP(d)
-    if fast_scan:
-        ivf = faiss.IndexIVFPQFastScan(quantizer, d, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT)
-    else:
-        ivf = faiss.IndexIVFPQ(quantizer, d, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT)
-    idx = faiss.IndexRefineFlat(ivf)
-    idx.train(base)
-    train_s = time.perf_counter() - t0
-    idx.add(base)
-    add_s = time.perf_counter() - t0 - train_s
-    faiss.omp_set_num_threads(1)
-    n = len(base)
-    ram = nlist * d * 4 + n * (ivf.code_size + 8) + n * d * 4
-
-    def searcher(point):
-        nprobe, rerank_k = point
-        ivf.nprobe = nprobe
-        idx.k_factor = rerank_k / k
-        return lambda q: idx.search(q[None], k)[1][0]
-    return train_s, add_s, ram, searcher, idx
+    kind = faiss.IndexIVFPQFastScan if fast_scan else faiss.IndexIVFPQ
+    return build_faiss(base, k, threads, nlist,
+                       lambda quantizer, d: kind(quantizer, d, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT),
+                       lambda rerank_k: rerank_k / k)
 
 
 def build_scann(base, k, threads, nlist, code_bytes):
@@ -230,9 +218,9 @@ def main(argv=None) -> int:
             lambda tmp: build_faiss_rabitq(base, k, threads, args.nlist, False), RABITQ_SWEEP, "k_factor"),
         f"lookalike ivfpq4 m={m4}": lambda tmp: build_ours_pq(base, k, threads, args.nlist, m4, 4, tmp),
         f"lookalike ivfpq8 m={m8}": lambda tmp: build_ours_pq(base, k, threads, args.nlist, m8, 8, tmp),
-        f"faiss IVFPQFastScan m={m4} + refine": lambda tmp: build_faiss(base, k, threads, args.nlist, m4, 4, True),
-        f"faiss IVFPQ m={m8} + refine": lambda tmp: build_faiss(base, k, threads, args.nlist, m8, 8, False),
-        f"faiss IVFPQ m={m4} + refine": lambda tmp: build_faiss(base, k, threads, args.nlist, m4, 8, False),
+        f"faiss IVFPQFastScan m={m4} + refine": lambda tmp: build_faiss_pq(base, k, threads, args.nlist, m4, 4, True),
+        f"faiss IVFPQ m={m8} + refine": lambda tmp: build_faiss_pq(base, k, threads, args.nlist, m8, 8, False),
+        f"faiss IVFPQ m={m4} + refine": lambda tmp: build_faiss_pq(base, k, threads, args.nlist, m4, 8, False),
         f"scann AH {args.code_bytes}B + reorder": lambda tmp: build_scann(base, k, threads, args.nlist, args.code_bytes),
     }
     if args.wide_m4:
