@@ -39,6 +39,7 @@ void HnswIndex::compact() {
     std::memcpy(block, nodes_->at(s), block_bytes_);
     auto& head = *reinterpret_cast<NodeHeader*>(block);
     head.flags = 0;
+    head.diverse_prefix = 0;  // its links are rebuilt below
     if (head.level > 0) {
       size_t words = size_t(head.level) * (config_.M + 1);
       *reinterpret_cast<uint32_t**>(upper->at(to)) = new uint32_t[words]();

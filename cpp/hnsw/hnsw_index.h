@@ -39,6 +39,7 @@
 #include <shared_mutex>
 #include <stdexcept>
 #include <string>
+#include <span>
 #include <vector>
 
 #include "filter/row_map.h"
@@ -210,7 +211,10 @@ class HnswIndex {
     uint32_t link_count;  // level-0 links in use; atomic access only
     uint8_t level;        // top level of the node
     uint8_t flags;        // kDeleted | kLocked; atomic access only
-    uint16_t reserved;
+    // The first diverse_prefix level-0 links pass the neighbour heuristic among
+    // themselves (a pruned list, before links were appended to it); 0 when not
+    // known. Lets a full list's pruning skip those pairs (link_to).
+    uint16_t diverse_prefix;
   };
   static constexpr size_t kHeaderBytes = sizeof(NodeHeader);
   static_assert(kHeaderBytes == 16);
@@ -225,6 +229,7 @@ class HnswIndex {
     std::atomic_ref<uint32_t> count;
     uint32_t* slots;
   };
+  void prefetch_code(uint32_t slot) const;
   LinkList link_list(uint32_t slot, int level) const;
 
   void lock_node(uint32_t slot) const;
@@ -247,7 +252,9 @@ class HnswIndex {
                     SearchScratch& s, Checkpoint* pace = nullptr, bool test_when_expanded = false) const;
   // Keeps at most m of `candidates` (closest first), skipping a candidate that is
   // closer to an already kept one than to the base node (the paper's heuristic).
-  void select_neighbours(std::vector<Candidate>& candidates, size_t m) const;
+  // Pairs of the slots in `diverse` are known to pass and are not measured.
+  void select_neighbours(std::vector<Candidate>& candidates, size_t m,
+                         std::span<const uint32_t> diverse = {}) const;
   void link_to(uint32_t from, uint32_t to, int level);
   // --- reachability (hnsw_repair.cpp); the caller keeps inserts out ---
   // By slot: 1 when a walk of level 0 from the entry reaches it; with in_links,

@@ -129,6 +129,8 @@ bool HnswIndex::add_link_keeping_reachability(uint32_t from, uint32_t to, std::v
     if (uint32_t(at) < n) --in_links[list.slots[at]];
     ++in_links[to];
     std::atomic_ref<uint32_t>(list.slots[at]).store(to, std::memory_order_release);
+    NodeHeader& head = header(from);  // the replaced link's pairs with the others were never measured
+    head.diverse_prefix = std::min<uint16_t>(head.diverse_prefix, uint16_t(at));
     if (uint32_t(at) == n) list.count.store(n + 1, std::memory_order_release);
   }
   unlock_node(from);
