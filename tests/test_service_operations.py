@@ -3,7 +3,10 @@ TLS, overload answered at once, deadlines, metrics, request ids. Each test runs
 an in-process server on a loopback port."""
 
 import datetime
+import json
+import logging
 import threading
+import time
 import urllib.request
 
 import grpc
@@ -255,6 +258,24 @@ def test_metrics_count_calls_by_method_and_status(serve):
     assert 'lookalike_requests_total{code="OK",method="Upsert"} 1.0' in text
     assert "lookalike_products 3.0" in text
     assert 'lookalike_stage_seconds_count{stage="search"} 1.0' in text
+
+
+def test_each_call_is_logged_as_one_json_line_stamped_when_it_ended(serve, caplog):
+    caplog.set_level(logging.INFO, logger="lookalike.requests")
+    server = serve()
+    with Client(server.address) as client:
+        client.stub.Stats.with_call(search_pb2.StatsRequest(), metadata=[("x-request-id", "abc-123")])
+        ended = time.time()
+        with pytest.raises(grpc.RpcError):
+            client.stub.Search(search_pb2.SearchRequest(k=0))
+    time.sleep(0.2)  # the line is written by the log's own thread, after the call
+    server.stop(grace=1)  # writes what is still queued
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "lookalike.requests"]
+    assert [(line["method"], line["code"]) for line in lines] == [("Stats", "OK"), ("Search", "INVALID_ARGUMENT")]
+    assert lines[0]["request_id"] == "abc-123" and "error" not in lines[0]
+    assert lines[1]["error"] and len(lines[1]["request_id"]) == 32
+    stats_record = next(r for r in caplog.records if r.name == "lookalike.requests")
+    assert stats_record.created <= ended  # the call's end, not when the line was written
 
 
 def test_each_call_gets_a_request_id_back(serve):

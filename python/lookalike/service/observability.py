@@ -18,8 +18,6 @@ with its traceback as an ERROR (calls.rpc).
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import time
 from collections.abc import Callable
@@ -27,9 +25,8 @@ from collections.abc import Callable
 import grpc
 import prometheus_client as prom
 
+from lookalike.service.request_log import RequestLog
 from lookalike.service.wrapped_handlers import WrappedHandlers
-
-request_log = logging.getLogger("lookalike.requests")
 
 
 class Metrics:
@@ -101,6 +98,7 @@ class ObservingInterceptor(grpc.ServerInterceptor):
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
+        self.requests = RequestLog()  # closed by the server when it stops
         self._observed = WrappedHandlers(self._observing)
 
     def intercept_service(self, continuation: Callable, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
@@ -111,7 +109,7 @@ class ObservingInterceptor(grpc.ServerInterceptor):
 
     def _observing(self, full_method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         method = full_method.rsplit("/", 1)[1]
-        metrics, counted = self._metrics, self._metrics.method(method)
+        metrics, counted, requests = self._metrics, self._metrics.method(method), self.requests
 
         def observed(behaviour: Callable) -> Callable:
             def run(request: object, context: grpc.ServicerContext) -> object:
@@ -131,12 +129,9 @@ class ObservingInterceptor(grpc.ServerInterceptor):
                     counted.count(code)
                     counted.latency.observe(seconds)
                     context.set_trailing_metadata(_merged(context, ("x-request-id", request_id)))
-                    if request_log.isEnabledFor(logging.INFO):
-                        line = {"request_id": request_id, "method": method, "code": code.name,
-                                "ms": round(seconds * 1e3, 3), "peer": context.peer()}
-                        if code != grpc.StatusCode.OK:  # a client's mistake is logged here only, without a traceback
-                            line["error"] = _text(context.details())
-                        request_log.info(json.dumps(line))
+                    if requests.enabled():
+                        requests.add(request_id, method, code.name, seconds, context.peer(),
+                                     _text(context.details()) if code != grpc.StatusCode.OK else None)
             return run
 
         if handler.request_streaming:

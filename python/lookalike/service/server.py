@@ -90,7 +90,8 @@ class Server:
         options = [("grpc.max_receive_message_length", limits.max_message_bytes),
                    ("grpc.max_send_message_length", limits.max_message_bytes)]
         self.metrics = Metrics()
-        interceptors = [ObservingInterceptor(self.metrics)]  # first: refused calls are counted and logged too
+        self._observing = ObservingInterceptor(self.metrics)
+        interceptors = [self._observing]  # first: refused calls are counted and logged too
         if config.api_keys:
             interceptors.append(ApiKeyInterceptor(config.api_keys))
         interceptors.append(DecodeGuard())  # after the keys: a caller without one learns only that
@@ -329,6 +330,7 @@ class Server:
         if self.gateway is not None:
             self.gateway.stop()
         self._grpc.stop(grace).wait()
+        self._observing.requests.close()
         self._memory.stop()
         if self._duplicates is not None:
             self._duplicates.stop()
