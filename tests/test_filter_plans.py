@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import clustered, reference_matches
-from lookalike.index import (AttributeStore, HasId, HnswIndex, Is, Match, Must, MustNot, Range, SearchCancelled,
-                             Should, StopToken)
+from lookalike.index import (AttributeStore, DeadlineExceeded, HasId, HnswIndex, Is, Match, Must, MustNot, Range,
+                             SearchCancelled, Should, StopToken)
 
 SCHEMA = {"category": "keyword", "price": "numeric", "in_stock": "bool"}
 PLANS = ("exact_scan", "filtered_graph", "two_hop_graph")
@@ -168,6 +168,20 @@ def test_each_plan_stops_when_cancelled(small, plan):
     token.cancel()
     with pytest.raises(SearchCancelled):
         index.search(vectors[0], 10, filter=store.compile(CONJUNCTIONS["window"][0]), plan=plan, stop=token)
+
+
+def test_listing_the_driver_stops_when_cancelled_or_late():
+    """The planner's listing of the matches looks at the stop token too, not
+    only the scan or walk after it."""
+    store, *_ = catalog_store(5000)
+    compiled = store.compile(CONJUNCTIONS["window"][0])
+    assert compiled.plan(HUGE, stop=StopToken())["matches"] is not None  # a live token lists as before
+    cancelled = StopToken()
+    cancelled.cancel()
+    with pytest.raises(SearchCancelled):
+        compiled.plan(HUGE, stop=cancelled)
+    with pytest.raises(DeadlineExceeded):
+        compiled.plan(HUGE, stop=StopToken(timeout=0.0))
 
 
 @pytest.mark.parametrize("plan", PLANS)

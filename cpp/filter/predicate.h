@@ -74,6 +74,11 @@ class Node {
   // `sizes` holds what listable() counted for this clause and those below it.
   // With a stride s > 1 it appends about one in s of them instead (a sample).
   virtual void collect(const ListSizes& sizes, std::vector<Listed>& out, size_t stride) const;
+  // Appends exactly the ids this clause matches (repeats possible), checking
+  // `stop` (when not null) as it goes. By default, each candidate collect()
+  // lists, checked by row; a leaf's candidates need no check, and a must
+  // narrows its driver's by the other children (predicate.cpp).
+  virtual void list(const ListSizes& sizes, std::vector<Listed>& out, const hnsw::StopToken* stop) const;
   uint32_t number() const { return number_; }
 
  protected:
@@ -97,8 +102,10 @@ class CompiledFilter final : public hnsw::Filter {
   size_t cost() const override { return cost_; }
   // The driver is the narrowest listable clause (listable()); its count is
   // measured on a sample of kPlanSample of its ids when it is too long to build.
-  hnsw::FilterPlan plan(size_t build_limit, hnsw::MatchSet& set) const override;
+  hnsw::FilterPlan plan(size_t build_limit, hnsw::MatchSet& set, const hnsw::StopToken* stop) const override;
   static constexpr size_t kPlanSample = 256;
+  // Candidates checked between two looks at the stop token.
+  static constexpr size_t kChecksPerStop = 4096;
 
  private:
   std::shared_ptr<const AttributeStore> store_;
