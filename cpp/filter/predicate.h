@@ -18,7 +18,10 @@
 // the matching ids: it gathers candidates (a leaf's postings or sorted range; the
 // narrowest listable child of a must; every child of a should; never a
 // must_not, which would list nearly everything) and keeps those the whole
-// filter matches, checked by row, without a lookup of each id.
+// filter matches (list()): a leaf's candidates are its matches; a must keeps
+// its driver's matches that every other child matches, by a bitmap of that
+// child's rows when its list is short, else checked by row, without a lookup
+// of each id.
 //
 // Planning costs time linear in the filter's size, however deep it nests: the
 // sizes of the clauses' lists are counted once per plan, bottom up, into a

@@ -10,9 +10,10 @@
 // distance computation and runs the cheapest:
 //
 //   exact scan     read the driver's list and keep the matches (kRowLines a
-//                  clause check, unless already built), then score each match
-//                  (kScanIdLines: the id -> slot lookup and a cold vector), in
-//                  storage order
+//                  clause check, unless already built; a must narrows by the
+//                  other clauses' short lists first: predicate.cpp), then
+//                  score each match (kScanIdLines: the id -> slot lookup and a
+//                  cold vector), in storage order, on the graph's codes
 //   filtered walk  the walk that scores every node it meets and admits only
 //                  matches, so it stays connected however the matches lie. To
 //                  admit walk_ef of them it scores about kWalkScored x walk_ef /
