@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import clustered, reference_matches
-from lookalike.index import (AttributeStore, HasId, HnswIndex, Is, Match, Must, MustNot, Range, SearchCancelled,
-                             Should, StopToken)
+from lookalike.index import (AttributeStore, DeadlineExceeded, HasId, HnswIndex, Is, Match, Must, MustNot, Range,
+                             SearchCancelled, Should, StopToken)
 
 SCHEMA = {"category": "keyword", "price": "numeric", "in_stock": "bool"}
 PLANS = ("exact_scan", "filtered_graph", "two_hop_graph")
@@ -152,6 +152,21 @@ def test_every_plan_returns_the_exact_filtered_top_k(small, plan, name):
         assert np.isin(found[:len(expected)], rows).all() and (found[len(expected):] == -1).all()
 
 
+def test_a_scan_on_compressed_codes_re_ranks_to_the_exact_filtered_top_k(small):
+    """The scan scores int8 codes and re-ranks its ef best on the float32 copies:
+    with ef above the matches' count that is the exact answer."""
+    _, store, vectors, category, price, stock = small
+    index = HnswIndex(16, M=8, ef_construction=64, seed=3, storage="int8", rerank="float32")
+    index.add(np.arange(len(vectors)), vectors)
+    clause, mask_of = CONJUNCTIONS["window"]
+    rows = np.flatnonzero(mask_of(category, price, stock))
+    for q in clustered(5, 16, seed=12):
+        _, dists, stats = index.search(q, 10, ef=len(rows), filter=store.compile(clause), plan="exact_scan",
+                                       return_stats=True)
+        assert stats.plan == "exact_scan" and stats.distances == len(rows)
+        np.testing.assert_allclose(dists, np.sort(1 - vectors[rows] @ q)[:10], rtol=1e-5, atol=1e-5)
+
+
 def test_the_planner_scans_few_matches_and_walks_many(small):
     index, store, vectors, category, price, stock = small
     few = index.search(vectors[0], 10, filter=store.compile(CONJUNCTIONS["narrow"][0]), return_stats=True).stats
@@ -168,6 +183,20 @@ def test_each_plan_stops_when_cancelled(small, plan):
     token.cancel()
     with pytest.raises(SearchCancelled):
         index.search(vectors[0], 10, filter=store.compile(CONJUNCTIONS["window"][0]), plan=plan, stop=token)
+
+
+def test_listing_the_driver_stops_when_cancelled_or_late():
+    """The planner's listing of the matches looks at the stop token too, not
+    only the scan or walk after it."""
+    store, *_ = catalog_store(5000)
+    compiled = store.compile(CONJUNCTIONS["window"][0])
+    assert compiled.plan(HUGE, stop=StopToken())["matches"] is not None  # a live token lists as before
+    cancelled = StopToken()
+    cancelled.cancel()
+    with pytest.raises(SearchCancelled):
+        compiled.plan(HUGE, stop=cancelled)
+    with pytest.raises(DeadlineExceeded):
+        compiled.plan(HUGE, stop=StopToken(timeout=0.0))
 
 
 @pytest.mark.parametrize("plan", PLANS)

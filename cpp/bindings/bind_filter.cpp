@@ -12,6 +12,7 @@
 #include "bindings/bindings.h"
 #include "filter/attribute_store.h"
 #include "filter/predicate.h"
+#include "hnsw/search_stop.h"
 
 namespace py = pybind11;
 
@@ -122,13 +123,13 @@ void bind_filter(py::module_& m) {
           "looked at.")
       .def(
           "plan",
-          [](const CompiledFilter& f, size_t build_limit) {
+          [](const CompiledFilter& f, size_t build_limit, const hnsw::StopToken* stop) {
             hnsw::MatchSet set;
             hnsw::FilterPlan plan;
             {
               py::gil_scoped_release nogil;
               auto held = f.hold();
-              plan = f.plan(build_limit, set);
+              plan = f.plan(build_limit, set, stop);
             }
             auto known = [](size_t n) -> py::object {
               return n == hnsw::FilterPlan::kUnknown ? py::object(py::none()) : py::object(py::int_(n));
@@ -147,11 +148,12 @@ void bind_filter(py::module_& m) {
             }
             return out;
           },
-          py::arg("build_limit"),
+          py::arg("build_limit"), py::arg("stop") = nullptr,
           "What a search's planner reads: {'estimate', 'driver', 'matches', 'form'}. driver: the ids the "
           "cheapest clause lists; when it lists no more than build_limit, matches holds the allowed ids in "
           "increasing order (form: 'bitmap' or 'sorted', by density) and estimate their count; else "
-          "matches is None and estimate is measured on a sample of the driver.");
+          "matches is None and estimate is measured on a sample of the driver. stop (a StopToken): raises "
+          "as a search does once it is cancelled or past its deadline, also while listing.");
 
   py::class_<AttributeStore, std::shared_ptr<AttributeStore>>(m, "AttributeStore")
       .def(py::init([](const std::vector<std::pair<std::string, std::string>>& schema) {

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "hnsw/search_stop.h"
+
 namespace lookalike::filter {
 
 namespace {
@@ -32,6 +34,42 @@ class Combination : public Node {
   std::vector<std::unique_ptr<Node>> children_;
 };
 
+// Drops from out[first..] each candidate `child` does not match, checked by row.
+void keep_matching(const Node& child, std::vector<Listed>& out, size_t first, const hnsw::StopToken* stop) {
+  size_t checked = 0;
+  out.erase(std::remove_if(out.begin() + ptrdiff_t(first), out.end(),
+                           [&](const Listed& l) {
+                             if (stop && ++checked % CompiledFilter::kChecksPerStop == 0) stop->check();
+                             return !child.matches(l.row, l.id);
+                           }),
+            out.end());
+}
+
+// Drops from out[first..] each candidate whose row `child` does not list (one
+// without a row is checked by id instead).
+void keep_listed_by(const Node& child, const ListSizes& sizes, std::vector<Listed>& out, size_t first,
+                    const hnsw::StopToken* stop) {
+  // The spare buffer is taken, not borrowed: the child may be a must doing the same.
+  thread_local std::vector<Listed> spare;
+  std::vector<Listed> listed = std::move(spare);
+  listed.clear();
+  child.list(sizes, listed, stop);
+  uint32_t rows = 0;
+  for (const Listed& l : listed)
+    if (l.row != kNoRow) rows = std::max(rows, l.row + 1);
+  thread_local std::vector<uint64_t> bits;
+  bits.assign((size_t(rows) + 63) / 64, 0);
+  for (const Listed& l : listed)
+    if (l.row != kNoRow) bits[l.row >> 6] |= uint64_t(1) << (l.row & 63);
+  auto in_child = [&](const Listed& l) {
+    if (l.row == kNoRow) return child.matches(l.row, l.id);
+    return l.row < rows && (bits[l.row >> 6] >> (l.row & 63)) & 1;
+  };
+  out.erase(std::remove_if(out.begin() + ptrdiff_t(first), out.end(), [&](const Listed& l) { return !in_child(l); }),
+            out.end());
+  spare = std::move(listed);
+}
+
 class AllOf final : public Combination {
  public:
   // Checks the narrowest child first: a walk tests mostly rejected nodes, and
@@ -58,11 +96,33 @@ class AllOf final : public Combination {
     return size_t(std::ceil(fraction * n));
   }
   void collect(const ListSizes& sizes, std::vector<Listed>& out, size_t stride) const override {
-    const Node* narrowest = children_.front().get();
-    for (const auto& c : children_)
-      if (sizes[c->number()] < sizes[narrowest->number()]) narrowest = c.get();
-    narrowest->collect(sizes, out, stride);
+    narrowest(sizes)->collect(sizes, out, stride);
   }
+  // The narrowest child's matches, narrowed by each other child in turn: by a
+  // bitmap of the rows that child lists when its list holds at most
+  // kListedPerCheck ids per candidate left, else by a check of each candidate's
+  // row. A row check reads the row's values at random (a keyword's span, then
+  // its codes: two cold lines); a listed row is a sequential read and a bit
+  // set. The driver's own clause is never checked again. Measured on
+  // bench/filters.py's conjunctions (200k rows; a 1% filter lists a price
+  // window of 9-15k rows or a category of 5-7k), checking every candidate
+  // against the whole filter took half of an exact-scan query's time, mostly
+  // in the category's keyword check.
+  void list(const ListSizes& sizes, std::vector<Listed>& out, const hnsw::StopToken* stop) const override {
+    const Node* driver = narrowest(sizes);
+    const size_t first = out.size();
+    driver->list(sizes, out, stop);
+    // Children are in increasing estimate order: the narrowest lists go first.
+    for (const auto& c : children_) {
+      if (c.get() == driver) continue;
+      const size_t listable = sizes[c->number()];
+      if (listable != kUnknown && listable <= kListedPerCheck * (out.size() - first))
+        keep_listed_by(*c, sizes, out, first, stop);
+      else
+        keep_matching(*c, out, first, stop);
+    }
+  }
+  static constexpr size_t kListedPerCheck = 8;
 
  protected:
   // The narrowest listable child's count (each child counted once).
@@ -70,6 +130,14 @@ class AllOf final : public Combination {
     size_t narrowest = kUnknown;
     for (const auto& c : children_) narrowest = std::min(narrowest, c->listable(sizes));
     return narrowest;
+  }
+
+ private:
+  const Node* narrowest(const ListSizes& sizes) const {
+    const Node* found = children_.front().get();
+    for (const auto& c : children_)
+      if (sizes[c->number()] < sizes[found->number()]) found = c.get();
+    return found;
   }
 };
 
@@ -108,15 +176,24 @@ class NoneOf final : public Combination {
 
 // --- leaves --------------------------------------------------------------------------
 
+// A leaf whose candidates are exactly its matches: listing them checks nothing.
+class ExactLeaf : public Node {
+ public:
+  using Node::Node;
+  void list(const ListSizes& sizes, std::vector<Listed>& out, const hnsw::StopToken*) const override {
+    collect(sizes, out, 1);
+  }
+};
+
 void collect_rows(const AttributeStore& store, const std::vector<uint32_t>& rows, std::vector<Listed>& out,
                   size_t stride) {
   for (size_t i = 0; i < rows.size(); i += stride) out.push_back({rows[i], store.id_of(rows[i])});
 }
 
-class KeywordMatch final : public Node {
+class KeywordMatch final : public ExactLeaf {
  public:
   KeywordMatch(uint32_t number, const AttributeStore& store, size_t column, std::vector<uint32_t> codes)
-      : Node(number), store_(store), column_(store.keyword(column)), codes_(std::move(codes)) {}
+      : ExactLeaf(number), store_(store), column_(store.keyword(column)), codes_(std::move(codes)) {}
   bool matches(uint32_t row, int64_t) const override {
     if (row == AttributeStore::kNoRow) return false;
     for (uint32_t code : codes_)
@@ -144,11 +221,11 @@ class KeywordMatch final : public Node {
 };
 
 template <class T>
-class RangeMatch final : public Node {
+class RangeMatch final : public ExactLeaf {
  public:
   using Column = NumericColumn<T>;
   RangeMatch(uint32_t number, const AttributeStore& store, const Column& column, typename Column::Range range)
-      : Node(number), store_(store), column_(column), range_(range) {}
+      : ExactLeaf(number), store_(store), column_(column), range_(range) {}
   bool matches(uint32_t row, int64_t) const override {
     return row != AttributeStore::kNoRow && column_.present(row) && range_.contains(column_.get(row));
   }
@@ -172,10 +249,10 @@ class RangeMatch final : public Node {
   typename Column::Range range_;
 };
 
-class FlagIs final : public Node {
+class FlagIs final : public ExactLeaf {
  public:
   FlagIs(uint32_t number, const AttributeStore& store, size_t column, bool value)
-      : Node(number), store_(store), column_(store.flag(column)), value_(value) {}
+      : ExactLeaf(number), store_(store), column_(store.flag(column)), value_(value) {}
   bool matches(uint32_t row, int64_t) const override {
     return row != AttributeStore::kNoRow && column_.get(row) == uint8_t(value_);
   }
@@ -193,10 +270,10 @@ class FlagIs final : public Node {
   bool value_;
 };
 
-class HasId final : public Node {
+class HasId final : public ExactLeaf {
  public:
   HasId(uint32_t number, const AttributeStore& store, std::vector<int64_t> ids)
-      : Node(number), store_(store), ids_(std::move(ids)) {
+      : ExactLeaf(number), store_(store), ids_(std::move(ids)) {
     std::sort(ids_.begin(), ids_.end());
     ids_.erase(std::unique(ids_.begin(), ids_.end()), ids_.end());
   }
@@ -338,6 +415,12 @@ std::unique_ptr<Node> compile(const AttributeStore& store, const FilterSpec& spe
 
 void Node::collect(const ListSizes&, std::vector<Listed>&, size_t) const {}
 
+void Node::list(const ListSizes& sizes, std::vector<Listed>& out, const hnsw::StopToken* stop) const {
+  const size_t first = out.size();
+  collect(sizes, out, 1);
+  keep_matching(*this, out, first, stop);
+}
+
 CompiledFilter::CompiledFilter(std::shared_ptr<const AttributeStore> store, const FilterSpec& spec)
     : store_(std::move(store)) {
   // Dictionary lookups read the store: hold it still while compiling.
@@ -355,13 +438,12 @@ bool CompiledFilter::candidates(size_t limit, std::vector<int64_t>& out) const {
   if (n == kUnknown || n > limit) return false;
   thread_local std::vector<Listed> listed;
   listed.clear();
-  root_->collect(sizes, listed, 1);
-  for (const Listed& l : listed)
-    if (root_->matches(l.row, l.id)) out.push_back(l.id);
+  root_->list(sizes, listed, nullptr);
+  for (const Listed& l : listed) out.push_back(l.id);
   return true;
 }
 
-hnsw::FilterPlan CompiledFilter::plan(size_t build_limit, hnsw::MatchSet& set) const {
+hnsw::FilterPlan CompiledFilter::plan(size_t build_limit, hnsw::MatchSet& set, const hnsw::StopToken* stop) const {
   thread_local ListSizes sizes;
   sizes.assign(clauses_, kUnknown);
   hnsw::FilterPlan out;
@@ -370,26 +452,27 @@ hnsw::FilterPlan CompiledFilter::plan(size_t build_limit, hnsw::MatchSet& set) c
     out.estimate = root_->estimate();
     return out;
   }
-  // The driver's list, all of it when short enough to build the set, else an
-  // even sample of it: the share of the sample that matches the whole filter
-  // measures how the clauses go together (a category and its price band), which
-  // independence would miss.
-  const bool build = out.driver <= build_limit;
-  const size_t stride = build ? 1 : std::max<size_t>(1, out.driver / kPlanSample);
   thread_local std::vector<Listed> listed;
   listed.clear();
-  root_->collect(sizes, listed, stride);
   thread_local std::vector<int64_t> ids;
   ids.clear();
-  for (const Listed& l : listed)
-    if (root_->matches(l.row, l.id)) ids.push_back(l.id);
-  if (build) {
+  if (stop) stop->check();
+  if (out.driver <= build_limit) {  // short enough to list whole: the set, and its true count
+    root_->list(sizes, listed, stop);
+    for (const Listed& l : listed) ids.push_back(l.id);
     set.assign(ids);
     out.estimate = set.size();
     out.built = true;
-  } else {
-    out.estimate = size_t(std::ceil(double(ids.size()) * double(out.driver) / double(std::max<size_t>(listed.size(), 1))));
+    return out;
   }
+  // Else an even sample of the driver's list: the share of it that matches the
+  // whole filter measures how the clauses go together (a category and its
+  // price band), which independence would miss.
+  const size_t stride = std::max<size_t>(1, out.driver / kPlanSample);
+  root_->collect(sizes, listed, stride);
+  for (const Listed& l : listed)
+    if (root_->matches(l.row, l.id)) ids.push_back(l.id);
+  out.estimate = size_t(std::ceil(double(ids.size()) * double(out.driver) / double(std::max<size_t>(listed.size(), 1))));
   return out;
 }
 

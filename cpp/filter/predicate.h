@@ -18,7 +18,10 @@
 // the matching ids: it gathers candidates (a leaf's postings or sorted range; the
 // narrowest listable child of a must; every child of a should; never a
 // must_not, which would list nearly everything) and keeps those the whole
-// filter matches, checked by row, without a lookup of each id.
+// filter matches (list()): a leaf's candidates are its matches; a must keeps
+// its driver's matches that every other child matches, by a bitmap of that
+// child's rows when its list is short, else checked by row, without a lookup
+// of each id.
 //
 // Planning costs time linear in the filter's size, however deep it nests: the
 // sizes of the clauses' lists are counted once per plan, bottom up, into a
@@ -74,6 +77,11 @@ class Node {
   // `sizes` holds what listable() counted for this clause and those below it.
   // With a stride s > 1 it appends about one in s of them instead (a sample).
   virtual void collect(const ListSizes& sizes, std::vector<Listed>& out, size_t stride) const;
+  // Appends exactly the ids this clause matches (repeats possible), checking
+  // `stop` (when not null) as it goes. By default, each candidate collect()
+  // lists, checked by row; a leaf's candidates need no check, and a must
+  // narrows its driver's by the other children (predicate.cpp).
+  virtual void list(const ListSizes& sizes, std::vector<Listed>& out, const hnsw::StopToken* stop) const;
   uint32_t number() const { return number_; }
 
  protected:
@@ -97,8 +105,10 @@ class CompiledFilter final : public hnsw::Filter {
   size_t cost() const override { return cost_; }
   // The driver is the narrowest listable clause (listable()); its count is
   // measured on a sample of kPlanSample of its ids when it is too long to build.
-  hnsw::FilterPlan plan(size_t build_limit, hnsw::MatchSet& set) const override;
+  hnsw::FilterPlan plan(size_t build_limit, hnsw::MatchSet& set, const hnsw::StopToken* stop) const override;
   static constexpr size_t kPlanSample = 256;
+  // Candidates checked between two looks at the stop token.
+  static constexpr size_t kChecksPerStop = 4096;
 
  private:
   std::shared_ptr<const AttributeStore> store_;

@@ -22,7 +22,7 @@ IdFilter::IdFilter(const int64_t* ids, size_t n, bool exclude) : exclude_(exclud
   for (uint64_t w : bits_) size_ += size_t(__builtin_popcountll(w));
 }
 
-FilterPlan Filter::plan(size_t build_limit, MatchSet& set) const {
+FilterPlan Filter::plan(size_t build_limit, MatchSet& set, const StopToken* /*stop*/) const {
   FilterPlan out;
   out.estimate = estimate();
   thread_local std::vector<int64_t> ids;

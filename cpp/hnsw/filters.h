@@ -17,6 +17,8 @@
 namespace lookalike::hnsw {
 
 // What a filter tells the planner at the start of a search (Filter::plan).
+class StopToken;  // search_stop.h
+
 struct FilterPlan {
   static constexpr size_t kUnknown = std::numeric_limits<size_t>::max();
   size_t estimate = kUnknown;  // ids expected to match (their true count when built)
@@ -47,8 +49,10 @@ class Filter {
   // What the planner needs, measured now: the count of matches (estimated from
   // the cheapest clause, or exact) and, when the cheapest clause lists no more
   // than `build_limit` ids, the matches themselves in `set` (built = true).
-  // This default lists candidates() and counts them.
-  virtual FilterPlan plan(size_t build_limit, MatchSet& set) const;
+  // Listing a long driver takes a while: it checks `stop` (when not null) as
+  // it goes, throwing as StopToken::check does. This default lists
+  // candidates() and counts them.
+  virtual FilterPlan plan(size_t build_limit, MatchSet& set, const StopToken* stop) const;
 
   // Held for one whole search: a filter over data that changes under it (an
   // attribute store) locks that data shared here, so allows() takes no lock per call.
