@@ -16,7 +16,7 @@ numbers as Hugging Face's Pillow CLIP processor; tested).
 ``decode_for_tower`` is what every path into an image tower uses (queries,
 products, batch builds): a JPEG is decoded at the smallest DCT scale (1/2, 1/4,
 1/8) whose sides are still at least the resize's size, which is most of the
-decode and the resize saved (an 800x600 photo for a 224 input: 7.7 -> 3 ms);
+decode and the resize saved (an 800x600 photo for a 224 input: 2.5x less time);
 the model input moves a little (docs/encoders-and-relevance.md, "Ingest
 throughput").
 """
