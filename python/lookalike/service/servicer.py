@@ -269,6 +269,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
                 try:
                     if isinstance(from_image, ServiceError):
                         raise from_image
+                    # The image is durable before the log record that names it is written.
                     digest = self._kept_image(kept[i], f"products[{i}]") if i in kept else ""
                     good.append(self._prepared(product, from_image, digest, f"products[{i}]"))
                     results.append(search_pb2.ItemResult(id=product.id))
@@ -316,7 +317,6 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             attributes = tagger.merged(from_image[tagger.config.space], attributes)
         if flag_duplicates is not None:
             attributes = flag_duplicates(product.id, vectors, product.title, attributes)
-        # Last, once the product is known to be good: the image is durable before its log record.
         return {"id": product.id, "vectors": vectors, "attributes": attributes,
                 "record": ProductRecord(product.id, product.title, product.image_uri, image_digest)}
 
