@@ -5,10 +5,15 @@ A server with the default bundle (built offline if missing) is started on
 loopback in a temporary folder; a folder of photo-sized JPEGs (800x600, decode
 cost like a photo's) is sent by `lookalike.ingest.ingest`, the code behind
 `lookalike ingest FOLDER`, in messages of --batch products, once to warm up and
-once timed. The tower's throughput is one graph run on --encoder-batch
+then timed, new photos each time (the same ids), so that every round stores
+its images as a real ingest does. The tower's throughput is one graph run on --encoder-batch
 already-preprocessed photos (median), through the server's own encoder. The two
 are measured side by side in each of --rounds rounds, since a shared machine's
-load drifts between them.
+load drifts between them. Each round also gives the process's CPU time a photo
+(all threads: the tower's graph runs alone, then the whole stream, the client's
+file reads and messages included): the tower's share of the stream's CPU is
+what the stream reaches of the tower on a machine whose cores the stream
+keeps busy, and it moves far less with other processes' load than the rates.
 
     python bench/ingest.py                     # builds bench/results/default-bundle if needed
     python bench/ingest.py --photos 256 --batch 64 --encoder-batch 32
@@ -37,6 +42,8 @@ from lookalike.service.config import ServiceConfig  # noqa: E402
 from lookalike.service.encoding import BatchingConfig  # noqa: E402
 from lookalike.service.server import Server  # noqa: E402
 
+TOWER_CPU_RUNS = 3
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -53,40 +60,50 @@ def main() -> None:
         build_default(args.bundle)
 
     with tempfile.TemporaryDirectory() as tmp:
-        photos = Path(tmp) / "photos"
-        photos.mkdir()
-        images = sample_images(args.photos)
-        for i, image in enumerate(images):
-            (photos / f"{i:05d}.jpg").write_bytes(image)
+        folders = [Path(tmp) / f"photos-{n}" for n in range(args.rounds + 1)]
+        for seed, folder in enumerate(folders):  # new photos each round: each is stored as a new image blob
+            folder.mkdir()
+            for i, image in enumerate(sample_images(args.photos, seed=seed)):
+                (folder / f"{i:05d}.jpg").write_bytes(image)
+        images = sample_images(args.encoder_batch)
         config = ServiceConfig(address="127.0.0.1:0", data_dir=str(Path(tmp) / "data"), model=str(args.bundle),
                                batching=BatchingConfig(max_batch=args.encoder_batch))
         server = Server(config)
         server.start()
         try:
             encoder = server.encoder.encoder
-            pixels = encoder.preprocess_images((images * args.encoder_batch)[:args.encoder_batch])
+            pixels = encoder.preprocess_images(images)
             rounds = []
             with Client(server.address, timeout=600) as client:
-                ingest(client, photos, batch=args.batch, progress=io.StringIO())  # warm-up; the same ids again below
-                for _ in range(args.rounds):  # the tower and the stream side by side: the machine's load drifts
+                ingest(client, folders[0], batch=args.batch, progress=io.StringIO())  # warm-up; the same ids again below
+                for photos in folders[1:]:  # the tower and the stream side by side: the machine's load drifts
                     tower = args.encoder_batch / median_seconds(lambda: encoder.encode_pixels(pixels))
-                    start = time.perf_counter()
+                    cpu = time.process_time()
+                    for _ in range(TOWER_CPU_RUNS):
+                        encoder.encode_pixels(pixels)
+                    tower_cpu = (time.process_time() - cpu) / (TOWER_CPU_RUNS * args.encoder_batch)
+                    start, cpu = time.perf_counter(), time.process_time()
                     stored, failed = ingest(client, photos, batch=args.batch, progress=io.StringIO())
                     stream = stored / (time.perf_counter() - start)
+                    stream_cpu = (time.process_time() - cpu) / args.photos
                     if failed or stored != args.photos:
                         raise SystemExit(f"{stored} stored, {len(failed)} failed: {failed[:3]}")
                     rounds.append({"tower_photos_per_s": tower, "stream_photos_per_s": stream,
-                                   "stream_vs_tower": stream / tower})
+                                   "stream_vs_tower": stream / tower, "tower_cpu_ms_per_photo": tower_cpu * 1e3,
+                                   "stream_cpu_ms_per_photo": stream_cpu * 1e3, "load_average_1min": os.getloadavg()[0]})
                     print(f"image tower, batches of {args.encoder_batch}: {tower:6.1f} photos/s; one ingest stream, "
-                          f"{args.batch} products a message: {stream:6.1f} photos/s ({stream / tower:.0%})",
-                          file=sys.stderr)
+                          f"{args.batch} products a message: {stream:6.1f} photos/s ({stream / tower:.0%}); "
+                          f"CPU ms a photo: tower {tower_cpu * 1e3:.1f}, stream {stream_cpu * 1e3:.1f} "
+                          f"({tower_cpu / stream_cpu:.0%}); load {os.getloadavg()[0]:.1f}", file=sys.stderr)
         finally:
             server.stop(grace=1)
     ratio = statistics.median(r["stream_vs_tower"] for r in rounds)
-    print(f"median over {len(rounds)} rounds: the stream at {ratio:.0%} of the tower", file=sys.stderr)
+    cpu_ratio = statistics.median(r["tower_cpu_ms_per_photo"] / r["stream_cpu_ms_per_photo"] for r in rounds)
+    print(f"median over {len(rounds)} rounds: the stream at {ratio:.0%} of the tower; "
+          f"the tower's CPU {cpu_ratio:.0%} of the stream's", file=sys.stderr)
     result = {"machine": machine(), "load_average_1min": os.getloadavg()[0], "bundle": str(args.bundle.name),
               "photos": args.photos, "products_per_message": args.batch, "encoder_batch": args.encoder_batch,
-              "rounds": rounds, "median_stream_vs_tower": ratio}
+              "rounds": rounds, "median_stream_vs_tower": ratio, "median_tower_cpu_vs_stream_cpu": cpu_ratio}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "ingest.json").write_text(json.dumps(result, indent=2) + "\n")
 

@@ -75,3 +75,22 @@ def test_open_loop_run_on_lookalike_answers_every_call(catalog, queries, tmp_pat
         system.stop()
     assert outcome.sent == 60 and outcome.ok == 60 and outcome.failed == 0
     assert 0 < outcome.p50_ms <= outcome.p99_ms < 10_000
+
+
+def test_the_bench_sees_when_each_system_has_everything_in_its_hnsw_index(catalog, tmp_path):
+    # lookalike's graph holds a product when its Upsert returns; Milvus Lite
+    # builds a segment's HNSW in the background after a flush.
+    ours, milvus = Lookalike(Hnsw()), Milvus(Hnsw())
+    for system, folder in ((ours, tmp_path / "ours"), (milvus, tmp_path / "milvus")):
+        folder.mkdir()
+        system.start(folder, DIM)
+    try:
+        for system in (ours, milvus):
+            system.ingest(catalog, batch=100)
+        assert ours.wait_indexed(N, 0) is True
+        assert milvus.wait_indexed(N, 0) is False  # not flushed: no segment, no graph
+        milvus.settle()
+        assert milvus.wait_indexed(N, 120) is True
+    finally:
+        ours.stop()
+        milvus.stop()

@@ -11,7 +11,7 @@ from PIL import Image
 
 from lookalike.encoders.bundle import ImagePreprocess
 from lookalike.encoders.errors import ImageDecodeError, ImageTooLargeError
-from lookalike.encoders.preprocess import decode_image, image_to_tensor, resize_and_crop
+from lookalike.encoders.preprocess import decode_for_tower, decode_image, image_to_tensor, resize_and_crop
 
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
 
@@ -236,3 +236,46 @@ def test_tensor_normalisation_and_channel_order():
     np.testing.assert_array_equal(bgr[[0, 2]], tensor[[2, 0]])
     in_graph = image_to_tensor(image, ImagePreprocess(size=4, crop_size=4, normalization="in_graph"))
     np.testing.assert_allclose(in_graph[:, 0, 0], [1.0, 128 / 255, 0.0], atol=1e-6)
+
+
+def test_tensor_values_are_the_normalisation_formula_in_float32():
+    pixels = np.random.default_rng(2).integers(0, 256, (6, 6, 3), dtype=np.uint8)
+    spec = ImagePreprocess(size=6, crop_size=6, mean=(0.48, 0.46, 0.41), std=(0.27, 0.26, 0.28), color_order="BGR")
+    expected = (pixels.astype(np.float32) / np.float32(255.0) - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
+    np.testing.assert_array_equal(image_to_tensor(Image.fromarray(pixels), spec), expected[:, :, ::-1].transpose(2, 0, 1))
+
+
+# --- decoding for a tower: JPEGs at a reduced scale ------------------------
+
+
+def smooth_photo(width: int, height: int) -> Image.Image:
+    small = np.random.default_rng(3).integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    return Image.fromarray(small).resize((width, height), Image.Resampling.BICUBIC)
+
+
+@pytest.mark.parametrize(("size", "decoded"), [((800, 600), (400, 300)), ((1800, 1000), (450, 250)), ((400, 300), (400, 300))])
+def test_a_jpeg_for_a_tower_decodes_at_the_smallest_scale_the_resize_still_shrinks_from(size, decoded):
+    spec = ImagePreprocess(size=224, crop_size=224)
+    assert decode_for_tower(encode(smooth_photo(*size), "JPEG", quality=90), spec).size == decoded
+    assert decode_for_tower(encode(smooth_photo(*size), "PNG"), spec).size == size  # not a JPEG: full size
+
+
+def test_reduced_decoding_keeps_the_limits_of_the_full_size_and_the_orientation():
+    data = encode(smooth_photo(800, 600), "JPEG", quality=90)
+    with pytest.raises(ImageTooLargeError, match="800x600"):
+        decode_image(data, max_pixels=400 * 300, reduce_to=224)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: shown rotated a quarter turn
+    rotated = decode_for_tower(encode(smooth_photo(800, 600), "JPEG", quality=90, exif=exif.tobytes()),
+                               ImagePreprocess(size=224, crop_size=224))
+    assert rotated.size == (300, 400)
+
+
+def test_reduced_decoding_moves_the_tensor_little():
+    # bench/preprocess_shift.py measures it on real photos and the models; here
+    # a smooth 800x600 photo's tensor moves a fraction of a level on average.
+    data = encode(smooth_photo(800, 600), "JPEG", quality=90)
+    spec = ImagePreprocess(size=224, crop_size=224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    full, reduced = image_to_tensor(decode_image(data), spec), image_to_tensor(decode_for_tower(data, spec), spec)
+    level = 2 / 255
+    assert 0 < np.abs(full - reduced).mean() < 0.5 * level and np.abs(full - reduced).max() < 8 * level

@@ -202,3 +202,31 @@ def test_an_image_that_cannot_be_stored_fails_its_product_before_anything_is_log
     assert "cannot store the image (No space left on device)" in reply.results[0].error
     assert reply.results[1].status_code == 0  # a product without an image needs no blob
     assert server.store.applied_seq == logged + 1 and list(client.get([600]).missing_ids) == [600]
+
+
+def test_ingest_sends_a_repeated_id_after_the_call_in_flight_that_holds_it(served, tmp_path):
+    # Two calls are in flight at once; the third row repeats the first one's id
+    # and must still win, as when the rows are sent one by one.
+    from lookalike.ingest import ingest
+
+    server, client = served
+    manifest = tmp_path / "repeated.csv"
+    manifest.write_text("id,title\n700,first\n701,other\n700,second\n")
+    stored, failed = ingest(client, manifest, batch=1, progress=io.StringIO())
+    assert (stored, failed) == (3, [])
+    assert client.get([700]).products[0].metadata.title == "second"
+
+
+def test_an_image_that_fails_to_decode_leaves_no_blob_after_a_sweep(served):
+    # Its bytes are stored while the photos of its message encode, then left to the sweep.
+    from lookalike.store.blobs import digest_of
+
+    server, client = served
+    broken = b"these bytes are not an image " * 8
+    reply = client.upsert([Product(id=800, image=broken), Product(id=801, image=picture(801))])
+    assert reply.results[0].status_code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert reply.results[1].status_code == 0
+    server.store.snapshot()
+    server.store.sweep_blobs()
+    assert digest_of(broken) not in server.store.blobs
+    assert client.get([801]).products[0].metadata.image_sha256 in server.store.blobs

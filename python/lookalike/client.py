@@ -12,7 +12,7 @@ Errors arrive as grpc.RpcError with the server's status code and message.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import grpc
 import numpy as np
@@ -114,16 +114,11 @@ class Client:
 
     def upsert(self, products: Iterable[Product], batch: int = 128) -> search_pb2.UpsertResponse:
         """Streams products in messages of `batch`; one result per product."""
-        def messages():
-            chunk: list[Product] = []
-            for product in products:
-                chunk.append(product)
-                if len(chunk) == batch:
-                    yield search_pb2.UpsertRequest(products=chunk)
-                    chunk = []
-            if chunk:
-                yield search_pb2.UpsertRequest(products=chunk)
-        return self.stub.Upsert(messages(), timeout=self.timeout)
+        return self.stub.Upsert(_messages(products, batch), timeout=self.timeout)
+
+    def upsert_soon(self, products: Iterable[Product], batch: int = 128) -> grpc.Future:
+        """upsert() without waiting: a Future of its UpsertResponse (result() raises its RpcError)."""
+        return self.stub.Upsert.future(_messages(products, batch), timeout=self.timeout)
 
     def delete(self, ids: Sequence[int] = (), filter: Filter | None = None) -> search_pb2.DeleteResponse:
         request = search_pb2.DeleteRequest(ids=list(ids))
@@ -180,3 +175,15 @@ class Client:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} still running after {timeout} s")
             time.sleep(poll)
+
+
+def _messages(products: Iterable[Product], batch: int) -> Iterator[search_pb2.UpsertRequest]:
+    """Products as Upsert messages of `batch`."""
+    chunk: list[Product] = []
+    for product in products:
+        chunk.append(product)
+        if len(chunk) == batch:
+            yield search_pb2.UpsertRequest(products=chunk)
+            chunk = []
+    if chunk:
+        yield search_pb2.UpsertRequest(products=chunk)

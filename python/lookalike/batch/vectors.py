@@ -71,13 +71,13 @@ class RowEncoder:
             for i in wanted:
                 errors[i] = "the row has a photo but the build has no image encoder"
             return {}
-        from lookalike.encoders import decode_image, image_to_tensor
+        from lookalike.encoders import decode_for_tower, image_to_tensor
 
         spec = self.encoder.bundle.manifest.towers["image"].preprocess
         tensors, rows = [], []
         for i in wanted:
             try:
-                picture = decode_image(Path(images[i]).read_bytes(), self.encoder.config.max_pixels,
+                picture = decode_for_tower(Path(images[i]).read_bytes(), spec, self.encoder.config.max_pixels,
                                        self.encoder.config.max_aspect_ratio)
                 tensors.append(image_to_tensor(picture, spec))
                 rows.append(i)

@@ -7,7 +7,7 @@ nothing here imports torch.
 
 from lookalike.encoders.bundle import Bundle, Manifest, load_bundle, save_manifest
 from lookalike.encoders.errors import BundleError, ImageDecodeError, ImageTooLargeError
-from lookalike.encoders.preprocess import decode_image, image_to_tensor
+from lookalike.encoders.preprocess import decode_for_tower, decode_image, image_to_tensor
 from lookalike.encoders.runtime import Encoder, RuntimeConfig
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "ImageTooLargeError",
     "Manifest",
     "RuntimeConfig",
+    "decode_for_tower",
     "decode_image",
     "image_to_tensor",
     "load_bundle",

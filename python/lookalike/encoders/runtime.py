@@ -29,7 +29,7 @@ except ModuleNotFoundError as e:  # pragma: no cover - depends on the install
 
 from lookalike.encoders.bundle import Bundle, Tower, load_bundle
 from lookalike.encoders.errors import BundleError
-from lookalike.encoders.preprocess import DEFAULT_MAX_ASPECT_RATIO, DEFAULT_MAX_PIXELS, decode_image, image_to_tensor
+from lookalike.encoders.preprocess import DEFAULT_MAX_ASPECT_RATIO, DEFAULT_MAX_PIXELS, decode_for_tower, image_to_tensor
 from lookalike.encoders.text import TextTokenizer
 
 log = logging.getLogger(__name__)
@@ -189,7 +189,7 @@ class Encoder:
             if not isinstance(image, Image.Image):
                 if not isinstance(image, (bytes, bytearray, memoryview)):
                     raise TypeError(f"an image is bytes or a PIL.Image, not {type(image).__name__}")
-                image = decode_image(image, self.config.max_pixels, self.config.max_aspect_ratio)
+                image = decode_for_tower(image, spec, self.config.max_pixels, self.config.max_aspect_ratio)
             tensors.append(image_to_tensor(image, spec))
         return np.stack(tensors) if tensors else np.empty((0, 3, spec.crop_size, spec.crop_size), np.float32)
 

@@ -344,4 +344,5 @@ class DurableCollection:
         except Exception:  # nothing is lost: the log holds every write, the next start replays it
             log.exception("the last snapshot failed")
         finally:
+            self.blobs.close()
             self._wal.close()

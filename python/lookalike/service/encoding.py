@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lookalike.encoders import Encoder, decode_image, image_to_tensor
+from lookalike.encoders import Encoder, decode_for_tower, image_to_tensor
 from lookalike.service.batching import MicroBatcher, Overloaded
 
 
@@ -95,7 +95,7 @@ class ModelEncoder:
             raise ValueError(f"model {self.model_id} has no image tower")
         t0 = time.perf_counter()
         config = self.encoder.config
-        picture = decode_image(data, config.max_pixels, config.max_aspect_ratio)
+        picture = decode_for_tower(data, self._preprocess, config.max_pixels, config.max_aspect_ratio)
         t1 = time.perf_counter()
         tensor = image_to_tensor(picture, self._preprocess)
         clock.decode += t1 - t0

@@ -45,12 +45,14 @@ class QueryEncoder:
             return self.encoder.image(data, clock) if kind == "image" else self.encoder.text(data, clock)
 
     def product_images(self, products: Sequence[search_pb2.Product],
-                       check: Callable[[search_pb2.Product, str], None]) -> list[dict[str, np.ndarray] | ServiceError]:
+                       check: Callable[[search_pb2.Product, str], None],
+                       passed: Callable[[int], None] = lambda i: None) -> list[dict[str, np.ndarray] | ServiceError]:
         """Per product of one write message: the ServiceError of `check` (what is
         checked before its image), else its image's {space: vector} ({} without
         an image) or the ServiceError encode_all would raise for it. The images
         are decoded in parallel and encoded in shared batches, and a bad one
-        fails its own product alone."""
+        fails its own product alone. `passed(i)` is called for each product that
+        passed the checks, before the images are encoded (work to overlap with them)."""
         outcomes: list[dict[str, np.ndarray] | ServiceError | None] = []
         for i, product in enumerate(products):
             try:
@@ -60,6 +62,8 @@ class QueryEncoder:
                 outcomes.append(None if product.image else {})
             except ServiceError as e:
                 outcomes.append(e)
+                continue
+            passed(i)
         to_encode = [i for i, outcome in enumerate(outcomes) if outcome is None]
         pending = self.encoder.images([products[i].image for i in to_encode]) if to_encode else []
         for i, vectors in zip(to_encode, pending):

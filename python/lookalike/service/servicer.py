@@ -22,6 +22,7 @@ import functools
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, wait
 from typing import Any, NamedTuple
 
 import grpc
@@ -253,21 +254,32 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
     def _upsert_checked(self, products: Sequence[search_pb2.Product]) -> list[search_pb2.ItemResult]:
         """Checks each product on its own (a bad one fails alone), then applies the
         good ones together. The message's images are encoded together first, so
-        they share the encoder's batches."""
+        they share the encoder's batches; the image of each product that passed
+        its checks is stored meanwhile."""
+        kept: dict[int, Future] = {}  # product -> its image's digest, being stored
+
+        def keep_image(i: int) -> None:
+            if products[i].image:
+                kept[i] = self._store.blobs.put_soon(products[i].image)
+
         results, good = [], []
-        for i, (product, from_image) in enumerate(zip(products, self._queries.product_images(products, self._check))):
-            try:
-                if isinstance(from_image, ServiceError):
-                    raise from_image
-                good.append((len(results), self._prepared(product, from_image, f"products[{i}]")))
-                results.append(search_pb2.ItemResult(id=product.id))
-            except ServiceError as e:
-                results.append(search_pb2.ItemResult(id=product.id, status_code=e.code.value[0], error=e.message))
         try:
+            from_images = self._queries.product_images(products, self._check, keep_image)
+            for i, (product, from_image) in enumerate(zip(products, from_images)):
+                try:
+                    if isinstance(from_image, ServiceError):
+                        raise from_image
+                    # The image is durable before the log record that names it is written.
+                    digest = self._kept_image(kept[i], f"products[{i}]") if i in kept else ""
+                    good.append(self._prepared(product, from_image, digest, f"products[{i}]"))
+                    results.append(search_pb2.ItemResult(id=product.id))
+                except ServiceError as e:
+                    results.append(search_pb2.ItemResult(id=product.id, status_code=e.code.value[0], error=e.message))
             if good:
-                self._apply([p for _, p in good])
+                self._apply(good)
         finally:  # logged (the log now names them) or failed: the sweep may judge them again
-            self._store.blobs.unpin(p["record"].image_sha256 for _, p in good)
+            wait(kept.values())
+            self._store.blobs.unpin(f.result() for f in kept.values() if f.exception() is None)
         return results
 
     def _check(self, product: search_pb2.Product, where: str) -> None:
@@ -279,10 +291,11 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         if unknown:
             raise not_found(f"{where}: unknown vector space(s) {sorted(unknown)}")
 
-    def _prepared(self, product: search_pb2.Product, from_image: dict[str, np.ndarray],
+    def _prepared(self, product: search_pb2.Product, from_image: dict[str, np.ndarray], image_digest: str,
                   where: str) -> dict[str, Any]:
         """A product's vectors for every space (sent > from its image, encoded
-        already > from its title), attributes and record, checked."""
+        already > from its title), attributes and record (its image stored
+        already as ``image_digest``), checked."""
         clock = StageClock()
         from_title = {}
         vectors = {}
@@ -304,14 +317,14 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             attributes = tagger.merged(from_image[tagger.config.space], attributes)
         if flag_duplicates is not None:
             attributes = flag_duplicates(product.id, vectors, product.title, attributes)
-        # Last, once the product is known to be good: the image is durable before its log record.
-        digest = self._keep_image(product.image, where) if product.image else ""
         return {"id": product.id, "vectors": vectors, "attributes": attributes,
-                "record": ProductRecord(product.id, product.title, product.image_uri, digest)}
+                "record": ProductRecord(product.id, product.title, product.image_uri, image_digest)}
 
-    def _keep_image(self, image: bytes, where: str) -> str:
+    @staticmethod
+    def _kept_image(stored: Future, where: str) -> str:
+        """The digest of an image being stored (put_soon), or the status of its failure."""
         try:
-            return self._store.blobs.put(image)
+            return stored.result()
         except OSError as e:
             code = (grpc.StatusCode.RESOURCE_EXHAUSTED if e.errno in (errno.ENOSPC, errno.EDQUOT)
                     else grpc.StatusCode.UNAVAILABLE)

@@ -9,6 +9,9 @@ A blob is written to a tmp file, fsync'ed, renamed into place and its folder
 fsync'ed before put() returns: the caller logs the write that refers to it only
 then, so an acknowledged product always has its image, even after a crash.
 
+``put_soon`` stores on a small pool of threads: a write's images are stored
+side by side (each waits on its own fsyncs) while its photos are encoded.
+
 Who may remove a blob is the caller's business (service/durable.py sweeps the
 ones nothing refers to); put() pins a digest until unpin(), so that a sweep
 running between the blob's write and its log record cannot take it, and a blob
@@ -21,12 +24,15 @@ import hashlib
 import os
 import threading
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from lookalike.store.wal import fsync_directory
 
 _HEX = frozenset("0123456789abcdef")
+# Blob writes in flight at once: mostly waiting on fsync, so more than the cores.
+_WRITERS = 8
 
 
 def digest_of(data: bytes) -> str:
@@ -44,6 +50,7 @@ class BlobStore:
         self._pins: Counter[str] = Counter()
         self._put_during_sweep: set[str] = set()
         self._lock = threading.Lock()      # guards both, and each removal against a put of the same bytes
+        self._writers: ThreadPoolExecutor | None = None
 
     def path(self, digest: str) -> Path:
         if not is_digest(digest):
@@ -75,6 +82,20 @@ class BlobStore:
             self.unpin([digest])
             raise
         return digest
+
+    def put_soon(self, data: bytes) -> Future:
+        """put() on the store's writer threads: a Future of the digest (or of the OSError)."""
+        with self._lock:
+            if self._writers is None:
+                self._writers = ThreadPoolExecutor(max_workers=_WRITERS, thread_name_prefix="blob-writer")
+            return self._writers.submit(self.put, data)
+
+    def close(self) -> None:
+        """Waits for the writes put_soon started."""
+        with self._lock:
+            writers, self._writers = self._writers, None
+        if writers is not None:
+            writers.shutdown()
 
     def unpin(self, digests: Iterable[str]) -> None:
         """Lets a sweep remove these blobs again once nothing refers to them."""
