@@ -58,7 +58,8 @@ ROWS_METHOD = ("rows/q: float vectors re-ranked a query at the fastest point rea
                "counted, rows read from the memory-mapped vectors file (RaBitQ: as many as its bound asks for). "
                "faiss: k_factor * k from the refine's floats in RAM; ScaNN: its reorder count.")
 RAM_METHOD = ("RAM B/vec: what the index holds in RAM / n. Ours: memory_usage()['total_bytes'] "
-              "(codes, list slots, ids, id map, centroids, coarse graph; the vectors file is on disk / "
+              "(codes, factors, list slots and headers, ids, id map, tombstones, centroids, rotation, coarse graph; "
+              "the vectors file is on disk / "
               "page cache). faiss: codes + 8-byte ids + the float32 vectors IndexRefineFlat keeps. "
               "ScaNN: codes + the float32 vectors its reorder keeps. faiss RaBitQ: its code_size (bits + "
               "factors) + 8-byte ids + the refine floats + centroids.")

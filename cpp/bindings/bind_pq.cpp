@@ -229,6 +229,7 @@ py::dict memory_dict(const pq::IvfMemoryUsage& u) {
   d["code_bytes"] = u.code_bytes;
   d["factor_bytes"] = u.factor_bytes;
   d["list_slot_bytes"] = u.list_slot_bytes;
+  d["list_header_bytes"] = u.list_header_bytes;
   d["id_bytes"] = u.id_bytes;
   d["id_map_bytes"] = u.id_map_bytes;
   d["deleted_bytes"] = u.deleted_bytes;

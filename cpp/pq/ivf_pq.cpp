@@ -570,14 +570,15 @@ IvfMemoryUsage IvfPqIndex::memory_usage() const {
     u.factor_bytes += list.norms.capacity() * sizeof(uint16_t) + list.cosines.capacity();
     u.list_slot_bytes += list.slots.memory_bytes();
   }
+  u.list_header_bytes = lists_.capacity() * sizeof(InvertedList);
   u.id_bytes = slot_ids_.memory_bytes();
   u.id_map_bytes = slot_by_id_.memory_bytes();
   u.deleted_bytes = deleted_.capacity() * sizeof(uint64_t);
   u.centroid_bytes =
       (coarse_.centroids().capacity() + pq_.centroids().capacity()) * sizeof(float) + rotation_.signs().capacity();
   u.coarse_graph_bytes = coarse_.graph_bytes();
-  u.total_bytes = u.code_bytes + u.factor_bytes + u.list_slot_bytes + u.id_bytes + u.id_map_bytes + u.deleted_bytes +
-                  u.centroid_bytes + u.coarse_graph_bytes;
+  u.total_bytes = u.code_bytes + u.factor_bytes + u.list_slot_bytes + u.list_header_bytes + u.id_bytes +
+                  u.id_map_bytes + u.deleted_bytes + u.centroid_bytes + u.coarse_graph_bytes;
   u.vector_file_bytes = vectors_->rows() * config_.dim * sizeof(float);
   u.live = slot_by_id_.size();
   u.deleted = deleted_in_lists_;

@@ -116,6 +116,7 @@ struct IvfMemoryUsage {
   size_t code_bytes = 0;       // PQ or RaBitQ codes in the inverted lists
   size_t factor_bytes = 0;     // RaBitQ's per-vector factors
   size_t list_slot_bytes = 0;  // slot numbers beside the codes
+  size_t list_header_bytes = 0;  // the lists themselves (their vectors' pointers and sizes): ~150 B a cell
   size_t id_bytes = 0;         // slot -> id
   size_t id_map_bytes = 0;     // id -> slot
   size_t deleted_bytes = 0;    // tombstone bitmap
