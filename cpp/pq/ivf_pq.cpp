@@ -402,13 +402,13 @@ class IvfPqIndex::Scan {
     if (c.nbits == 8) {
       est_.resize(n);
       k.scan8(lut_.data(), list.codes.data(), n, c.m, est_.data());
-      for (size_t i = 0; i < n; ++i) consider(offset + est_[i], list.slots[i]);
+      for (size_t i = 0; i < n; ++i) consider(offset + est_[i], list, i);
     } else {
       const size_t blocks = (n + kFastScanBlock - 1) / kFastScanBlock;
       sums_.resize(blocks * kFastScanBlock);
       k.fastscan4(qlut_.data(), list.codes.data(), blocks, c.m, sums_.data());
       const float base = offset + qlut_params_.bias, scale = qlut_params_.scale;
-      for (size_t i = 0; i < n; ++i) consider(base + scale * float(sums_[i]), list.slots[i]);
+      for (size_t i = 0; i < n; ++i) consider(base + scale * float(sums_[i]), list, i);
     }
   }
 
@@ -419,8 +419,11 @@ class IvfPqIndex::Scan {
   }
 
  private:
-  void consider(float dist, uint32_t slot) {
+  // Entry i of a list: its slot is looked up (list_slots.h) only once its
+  // distance has passed the bar, as most do not.
+  void consider(float dist, const InvertedList& list, size_t i) {
     if (dist > bar_) return;
+    const uint32_t slot = list.slots[i];
     if (ix_.is_deleted(slot)) return;
     if (filter_ && !filter_->allows(ix_.slot_ids_[slot])) return;
     pool_.push_back({dist, slot});

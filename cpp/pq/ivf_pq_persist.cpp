@@ -203,6 +203,7 @@ std::unique_ptr<IvfPqIndex> IvfPqPersist::load(const std::string& path) {
   const size_t coarse_dim = ix.coarse_dim();
 
   auto ids = in.section(kIds, slots * sizeof(int64_t));
+  ix.slot_ids_.reserve(slots);
   for (uint64_t s = 0; s < slots; s += kIdChunk) {
     std::vector<int64_t> chunk(std::min<uint64_t>(kIdChunk, slots - s));
     std::memcpy(chunk.data(), ids.data + s * sizeof(int64_t), chunk.size() * sizeof(int64_t));

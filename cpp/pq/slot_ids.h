@@ -35,6 +35,14 @@ class SlotIds {
     }
   }
 
+  // Room for n ids in all (a load, which knows its count), narrow until an id says otherwise.
+  void reserve(size_t n) {
+    if (wide_)
+      wide_ids_.reserve(n);
+    else
+      narrow_ids_.reserve(n);
+  }
+
   size_t memory_bytes() const {
     return narrow_ids_.capacity() * sizeof(uint32_t) + wide_ids_.capacity() * sizeof(int64_t);
   }
