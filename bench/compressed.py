@@ -52,7 +52,7 @@ SWEEP = ((4, 40), (8, 50), (8, 100), (16, 100), (16, 200), (32, 200), (24, 300),
 RABITQ_SWEEP = ((6, 5), (8, 5), (8, 10), (10, 10), (8, 15), (10, 15), (12, 10), (16, 10), (12, 20), (16, 20),
                 (24, 20), (24, 30), (32, 30), (24, 50), (32, 50), (48, 50), (64, 100))
 # (nprobe, bound width in standard deviations) for our RaBitQ index.
-BOUND_SWEEP = tuple((nprobe, sigmas) for nprobe in (4, 5, 6, 8, 10, 12, 16, 24, 32, 48)
+BOUND_SWEEP = tuple((nprobe, sigmas) for nprobe in (4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 48)
                     for sigmas in (1.0, 1.5, 2.0, 2.5, 3.0))
 ROWS_METHOD = ("rows/q: float vectors re-ranked a query at the fastest point reaching the recall. Ours: "
                "counted, rows read from the memory-mapped vectors file (RaBitQ: as many as its bound asks for). "
