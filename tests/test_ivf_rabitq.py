@@ -117,6 +117,9 @@ def test_delete_upsert_compact(data):
     assert index.search(queries[0], 1).ids[0] == 1
     assert not np.isin(index.search(queries[:20], 10).ids, top).any()
     np.testing.assert_allclose(index.get([1])[0], queries[0] / np.linalg.norm(queries[0]), rtol=1e-6)
+    # Upserting every id again replaces them: the id map does not grow for them.
+    index.upsert(np.arange(3000), base[:3000])
+    assert index.memory_usage()["id_map_bytes"] == after["id_map_bytes"]
 
 
 def test_round_trip_and_damaged_files(tmp_path, data):

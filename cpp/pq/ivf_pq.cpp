@@ -258,12 +258,15 @@ void IvfPqIndex::add(const int64_t* ids, const float* vectors, size_t n, bool re
   require_trained();
   std::unordered_set<int64_t> batch;
   batch.reserve(n);
+  size_t fresh = 0;  // ids not in the index yet: what the id map must make room for
   for (size_t i = 0; i < n; ++i) {
     if (ids[i] < 0) throw std::invalid_argument("ids must be >= 0, got " + id_text(ids[i]));
     if (!batch.insert(ids[i]).second)
       throw hnsw::DuplicateIdError("id " + id_text(ids[i]) + " appears twice in the batch");
-    if (!replace && slot_by_id_.find(ids[i]) != IdMap::kAbsent)
+    const bool known = slot_by_id_.find(ids[i]) != IdMap::kAbsent;
+    if (known && !replace)
       throw hnsw::DuplicateIdError("id " + id_text(ids[i]) + " is already in the index (use upsert to replace it)");
+    fresh += !known;
   }
   if (slot_ids_.size() + n > kMaxSlots) throw std::length_error("the index is full (2^32 - 2 slots)");
   if (n == 0) return;
@@ -290,7 +293,7 @@ void IvfPqIndex::add(const int64_t* ids, const float* vectors, size_t n, bool re
   for (size_t r = 0; r < n; ++r) ordered_ids[r] = ids[order[r]];
   slot_ids_.append(ordered_ids.data(), n);
   deleted_.resize((slot_ids_.size() + 63) / 64, 0);
-  slot_by_id_.reserve(n);
+  slot_by_id_.reserve(fresh);
   for (size_t r = 0; r < n; ++r) {
     const size_t i = order[r];
     const uint32_t slot = first + uint32_t(r);
