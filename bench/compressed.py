@@ -14,11 +14,12 @@ deviations (our RaBitQ: the bound decides which candidates are read). PQ
 configurations code a vector in --code-bytes bytes (default 32): 4-bit PQ with
 2 * code-bytes sub-spaces, 8-bit PQ with code-bytes, ScaNN's 4-bit anisotropic
 codes with dim / (2 * code-bytes) dimensions a block. RaBitQ codes are dim / 8
-bytes of bits plus factors (ours 4 bytes, faiss 8); our RaBitQ index uses
+bytes of bits plus factors (ours 3 bytes, faiss 8); our RaBitQ index uses
 --rabitq-nlist cells (fewer than the PQ runs: its centroids count in its RAM).
 
     python bench/compressed.py                              # 200k x 512, ~10 min on 2 cores
-    python bench/compressed.py --n 1000000 --nlist 4096 --rabitq-nlist 2048   # the scale run
+    python bench/compressed.py --n 1000000 --nlist 4096 --rabitq-nlist 1024 --skip ivfpq,IVFPQ,scann --cpu-time
+                                                            # the 1M run: ~45 min on 2 cores (faiss trains 4096 cells)
     python bench/compressed.py --quick                      # 20k x 128 smoke run, ~2 min
 
 --wide-m4 M adds our 4-bit index with M sub-spaces (M need not divide dim):
@@ -51,33 +52,57 @@ SWEEP = ((4, 40), (8, 50), (8, 100), (16, 100), (16, 200), (32, 200), (24, 300),
 RABITQ_SWEEP = ((6, 5), (8, 5), (8, 10), (10, 10), (8, 15), (10, 15), (12, 10), (16, 10), (12, 20), (16, 20),
                 (24, 20), (24, 30), (32, 30), (24, 50), (32, 50), (48, 50), (64, 100))
 # (nprobe, bound width in standard deviations) for our RaBitQ index.
-BOUND_SWEEP = tuple((nprobe, sigmas) for nprobe in (4, 5, 6, 8, 10, 12, 16, 24, 32, 48)
+BOUND_SWEEP = tuple((nprobe, sigmas) for nprobe in (4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 48)
                     for sigmas in (1.0, 1.5, 2.0, 2.5, 3.0))
+ROWS_METHOD = ("rows/q: float vectors re-ranked a query at the fastest point reaching the recall. Ours: "
+               "counted, rows read from the memory-mapped vectors file (RaBitQ: as many as its bound asks for). "
+               "faiss: k_factor * k from the refine's floats in RAM; ScaNN: its reorder count.")
 RAM_METHOD = ("RAM B/vec: what the index holds in RAM / n. Ours: memory_usage()['total_bytes'] "
-              "(codes, list slots, ids, id map, centroids, coarse graph; the vectors file is on disk / "
+              "(codes, factors, list slots and headers, ids, id map, tombstones, centroids, rotation, coarse graph; "
+              "the vectors file is on disk / "
               "page cache). faiss: codes + 8-byte ids + the float32 vectors IndexRefineFlat keeps. "
               "ScaNN: codes + the float32 vectors its reorder keeps. faiss RaBitQ: its code_size (bits + "
               "factors) + 8-byte ids + the refine floats + centroids.")
 
 
-def sweep(searcher, queries, gt, points, repeats, label, knob, clock) -> list[dict]:
-    """Recall and single-thread batch-1 QPS per (nprobe, knob value), best of `repeats`
-    passes after a warm-up (as ann.sweep, whose knob is a single ef)."""
+def sweep(searcher, queries, gt, points, repeats, label, knob, clock, rows_read) -> list[dict]:
+    """Recall, single-thread batch-1 QPS and float rows re-ranked a query per (nprobe,
+    knob value), best of `repeats` passes after a warm-up (as ann.sweep, whose knob is a
+    single ef). rows_read (RowsRead) gives the rows a query re-ranks at a point."""
     time_queries(searcher(points[0]), queries)
     out = []
     for nprobe, value in points:
+        total = rows_read.counter()
         runs = [time_queries(searcher((nprobe, value)), queries, clock) for _ in range(repeats)]
         dt = min(r[0] for r in runs)
+        rows = rows_read.per_query((nprobe, value), total, repeats * len(queries))
         out.append({"nprobe": nprobe, knob: value, "recall": recall_at_k(runs[0][1], gt),
-                    "qps": len(queries) / dt, "latency_us": 1e6 * dt / len(queries)})
-        log(f"  {label} nprobe={nprobe} {knob}={value} recall={out[-1]['recall']:.4f} qps={out[-1]['qps']:,.0f}")
+                    "qps": len(queries) / dt, "latency_us": 1e6 * dt / len(queries), "rows_read": rows})
+        log(f"  {label} nprobe={nprobe} {knob}={value} recall={out[-1]['recall']:.4f} qps={out[-1]['qps']:,.0f} "
+            f"rows/query={rows:,.1f}")
     return out
 
 
-def best_qps(points: list[dict], target: float) -> float | None:
-    """The highest QPS among sweep points reaching `target` recall (two knobs make
-    the points a cloud, not a curve, so there is nothing to interpolate along)."""
-    return max((p["qps"] for p in points if p["recall"] >= target), default=None)
+class RowsRead:
+    """Float rows re-ranked a query: counted by our index (rows read from its vectors
+    file), or fixed by a peer's knob (`fixed(point)`: faiss k_factor * k, ScaNN's reorder)."""
+
+    def __init__(self, index=None, fixed=None):
+        self.index, self.fixed = index, fixed
+
+    def counter(self) -> int:
+        return self.index.rows_read if self.index is not None else 0
+
+    def per_query(self, point, total_before: int, queries: int) -> float:
+        if self.index is not None:
+            return (self.index.rows_read - total_before) / queries
+        return float(self.fixed(point))
+
+
+def best_point(points: list[dict], target: float) -> dict | None:
+    """The fastest sweep point reaching `target` recall (two knobs make the points a
+    cloud, not a curve, so there is nothing to interpolate along)."""
+    return max((p for p in points if p["recall"] >= target), key=lambda p: p["qps"], default=None)
 
 
 def build_ours(base, k, threads, nlist, tmp, knob, **index_args):
@@ -95,7 +120,7 @@ def build_ours(base, k, threads, nlist, tmp, knob, **index_args):
     def searcher(point):
         nprobe, value = point
         return lambda q: idx.search(q, k, nprobe=nprobe, threads=1, **{knob: value})[0]
-    return train_s, add_s, ram, searcher, idx
+    return train_s, add_s, ram, searcher, idx, RowsRead(index=idx)
 
 
 def build_ours_pq(base, k, threads, nlist, m, nbits, tmp):
@@ -129,7 +154,7 @@ def build_faiss(base, k, threads, nlist, make_ivf, k_factor_of):
         ivf.nprobe = nprobe
         idx.k_factor = k_factor_of(x)
         return lambda q: idx.search(q[None], k)[1][0]
-    return train_s, add_s, ram, searcher, idx
+    return train_s, add_s, ram, searcher, idx, RowsRead(fixed=lambda point: k_factor_of(point[1]) * k)
 
 
 def build_faiss_rabitq(base, k, threads, nlist, fast_scan):
@@ -166,7 +191,7 @@ def build_scann(base, k, threads, nlist, code_bytes):
         nprobe, rerank_k = point
         return lambda q: idx.search(q, final_num_neighbors=k, pre_reorder_num_neighbors=rerank_k,
                                     leaves_to_search=nprobe)[0]
-    return train_s, add_s, ram, searcher, idx
+    return train_s, add_s, ram, searcher, idx, RowsRead(fixed=lambda point: point[1])
 
 
 def scann_missing() -> str | None:
@@ -239,29 +264,37 @@ def main(argv=None) -> int:
             continue
         with tempfile.TemporaryDirectory() as tmp:
             log(f"{label}: train + add {args.n:,} x {args.dim}")
-            train_s, add_s, ram, searcher, idx = build(tmp)
+            train_s, add_s, ram, searcher, idx, rows_read = build(tmp)
             log(f"{label}: train {train_s:.1f}s + add {add_s:.1f}s, {ram / args.n:.0f} RAM B/vec")
+            memory = idx.memory_usage() if rows_read.index is not None else None
+            if memory is not None:
+                log(f"{label}: RAM B/vec by structure: " + ", ".join(
+                    f"{name} {value / args.n:.2f}" for name, value in memory.items() if name.endswith("_bytes")))
             points = sweep(searcher, queries, gt, points_to_sweep, args.repeats, label, knob,
-                           time.thread_time if args.cpu_time else time.perf_counter)
+                           time.thread_time if args.cpu_time else time.perf_counter, rows_read)
+            best = {str(t): best_point(points, t) for t in TARGETS}
             rows.append({"label": label, "train_s": train_s, "add_s": add_s, "ram_per_vec": ram / args.n,
-                         "sweep": points,
-                         "qps_at": {str(t): best_qps(points, t) for t in TARGETS}})
+                         "memory_usage": memory, "sweep": points,
+                         "qps_at": {t: p and p["qps"] for t, p in best.items()},
+                         "rows_read_at": {t: p and p["rows_read"] for t, p in best.items()}})
             del idx
 
     result = {"machine": machine_info(), "n": args.n, "dim": args.dim, "nlist": args.nlist,
               "rabitq_nlist": args.rabitq_nlist, "clock": "thread CPU time" if args.cpu_time else "wall",
-              "code_bytes": args.code_bytes, "ram_method": RAM_METHOD, "notes": notes, "rows": rows}
+              "code_bytes": args.code_bytes, "ram_method": RAM_METHOD, "rows_method": ROWS_METHOD, "notes": notes,
+              "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"compressed_{args.n}x{args.dim}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
-    print("| config | train s | add s | RAM B/vec | QPS@.90 | QPS@.95 | QPS@.99 | max recall |\n"
-          "|---|---|---|---|---|---|---|---|")
+    print("| config | train s | add s | RAM B/vec | QPS@.90 | QPS@.95 | QPS@.99 | rows/q@.95 | rows/q@.99 "
+          "| max recall |\n|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        q = r["qps_at"]
+        q, reads = r["qps_at"], r["rows_read_at"]
         f = lambda x: "n/a" if x is None else f"{x:,.0f}"  # noqa: E731
-        print(f"| {r['label']} | {r['train_s']:.1f} | {r['add_s']:.1f} | {r['ram_per_vec']:.0f} | {f(q['0.9'])} | "
-              f"{f(q['0.95'])} | {f(q['0.99'])} | {max(p['recall'] for p in r['sweep']):.3f} |")
-    print("\n".join(["", RAM_METHOD, *notes, f"wrote {path}"]))
+        print(f"| {r['label']} | {r['train_s']:.1f} | {r['add_s']:.1f} | {r['ram_per_vec']:.1f} | {f(q['0.9'])} | "
+              f"{f(q['0.95'])} | {f(q['0.99'])} | {f(reads['0.95'])} | {f(reads['0.99'])} | "
+              f"{max(p['recall'] for p in r['sweep']):.3f} |")
+    print("\n".join(["", RAM_METHOD, ROWS_METHOD, *notes, f"wrote {path}"]))
     return 0
 
 

@@ -116,7 +116,7 @@ def test_for_size_follows_choose_index():
     assert SpaceConfig.for_size("v", 512, 5_000).index == "hnsw"
     big = SpaceConfig.for_size("v", 512, 50_000_000)
     assert big.index == "ivf_pq" and big.code == "rabitq" and big.nlist >= 16_384
-    lean = SpaceConfig.for_size("v", 512, 50_000_000, memory_budget=80 * 50_000_000)
+    lean = SpaceConfig.for_size("v", 512, 50_000_000, memory_budget=60 * 50_000_000)
     assert lean.index == "ivf_pq" and lean.code == "pq" and lean.pq_m == 64
 
 

@@ -117,6 +117,9 @@ def test_delete_upsert_compact(data):
     assert index.search(queries[0], 1).ids[0] == 1
     assert not np.isin(index.search(queries[:20], 10).ids, top).any()
     np.testing.assert_allclose(index.get([1])[0], queries[0] / np.linalg.norm(queries[0]), rtol=1e-6)
+    # Upserting every id again replaces them: the id map does not grow for them.
+    index.upsert(np.arange(3000), base[:3000])
+    assert index.memory_usage()["id_map_bytes"] == after["id_map_bytes"]
 
 
 def test_round_trip_and_damaged_files(tmp_path, data):
@@ -127,6 +130,7 @@ def test_round_trip_and_damaged_files(tmp_path, data):
     index.save(path)
     loaded = IvfPqIndex.load(path)
     assert (loaded.code, loaded.bound_sigmas, len(loaded), loaded.m) == ("rabitq", 1.5, 2998, 32)
+    assert loaded.memory_usage()["id_bytes"] == 4 * 3000  # loaded exactly, not grown by 1/8
     for a, b in zip(index.search(queries, 10), loaded.search(queries, 10)):
         np.testing.assert_array_equal(a, b)
     loaded.verify()
@@ -139,11 +143,70 @@ def test_round_trip_and_damaged_files(tmp_path, data):
             IvfPqIndex.load(bad)
 
 
-def test_memory_is_the_bits_and_four_bytes_of_factors(index):
+def test_memory_is_the_bits_and_three_bytes_of_factors(index):
     u = index.memory_usage()
-    assert u["factor_bytes"] == 4 * u["live"]
+    assert u["factor_bytes"] == 3 * u["live"]  # a float16 norm, an 8-bit cosine
+    parts = [name for name in u if name.endswith("_bytes") and name not in ("total_bytes", "vector_file_bytes")]
+    assert u["total_bytes"] == sum(u[name] for name in parts) and "list_header_bytes" in parts
     # 128 padded dimensions: 16 bytes of bits a vector, plus each list's partial block of 32.
     assert 16 * u["live"] <= u["code_bytes"] <= 16 * (u["live"] + 32 * index.nlist)
+    # A bulk load: each cell's entries are consecutive slots, stored as runs (8
+    # bytes a block of 32); ids below 2^32 take 4 bytes; the id map is
+    # rebuilt 0.85 full (4.7 bytes an id, and a 64-bucket floor).
+    assert u["list_slot_bytes"] <= 8 * (u["live"] // 32 + index.nlist)
+    assert u["id_bytes"] == 4 * u["slots"]
+    assert u["id_map_bytes"] <= 4 * (u["live"] / 0.85 + 2)
+
+
+def test_rows_read_counts_the_rerank(index, data):
+    queries = data[1][:20]
+    before = index.rows_read
+    index.search(queries, 10, rerank=False)
+    assert index.rows_read == before
+    # An infinite bound re-ranks every code of the probed cells (all of them here).
+    index.search(queries, 10, nprobe=index.nlist, bound_sigmas=float("inf"))
+    assert index.rows_read - before == len(queries) * len(index)
+    before = index.rows_read
+    index.search(queries, 10)
+    assert len(queries) * 10 <= index.rows_read - before < len(queries) * len(index) // 4
+
+
+def test_slots_and_ids_in_every_form_stay_exact(tmp_path):
+    # Slots of a bulk load (runs), single adds close to them (16-bit offsets),
+    # a big batch that fills the last blocks far away (4-byte slots), ids that
+    # need 8 bytes: every search that reads all candidates is still exact,
+    # before and after a reload and a compaction.
+    dim = 16
+    x = clustered(76_000, dim, seed=9)
+    index = IvfPqIndex(dim, "cosine", nlist=8, nprobe=8, code="rabitq", rerank_k=100_000)
+    index.train(x[:3000])
+    ids = np.arange(len(x), dtype=np.int64)
+    index.add(ids[:3000], x[:3000])
+    for i in range(3000, 3040):
+        index.add(ids[i:i + 1], x[i:i + 1])
+    assert 4 * 3040 <= index.memory_usage()["id_bytes"] <= 4 * 3040 * 1.2  # grown by 1/8, not doubled
+    index.add(ids[3040:73040], x[3040:73040])
+    ids[73040:] += 2**40
+    for i in range(73040, 73100):
+        index.add(ids[i:i + 1], x[i:i + 1])
+    index.add(ids[73100:75000], x[73100:75000])
+    assert 8 * 75_000 <= index.memory_usage()["id_bytes"] <= 8 * 75_000 * 1.2
+    index.delete(ids[::7][:2000])
+    live = np.setdiff1d(np.arange(75_000), np.arange(75_000)[::7][:2000])
+    queries = x[75_000:75_020]
+    truth = ids[live[exact_knn(x[live], queries, 10)]]
+
+    def exact(ix):
+        return ix.search(queries, 10, nprobe=8, bound_sigmas=float("inf")).ids
+
+    np.testing.assert_array_equal(exact(index), truth)
+    np.testing.assert_allclose(index.get(ids[[5, 3020, 60_000, 73050]]), x[[5, 3020, 60_000, 73050]], rtol=1e-5)
+    index.save(tmp_path / "forms.lkl")
+    loaded = IvfPqIndex.load(tmp_path / "forms.lkl")
+    np.testing.assert_array_equal(exact(loaded), truth)
+    assert ids[73050] in loaded and ids[0] not in loaded
+    loaded.compact()
+    np.testing.assert_array_equal(exact(loaded), truth)
 
 
 def test_bad_parameters(data):

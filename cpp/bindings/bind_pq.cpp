@@ -192,7 +192,8 @@ void bind_building_blocks(py::module_& m) {
         if (groups > pq::kMaxFastScanM) throw std::invalid_argument("D is too large for fast-scan");
         const size_t blocks = (n + pq::kFastScanBlock - 1) / pq::kFastScanBlock;
         std::vector<uint8_t> packed(blocks * pq::fast_scan_block_bytes(groups), 0), code(groups);
-        std::vector<uint16_t> norms(n), cosines(n), sums(blocks * pq::kFastScanBlock);
+        std::vector<uint16_t> norms(n), sums(blocks * pq::kFastScanBlock);
+        std::vector<uint8_t> cosines(n);
         std::vector<float> decoded(n);
         for (size_t i = 0; i < n; ++i) {
           pq::rabitq_encode(residuals.data() + i * padded, padded, code.data(), norms[i], cosines[i]);
@@ -228,6 +229,7 @@ py::dict memory_dict(const pq::IvfMemoryUsage& u) {
   d["code_bytes"] = u.code_bytes;
   d["factor_bytes"] = u.factor_bytes;
   d["list_slot_bytes"] = u.list_slot_bytes;
+  d["list_header_bytes"] = u.list_header_bytes;
   d["id_bytes"] = u.id_bytes;
   d["id_map_bytes"] = u.id_map_bytes;
   d["deleted_bytes"] = u.deleted_bytes;
@@ -344,6 +346,7 @@ void bind_pq(py::module_& m) {
       .def_property_readonly(
           "code", [](const IvfPqIndex& ix) { return ix.config().code == pq::IvfCode::Pq ? "pq" : "rabitq"; })
       .def_property_readonly("bound_sigmas", [](const IvfPqIndex& ix) { return ix.config().bound_sigmas; })
+      .def_property_readonly("rows_read", &IvfPqIndex::rows_read)
       .def_property("nprobe", [](const IvfPqIndex& ix) { return ix.config().nprobe; },
                     py::cpp_function(&IvfPqIndex::set_nprobe, py::call_guard<py::gil_scoped_release>()))
       .def_property("rerank_k", [](const IvfPqIndex& ix) { return ix.config().rerank_k; },

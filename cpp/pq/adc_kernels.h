@@ -51,7 +51,7 @@ struct RabitqScanConstants {
 };
 // est[i], err[i] of n codes from their fast-scan sums and factors (rabitq.h).
 using RabitqEstimateFn = void (*)(const RabitqScanConstants& k, const uint16_t* sums, const float* norms,
-                                  const uint16_t* cosines, size_t n, float* est, float* err);
+                                  const uint8_t* cosines, size_t n, float* est, float* err);
 
 struct AdcKernels {
   Scan8Fn scan8;

@@ -1,30 +1,44 @@
 #include "pq/id_map.h"
 
+#include <algorithm>
+
 namespace lookalike::pq {
 
+namespace {
+
+// Loads as fractions of the buckets: a rebuild fills kRebuildLoad of them with
+// live ids, and an insert that would fill more than kMaxLoad (live + erased)
+// rebuilds first. Between the two, ~6% of the table's size of inserts.
+constexpr double kRebuildLoad = 0.85, kMaxLoad = 0.9;
+
+size_t buckets_for(size_t ids) { return std::max<size_t>(64, size_t(double(ids) / kRebuildLoad) + 1); }
+
+}  // namespace
+
 size_t IdMap::bucket(int64_t id) const {
-  // A multiplicative hash spreads sequential ids (the common case) evenly.
-  return size_t((uint64_t(id) * 0x9E3779B97F4A7C15ull) >> 20) & (slots_.size() - 1);
+  // A multiplicative hash spreads sequential ids (the common case) over the
+  // high bits; multiply-shift maps those onto any number of buckets.
+  const uint64_t h = uint64_t(id) * 0x9E3779B97F4A7C15ull;
+  return size_t((unsigned __int128)h * slots_.size() >> 64);
 }
 
 uint32_t IdMap::find(int64_t id) const {
   if (slots_.empty()) return kAbsent;
-  for (size_t b = bucket(id);; b = (b + 1) & (slots_.size() - 1)) {
+  for (size_t b = bucket(id);; b = next(b)) {
     if (slots_[b] == kEmpty) return kAbsent;
     if (holds(b, id)) return slots_[b];
   }
 }
 
+void IdMap::reserve(size_t more) {
+  if (double(used_ + more) > kMaxLoad * double(slots_.size())) rehash(buckets_for(size_ + more));
+}
+
 void IdMap::set(int64_t id, uint32_t slot) {
-  if (4 * (used_ + 1) > 3 * slots_.size()) {
-    // Rebuild at a size where the live keys fill at most half: this also
-    // clears the erased buckets that slow probing down.
-    size_t buckets = slots_.empty() ? 64 : slots_.size();
-    while (4 * (size_ + 1) > 2 * buckets) buckets *= 2;
-    rehash(buckets);
-  }
+  // The rebuild also clears the erased buckets that slow probing down.
+  if (double(used_ + 1) > kMaxLoad * double(slots_.size())) rehash(buckets_for(size_ + 1));
   size_t b = bucket(id), erased = SIZE_MAX;
-  for (;; b = (b + 1) & (slots_.size() - 1)) {
+  for (;; b = next(b)) {
     if (slots_[b] == kEmpty) break;
     if (holds(b, id)) {
       slots_[b] = slot;
@@ -43,7 +57,7 @@ void IdMap::set(int64_t id, uint32_t slot) {
 
 bool IdMap::erase(int64_t id) {
   if (slots_.empty()) return false;
-  for (size_t b = bucket(id);; b = (b + 1) & (slots_.size() - 1)) {
+  for (size_t b = bucket(id);; b = next(b)) {
     if (slots_[b] == kEmpty) return false;
     if (holds(b, id)) {
       slots_[b] = kErased;

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <mutex>
+#include <numeric>
 #include <stdexcept>
 #include <string>
 #include <unordered_set>
@@ -132,7 +133,7 @@ struct IvfPqIndex::Encoded {
   std::vector<uint32_t> cells;
   std::vector<uint8_t> codes;     // m a vector
   std::vector<uint16_t> norms;    // RaBitQ's factors
-  std::vector<uint16_t> cosines;
+  std::vector<uint8_t> cosines;
 };
 
 IvfPqIndex::Encoded IvfPqIndex::encode(const float* x, size_t n, size_t threads) const {
@@ -207,7 +208,7 @@ void IvfPqIndex::train_codebooks(const CoarseQuantizer& quantizer, const float* 
 }
 
 void IvfPqIndex::append_code(InvertedList& list, uint32_t slot, const uint8_t* code, const uint16_t* norm,
-                             const uint16_t* cosine) {
+                             const uint8_t* cosine) {
   const size_t at = list.slots.size();
   list.slots.push_back(slot);
   if (norm) {
@@ -228,11 +229,12 @@ void IvfPqIndex::reserve_lists(const std::vector<uint32_t>& cells) {
   for (uint32_t c : cells) ++incoming[c];
   for (size_t c = 0; c < config_.nlist; ++c) {
     InvertedList& list = lists_[c];
-    const size_t want = list.slots.size() + incoming[c];
-    if (incoming[c] == 0 || want <= list.slots.capacity()) continue;
-    // Exactly what a bulk load needs; 1/8 more than that for a trickle of small
-    // batches, so that they do not reallocate every time (and stay amortised).
-    const size_t target = std::max(want, list.slots.capacity() + list.slots.capacity() / 8);
+    if (incoming[c] == 0) continue;
+    // Exactly what a bulk load needs; 1/8 more than the list for a trickle of
+    // small batches, so that they do not reallocate every time (and stay
+    // amortised). A reserve that is already met costs nothing.
+    const size_t size = list.slots.size();
+    const size_t target = std::max(size + incoming[c], size + size / 8);
     list.slots.reserve(target);
     if (config_.code == IvfCode::RaBitQ) {
       list.norms.reserve(target);
@@ -256,12 +258,15 @@ void IvfPqIndex::add(const int64_t* ids, const float* vectors, size_t n, bool re
   require_trained();
   std::unordered_set<int64_t> batch;
   batch.reserve(n);
+  size_t fresh = 0;  // ids not in the index yet: what the id map must make room for
   for (size_t i = 0; i < n; ++i) {
     if (ids[i] < 0) throw std::invalid_argument("ids must be >= 0, got " + id_text(ids[i]));
     if (!batch.insert(ids[i]).second)
       throw hnsw::DuplicateIdError("id " + id_text(ids[i]) + " appears twice in the batch");
-    if (!replace && slot_by_id_.find(ids[i]) != IdMap::kAbsent)
+    const bool known = slot_by_id_.find(ids[i]) != IdMap::kAbsent;
+    if (known && !replace)
       throw hnsw::DuplicateIdError("id " + id_text(ids[i]) + " is already in the index (use upsert to replace it)");
+    fresh += !known;
   }
   if (slot_ids_.size() + n > kMaxSlots) throw std::length_error("the index is full (2^32 - 2 slots)");
   if (n == 0) return;
@@ -271,15 +276,27 @@ void IvfPqIndex::add(const int64_t* ids, const float* vectors, size_t n, bool re
   const Encoded e = encode(x, n, threads);
   const bool factors = config_.code == IvfCode::RaBitQ;
 
+  // Slots are numbered cell by cell (batch order within a cell): a cell's new
+  // entries are then consecutive slots, which its list stores as runs
+  // (list_slots.h), and consecutive rows of the vectors file, which a query
+  // re-ranks from a few cells, so that its reads share pages.
+  std::vector<uint32_t> order(n);
+  std::iota(order.begin(), order.end(), 0u);
+  std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return e.cells[a] < e.cells[b]; });
+
   // Nothing has changed so far; from here on nothing throws but the file append
   // (disk full), which comes first.
-  vectors_->append(x, n);
+  vectors_->append(x, order.data(), n);
   reserve_lists(e.cells);
   const uint32_t first = uint32_t(slot_ids_.size());
-  slot_ids_.insert(slot_ids_.end(), ids, ids + n);
+  std::vector<int64_t> ordered_ids(n);
+  for (size_t r = 0; r < n; ++r) ordered_ids[r] = ids[order[r]];
+  slot_ids_.append(ordered_ids.data(), n);
   deleted_.resize((slot_ids_.size() + 63) / 64, 0);
-  for (size_t i = 0; i < n; ++i) {
-    const uint32_t slot = first + uint32_t(i);
+  slot_by_id_.reserve(fresh);
+  for (size_t r = 0; r < n; ++r) {
+    const size_t i = order[r];
+    const uint32_t slot = first + uint32_t(r);
     const uint32_t old = slot_by_id_.find(ids[i]);
     if (old != IdMap::kAbsent) mark_deleted(old);
     slot_by_id_.set(ids[i], slot);
@@ -388,13 +405,13 @@ class IvfPqIndex::Scan {
     if (c.nbits == 8) {
       est_.resize(n);
       k.scan8(lut_.data(), list.codes.data(), n, c.m, est_.data());
-      for (size_t i = 0; i < n; ++i) consider(offset + est_[i], list.slots[i]);
+      for (size_t i = 0; i < n; ++i) consider(offset + est_[i], list, i);
     } else {
       const size_t blocks = (n + kFastScanBlock - 1) / kFastScanBlock;
       sums_.resize(blocks * kFastScanBlock);
       k.fastscan4(qlut_.data(), list.codes.data(), blocks, c.m, sums_.data());
       const float base = offset + qlut_params_.bias, scale = qlut_params_.scale;
-      for (size_t i = 0; i < n; ++i) consider(base + scale * float(sums_[i]), list.slots[i]);
+      for (size_t i = 0; i < n; ++i) consider(base + scale * float(sums_[i]), list, i);
     }
   }
 
@@ -405,8 +422,11 @@ class IvfPqIndex::Scan {
   }
 
  private:
-  void consider(float dist, uint32_t slot) {
+  // Entry i of a list: its slot is looked up (list_slots.h) only once its
+  // distance has passed the bar, as most do not.
+  void consider(float dist, const InvertedList& list, size_t i) {
     if (dist > bar_) return;
+    const uint32_t slot = list.slots[i];
     if (ix_.is_deleted(slot)) return;
     if (filter_ && !filter_->allows(ix_.slot_ids_[slot])) return;
     pool_.push_back({dist, slot});
@@ -482,7 +502,10 @@ std::vector<IvfPqIndex::Candidate> IvfPqIndex::search_pq(const float* q, const u
     scan.scan_cell(cells[i]);
   }
   std::vector<Candidate> found = std::move(scan.candidates());
-  if (p.rerank) rerank(q, found, pace);
+  if (p.rerank) {
+    rerank(q, found, pace);
+    rows_read_.fetch_add(found.size(), std::memory_order_relaxed);
+  }
   return found;
 }
 
@@ -550,17 +573,18 @@ IvfMemoryUsage IvfPqIndex::memory_usage() const {
   IvfMemoryUsage u;
   for (const InvertedList& list : lists_) {
     u.code_bytes += list.codes.capacity();
-    u.factor_bytes += (list.norms.capacity() + list.cosines.capacity()) * sizeof(uint16_t);
-    u.list_slot_bytes += list.slots.capacity() * sizeof(uint32_t);
+    u.factor_bytes += list.norms.capacity() * sizeof(uint16_t) + list.cosines.capacity();
+    u.list_slot_bytes += list.slots.memory_bytes();
   }
-  u.id_bytes = slot_ids_.capacity() * sizeof(int64_t);
+  u.list_header_bytes = lists_.capacity() * sizeof(InvertedList);
+  u.id_bytes = slot_ids_.memory_bytes();
   u.id_map_bytes = slot_by_id_.memory_bytes();
   u.deleted_bytes = deleted_.capacity() * sizeof(uint64_t);
   u.centroid_bytes =
       (coarse_.centroids().capacity() + pq_.centroids().capacity()) * sizeof(float) + rotation_.signs().capacity();
   u.coarse_graph_bytes = coarse_.graph_bytes();
-  u.total_bytes = u.code_bytes + u.factor_bytes + u.list_slot_bytes + u.id_bytes + u.id_map_bytes + u.deleted_bytes +
-                  u.centroid_bytes + u.coarse_graph_bytes;
+  u.total_bytes = u.code_bytes + u.factor_bytes + u.list_slot_bytes + u.list_header_bytes + u.id_bytes +
+                  u.id_map_bytes + u.deleted_bytes + u.centroid_bytes + u.coarse_graph_bytes;
   u.vector_file_bytes = vectors_->rows() * config_.dim * sizeof(float);
   u.live = slot_by_id_.size();
   u.deleted = deleted_in_lists_;

@@ -15,9 +15,11 @@
 //             costlier coarse search and a worse residual fit per cell; ~4 sqrt(n)
 //             to 16 sqrt(n) is the usual range (1024 at 200k, 16k-65k at 100M).
 //   m, nbits  the PQ code (product_quantizer.h): m * nbits / 8 bytes a vector.
-//             Besides the code, RAM holds ~22 bytes a vector (4 slot, 8 id,
-//             8-16 id map) and the centroids; under an 80-byte budget that
-//             leaves ~44-52 bytes of code: nbits=4, m=88 at 256 dims (m need
+//             Besides the code, RAM holds ~9-10 bytes a vector (list slots
+//             ~0.25 after a bulk load, 2 for a trickle of adds, list_slots.h;
+//             a 4-byte id while ids fit in 32 bits, slot_ids.h; a 4.7-byte id
+//             map, id_map.h) and the centroids; under an 80-byte budget that
+//             leaves ~60 bytes of code: nbits=4, m=88 at 256 dims (m need
 //             not divide dim), scanned several times faster than 8-bit codes
 //             of the same size. Longer codes rank better, so the same recall
 //             needs fewer re-rank reads (bench/compressed.py, README).
@@ -39,7 +41,7 @@
 // Codes: product quantisation as above (code = Pq), or RaBitQ (code = RaBitQ,
 // rabitq.h): the vectors are rotated on the way in (cells and codes live in the
 // rotated space; the vectors file keeps them unrotated), each residual costs
-// padded_dim / 8 bytes of sign bits and 4 bytes of factors, m and nbits are
+// padded_dim / 8 bytes of sign bits and 3 bytes of factors, m and nbits are
 // derived (padded_dim / 4 groups of 4 bits, scanned by the 4-bit fast-scan),
 // and the re-rank is driven by the error bound: a candidate is read from the
 // vectors file only while its lower bound can still beat the current k-th
@@ -59,6 +61,7 @@
 // and a search sees the index as the writes before its latest checkpoint left it.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -71,8 +74,10 @@
 #include "hnsw/vector_codec.h"
 #include "pq/coarse_quantizer.h"
 #include "pq/id_map.h"
+#include "pq/list_slots.h"
 #include "pq/product_quantizer.h"
 #include "pq/rabitq.h"
+#include "pq/slot_ids.h"
 #include "pq/vector_file.h"
 
 namespace lookalike::pq {
@@ -111,6 +116,7 @@ struct IvfMemoryUsage {
   size_t code_bytes = 0;       // PQ or RaBitQ codes in the inverted lists
   size_t factor_bytes = 0;     // RaBitQ's per-vector factors
   size_t list_slot_bytes = 0;  // slot numbers beside the codes
+  size_t list_header_bytes = 0;  // the lists themselves (their vectors' pointers and sizes): ~150 B a cell
   size_t id_bytes = 0;         // slot -> id
   size_t id_map_bytes = 0;     // id -> slot
   size_t deleted_bytes = 0;    // tombstone bitmap
@@ -172,13 +178,16 @@ class IvfPqIndex {
   size_t size() const;
   size_t deleted_count() const;
   IvfMemoryUsage memory_usage() const;
+  // Rows read from the vectors file by searches since the index was made or
+  // loaded: the re-rank's cost (a random read each when the file is not cached).
+  uint64_t rows_read() const { return rows_read_.load(std::memory_order_relaxed); }
 
  private:
   struct InvertedList {
-    std::vector<uint32_t> slots;
+    ListSlots slots;
     std::vector<uint8_t> codes;  // 8-bit: m bytes a vector; 4-bit and RaBitQ: fast-scan blocks
     std::vector<uint16_t> norms;    // RaBitQ: |residual| a vector, float16
-    std::vector<uint16_t> cosines;  // RaBitQ: <code, residual direction> a vector (rabitq.h)
+    std::vector<uint8_t> cosines;   // RaBitQ: <code, residual direction> a vector (rabitq.h)
   };
   struct Candidate {
     float dist;
@@ -202,7 +211,7 @@ class IvfPqIndex {
   Encoded encode(const float* x, size_t n, size_t threads) const;
   void train_codebooks(const CoarseQuantizer& quantizer, const float* x, size_t n, size_t threads);
   void append_code(InvertedList& list, uint32_t slot, const uint8_t* code, const uint16_t* norm = nullptr,
-                   const uint16_t* cosine = nullptr);
+                   const uint8_t* cosine = nullptr);
   std::vector<Candidate> search_pq(const float* q, const uint32_t* cells, size_t nprobe, const IvfSearchParams& p,
                                    hnsw::Checkpoint& pace) const;
   std::vector<Candidate> search_rabitq(const float* q, const float* rotated, const uint32_t* cells, size_t nprobe,
@@ -223,12 +232,13 @@ class IvfPqIndex {
   HadamardRotation rotation_;  // RaBitQ only
   CoarseQuantizer coarse_;  // the nlist centroids, after training (rotated under RaBitQ)
   std::vector<InvertedList> lists_;
-  std::vector<int64_t> slot_ids_;  // slot -> external id
+  SlotIds slot_ids_;               // slot -> external id
   std::vector<uint64_t> deleted_;  // one bit a slot
   size_t deleted_count_ = 0;       // deleted slots (forever)
   size_t deleted_in_lists_ = 0;    // deleted slots still in a list (until compact)
   IdMap slot_by_id_{slot_ids_};  // keyed through slot_ids_
   std::unique_ptr<VectorFile> vectors_;
+  mutable std::atomic<uint64_t> rows_read_{0};
   mutable hnsw::WriterFirstMutex mutex_;  // a long search lets a waiting writer in at its checkpoints
 };
 

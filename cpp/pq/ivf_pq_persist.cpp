@@ -17,18 +17,22 @@
 //   9 code       CodeMeta below: the code type and RaBitQ's bound width
 //   10 rotation  RaBitQ: the rotation's signs, kRotationRounds * padded_dim int8
 //   11 norms     RaBitQ: the lists' residual norms, float16, list after list
-//   12 cosines   RaBitQ: the lists' cosine factors, uint16, list after list
+//   12 cosines   RaBitQ: the lists' cosine factors, uint8 (kind version 3: uint16), list after list
 //   17-20        the coarse graph over the centroids, when there is one: the
 //                sections of an HNSW file (hnsw_persist.cpp) from 17 on, in the
 //                HNSW layout version IvfMeta::coarse_graph_layout names
 //
 // Kind versions: 1 had no coarse graph (its IvfMeta::coarse_graph_layout, then
-// "reserved", is 0); 2 adds it; 3 adds the code section (and RaBitQ codes). All
-// load; a version-1 index scans its centroids, versions 1-2 hold PQ codes.
+// "reserved", is 0); 2 adds it; 3 adds the code section (and RaBitQ codes); 4
+// keeps RaBitQ's cosine factors in 8 bits, not 16 (rabitq.h). All load; a
+// version-1 index scans its centroids, versions 1-2 hold PQ codes, version 3's
+// cosines are rounded to 8 bits on the way in (the estimate's bound allows for
+// both roundings).
 // Under RaBitQ the centroids (and the coarse graph) have padded_dim components.
 //
 // Like the HNSW loader, this one checks every count, slot and id against the
 // others before the index is handed out.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -42,8 +46,9 @@ namespace lookalike::pq {
 namespace {
 
 constexpr uint32_t kFileKind = 3;  // IVF-PQ (1 is HNSW)
-constexpr uint32_t kKindVersion = 3;
-constexpr uint32_t kCoarseGraphSections = 16;  // the graph's sections are 17, 18, ...
+constexpr uint32_t kKindVersion = 4;
+constexpr uint32_t kCoarseGraphSections = 16;
+constexpr size_t kIdChunk = 1 << 16;  // ids copied between the file and the slot table at a time  // the graph's sections are 17, 18, ...
 enum Section : uint32_t {
   kMeta = 1, kCentroids = 2, kCodebooks = 3, kListSizes = 4, kSlots = 5, kCodes = 6, kIds = 7, kDeleted = 8,
   kCode = 9, kRotation = 10, kNorms = 11, kCosines = 12,
@@ -116,8 +121,13 @@ void IvfPqPersist::save(const IvfPqIndex& ix, const std::string& path) {
     std::vector<uint64_t> sizes;
     for (const auto& list : ix.lists_) sizes.push_back(list.slots.size());
     out.write_section(kListSizes, sizes.data(), sizes.size() * sizeof(uint64_t));
-    out.begin_section(kSlots);
-    for (const auto& list : ix.lists_) out.append(list.slots.data(), list.slots.size() * sizeof(uint32_t));
+    out.begin_section(kSlots);  // 4 bytes a slot on disk, whatever form the list keeps them in
+    std::vector<uint32_t> slots;
+    for (const auto& list : ix.lists_) {
+      slots.resize(list.slots.size());
+      for (size_t i = 0; i < slots.size(); ++i) slots[i] = list.slots[i];
+      out.append(slots.data(), slots.size() * sizeof(uint32_t));
+    }
     out.end_section();
     out.begin_section(kCodes);
     for (const auto& list : ix.lists_) out.append(list.codes.data(), list.codes.size());
@@ -127,11 +137,19 @@ void IvfPqPersist::save(const IvfPqIndex& ix, const std::string& path) {
       for (const auto& list : ix.lists_) out.append(list.norms.data(), list.norms.size() * sizeof(uint16_t));
       out.end_section();
       out.begin_section(kCosines);
-      for (const auto& list : ix.lists_) out.append(list.cosines.data(), list.cosines.size() * sizeof(uint16_t));
+      for (const auto& list : ix.lists_) out.append(list.cosines.data(), list.cosines.size());
       out.end_section();
     }
   }
-  out.write_section(kIds, ix.slot_ids_.data(), ix.slot_ids_.size() * sizeof(int64_t));
+  // 8 bytes an id on disk whatever the table holds in RAM (slot_ids.h).
+  out.begin_section(kIds);
+  std::vector<int64_t> chunk;
+  for (size_t s = 0; s < ix.slot_ids_.size(); s += kIdChunk) {
+    chunk.clear();
+    for (size_t i = s; i < std::min(ix.slot_ids_.size(), s + kIdChunk); ++i) chunk.push_back(ix.slot_ids_[i]);
+    out.append(chunk.data(), chunk.size() * sizeof(int64_t));
+  }
+  out.end_section();
   out.write_section(kDeleted, ix.deleted_.data(), ix.deleted_.size() * sizeof(uint64_t));
   out.commit();
 }
@@ -185,8 +203,14 @@ std::unique_ptr<IvfPqIndex> IvfPqPersist::load(const std::string& path) {
   const size_t coarse_dim = ix.coarse_dim();
 
   auto ids = in.section(kIds, slots * sizeof(int64_t));
-  ix.slot_ids_.resize(slots);
-  std::memcpy(ix.slot_ids_.data(), ids.data, ids.size);
+  ix.slot_ids_.reserve(slots);
+  for (uint64_t s = 0; s < slots; s += kIdChunk) {
+    std::vector<int64_t> chunk(std::min<uint64_t>(kIdChunk, slots - s));
+    std::memcpy(chunk.data(), ids.data + s * sizeof(int64_t), chunk.size() * sizeof(int64_t));
+    for (size_t i = 0; i < chunk.size(); ++i)
+      if (chunk[i] < 0) damaged(path, "slot " + std::to_string(s + i) + " has negative id " + std::to_string(chunk[i]));
+    ix.slot_ids_.append(chunk.data(), chunk.size());
+  }
   auto deleted = in.section(kDeleted, (slots + 63) / 64 * sizeof(uint64_t));
   ix.deleted_.resize((slots + 63) / 64);
   std::memcpy(ix.deleted_.data(), deleted.data, deleted.size);
@@ -194,10 +218,10 @@ std::unique_ptr<IvfPqIndex> IvfPqPersist::load(const std::string& path) {
   uint64_t deleted_count = 0;
   for (uint64_t w : ix.deleted_) deleted_count += uint64_t(__builtin_popcountll(w));
   if (deleted_count != meta.deleted) damaged(path, "deleted count does not match the tombstones");
+  ix.slot_by_id_.reserve(slots - deleted_count);
   for (uint32_t s = 0; s < slots; ++s) {
     if (ix.is_deleted(s)) continue;
     const int64_t id = ix.slot_ids_[s];
-    if (id < 0) damaged(path, "slot " + std::to_string(s) + " has negative id " + std::to_string(id));
     if (ix.slot_by_id_.find(id) != IdMap::kAbsent) damaged(path, "id " + std::to_string(id) + " appears twice");
     ix.slot_by_id_.set(id, s);
   }
@@ -238,10 +262,11 @@ std::unique_ptr<IvfPqIndex> IvfPqPersist::load(const std::string& path) {
     auto codes = in.section(kCodes, code_bytes);
     const uint32_t* slot_at = reinterpret_cast<const uint32_t*>(slot_bytes.data);
     const uint16_t* norm_at = nullptr;
-    const uint16_t* cosine_at = nullptr;
+    const uint8_t* cosine_at = nullptr;
+    const size_t cosine_bytes = in.kind_version() >= 4 ? 1 : 2;
     if (rabitq) {
       norm_at = reinterpret_cast<const uint16_t*>(in.section(kNorms, entries * sizeof(uint16_t)).data);
-      cosine_at = reinterpret_cast<const uint16_t*>(in.section(kCosines, entries * sizeof(uint16_t)).data);
+      cosine_at = in.section(kCosines, entries * cosine_bytes).data;
     }
     const uint8_t* code_at = codes.data;
     std::vector<uint8_t> seen(slots, 0);
@@ -249,22 +274,28 @@ std::unique_ptr<IvfPqIndex> IvfPqPersist::load(const std::string& path) {
     ix.lists_.assign(c.nlist, {});
     for (size_t l = 0; l < c.nlist; ++l) {
       auto& list = ix.lists_[l];
-      list.slots.assign(slot_at, slot_at + sizes[l]);
+      list.slots.reserve(sizes[l]);
+      for (size_t i = 0; i < sizes[l]; ++i) list.slots.push_back(slot_at[i]);
       slot_at += sizes[l];
       const size_t nb = list_code_bytes(c, sizes[l]);
       list.codes.assign(code_at, code_at + nb);
       code_at += nb;
       if (rabitq) {
         list.norms.assign(norm_at, norm_at + sizes[l]);
-        list.cosines.assign(cosine_at, cosine_at + sizes[l]);
         norm_at += sizes[l];
-        cosine_at += sizes[l];
-        for (size_t i = 0; i < sizes[l]; ++i)
-          if (!std::isfinite(distance::f16_to_f32(list.norms[i])) || (list.norms[i] & 0x8000) ||
-              list.cosines[i] == 0)
+        list.cosines.resize(sizes[l]);
+        for (size_t i = 0; i < sizes[l]; ++i) {
+          uint16_t stored = cosine_at[i];
+          if (cosine_bytes == 2) std::memcpy(&stored, cosine_at + 2 * i, 2);
+          if (!std::isfinite(distance::f16_to_f32(list.norms[i])) || (list.norms[i] & 0x8000) || stored == 0)
             damaged(path, "list " + std::to_string(l) + " has an invalid RaBitQ factor");
+          // 65535 / 257 = 255: a 16-bit cosine to the nearest 8-bit one.
+          list.cosines[i] = cosine_bytes == 1 ? uint8_t(stored) : uint8_t(std::max(1l, std::lround(stored / 257.0)));
+        }
+        cosine_at += sizes[l] * cosine_bytes;
       }
-      for (uint32_t s : list.slots) {
+      for (size_t i = 0; i < sizes[l]; ++i) {
+        const uint32_t s = list.slots[i];
         if (s >= slots) damaged(path, "list " + std::to_string(l) + " refers to missing slot " + std::to_string(s));
         if (seen[s]++) damaged(path, "slot " + std::to_string(s) + " is listed twice");
         deleted_listed += ix.is_deleted(s);

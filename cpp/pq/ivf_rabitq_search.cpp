@@ -103,7 +103,7 @@ class IvfPqIndex::BoundScan {
       }
     };
     std::vector<float> exact(pool_.size(), kUnread);
-    size_t reads = 0;
+    size_t& reads = reads_;
     // A row is fetched ahead when it would be read against today's k-th
     // distance (which only falls, so a few fetched rows go unread).
     auto fetch = [&](size_t i) {
@@ -132,6 +132,8 @@ class IvfPqIndex::BoundScan {
     for (; !best.empty(); best.pop()) out.push_back(best.top());
     return out;
   }
+
+  size_t reads() const { return reads_; }
 
  private:
   static bool by_estimate(const Bounded& a, const Bounded& b) {
@@ -176,6 +178,7 @@ class IvfPqIndex::BoundScan {
   std::vector<uint16_t> sums_;
   std::vector<Bounded> pool_;
   size_t prune_at_ = 1024;
+  size_t reads_ = 0;  // rows read by reranked()
   std::priority_queue<float> uppers_;  // the k smallest upper bounds, largest on top
   float upper_bar_ = std::numeric_limits<float>::infinity();
 };
@@ -190,7 +193,9 @@ std::vector<IvfPqIndex::Candidate> IvfPqIndex::search_rabitq(const float* q, con
     scan.scan_cell(cells[i]);
   }
   if (!p.rerank) return scan.estimated();
-  return scan.reranked(q, p.rerank_k ? p.rerank_k : config_.rerank_k, pace);
+  std::vector<Candidate> found = scan.reranked(q, p.rerank_k ? p.rerank_k : config_.rerank_k, pace);
+  rows_read_.fetch_add(scan.reads(), std::memory_order_relaxed);
+  return found;
 }
 
 }  // namespace lookalike::pq

@@ -71,7 +71,7 @@ void HadamardRotation::apply(const float* x, float* out) const {
 }
 
 void rabitq_encode(const float* residual, size_t padded_dim, uint8_t* group_codes, uint16_t& norm,
-                   uint16_t& cosine) {
+                   uint8_t& cosine) {
   double norm2 = 0, abs_sum = 0;
   for (size_t i = 0; i < padded_dim; ++i) {
     norm2 += double(residual[i]) * residual[i];
@@ -89,7 +89,7 @@ void rabitq_encode(const float* residual, size_t padded_dim, uint8_t* group_code
   // <x, o> = sum |o_i| / sqrt(D); a zero residual has no direction, and its
   // estimate is multiplied by its zero norm whatever the cosine.
   const double c = norm2 > 0 ? abs_sum / std::sqrt(norm2 * double(padded_dim)) : 1.0;
-  cosine = uint16_t(std::clamp(std::lround(c * kCosineScale), 1l, long(kCosineScale)));
+  cosine = uint8_t(std::clamp(std::lround(c * kCosineScale), 1l, long(kCosineScale)));
 }
 
 void RabitqQueryTables::build(const float* v, size_t padded_dim) {
@@ -130,7 +130,7 @@ void RabitqQueryTables::build(const float* v, size_t padded_dim) {
 }
 
 void rabitq_estimate(const RabitqQueryTables& t, const RabitqWeights& w, const uint16_t* sums, const float* norms,
-                     const uint16_t* cosines, size_t n, float* est, float* err) {
+                     const uint8_t* cosines, size_t n, float* est, float* err) {
   const size_t groups = t.qlut.size() / 16;
   RabitqScanConstants k;
   // <x, v> = (2 <b, v> - sum v) / sqrt(D), and <b, v> = bias + scale * sum, to

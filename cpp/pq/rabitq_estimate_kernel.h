@@ -12,12 +12,14 @@
 namespace lookalike::pq {
 
 static void rabitq_estimate_loop(const RabitqScanConstants& k, const uint16_t* sums, const float* norms,
-                                 const uint16_t* cosines, size_t n, float* est, float* err) {
+                                 const uint8_t* cosines, size_t n, float* est, float* err) {
   // The stored factors' rounding: a float16 norm is within 2^-11 of the true one
   // relatively (2^-10 here, relative to the stored value, with margin) or 2^-25
-  // absolutely (subnormals); the cosine, 16-bit fixed point, within half a step.
+  // absolutely (subnormals); the cosine, 8-bit fixed point, within half a step
+  // (and a little more: a cosine converted from a 16-bit one of an older file
+  // is within half a step of each, ivf_pq_persist.cpp).
   constexpr float kNormRelative = 1.0f / 1024, kNormAbsolute = 1.0f / (1 << 25);
-  constexpr float kCosineStep = 1.0f / 65535.0f, kCosineAbsolute = 0.51f / 65535.0f;
+  constexpr float kCosineStep = 1.0f / 255.0f, kCosineAbsolute = 0.51f / 255.0f;
   for (size_t i = 0; i < n; ++i) {
     const float cosine = float(cosines[i]) * kCosineStep;
     const float inv_cosine = 1.0f / cosine;

@@ -87,10 +87,15 @@ void VectorFile::map_capacity(size_t capacity_rows) {
   capacity_ = capacity_rows;
 }
 
-void VectorFile::append(const float* rows, size_t n) {
+void VectorFile::append(const float* rows, const uint32_t* order, size_t n) {
   if (rows_ + n > capacity_) map_capacity(std::max(rows_ + n, 2 * capacity_));
-  std::memcpy(map_ + rows_ * dim_, rows, n * dim_ * sizeof(float));
-  crc_ = io::crc32c(rows, n * dim_ * sizeof(float), crc_);
+  float* out = map_ + rows_ * dim_;
+  if (order) {
+    for (size_t i = 0; i < n; ++i) std::memcpy(out + i * dim_, rows + size_t(order[i]) * dim_, dim_ * sizeof(float));
+  } else {
+    std::memcpy(out, rows, n * dim_ * sizeof(float));
+  }
+  crc_ = io::crc32c(out, n * dim_ * sizeof(float), crc_);
   rows_ += n;
 }
 

@@ -38,7 +38,9 @@ class VectorFile {
   VectorFile& operator=(const VectorFile&) = delete;
 
   // Appends n rows of dim floats (growing the file and its map by doubling).
-  void append(const float* rows, size_t n);
+  void append(const float* rows, size_t n) { append(rows, nullptr, n); }
+  // Appends rows[order[0]], rows[order[1]], ... (n rows; order null: in order).
+  void append(const float* rows, const uint32_t* order, size_t n);
   const float* row(size_t i) const { return map_ + i * dim_; }
   size_t rows() const { return rows_; }
   uint32_t crc() const { return crc_; }  // the CRC32C every row so far must have

@@ -12,10 +12,10 @@ The rule of thumb (measured in bench/; see the README's projection to 100M):
   (about 2.2 KB a 512-d vector in float32, 1.6 KB as int8 + float16 copies)
   still fits one machine;
 - from ~10M up, the IVF index with re-rank from disk, the float vectors in a
-  memory-mapped file: with RaBitQ codes ("ivf_rabitq", dim / 8 + 4 bytes of
-  code and ~24 of ids a vector: 92 at 512-d) up to 1024 dimensions, measured
+  memory-mapped file: with RaBitQ codes ("ivf_rabitq", dim / 8 + 3 bytes of
+  code and ~10 of ids a vector: 77 at 512-d) up to 1024 dimensions, measured
   faster than 4-bit PQ at recall@10 0.95 on 200k x 512 and reaching 0.99,
-  which PQ at m = dim / 8 does not (bench/compressed.py); else IVF-PQ (~56
+  which PQ at m = dim / 8 does not (bench/compressed.py); else IVF-PQ (~42
   bytes a vector: 4-bit PQ, m = dim / 8, plus ids).
 
 With a ``memory_budget`` (bytes of RAM for the index), the first kind in the
@@ -36,7 +36,10 @@ IVF_KINDS = ("ivf_rabitq", "ivf_pq")
 RABITQ_MAX_DIM = 1024  # its 4-bit groups' fast-scan sums stay within uint16
 _HNSW_M = 16
 _ID_MAP_BYTES = 56  # HnswIndex's std::unordered_map, per id
-_IVF_ID_BYTES = 8 + 4 + 12  # slot -> id, list slot number, id map (4-byte buckets, 1/4-3/4 full)
+# slot -> id (4 bytes while ids fit in 32 bits), list slot numbers (runs after a
+# bulk load, 16-bit offsets for a trickle of adds: ~1), id map (4-byte buckets
+# 0.85-0.9 full); cpp/pq/ivf_pq.h
+_IVF_ID_BYTES = 4 + 1 + 5
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,7 @@ def estimate_memory(kind: str, n: int, dim: int) -> int:
         return n * (m // 2 + _IVF_ID_BYTES) + 4 * dim * (nlist + 16)
     if kind == "ivf_rabitq":
         padded = 1 << max(2, (dim - 1).bit_length())  # the rotation pads to a power of two
-        return n * (padded // 8 + 4 + _IVF_ID_BYTES) + 4 * padded * default_nlist(n)
+        return n * (padded // 8 + 3 + _IVF_ID_BYTES) + 4 * padded * default_nlist(n)
     raise ValueError(f"unknown index kind {kind!r} (expected one of {', '.join(KINDS)})")
 
 

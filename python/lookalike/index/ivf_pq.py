@@ -28,7 +28,7 @@ Parameters (and what they trade):
   coarse search it was saved with.
 - ``code``: ``"pq"`` (the product quantiser above) or ``"rabitq"`` (RaBitQ,
   Gao & Long 2024: a random rotation, one bit a dimension of each residual's
-  direction and 4 bytes of factors, ``dim / 8 + 4`` bytes a vector with
+  direction and 3 bytes of factors, ``dim / 8 + 3`` bytes a vector with
   ``dim`` padded to a power of two; ``m`` and ``nbits`` do not apply; up to
   1024 dimensions). RaBitQ's distance estimates come with an error bound,
   and the re-rank reads a candidate only while its lower bound can still
@@ -180,6 +180,13 @@ class IvfPqIndex(NativeIndex):
     @property
     def bound_sigmas(self) -> float:
         return self._core.bound_sigmas
+
+    @property
+    def rows_read(self) -> int:
+        """Rows read from the vectors file by searches since the index was made
+        or loaded: the re-rank's cost, a random read each when the file is not
+        in the page cache. (RaBitQ's bound decides how many a query reads.)"""
+        return self._core.rows_read
 
     @property
     def nprobe(self) -> int:
