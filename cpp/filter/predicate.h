@@ -19,9 +19,10 @@
 // narrowest listable child of a must; every child of a should; never a
 // must_not, which would list nearly everything) and keeps those the whole
 // filter matches (list()): a leaf's candidates are its matches; a must keeps
-// its driver's matches that every other child matches, by a bitmap of that
-// child's rows when its list is short, else checked by row, without a lookup
-// of each id.
+// its driver's matches that every other child matches, by the bitmap of that
+// child's rows the store keeps (a dense posting list), or one built from its
+// list when the list is short, else checked by row. Rows are listed, not ids:
+// only the matches left at the end are looked up.
 //
 // Planning costs time linear in the filter's size, however deep it nests: the
 // sizes of the clauses' lists are counted once per plan, bottom up, into a
