@@ -75,7 +75,7 @@ def test_match_sets_pick_their_form_by_density():
 
 
 leaves = st.one_of(
-    st.builds(lambda c: Match("category", c), st.sampled_from(["a", "b", "c", "zzz"])),
+    st.builds(lambda c: Match("category", c), st.sampled_from(["a", "b", "c", "g", "t", "zzz"])),
     st.builds(lambda lo, w: Range("price", gte=lo, lt=lo + w), st.floats(0, 100), st.floats(0, 60)),
     st.builds(Is, st.just("in_stock"), st.booleans()),
     st.builds(lambda ids: HasId(ids), st.lists(st.integers(0, 5000), min_size=1, max_size=20)),
@@ -111,6 +111,46 @@ def test_match_sets_equal_the_reference_evaluation(n, seed, spread, clause):
     expected = [int(i) for i in universe if reference_matches(clause, store.get(int(i)), int(i))]
     np.testing.assert_array_equal(plan["matches"], np.array(expected, dtype=np.int64))
     assert plan["estimate"] == len(expected) and plan["driver"] >= len(expected)
+
+
+@pytest.fixture(scope="module")
+def written_store():
+    """A store past the size where dense posting lists are kept as bitmaps too
+    (columns.h), written in one large batch (built whole) and then row by row:
+    a category grown from sparse to dense, one thinned out to sparse, updates
+    and deletes."""
+    rng = np.random.default_rng(7)
+    n = 6000
+    ids = np.arange(n) * 3
+    store = AttributeStore(SCHEMA)
+    categories = [list(rng.choice(["a", "b", "c"], rng.integers(0, 3), replace=False)) for _ in range(n)]
+    categories[:300] = [["t"]] * 300  # 5%: a bitmap, until it thins out below 1/64 of the rows
+    store.set(ids, {"category": categories, "price": rng.uniform(0, 100, n), "in_stock": rng.random(n) < 0.6})
+    for step in range(40):  # small batches: the index kept up row by row
+        grow = rng.choice(ids, 20, replace=False)
+        store.set(grow, {"category": [["g", "a"]] * 20})  # "g" passes 1/32 of the rows on the way
+        store.set(ids[10 * step:10 * step + 10], {"category": [["c"]] * 10})  # "t" thins out
+        moved = rng.choice(ids, 20, replace=False)
+        store.set(moved, {"category": [["c"]] * 20, "in_stock": rng.random(20) < 0.5})
+        store.clear(rng.choice(ids, 5, replace=False))
+        new = np.arange(5) + 100_000 + 5 * step
+        store.set(new, {"category": [["b", "g"]] * 5, "price": rng.uniform(0, 100, 5)})
+    return store, np.union1d(ids, np.arange(100_000, 100_200))
+
+
+@settings(max_examples=25, deadline=None)
+@given(clause=trees)
+def test_match_sets_and_tests_equal_the_reference_on_a_store_written_row_by_row(written_store, clause):
+    store, ids = written_store
+    universe = np.union1d(ids, mentioned_ids(clause))
+    expected = np.array([int(i) for i in universe if reference_matches(clause, store.get(int(i)), int(i))],
+                        dtype=np.int64)
+    compiled = store.compile(clause)
+    plan = compiled.plan(HUGE)
+    if plan["driver"] is not None:
+        np.testing.assert_array_equal(plan["matches"], expected)
+    # One id at a time, as a walk tests the nodes it meets.
+    np.testing.assert_array_equal(universe[[compiled.allows(int(i)) for i in universe]], expected)
 
 
 @pytest.fixture(scope="module")

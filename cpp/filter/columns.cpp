@@ -8,27 +8,58 @@ namespace lookalike::filter {
 
 void PostingLists::add(uint32_t code, uint32_t row) {
   auto& list = lists_[code];
+  rows_ = std::max<size_t>(rows_, size_t(row) + 1);
   if (list.empty() || list.back() < row) {
     list.push_back(row);  // the common case: a new row
-    return;
+  } else {
+    auto at = std::lower_bound(list.begin(), list.end(), row);
+    if (*at == row) return;
+    list.insert(at, row);
   }
-  auto at = std::lower_bound(list.begin(), list.end(), row);
-  if (*at != row) list.insert(at, row);
-}
-
-void PostingLists::shrink() {
-  for (auto& list : lists_) list.shrink_to_fit();
+  auto& bits = bits_[code];
+  if (bits.empty()) {
+    if (dense(code)) make_bitmap(code);
+  } else if (thinned(code)) {  // the other lists grew past it
+    std::vector<uint64_t>().swap(bits);
+  } else {
+    if (row / 64 >= bits.size()) bits.resize(row / 64 + 1, 0);
+    bits[row / 64] |= uint64_t(1) << (row % 64);
+  }
 }
 
 void PostingLists::remove(uint32_t code, uint32_t row) {
   auto& list = lists_[code];
   auto at = std::lower_bound(list.begin(), list.end(), row);
-  if (at != list.end() && *at == row) list.erase(at);
+  if (at == list.end() || *at != row) return;
+  list.erase(at);
+  auto& bits = bits_[code];
+  if (bits.empty()) return;
+  if (thinned(code))
+    std::vector<uint64_t>().swap(bits);
+  else
+    bits[row / 64] &= ~(uint64_t(1) << (row % 64));
+}
+
+void PostingLists::make_bitmap(uint32_t code) {
+  auto& bits = bits_[code];
+  bits.assign((rows_ + 63) / 64, 0);
+  for (uint32_t row : lists_[code]) bits[row / 64] |= uint64_t(1) << (row % 64);
+}
+
+void PostingLists::shrink() {
+  for (uint32_t code = 0; code < lists_.size(); ++code) {
+    lists_[code].shrink_to_fit();
+    if (dense(code) && !lists_[code].empty())
+      make_bitmap(code);
+    else
+      std::vector<uint64_t>().swap(bits_[code]);
+  }
 }
 
 size_t PostingLists::bytes() const {
-  size_t total = lists_.capacity() * sizeof(lists_[0]);
+  size_t total = lists_.capacity() * sizeof(lists_[0]) + bits_.capacity() * sizeof(bits_[0]);
   for (const auto& list : lists_) total += list.capacity() * sizeof(uint32_t);
+  for (const auto& bits : bits_) total += bits.capacity() * sizeof(uint64_t);
   return total;
 }
 

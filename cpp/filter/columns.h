@@ -26,23 +26,55 @@ namespace lookalike::filter {
 
 inline constexpr uint32_t kNoCode = std::numeric_limits<uint32_t>::max();
 
-// Sorted rows per code (a keyword's dictionary code, or false / true).
+// Sorted rows per code (a keyword's dictionary code, or false / true), and,
+// for a dense code, the same rows as a bitmap (as roaring bitmaps choose by
+// density): once a list holds at least 1 / kDenseShare of the rows, its bitmap
+// (rows / 8 bytes) is no larger than the list (4 bytes a row), and a filter
+// tests a row's bit in it instead of reading the row's values (a keyword's
+// span, then its codes: two cold lines) or listing the whole posting list to
+// narrow another clause's candidates by it.
 class PostingLists {
  public:
-  void resize(size_t codes) { lists_.resize(std::max(lists_.size(), codes)); }
+  static constexpr size_t kDenseShare = 32;
+  // Below this many rows every list is short enough to read whole.
+  static constexpr size_t kDenseFloor = 4096;
+
+  void resize(size_t codes) {
+    lists_.resize(std::max(lists_.size(), codes));
+    bits_.resize(lists_.size());
+  }
   void add(uint32_t code, uint32_t row);
   void remove(uint32_t code, uint32_t row);
   void clear() {
     for (auto& list : lists_) list.clear();
+    for (auto& bits : bits_) bits.clear();
+    rows_ = 0;
   }
-  // Rebuilding: clear, append rows in increasing order, shrink (drops the slack of growth).
-  void append(uint32_t code, uint32_t row) { lists_[code].push_back(row); }
+  // Rebuilding: clear, append rows in increasing order, shrink (drops the slack
+  // of growth, and makes the bitmaps of the lists that are dense now).
+  void append(uint32_t code, uint32_t row) {
+    lists_[code].push_back(row);
+    rows_ = std::max<size_t>(rows_, size_t(row) + 1);
+  }
   void shrink();
   const std::vector<uint32_t>& rows(uint32_t code) const { return lists_[code]; }
+  // The code's rows as a bitmap (bit r of word r / 64; rows past its end are not
+  // in it), or null when the list is sparse.
+  const std::vector<uint64_t>* dense_rows(uint32_t code) const {
+    return bits_[code].empty() ? nullptr : &bits_[code];
+  }
   size_t bytes() const;
 
  private:
+  bool dense(uint32_t code) const { return rows_ >= kDenseFloor && lists_[code].size() * kDenseShare >= rows_; }
+  // A bitmap is dropped only at half the density that makes one, so that a list
+  // near the threshold is not turned back and forth by each write.
+  bool thinned(uint32_t code) const { return lists_[code].size() * kDenseShare * 2 < rows_; }
+  void make_bitmap(uint32_t code);
+
   std::vector<std::vector<uint32_t>> lists_;
+  std::vector<std::vector<uint64_t>> bits_;  // per code: empty, or its rows' bitmap
+  size_t rows_ = 0;                          // one past the largest row ever listed
 };
 
 // Keywords, dictionary-encoded, any number per row (a category path, colours).
@@ -62,6 +94,7 @@ class KeywordColumn {
   std::vector<std::string> get(uint32_t row) const;
   size_t count(uint32_t row) const { return spans_[row].count; }
   const std::vector<uint32_t>& rows_with(uint32_t code) const { return postings_.rows(code); }
+  const std::vector<uint64_t>* dense_rows_with(uint32_t code) const { return postings_.dense_rows(code); }
 
   void rebuild_index();
   size_t bytes() const;

@@ -45,6 +45,20 @@ void keep_matching(const Node& child, std::vector<Listed>& out, size_t first, co
             out.end());
 }
 
+bool has_row(const std::vector<uint64_t>& bits, uint32_t row) {
+  return row / 64 < bits.size() && (bits[row / 64] >> (row % 64)) & 1;
+}
+
+// Drops from out[first..] each candidate whose row is not in `bits`, the rows
+// `child` matches (one without a row is checked by id instead).
+void keep_in_bits(const Node& child, const std::vector<uint64_t>& bits, std::vector<Listed>& out, size_t first) {
+  out.erase(std::remove_if(out.begin() + ptrdiff_t(first), out.end(),
+                           [&](const Listed& l) {
+                             return l.row == kNoRow ? !child.matches(l.row, l.id) : !has_row(bits, l.row);
+                           }),
+            out.end());
+}
+
 // Drops from out[first..] each candidate whose row `child` does not list (one
 // without a row is checked by id instead).
 void keep_listed_by(const Node& child, const ListSizes& sizes, std::vector<Listed>& out, size_t first,
@@ -61,12 +75,7 @@ void keep_listed_by(const Node& child, const ListSizes& sizes, std::vector<Liste
   bits.assign((size_t(rows) + 63) / 64, 0);
   for (const Listed& l : listed)
     if (l.row != kNoRow) bits[l.row >> 6] |= uint64_t(1) << (l.row & 63);
-  auto in_child = [&](const Listed& l) {
-    if (l.row == kNoRow) return child.matches(l.row, l.id);
-    return l.row < rows && (bits[l.row >> 6] >> (l.row & 63)) & 1;
-  };
-  out.erase(std::remove_if(out.begin() + ptrdiff_t(first), out.end(), [&](const Listed& l) { return !in_child(l); }),
-            out.end());
+  keep_in_bits(child, bits, out, first);
   spare = std::move(listed);
 }
 
@@ -98,7 +107,8 @@ class AllOf final : public Combination {
   void collect(const ListSizes& sizes, std::vector<Listed>& out, size_t stride) const override {
     narrowest(sizes)->collect(sizes, out, stride);
   }
-  // The narrowest child's matches, narrowed by each other child in turn: by a
+  // The narrowest child's matches, narrowed by each other child in turn: by the
+  // bitmap of its rows the store keeps, if any; else by a
   // bitmap of the rows that child lists when its list holds at most
   // kListedPerCheck ids per candidate left, else by a check of each candidate's
   // row. A row check reads the row's values at random (a keyword's span, then
@@ -116,7 +126,9 @@ class AllOf final : public Combination {
     for (const auto& c : children_) {
       if (c.get() == driver) continue;
       const size_t listable = sizes[c->number()];
-      if (listable != kUnknown && listable <= kListedPerCheck * (out.size() - first))
+      if (const std::vector<uint64_t>* bits = c->row_bits())
+        keep_in_bits(*c, *bits, out, first);
+      else if (listable != kUnknown && listable <= kListedPerCheck * (out.size() - first))
         keep_listed_by(*c, sizes, out, first, stop);
       else
         keep_matching(*c, out, first, stop);
@@ -185,9 +197,8 @@ class ExactLeaf : public Node {
   }
 };
 
-void collect_rows(const AttributeStore& store, const std::vector<uint32_t>& rows, std::vector<Listed>& out,
-                  size_t stride) {
-  for (size_t i = 0; i < rows.size(); i += stride) out.push_back({rows[i], store.id_of(rows[i])});
+void collect_rows(const std::vector<uint32_t>& rows, std::vector<Listed>& out, size_t stride) {
+  for (size_t i = 0; i < rows.size(); i += stride) out.push_back({rows[i], 0});
 }
 
 class KeywordMatch final : public ExactLeaf {
@@ -196,13 +207,18 @@ class KeywordMatch final : public ExactLeaf {
       : ExactLeaf(number), store_(store), column_(store.keyword(column)), codes_(std::move(codes)) {}
   bool matches(uint32_t row, int64_t) const override {
     if (row == AttributeStore::kNoRow) return false;
-    for (uint32_t code : codes_)
-      if (column_.has(row, code)) return true;
+    for (uint32_t code : codes_) {
+      const std::vector<uint64_t>* bits = column_.dense_rows_with(code);
+      if (bits ? has_row(*bits, row) : column_.has(row, code)) return true;
+    }
     return false;
   }
   size_t estimate() const override { return std::min(postings(), store_.live_rows()); }
   void collect(const ListSizes&, std::vector<Listed>& out, size_t stride) const override {
-    for (uint32_t code : codes_) collect_rows(store_, column_.rows_with(code), out, stride);
+    for (uint32_t code : codes_) collect_rows(column_.rows_with(code), out, stride);
+  }
+  const std::vector<uint64_t>* row_bits() const override {
+    return codes_.size() == 1 ? column_.dense_rows_with(codes_.front()) : nullptr;
   }
 
  protected:
@@ -224,15 +240,15 @@ template <class T>
 class RangeMatch final : public ExactLeaf {
  public:
   using Column = NumericColumn<T>;
-  RangeMatch(uint32_t number, const AttributeStore& store, const Column& column, typename Column::Range range)
-      : ExactLeaf(number), store_(store), column_(column), range_(range) {}
+  RangeMatch(uint32_t number, const Column& column, typename Column::Range range)
+      : ExactLeaf(number), column_(column), range_(range) {}
   bool matches(uint32_t row, int64_t) const override {
     return row != AttributeStore::kNoRow && column_.present(row) && range_.contains(column_.get(row));
   }
   size_t estimate() const override { return entries(); }
   void collect(const ListSizes&, std::vector<Listed>& out, size_t stride) const override {
     auto [first, last] = column_.entries_in(range_);
-    for (auto* e = first; e < last; e += stride) out.push_back({e->row, store_.id_of(e->row)});
+    for (auto* e = first; e < last; e += stride) out.push_back({e->row, 0});
   }
 
  protected:
@@ -244,7 +260,6 @@ class RangeMatch final : public ExactLeaf {
     return size_t(last - first);
   }
 
-  const AttributeStore& store_;
   const Column& column_;
   typename Column::Range range_;
 };
@@ -252,20 +267,19 @@ class RangeMatch final : public ExactLeaf {
 class FlagIs final : public ExactLeaf {
  public:
   FlagIs(uint32_t number, const AttributeStore& store, size_t column, bool value)
-      : ExactLeaf(number), store_(store), column_(store.flag(column)), value_(value) {}
+      : ExactLeaf(number), column_(store.flag(column)), value_(value) {}
   bool matches(uint32_t row, int64_t) const override {
     return row != AttributeStore::kNoRow && column_.get(row) == uint8_t(value_);
   }
   size_t estimate() const override { return column_.rows_with(value_).size(); }
   void collect(const ListSizes&, std::vector<Listed>& out, size_t stride) const override {
-    collect_rows(store_, column_.rows_with(value_), out, stride);
+    collect_rows(column_.rows_with(value_), out, stride);
   }
 
  protected:
   size_t count_listable(ListSizes&) const override { return estimate(); }
 
  private:
-  const AttributeStore& store_;
   const BoolColumn& column_;
   bool value_;
 };
@@ -277,7 +291,10 @@ class HasId final : public ExactLeaf {
     std::sort(ids_.begin(), ids_.end());
     ids_.erase(std::unique(ids_.begin(), ids_.end()), ids_.end());
   }
-  bool matches(uint32_t, int64_t id) const override { return std::binary_search(ids_.begin(), ids_.end(), id); }
+  bool matches(uint32_t row, int64_t id) const override {
+    const int64_t key = row == AttributeStore::kNoRow ? id : store_.id_of(row);  // a listed row carries no id
+    return std::binary_search(ids_.begin(), ids_.end(), key);
+  }
   size_t estimate() const override { return ids_.size(); }
   void collect(const ListSizes&, std::vector<Listed>& out, size_t stride) const override {
     for (size_t i = 0; i < ids_.size(); i += stride) out.push_back({store_.row_of(ids_[i]), ids_[i]});
@@ -398,8 +415,8 @@ std::unique_ptr<Node> compile(const AttributeStore& store, const FilterSpec& spe
         throw std::invalid_argument("range clause on '" + spec.attribute +
                                     "': give gt or gte, and lt or lte, not both of a pair");
       if (store.schema()[column].type == AttributeType::Numeric)
-        return std::make_unique<RangeMatch<double>>(number, store, store.numeric(column), range_of<double>(spec));
-      return std::make_unique<RangeMatch<int64_t>>(number, store, store.timestamp(column),
+        return std::make_unique<RangeMatch<double>>(number, store.numeric(column), range_of<double>(spec));
+      return std::make_unique<RangeMatch<int64_t>>(number, store.timestamp(column),
                                                    range_of<int64_t>(spec));
     }
     case Kind::Is:
@@ -439,7 +456,7 @@ bool CompiledFilter::candidates(size_t limit, std::vector<int64_t>& out) const {
   thread_local std::vector<Listed> listed;
   listed.clear();
   root_->list(sizes, listed, nullptr);
-  for (const Listed& l : listed) out.push_back(l.id);
+  for (const Listed& l : listed) out.push_back(id_of(l));
   return true;
 }
 
@@ -459,7 +476,7 @@ hnsw::FilterPlan CompiledFilter::plan(size_t build_limit, hnsw::MatchSet& set, c
   if (stop) stop->check();
   if (out.driver <= build_limit) {  // short enough to list whole: the set, and its true count
     root_->list(sizes, listed, stop);
-    for (const Listed& l : listed) ids.push_back(l.id);
+    for (const Listed& l : listed) ids.push_back(id_of(l));
     set.assign(ids);
     out.estimate = set.size();
     out.built = true;
@@ -471,7 +488,7 @@ hnsw::FilterPlan CompiledFilter::plan(size_t build_limit, hnsw::MatchSet& set, c
   const size_t stride = std::max<size_t>(1, out.driver / kPlanSample);
   root_->collect(sizes, listed, stride);
   for (const Listed& l : listed)
-    if (root_->matches(l.row, l.id)) ids.push_back(l.id);
+    if (root_->matches(l.row, l.id)) ids.push_back(id_of(l));
   out.estimate = size_t(std::ceil(double(ids.size()) * double(out.driver) / double(std::max<size_t>(listed.size(), 1))));
   return out;
 }

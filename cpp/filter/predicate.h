@@ -19,9 +19,10 @@
 // narrowest listable child of a must; every child of a should; never a
 // must_not, which would list nearly everything) and keeps those the whole
 // filter matches (list()): a leaf's candidates are its matches; a must keeps
-// its driver's matches that every other child matches, by a bitmap of that
-// child's rows when its list is short, else checked by row, without a lookup
-// of each id.
+// its driver's matches that every other child matches, by the bitmap of that
+// child's rows the store keeps (a dense posting list), or one built from its
+// list when the list is short, else checked by row. Rows are listed, not ids:
+// only the matches left at the end are looked up.
 //
 // Planning costs time linear in the filter's size, however deep it nests: the
 // sizes of the clauses' lists are counted once per plan, bottom up, into a
@@ -54,10 +55,13 @@ struct FilterSpec {
   std::vector<int64_t> ids;                    // has_id
 };
 
-// An id and its row in the store (AttributeStore::kNoRow when it has none).
+// A listed row of the store, or an id the store has no row for (row is then
+// AttributeStore::kNoRow: a has_id clause's). A row's id is not read while
+// listing (the store's id_of(row), a read at random per row): only the matches
+// left at the end need theirs (CompiledFilter::id_of).
 struct Listed {
   uint32_t row;
-  int64_t id;
+  int64_t id;  // only when row is kNoRow
 };
 
 // What listable() counted for each clause of one filter, by clause number.
@@ -82,6 +86,9 @@ class Node {
   // lists, checked by row; a leaf's candidates need no check, and a must
   // narrows its driver's by the other children (predicate.cpp).
   virtual void list(const ListSizes& sizes, std::vector<Listed>& out, const hnsw::StopToken* stop) const;
+  // The rows this clause matches as a bitmap the store keeps (a dense posting
+  // list: columns.h), or null. Valid while the store is read-locked.
+  virtual const std::vector<uint64_t>* row_bits() const { return nullptr; }
   uint32_t number() const { return number_; }
 
  protected:
@@ -103,6 +110,7 @@ class CompiledFilter final : public hnsw::Filter {
   std::shared_lock<std::shared_mutex> hold() const override { return store_->read_lock(); }
   bool writer_waiting() const override { return store_->writer_waiting(); }
   size_t cost() const override { return cost_; }
+  int64_t id_of(const Listed& l) const { return l.row == AttributeStore::kNoRow ? l.id : store_->id_of(l.row); }
   // The driver is the narrowest listable clause (listable()); its count is
   // measured on a sample of kPlanSample of its ids when it is too long to build.
   hnsw::FilterPlan plan(size_t build_limit, hnsw::MatchSet& set, const hnsw::StopToken* stop) const override;
