@@ -5,28 +5,49 @@
 // multiply-adds, so every level returns the scalar level's bits.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "pq/adc_kernels.h"
 
 namespace lookalike::pq {
 
+// Byte l of kSpreadBits[b] is bit l of b: one table lookup turns a byte of a
+// bit plane into its 8 dimensions' bits, one byte each, and the planes then
+// add up, shifted, in a 64-bit word (no byte exceeds 2^B - 1 <= 255).
+static constexpr std::array<uint64_t, 256> spread_bits_table() {
+  std::array<uint64_t, 256> t{};
+  for (uint64_t b = 0; b < 256; ++b)
+    for (uint64_t l = 0; l < 8; ++l) t[b] |= ((b >> l) & 1) << (8 * l);
+  return t;
+}
+static constexpr std::array<uint64_t, 256> kSpreadBits = spread_bits_table();
+
 // sum over i of v[i] * (c_i - centre), c_i the B-bit code of dimension i from
 // its B bit planes: 16 partial sums, partial l taking the dimensions i = l mod
 // 16 in increasing i, then sum16's fixed tree (as scan8).
 static float rabitq_ex_dot_loop(const float* v, const uint8_t* planes, size_t nplanes, size_t dim, float centre) {
+  static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "code bytes are read from words in memory order");
   const size_t plane_bytes = (dim + 7) / 8;
   float partial[16] = {};
   for (size_t i0 = 0; i0 < dim; i0 += 16) {
     const size_t width = dim - i0 < 16 ? dim - i0 : 16;  // 16 but for dim 4 and 8
-    uint32_t code[16] = {};
+    uint64_t low = 0, high = 0;                          // the codes of dimensions i0.. and i0 + 8..
     for (size_t p = 0; p < nplanes; ++p) {
       const uint8_t* plane = planes + p * plane_bytes + i0 / 8;
-      const uint32_t bits = width > 8 ? uint32_t(plane[0]) | uint32_t(plane[1]) << 8 : plane[0];
-      for (size_t l = 0; l < 16; ++l) code[l] |= ((bits >> l) & 1u) << p;
+      low |= kSpreadBits[plane[0]] << p;
+      if (width > 8) high |= kSpreadBits[plane[1]] << p;
     }
-    for (size_t l = 0; l < width; ++l) partial[l] += v[i0 + l] * (float(code[l]) - centre);
+    uint8_t code[16];
+    std::memcpy(code, &low, 8);
+    std::memcpy(code + 8, &high, 8);
+    if (width == 16) {
+      for (size_t l = 0; l < 16; ++l) partial[l] += v[i0 + l] * (float(code[l]) - centre);
+    } else {
+      for (size_t l = 0; l < width; ++l) partial[l] += v[i0 + l] * (float(code[l]) - centre);
+    }
   }
   return sum16(partial);
 }
