@@ -149,3 +149,24 @@ def test_bad_ex_bits(data):  # noqa: F811
         IvfPqIndex(DIM, code="rabitq", ex_bits=-1)
     with pytest.raises(ValueError, match="RaBitQ"):
         IvfPqIndex(DIM, code="pq", ex_bits=2)
+
+
+def test_a_collection_space_with_extended_codes(tmp_path):
+    from conftest import clustered
+    from lookalike.index.collection import Collection, SpaceConfig
+
+    data = clustered(720, 48, seed=5)
+    space = SpaceConfig("visual", 48, index="ivf_pq", code="rabitq", ex_bits=3, nlist=8, nprobe=8, rerank_k=700,
+                        train_size=400)
+    c = Collection([space])
+    c.upsert(np.arange(700), {"visual": data[:700]})
+    assert c.index("visual").trained and "4-bit codes on disk" in c.describe_index("visual")
+    queries = data[700:]
+    truth = exact_knn(data[:700], queries, 10)
+    assert recall(np.array([c.search("visual", q, k=10).ids for q in queries]), truth) >= 0.9
+    c.save(tmp_path / "col")
+    again = Collection.load(tmp_path / "col")
+    assert "4-bit codes on disk" in again.describe_index("visual")
+    np.testing.assert_array_equal(again.search("visual", queries[0], k=10).ids, c.search("visual", queries[0], k=10).ids)
+    with pytest.raises(ValueError, match="ex_bits"):
+        SpaceConfig("visual", 48, index="ivf_pq", code="pq", ex_bits=2)
