@@ -530,9 +530,18 @@ float IvfPqIndex::exact_distance(const float* q, uint32_t slot) const {
   return l2 ? d : -d;  // -q.x under ip / cosine (search adds cosine's 1)
 }
 
-void IvfPqIndex::prefetch_row(uint32_t slot) const {
-  const char* row = reinterpret_cast<const char*>(vectors_->row(slot));
-  for (size_t off = 0; off < config_.dim * sizeof(float); off += 64) __builtin_prefetch(row + off);
+namespace {
+
+void prefetch_bytes(const uint8_t* p, size_t n) {
+  for (size_t off = 0; off < n; off += 64) __builtin_prefetch(p + off);
+}
+
+}  // namespace
+
+void IvfPqIndex::prefetch_row(uint32_t slot) const { prefetch_bytes(vectors_->bytes(slot), vectors_->row_bytes()); }
+
+void IvfPqIndex::prefetch_ex_row(uint32_t slot) const {
+  prefetch_bytes(ex_codes_->bytes(slot), ex_codes_->row_bytes());
 }
 
 void IvfPqIndex::rerank(const float* q, std::vector<Candidate>& found, hnsw::Checkpoint& pace) const {

@@ -238,6 +238,7 @@ class IvfPqIndex {
   // Asks for a stored row ahead of its exact distance: the rows are random
   // reads of a file far larger than the caches.
   void prefetch_row(uint32_t slot) const;
+  void prefetch_ex_row(uint32_t slot) const;
   size_t ex_row_bytes() const { return rabitq_ex_row_bytes(rotation_.padded_dim(), config_.ex_bits); }
   bool is_deleted(uint32_t slot) const { return (deleted_[slot >> 6] >> (slot & 63)) & 1; }
   void mark_deleted(uint32_t slot);

@@ -104,12 +104,19 @@ class IvfPqIndex::BoundScan {
     std::priority_queue<float> uppers;  // the k smallest multi-bit upper bounds, largest on top
     float bar = std::numeric_limits<float>::infinity();
     constexpr float kDropped = std::numeric_limits<float>::infinity();
-    for (Bounded& b : pool_) {
+    // Rows are fetched ahead as in reranked(), against today's bar.
+    auto fetch = [&](size_t i) {
+      if (i < pool_.size() && pool_[i].lower < bar) ix_.prefetch_ex_row(pool_[i].slot);
+    };
+    for (size_t i = 0; i < kRerankAhead; ++i) fetch(i);
+    for (size_t i = 0; i < pool_.size(); ++i) {
+      Bounded& b = pool_[i];
       if (b.lower >= bar) {
         b.lower = kDropped;
         continue;
       }
       pace.work(1);  // may let a writer in: the row is looked up after it
+      fetch(i + kRerankAhead);
       const ProbedCell& cell = cells_[b.probe];
       q.v = cell_vs_.empty() ? q_ : cell_vs_.data() + size_t(b.probe) * q.padded_dim;
       q.v_norm = cell.v_norm;
