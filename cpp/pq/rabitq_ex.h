@@ -17,9 +17,9 @@
 //   <o, v> ~= <y, v> / (|y| cosine),  cosine = <y, o> / |y|
 // unbiased over the random rotation, its error ~normal with standard
 // deviation at most |v| sqrt(1 - cosine^2) / (cosine sqrt(D - 1)), the 1-bit
-// code's formula with a cosine much nearer 1 (~0.8 at one bit, ~0.98 at 3,
-// ~0.998 at 5): the bound, `sigmas` of those, is ~4x narrower at B = 3 and
-// ~17x at B = 5 (at D = 512).
+// code's formula with a cosine much nearer 1 (~0.8 at one bit, 0.982 at 3,
+// 0.998 at 5, at D = 512): the bound, `sigmas` of those, is ~4x narrower at
+// B = 3 and ~14x at B = 5 (sqrt(1 - cosine^2) / cosine).
 //
 // The codes live in a file beside the vectors file (ivf_pq.h), a row a slot:
 //   float32 norm |r|, float32 1 / cosine, float32 1 / |y|, then B bit planes

@@ -1,8 +1,9 @@
 // The full-precision vectors of an IVF-PQ index, kept out of RAM: an append-only
 // file of fixed-size rows (dim float32 each; RaBitQ's extended codes use the
-// same file type with rows of bytes, rabitq_ex.h), memory-mapped, read only for the exact re-rank of a few
-// candidates a query. The kernel's page cache decides how much of it stays
-// resident; the index's own memory holds codes, ids and centroids only.
+// same file type with rows of bytes, rabitq_ex.h), memory-mapped, read only
+// for the exact re-rank of a few candidates a query. The kernel's page cache
+// decides how much of it stays resident; the index's own memory holds codes,
+// ids and centroids only.
 //
 // The file is raw rows (no header): its row count and CRC32C live in the index
 // file that refers to it (ivf_pq_persist.cpp), which is what makes a damaged or
