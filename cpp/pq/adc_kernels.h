@@ -21,8 +21,10 @@
 //             vectorises to its width; the units are built without fused
 //             multiply-adds (-ffp-contract=off), so each lane rounds as scalar code.
 //   rabitq_ex_dot
-//             the same, one loop (rabitq_ex_kernel.h) with 16 partial sums
-//             reduced by sum16.
+//             16 partial sums (partial l takes the dimensions i = l mod 16)
+//             reduced by sum16, as scan8: a loop at the scalar level
+//             (rabitq_ex_kernel.h), two 8-lane registers under AVX2, one of
+//             16 under AVX-512, without fused multiply-adds.
 #pragma once
 
 #include <cstddef>
