@@ -16,6 +16,10 @@ configurations code a vector in --code-bytes bytes (default 32): 4-bit PQ with
 codes with dim / (2 * code-bytes) dimensions a block. RaBitQ codes are dim / 8
 bytes of bits plus factors (ours 3 bytes, faiss 8); our RaBitQ index uses
 --rabitq-nlist cells (fewer than the PQ runs: its centroids count in its RAM).
+--ex-bits adds our RaBitQ index with extended RaBitQ codes of 1 + ex_bits bits a
+dimension (default 2 and 4), kept in a file beside the vectors file (not RAM):
+their rows report the ex-code rows read a query besides the float rows, and the
+bytes both cost (what a query reads from disk when the files are not cached).
 
     python bench/compressed.py                              # 200k x 512, ~10 min on 2 cores
     python bench/compressed.py --n 1000000 --nlist 4096 --rabitq-nlist 1024 --skip ivfpq,IVFPQ,scann --cpu-time
@@ -56,7 +60,10 @@ BOUND_SWEEP = tuple((nprobe, sigmas) for nprobe in (4, 5, 6, 8, 10, 12, 16, 20, 
                     for sigmas in (1.0, 1.5, 2.0, 2.5, 3.0))
 ROWS_METHOD = ("rows/q: float vectors re-ranked a query at the fastest point reaching the recall. Ours: "
                "counted, rows read from the memory-mapped vectors file (RaBitQ: as many as its bound asks for). "
-               "faiss: k_factor * k from the refine's floats in RAM; ScaNN: its reorder count.")
+               "faiss: k_factor * k from the refine's floats in RAM; ScaNN: its reorder count. "
+               "ex rows/q: ours with ex_bits, rows read from the ex-codes file. disk KB/q: ours, float rows "
+               "x dim x 4 + ex rows x the ex row's bytes: what a query reads from its files (from disk when "
+               "they are not in the page cache); the peers keep their floats in RAM.")
 RAM_METHOD = ("RAM B/vec: what the index holds in RAM / n. Ours: memory_usage()['total_bytes'] "
               "(codes, factors, list slots and headers, ids, id map, tombstones, centroids, rotation, coarse graph; "
               "the vectors file is on disk / "
@@ -75,28 +82,33 @@ def sweep(searcher, queries, gt, points, repeats, label, knob, clock, rows_read)
         total = rows_read.counter()
         runs = [time_queries(searcher((nprobe, value)), queries, clock) for _ in range(repeats)]
         dt = min(r[0] for r in runs)
-        rows = rows_read.per_query((nprobe, value), total, repeats * len(queries))
+        reads = rows_read.per_query((nprobe, value), total, repeats * len(queries))
         out.append({"nprobe": nprobe, knob: value, "recall": recall_at_k(runs[0][1], gt),
-                    "qps": len(queries) / dt, "latency_us": 1e6 * dt / len(queries), "rows_read": rows})
+                    "qps": len(queries) / dt, "latency_us": 1e6 * dt / len(queries), **reads})
         log(f"  {label} nprobe={nprobe} {knob}={value} recall={out[-1]['recall']:.4f} qps={out[-1]['qps']:,.0f} "
-            f"rows/query={rows:,.1f}")
+            f"rows/query={reads['rows_read']:,.1f} ex rows/query={reads['ex_rows_read']:,.1f}")
     return out
 
 
 class RowsRead:
     """Float rows re-ranked a query: counted by our index (rows read from its vectors
-    file), or fixed by a peer's knob (`fixed(point)`: faiss k_factor * k, ScaNN's reorder)."""
+    file, and rows of its ex-codes file), or fixed by a peer's knob (`fixed(point)`:
+    faiss k_factor * k, ScaNN's reorder)."""
 
     def __init__(self, index=None, fixed=None):
         self.index, self.fixed = index, fixed
 
-    def counter(self) -> int:
-        return self.index.rows_read if self.index is not None else 0
+    def counter(self) -> tuple[int, int]:
+        return (self.index.rows_read, self.index.ex_rows_read) if self.index is not None else (0, 0)
 
-    def per_query(self, point, total_before: int, queries: int) -> float:
-        if self.index is not None:
-            return (self.index.rows_read - total_before) / queries
-        return float(self.fixed(point))
+    def per_query(self, point, total_before: tuple[int, int], queries: int) -> dict:
+        if self.index is None:
+            return {"rows_read": float(self.fixed(point)), "ex_rows_read": 0.0, "disk_bytes_read": None}
+        rows, ex_rows = ((now - before) / queries for now, before in zip(self.counter(), total_before))
+        memory = self.index.memory_usage()
+        ex_row_bytes = memory["ex_code_file_bytes"] / max(memory["slots"], 1)
+        return {"rows_read": rows, "ex_rows_read": ex_rows,
+                "disk_bytes_read": rows * self.index.dim * 4 + ex_rows * ex_row_bytes}
 
 
 def best_point(points: list[dict], target: float) -> dict | None:
@@ -127,9 +139,10 @@ def build_ours_pq(base, k, threads, nlist, m, nbits, tmp):
     return build_ours(base, k, threads, nlist, tmp, "rerank_k", m=m, nbits=nbits)
 
 
-def build_ours_rabitq(base, k, threads, nlist, tmp):
+def build_ours_rabitq(base, k, threads, nlist, tmp, ex_bits=0):
     # No read cap: the bound alone decides the re-rank.
-    return build_ours(base, k, threads, nlist, tmp, "bound_sigmas", code="rabitq", rerank_k=len(base))
+    return build_ours(base, k, threads, nlist, tmp, "bound_sigmas", code="rabitq", rerank_k=len(base),
+                      ex_bits=ex_bits)
 
 
 def build_faiss(base, k, threads, nlist, make_ivf, k_factor_of):
@@ -211,6 +224,8 @@ def main(argv=None) -> int:
     ap.add_argument("--nlist", type=int, default=1024)
     ap.add_argument("--rabitq-nlist", type=int, default=512,
                     help="cells of our RaBitQ index (its centroids count against its RAM)")
+    ap.add_argument("--ex-bits", default="2,4",
+                    help="comma-separated ex_bits of extra RaBitQ rows (extended codes on disk); empty for none")
     ap.add_argument("--code-bytes", type=int, default=32, help="PQ code bytes a vector, every configuration")
     ap.add_argument("--wide-m4", type=int, default=0, help="also run our 4-bit index with this many sub-spaces")
     ap.add_argument("--threads", type=int, default=0, help="build threads (0: every core)")
@@ -248,6 +263,10 @@ def main(argv=None) -> int:
         f"faiss IVFPQ m={m4} + refine": lambda tmp: build_faiss_pq(base, k, threads, args.nlist, m4, 8, False),
         f"scann AH {args.code_bytes}B + reorder": lambda tmp: build_scann(base, k, threads, args.nlist, args.code_bytes),
     }
+    for ex_bits in (int(b) for b in args.ex_bits.split(",") if b):
+        configs[f"lookalike ivf-rabitq ex_bits={ex_bits}"] = (
+            lambda tmp, ex_bits=ex_bits: build_ours_rabitq(base, k, threads, args.rabitq_nlist, tmp, ex_bits),
+            BOUND_SWEEP, "bound_sigmas")
     if args.wide_m4:
         wide = args.wide_m4
         configs[f"lookalike ivfpq4 m={wide} ({wide // 2} B)"] = (
@@ -276,7 +295,9 @@ def main(argv=None) -> int:
             rows.append({"label": label, "train_s": train_s, "add_s": add_s, "ram_per_vec": ram / args.n,
                          "memory_usage": memory, "sweep": points,
                          "qps_at": {t: p and p["qps"] for t, p in best.items()},
-                         "rows_read_at": {t: p and p["rows_read"] for t, p in best.items()}})
+                         "rows_read_at": {t: p and p["rows_read"] for t, p in best.items()},
+                         "ex_rows_read_at": {t: p and p["ex_rows_read"] for t, p in best.items()},
+                         "disk_bytes_read_at": {t: p and p["disk_bytes_read"] for t, p in best.items()}})
             del idx
 
     result = {"machine": machine_info(), "n": args.n, "dim": args.dim, "nlist": args.nlist,
@@ -287,12 +308,15 @@ def main(argv=None) -> int:
     path = args.out / f"compressed_{args.n}x{args.dim}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     print("| config | train s | add s | RAM B/vec | QPS@.90 | QPS@.95 | QPS@.99 | rows/q@.95 | rows/q@.99 "
-          "| max recall |\n|---|---|---|---|---|---|---|---|---|---|")
+          "| ex rows/q@.95 | ex rows/q@.99 | disk KB/q@.95 | disk KB/q@.99 | max recall |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        q, reads = r["qps_at"], r["rows_read_at"]
+        q, reads, ex_reads, disk = r["qps_at"], r["rows_read_at"], r["ex_rows_read_at"], r["disk_bytes_read_at"]
         f = lambda x: "n/a" if x is None else f"{x:,.0f}"  # noqa: E731
+        kb = lambda x: "n/a" if x is None else f"{x / 1024:,.1f}"  # noqa: E731
         print(f"| {r['label']} | {r['train_s']:.1f} | {r['add_s']:.1f} | {r['ram_per_vec']:.1f} | {f(q['0.9'])} | "
               f"{f(q['0.95'])} | {f(q['0.99'])} | {f(reads['0.95'])} | {f(reads['0.99'])} | "
+              f"{f(ex_reads['0.95'])} | {f(ex_reads['0.99'])} | {kb(disk['0.95'])} | {kb(disk['0.99'])} | "
               f"{max(p['recall'] for p in r['sweep']):.3f} |")
     print("\n".join(["", RAM_METHOD, ROWS_METHOD, *notes, f"wrote {path}"]))
     return 0

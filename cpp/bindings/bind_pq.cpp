@@ -6,6 +6,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <string>
 
 #include "bindings/bindings.h"
@@ -17,6 +18,7 @@
 #include "pq/kmeans.h"
 #include "pq/product_quantizer.h"
 #include "pq/rabitq.h"
+#include "pq/rabitq_ex.h"
 
 namespace py = pybind11;
 
@@ -25,6 +27,22 @@ namespace lookalike::bindings {
 using pq::IvfPqIndex;
 
 namespace {
+
+// rabitq.h's weights of a metric: distance ~= offset + square_weight |r|^2 - linear_weight |r| <o, v>.
+pq::RabitqWeights weights_of(const std::string& metric, float offset, float sigmas) {
+  pq::RabitqWeights w;
+  w.offset = offset;
+  w.sigmas = sigmas;
+  if (metric == "ip") {
+    w.linear_weight = 1;
+  } else if (metric == "l2" || metric == "cosine") {
+    w.square_weight = metric == "l2" ? 1.0f : 0.5f;
+    w.linear_weight = 2 * w.square_weight;
+  } else {
+    throw std::invalid_argument("metric must be 'l2', 'cosine' or 'ip'");
+  }
+  return w;
+}
 
 void bind_building_blocks(py::module_& m) {
   m.def(
@@ -202,17 +220,7 @@ void bind_building_blocks(py::module_& m) {
         pq::RabitqQueryTables tables;
         tables.build(v.data(), padded);
         pq::adc_kernels().fastscan4(tables.qlut.data(), packed.data(), blocks, groups, sums.data());
-        pq::RabitqWeights w;
-        w.offset = offset;
-        w.sigmas = sigmas;
-        if (metric == "ip") {
-          w.linear_weight = 1;
-        } else if (metric == "l2" || metric == "cosine") {
-          w.square_weight = metric == "l2" ? 1.0f : 0.5f;
-          w.linear_weight = 2 * w.square_weight;
-        } else {
-          throw std::invalid_argument("metric must be 'l2', 'cosine' or 'ip'");
-        }
+        const pq::RabitqWeights w = weights_of(metric, offset, sigmas);
         CArray<float> est{py::ssize_t(n)}, err{py::ssize_t(n)};
         for (size_t i = 0; i < n; ++i) decoded[i] = distance::f16_to_f32(norms[i]);
         pq::rabitq_estimate(tables, w, sums.data(), decoded.data(), cosines.data(), n, est.mutable_data(),
@@ -222,6 +230,65 @@ void bind_building_blocks(py::module_& m) {
       py::arg("residuals"), py::arg("v"), py::arg("metric"), py::arg("offset"), py::arg("sigmas"),
       "RaBitQ distance estimates and error bounds of rotated residuals under the query-side vector v: "
       "offset + square_weight |r|^2 - linear_weight |r| <o, v> (rabitq.h).");
+
+  m.def(
+      "rabitq_ex_encode",
+      [](const CArray<float>& residuals, size_t ex_bits) {
+        if (residuals.ndim() != 2) throw std::invalid_argument("expected residuals of shape (n, D)");
+        const size_t n = size_t(residuals.shape(0)), padded = size_t(residuals.shape(1));
+        if (padded < 4 || (padded & (padded - 1))) throw std::invalid_argument("D must be a power of two >= 4");
+        if (ex_bits < 1 || ex_bits > pq::kMaxExBits) throw std::invalid_argument("ex_bits must be 1 to 7");
+        const size_t row = pq::rabitq_ex_row_bytes(padded, ex_bits);
+        CArray<uint8_t> out({n, row});
+        uint8_t* dst = out.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          for (size_t i = 0; i < n; ++i) pq::rabitq_ex_encode(residuals.data() + i * padded, padded, ex_bits, dst + i * row);
+        }
+        return out;
+      },
+      py::arg("residuals"), py::arg("ex_bits"),
+      "Extended RaBitQ rows (rabitq_ex.h: 3 float32 factors, then 1 + ex_bits bit planes) of rotated residuals.");
+
+  m.def(
+      "rabitq_ex_estimates",
+      [](const CArray<uint8_t>& rows, const CArray<float>& v, size_t ex_bits, const std::string& metric, float offset,
+         float sigmas) {
+        const size_t padded = size_t(v.ndim() == 1 ? v.shape(0) : 0);
+        if (padded < 4 || (padded & (padded - 1))) throw std::invalid_argument("v must be (D,), D a power of two >= 4");
+        if (ex_bits < 1 || ex_bits > pq::kMaxExBits) throw std::invalid_argument("ex_bits must be 1 to 7");
+        const size_t row = pq::rabitq_ex_row_bytes(padded, ex_bits);
+        const size_t n = rows_of(rows, row, "rows");
+        const pq::RabitqWeights w = weights_of(metric, offset, sigmas);
+        pq::RabitqExQuery q;
+        q.v = v.data();
+        q.padded_dim = padded;
+        q.ex_bits = ex_bits;
+        double norm2 = 0;
+        for (size_t i = 0; i < padded; ++i) norm2 += double(v.data()[i]) * v.data()[i];
+        q.v_norm = float(std::sqrt(norm2));
+        q.offset = w.offset;
+        q.square_weight = w.square_weight;
+        q.linear_weight = w.linear_weight;
+        q.sigmas = w.sigmas;
+        CArray<float> est{py::ssize_t(n)}, err{py::ssize_t(n)};
+        for (size_t i = 0; i < n; ++i)
+          pq::rabitq_ex_estimate(q, rows.data() + i * row, est.mutable_data()[i], err.mutable_data()[i]);
+        return py::make_tuple(est, err);
+      },
+      py::arg("rows"), py::arg("v"), py::arg("ex_bits"), py::arg("metric"), py::arg("offset"), py::arg("sigmas"),
+      "Extended RaBitQ estimates and bounds of rows (rabitq_ex_encode) under v, at the active SIMD level.");
+
+  m.def(
+      "rabitq_ex_dot",
+      [](const CArray<float>& v, const CArray<uint8_t>& planes, float centre) {
+        if (v.ndim() != 1 || planes.ndim() != 2) throw std::invalid_argument("expected v (D,) and planes (B, D / 8)");
+        const size_t dim = size_t(v.shape(0));
+        if (size_t(planes.shape(1)) != (dim + 7) / 8) throw std::invalid_argument("planes must hold ceil(D / 8) bytes each");
+        return pq::adc_kernels().rabitq_ex_dot(v.data(), planes.data(), size_t(planes.shape(0)), dim, centre);
+      },
+      py::arg("v"), py::arg("planes"), py::arg("centre"),
+      "sum of v[i] * (c_i - centre), c_i the code of dimension i in bit planes, at the active SIMD level.");
 }
 
 py::dict memory_dict(const pq::IvfMemoryUsage& u) {
@@ -237,6 +304,7 @@ py::dict memory_dict(const pq::IvfMemoryUsage& u) {
   d["coarse_graph_bytes"] = u.coarse_graph_bytes;
   d["total_bytes"] = u.total_bytes;
   d["vector_file_bytes"] = u.vector_file_bytes;
+  d["ex_code_file_bytes"] = u.ex_code_file_bytes;
   d["live"] = u.live;
   d["deleted"] = u.deleted;
   d["slots"] = u.slots;
@@ -253,7 +321,8 @@ void bind_pq(py::module_& m) {
   index_class
       .def(py::init([](size_t dim, const std::string& metric, size_t nlist, size_t mm, size_t nbits, size_t nprobe,
                        size_t rerank_k, uint64_t seed, size_t coarse_graph_min_nlist,
-                       const std::string& vectors_path, const std::string& code, float bound_sigmas) {
+                       const std::string& vectors_path, const std::string& code, float bound_sigmas,
+                       size_t ex_bits) {
              pq::IvfPqConfig c;
              c.dim = dim;
              c.metric = parse_metric(metric);
@@ -267,11 +336,12 @@ void bind_pq(py::module_& m) {
              if (code != "pq" && code != "rabitq") throw std::invalid_argument("code must be 'pq' or 'rabitq'");
              c.code = code == "pq" ? pq::IvfCode::Pq : pq::IvfCode::RaBitQ;
              c.bound_sigmas = bound_sigmas;
+             c.ex_bits = ex_bits;
              return std::make_unique<IvfPqIndex>(c, vectors_path);
            }),
            py::arg("dim"), py::arg("metric"), py::arg("nlist"), py::arg("m"), py::arg("nbits"), py::arg("nprobe"),
            py::arg("rerank_k"), py::arg("seed"), py::arg("coarse_graph_min_nlist"), py::arg("vectors_path"),
-           py::arg("code") = "pq", py::arg("bound_sigmas") = 2.0f)
+           py::arg("code") = "pq", py::arg("bound_sigmas") = 2.0f, py::arg("ex_bits") = 0)
       .def(
           "train",
           [](IvfPqIndex& ix, const CArray<float>& vectors, size_t threads) {
@@ -347,6 +417,8 @@ void bind_pq(py::module_& m) {
           "code", [](const IvfPqIndex& ix) { return ix.config().code == pq::IvfCode::Pq ? "pq" : "rabitq"; })
       .def_property_readonly("bound_sigmas", [](const IvfPqIndex& ix) { return ix.config().bound_sigmas; })
       .def_property_readonly("rows_read", &IvfPqIndex::rows_read)
+      .def_property_readonly("ex_rows_read", &IvfPqIndex::ex_rows_read)
+      .def_property_readonly("ex_bits", [](const IvfPqIndex& ix) { return ix.config().ex_bits; })
       .def_property("nprobe", [](const IvfPqIndex& ix) { return ix.config().nprobe; },
                     py::cpp_function(&IvfPqIndex::set_nprobe, py::call_guard<py::gil_scoped_release>()))
       .def_property("rerank_k", [](const IvfPqIndex& ix) { return ix.config().rerank_k; },

@@ -5,6 +5,7 @@
 
 #include "pq/adc_kernels.h"
 #include "pq/rabitq_estimate_kernel.h"
+#include "pq/rabitq_ex_kernel.h"
 
 namespace lookalike::pq {
 namespace {
@@ -104,7 +105,28 @@ void rabitq_tables(const float* v, const float* low, size_t groups, float inv_sc
   }
 }
 
-constexpr AdcKernels kTable{&scan8, &fastscan4, &rabitq_tables, &rabitq_estimate_loop};
+// rabitq_ex_kernel.h's loop with its 16 partial sums in two registers.
+float rabitq_ex_dot(const float* v, const uint8_t* planes, size_t nplanes, size_t dim, float centre) {
+  if (dim % 16) return rabitq_ex_dot_loop(v, planes, nplanes, dim, centre);
+  const size_t plane_bytes = dim / 8;
+  const __m256 shift = _mm256_set1_ps(centre);
+  __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+  alignas(16) uint8_t code[16];
+  for (size_t i0 = 0; i0 < dim; i0 += 16) {
+    rabitq_ex_block_codes(planes, nplanes, plane_bytes, i0, 16, code);
+    const __m128i bytes = _mm_load_si128(reinterpret_cast<const __m128i*>(code));
+    const __m256 ylo = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes)), shift);
+    const __m256 yhi = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(bytes, 8))), shift);
+    lo = _mm256_add_ps(lo, _mm256_mul_ps(_mm256_loadu_ps(v + i0), ylo));
+    hi = _mm256_add_ps(hi, _mm256_mul_ps(_mm256_loadu_ps(v + i0 + 8), yhi));
+  }
+  float partial[16];
+  _mm256_storeu_ps(partial, lo);
+  _mm256_storeu_ps(partial + 8, hi);
+  return sum16(partial);
+}
+
+constexpr AdcKernels kTable{&scan8, &fastscan4, &rabitq_tables, &rabitq_estimate_loop, &rabitq_ex_dot};
 
 }  // namespace
 

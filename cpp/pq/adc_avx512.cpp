@@ -14,6 +14,7 @@
 
 #include "pq/adc_kernels.h"
 #include "pq/rabitq_estimate_kernel.h"
+#include "pq/rabitq_ex_kernel.h"
 
 namespace lookalike::pq {
 namespace {
@@ -87,7 +88,25 @@ void rabitq_tables(const float* v, const float* low, size_t groups, float inv_sc
   }
 }
 
-constexpr AdcKernels kTable{&scan8, &fastscan4, &rabitq_tables, &rabitq_estimate_loop};
+// rabitq_ex_kernel.h's loop with its 16 partial sums as the lanes of one register.
+float rabitq_ex_dot(const float* v, const uint8_t* planes, size_t nplanes, size_t dim, float centre) {
+  if (dim % 16) return rabitq_ex_dot_loop(v, planes, nplanes, dim, centre);
+  const size_t plane_bytes = dim / 8;
+  const __m512 shift = _mm512_set1_ps(centre);
+  __m512 acc = _mm512_setzero_ps();
+  alignas(16) uint8_t code[16];
+  for (size_t i0 = 0; i0 < dim; i0 += 16) {
+    rabitq_ex_block_codes(planes, nplanes, plane_bytes, i0, 16, code);
+    const __m128i bytes = _mm_load_si128(reinterpret_cast<const __m128i*>(code));
+    const __m512 y = _mm512_sub_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(bytes)), shift);
+    acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_loadu_ps(v + i0), y));
+  }
+  float partial[16];
+  _mm512_storeu_ps(partial, acc);
+  return sum16(partial);
+}
+
+constexpr AdcKernels kTable{&scan8, &fastscan4, &rabitq_tables, &rabitq_estimate_loop, &rabitq_ex_dot};
 
 }  // namespace
 

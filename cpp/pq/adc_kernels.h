@@ -20,6 +20,11 @@
 //             one loop (rabitq_estimate_kernel.h) that each unit's compiler
 //             vectorises to its width; the units are built without fused
 //             multiply-adds (-ffp-contract=off), so each lane rounds as scalar code.
+//   rabitq_ex_dot
+//             16 partial sums (partial l takes the dimensions i = l mod 16)
+//             reduced by sum16, as scan8: a loop at the scalar level
+//             (rabitq_ex_kernel.h), two 8-lane registers under AVX2, one of
+//             16 under AVX-512, without fused multiply-adds.
 #pragma once
 
 #include <cstddef>
@@ -53,11 +58,17 @@ struct RabitqScanConstants {
 using RabitqEstimateFn = void (*)(const RabitqScanConstants& k, const uint16_t* sums, const float* norms,
                                   const uint8_t* cosines, size_t n, float* est, float* err);
 
+// Extended RaBitQ (rabitq_ex.h): sum over i < dim of v[i] * (c_i - centre),
+// c_i the code of dimension i, bit p of it at bit i % 8 of byte
+// p * ceil(dim / 8) + i / 8 of planes (nplanes planes).
+using RabitqExDotFn = float (*)(const float* v, const uint8_t* planes, size_t nplanes, size_t dim, float centre);
+
 struct AdcKernels {
   Scan8Fn scan8;
   FastScan4Fn fastscan4;
   RabitqTablesFn rabitq_tables;
   RabitqEstimateFn rabitq_estimate;
+  RabitqExDotFn rabitq_ex_dot;
 };
 
 const AdcKernels& scalar_adc_kernels();

@@ -5,6 +5,7 @@
 
 #include "pq/adc_kernels.h"
 #include "pq/rabitq_estimate_kernel.h"
+#include "pq/rabitq_ex_kernel.h"
 
 namespace lookalike::pq {
 namespace {
@@ -39,7 +40,7 @@ void rabitq_tables(const float* v, const float* low, size_t groups, float inv_sc
     }
 }
 
-constexpr AdcKernels kTable{&scan8, &fastscan4, &rabitq_tables, &rabitq_estimate_loop};
+constexpr AdcKernels kTable{&scan8, &fastscan4, &rabitq_tables, &rabitq_estimate_loop, &rabitq_ex_dot_loop};
 
 }  // namespace
 

@@ -48,7 +48,11 @@ void IvfPqConfig::validate() const {
       throw std::invalid_argument("RaBitQ codes allow dim <= " + std::to_string(4 * kMaxFastScanM) + ", got " +
                                   std::to_string(dim));
     if (!(bound_sigmas >= 0)) throw std::invalid_argument("bound_sigmas must be >= 0");
+    if (ex_bits > kMaxExBits)
+      throw std::invalid_argument("ex_bits must be 0 to " + std::to_string(kMaxExBits) + ", got " +
+                                  std::to_string(ex_bits));
   } else {
+    if (ex_bits != 0) throw std::invalid_argument("ex_bits applies to RaBitQ codes only");
     positive("m", m);
     if (nbits != 4 && nbits != 8) throw std::invalid_argument("nbits must be 4 or 8, got " + std::to_string(nbits));
     if (m > dim)
@@ -79,8 +83,11 @@ IvfPqConfig with_derived_code(IvfPqConfig c) {
 IvfPqIndex::IvfPqIndex(const IvfPqConfig& config, const std::string& vectors_path)
     : config_(with_derived_code(config)),
       pq_(config_.dim, config_.m, config_.nbits),
-      vectors_(std::make_unique<VectorFile>(vectors_path, config.dim)) {
+      vectors_(std::make_unique<VectorFile>(vectors_path, config.dim * sizeof(float))) {
   if (config_.code == IvfCode::RaBitQ) rotation_ = HadamardRotation(config_.dim, config_.seed);
+  if (config_.ex_bits)
+    ex_codes_ = std::make_unique<VectorFile>(vectors_path.empty() ? vectors_path : vectors_path + ".excodes",
+                                             ex_row_bytes(), "ex-codes");
 }
 
 IvfPqIndex::~IvfPqIndex() = default;
@@ -134,6 +141,7 @@ struct IvfPqIndex::Encoded {
   std::vector<uint8_t> codes;     // m a vector
   std::vector<uint16_t> norms;    // RaBitQ's factors
   std::vector<uint8_t> cosines;
+  std::vector<uint8_t> ex_rows;   // extended RaBitQ: ex_row_bytes() a vector
 };
 
 IvfPqIndex::Encoded IvfPqIndex::encode(const float* x, size_t n, size_t threads) const {
@@ -155,8 +163,11 @@ IvfPqIndex::Encoded IvfPqIndex::encode(const float* x, size_t n, size_t threads)
   }
   e.norms.resize(n);
   e.cosines.resize(n);
+  const size_t ex_bytes = config_.ex_bits ? ex_row_bytes() : 0;
+  e.ex_rows.resize(n * ex_bytes);
   hnsw::parallel_for(n, threads, [&](size_t i) {
     rabitq_encode(residuals.data() + i * dim, dim, e.codes.data() + i * config_.m, e.norms[i], e.cosines[i]);
+    if (ex_bytes) rabitq_ex_encode(residuals.data() + i * dim, dim, config_.ex_bits, e.ex_rows.data() + i * ex_bytes);
   });
   return e;
 }
@@ -284,9 +295,12 @@ void IvfPqIndex::add(const int64_t* ids, const float* vectors, size_t n, bool re
   std::iota(order.begin(), order.end(), 0u);
   std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return e.cells[a] < e.cells[b]; });
 
-  // Nothing has changed so far; from here on nothing throws but the file append
-  // (disk full), which comes first.
+  // Nothing has changed so far; from here on nothing throws but the files'
+  // growth (disk full), which comes first, before either file takes a row.
+  vectors_->reserve(n);
+  if (ex_codes_) ex_codes_->reserve(n);
   vectors_->append(x, order.data(), n);
+  if (ex_codes_) ex_codes_->append(e.ex_rows.data(), order.data(), n);
   reserve_lists(e.cells);
   const uint32_t first = uint32_t(slot_ids_.size());
   std::vector<int64_t> ordered_ids(n);
@@ -516,9 +530,18 @@ float IvfPqIndex::exact_distance(const float* q, uint32_t slot) const {
   return l2 ? d : -d;  // -q.x under ip / cosine (search adds cosine's 1)
 }
 
-void IvfPqIndex::prefetch_row(uint32_t slot) const {
-  const char* row = reinterpret_cast<const char*>(vectors_->row(slot));
-  for (size_t off = 0; off < config_.dim * sizeof(float); off += 64) __builtin_prefetch(row + off);
+namespace {
+
+void prefetch_bytes(const uint8_t* p, size_t n) {
+  for (size_t off = 0; off < n; off += 64) __builtin_prefetch(p + off);
+}
+
+}  // namespace
+
+void IvfPqIndex::prefetch_row(uint32_t slot) const { prefetch_bytes(vectors_->bytes(slot), vectors_->row_bytes()); }
+
+void IvfPqIndex::prefetch_ex_row(uint32_t slot) const {
+  prefetch_bytes(ex_codes_->bytes(slot), ex_codes_->row_bytes());
 }
 
 void IvfPqIndex::rerank(const float* q, std::vector<Candidate>& found, hnsw::Checkpoint& pace) const {
@@ -586,6 +609,7 @@ IvfMemoryUsage IvfPqIndex::memory_usage() const {
   u.total_bytes = u.code_bytes + u.factor_bytes + u.list_slot_bytes + u.list_header_bytes + u.id_bytes +
                   u.id_map_bytes + u.deleted_bytes + u.centroid_bytes + u.coarse_graph_bytes;
   u.vector_file_bytes = vectors_->rows() * config_.dim * sizeof(float);
+  u.ex_code_file_bytes = ex_codes_ ? ex_codes_->rows() * ex_codes_->row_bytes() : 0;
   u.live = slot_by_id_.size();
   u.deleted = deleted_in_lists_;
   u.slots = slot_ids_.size();

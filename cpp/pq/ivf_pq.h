@@ -49,6 +49,17 @@
 // seen in the scan. bound_sigmas sets the bound's width (recall against
 // reads); rerank_k caps the reads.
 //
+// Extended RaBitQ (ex_bits > 0, rabitq_ex.h): each residual also gets a code
+// of 1 + ex_bits bits a dimension, kept beside the vectors file (in a second
+// memory-mapped file, a row a slot, not in RAM: the RAM budget is the 1-bit
+// index's). It is a middle stage of the re-rank: the candidates the 1-bit
+// bounds leave, in order of their 1-bit estimates, read their ex-code row
+// (padded_dim (1 + ex_bits) / 8 + 12 bytes) for an estimate with a narrower
+// bound, while their 1-bit lower bound can still beat the k-th smallest
+// multi-bit upper bound; only those whose multi-bit lower bound can still
+// beat the k-th exact distance are then read as floats (dim * 4 bytes). A
+// search without re-rank answers from the multi-bit estimates.
+//
 // Writes after training: add appends; delete marks the slot deleted at once
 // (tombstone) and compact() drops deleted entries from the lists; upsert is
 // delete + add. Rows of the vectors file are never rewritten (deleted rows
@@ -77,6 +88,7 @@
 #include "pq/list_slots.h"
 #include "pq/product_quantizer.h"
 #include "pq/rabitq.h"
+#include "pq/rabitq_ex.h"
 #include "pq/slot_ids.h"
 #include "pq/vector_file.h"
 
@@ -98,6 +110,7 @@ struct IvfPqConfig {
   size_t coarse_graph_min_nlist = CoarseQuantizer::kGraphMinNlist;
   IvfCode code = IvfCode::Pq;
   float bound_sigmas = 2.0f;  // RaBitQ: width of the error bound, in standard deviations
+  size_t ex_bits = 0;         // RaBitQ: extra bits a dimension in the ex-codes file (0: none)
 
   void validate() const;  // throws std::invalid_argument naming the bad field
 };
@@ -108,7 +121,7 @@ struct IvfSearchParams {
   size_t rerank_k = 0;               // 0: the index's rerank_k; raised to k when smaller
   const hnsw::Filter* filter = nullptr;
   float bound_sigmas = 0;            // RaBitQ: 0 for the index's; infinity re-ranks every candidate
-  bool rerank = true;                // false: ADC distances, no vectors file read
+  bool rerank = true;                // false: ADC (or multi-bit RaBitQ) distances, no vectors file read
   const hnsw::StopToken* stop = nullptr;  // as in hnsw::SearchParams: checked per cell and while re-ranking
 };
 
@@ -124,6 +137,7 @@ struct IvfMemoryUsage {
   size_t coarse_graph_bytes = 0;  // the HNSW over the centroids, when there is one
   size_t total_bytes = 0;
   size_t vector_file_bytes = 0;  // on disk / in page cache, not in total_bytes
+  size_t ex_code_file_bytes = 0;  // extended RaBitQ codes, on disk likewise
   size_t live = 0, deleted = 0, slots = 0;
 };
 
@@ -163,13 +177,14 @@ class IvfPqIndex {
   // Drops deleted entries from the inverted lists (their RAM comes back).
   void compact();
 
-  // Writes the index to `path` and its vectors to `path` + ".vectors".
+  // Writes the index to `path`, its vectors to `path` + ".vectors" and its
+  // extended RaBitQ codes, if any, to `path` + ".excodes".
   void save(const std::string& path) const;
   // Loads both; later writes append to `path` + ".vectors". The vectors file's
   // size is checked, its contents are not (see vector_file.h): call verify().
   static std::unique_ptr<IvfPqIndex> load(const std::string& path);
-  // Reads the whole vectors file and throws io::FormatError if it is not what
-  // the index wrote. Searches go on meanwhile; writers wait.
+  // Reads the whole vectors file (and ex-codes file) and throws io::FormatError
+  // if it is not what the index wrote. Searches go on meanwhile; writers wait.
   void verify() const;
 
   const IvfPqConfig& config() const { return config_; }
@@ -181,6 +196,8 @@ class IvfPqIndex {
   // Rows read from the vectors file by searches since the index was made or
   // loaded: the re-rank's cost (a random read each when the file is not cached).
   uint64_t rows_read() const { return rows_read_.load(std::memory_order_relaxed); }
+  // Rows read from the ex-codes file likewise (extended RaBitQ's middle stage).
+  uint64_t ex_rows_read() const { return ex_rows_read_.load(std::memory_order_relaxed); }
 
  private:
   struct InvertedList {
@@ -221,6 +238,8 @@ class IvfPqIndex {
   // Asks for a stored row ahead of its exact distance: the rows are random
   // reads of a file far larger than the caches.
   void prefetch_row(uint32_t slot) const;
+  void prefetch_ex_row(uint32_t slot) const;
+  size_t ex_row_bytes() const { return rabitq_ex_row_bytes(rotation_.padded_dim(), config_.ex_bits); }
   bool is_deleted(uint32_t slot) const { return (deleted_[slot >> 6] >> (slot & 63)) & 1; }
   void mark_deleted(uint32_t slot);
   // Replaces the candidates' estimated distances by exact ones from the vectors file.
@@ -238,7 +257,8 @@ class IvfPqIndex {
   size_t deleted_in_lists_ = 0;    // deleted slots still in a list (until compact)
   IdMap slot_by_id_{slot_ids_};  // keyed through slot_ids_
   std::unique_ptr<VectorFile> vectors_;
-  mutable std::atomic<uint64_t> rows_read_{0};
+  std::unique_ptr<VectorFile> ex_codes_;  // extended RaBitQ's rows, a slot each; null without ex_bits
+  mutable std::atomic<uint64_t> rows_read_{0}, ex_rows_read_{0};
   mutable hnsw::WriterFirstMutex mutex_;  // a long search lets a waiting writer in at its checkpoints
 };
 

@@ -4,8 +4,10 @@
 // section: a missing or short vectors file is refused at load, a damaged or
 // foreign one by verify(), which load leaves to the caller so that loading
 // costs the same whatever the size of the vectors file - vector_file.h).
+// Extended RaBitQ codes go to `path` + ".excodes" (rabitq_ex.h's rows, a slot
+// each), checked the same way against the ex-codes section.
 //
-// Sections (kind 3, kind version 3):
+// Sections (kind 3, kind version 5):
 //   1 meta       IvfMeta below
 //   2 centroids  nlist * dim float32 (trained indexes only, as are 3-6)
 //   3 codebooks  2^nbits * dim float32 (product_quantizer.h's layout; PQ codes only)
@@ -18,13 +20,15 @@
 //   10 rotation  RaBitQ: the rotation's signs, kRotationRounds * padded_dim int8
 //   11 norms     RaBitQ: the lists' residual norms, float16, list after list
 //   12 cosines   RaBitQ: the lists' cosine factors, uint8 (kind version 3: uint16), list after list
+//   13 ex-codes  ExCodesMeta below: ex_bits and the ex-codes file's CRC32C (kind version 5 on)
 //   17-20        the coarse graph over the centroids, when there is one: the
 //                sections of an HNSW file (hnsw_persist.cpp) from 17 on, in the
 //                HNSW layout version IvfMeta::coarse_graph_layout names
 //
 // Kind versions: 1 had no coarse graph (its IvfMeta::coarse_graph_layout, then
 // "reserved", is 0); 2 adds it; 3 adds the code section (and RaBitQ codes); 4
-// keeps RaBitQ's cosine factors in 8 bits, not 16 (rabitq.h). All load; a
+// keeps RaBitQ's cosine factors in 8 bits, not 16 (rabitq.h); 5 adds the
+// ex-codes section (earlier versions have no ex-codes: ex_bits 0). All load; a
 // version-1 index scans its centroids, versions 1-2 hold PQ codes, version 3's
 // cosines are rounded to 8 bits on the way in (the estimate's bound allows for
 // both roundings).
@@ -46,12 +50,12 @@ namespace lookalike::pq {
 namespace {
 
 constexpr uint32_t kFileKind = 3;  // IVF-PQ (1 is HNSW)
-constexpr uint32_t kKindVersion = 4;
+constexpr uint32_t kKindVersion = 5;
 constexpr uint32_t kCoarseGraphSections = 16;
 constexpr size_t kIdChunk = 1 << 16;  // ids copied between the file and the slot table at a time  // the graph's sections are 17, 18, ...
 enum Section : uint32_t {
   kMeta = 1, kCentroids = 2, kCodebooks = 3, kListSizes = 4, kSlots = 5, kCodes = 6, kIds = 7, kDeleted = 8,
-  kCode = 9, kRotation = 10, kNorms = 11, kCosines = 12,
+  kCode = 9, kRotation = 10, kNorms = 11, kCosines = 12, kExCodes = 13,
 };
 
 struct IvfMeta {
@@ -68,6 +72,12 @@ struct CodeMeta {
   float bound_sigmas;
 };
 static_assert(sizeof(CodeMeta) == 8);
+
+struct ExCodesMeta {
+  uint32_t ex_bits;
+  uint32_t crc;  // of the ex-codes file's rows (0 without ex-codes)
+};
+static_assert(sizeof(ExCodesMeta) == 8);
 
 [[noreturn]] void damaged(const std::string& path, const std::string& what) {
   throw io::FormatError("lookalike: " + path + ": damaged index: " + what);
@@ -106,10 +116,13 @@ void IvfPqPersist::save(const IvfPqIndex& ix, const std::string& path) {
 
   // The vectors first: an index file never refers to rows that are not on disk.
   ix.vectors_->save_as(path + ".vectors");
+  if (ix.ex_codes_) ix.ex_codes_->save_as(path + ".excodes");
   io::FileWriter out(path, kFileKind, kKindVersion);
   out.write_section(kMeta, &meta, sizeof(meta));
   const CodeMeta code{uint32_t(c.code), c.bound_sigmas};
   out.write_section(kCode, &code, sizeof(code));
+  const ExCodesMeta ex{uint32_t(c.ex_bits), ix.ex_codes_ ? ix.ex_codes_->crc() : 0};
+  out.write_section(kExCodes, &ex, sizeof(ex));
   const bool rabitq = c.code == IvfCode::RaBitQ;
   if (rabitq) out.write_section(kRotation, ix.rotation_.signs().data(), ix.rotation_.signs().size());
   if (ix.trained()) {
@@ -175,6 +188,9 @@ std::unique_ptr<IvfPqIndex> IvfPqPersist::load(const std::string& path) {
     c.code = IvfCode(code.code);
     c.bound_sigmas = code.bound_sigmas;
   }
+  ExCodesMeta ex{};
+  if (in.kind_version() >= 5) std::memcpy(&ex, in.section(kExCodes, sizeof(ExCodesMeta)).data, sizeof(ex));
+  c.ex_bits = ex.ex_bits;
   try {
     c.validate();
   } catch (const std::invalid_argument& e) {
@@ -307,7 +323,9 @@ std::unique_ptr<IvfPqIndex> IvfPqPersist::load(const std::string& path) {
   }
   ix.deleted_count_ = deleted_count;
   ix.deleted_in_lists_ = meta.deleted_in_lists;
-  ix.vectors_ = std::make_unique<VectorFile>(path + ".vectors", c.dim, slots, meta.vectors_crc);
+  ix.vectors_ = std::make_unique<VectorFile>(path + ".vectors", c.dim * sizeof(float), slots, meta.vectors_crc);
+  if (c.ex_bits)
+    ix.ex_codes_ = std::make_unique<VectorFile>(path + ".excodes", ix.ex_row_bytes(), slots, ex.crc, "ex-codes");
   return index;
 }
 
@@ -322,6 +340,7 @@ std::unique_ptr<IvfPqIndex> IvfPqIndex::load(const std::string& path) { return I
 void IvfPqIndex::verify() const {
   std::shared_lock<std::shared_mutex> lock = mutex_.read();
   vectors_->verify();
+  if (ex_codes_) ex_codes_->verify();
 }
 
 }  // namespace lookalike::pq

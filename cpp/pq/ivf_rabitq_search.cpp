@@ -7,6 +7,13 @@
 // the number of reads follows the bounds, not a fixed rerank_k (which only caps
 // it). With an infinite bound every allowed code of the probed cells is read:
 // the exact search of those cells.
+//
+// With extended RaBitQ codes (rabitq_ex.h) a stage comes between the two:
+// the survivors, in order of their 1-bit estimates, read their multi-bit
+// row while their 1-bit lower bound is below the k-th smallest multi-bit
+// upper bound so far, and take its estimate and narrower bound; the float
+// reads then follow those. (Under an infinite bound the stage is left out:
+// every candidate is read as floats anyway.)
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -15,6 +22,7 @@
 #include "distance/distance.h"
 #include "pq/adc_kernels.h"
 #include "pq/ivf_pq.h"
+#include "pq/rabitq_ex.h"
 
 namespace lookalike::pq {
 
@@ -23,6 +31,7 @@ namespace {
 struct Bounded {
   float est, lower;
   uint32_t slot;
+  uint32_t probe;  // which of the query's cells it is in (BoundScan::cells_)
 };
 
 constexpr size_t kRerankAhead = 4;
@@ -50,6 +59,7 @@ class IvfPqIndex::BoundScan {
     const InvertedList& list = ix_.lists_[cell];
     const size_t n = list.slots.size();
     if (n == 0) return;
+    const uint32_t probe = uint32_t(cells_.size());
     const size_t padded = ix_.rotation_.padded_dim();
     const float* centroid = ix_.coarse_.centroid(cell);
     if (ix_.config_.metric == Metric::InnerProduct) {
@@ -61,7 +71,9 @@ class IvfPqIndex::BoundScan {
       tables_.build(v_.data(), padded);
       const float v2 = tables_.v_norm * tables_.v_norm;
       w_.offset = ix_.config_.metric == Metric::L2 ? v2 : v2 / 2 - 1;
+      if (ix_.ex_codes_) cell_vs_.insert(cell_vs_.end(), v_.begin(), v_.end());
     }
+    cells_.push_back({w_.offset, tables_.v_norm});
     const size_t blocks = (n + kFastScanBlock - 1) / kFastScanBlock;
     sums_.resize(blocks * kFastScanBlock);
     adc_kernels().fastscan4(tables_.qlut.data(), list.codes.data(), blocks, ix_.config_.m, sums_.data());
@@ -75,7 +87,49 @@ class IvfPqIndex::BoundScan {
     const float* est = est_.data();
     const float* err = err_.data();
     for (size_t i = 0; i < n; ++i)
-      if (est[i] - err[i] < upper_bar_) consider(est[i], err[i], list.slots[i]);
+      if (est[i] - err[i] < upper_bar_) consider(est[i], err[i], list.slots[i], probe);
+  }
+
+  // Extended RaBitQ's middle stage (above): the candidates get the estimates
+  // and bounds of their multi-bit codes, or are dropped.
+  void refine(hnsw::Checkpoint& pace) {
+    prune();
+    std::sort(pool_.begin(), pool_.end(), by_estimate);
+    RabitqExQuery q;
+    q.padded_dim = ix_.rotation_.padded_dim();
+    q.ex_bits = ix_.config_.ex_bits;
+    q.square_weight = w_.square_weight;
+    q.linear_weight = w_.linear_weight;
+    q.sigmas = w_.sigmas;
+    std::priority_queue<float> uppers;  // the k smallest multi-bit upper bounds, largest on top
+    float bar = std::numeric_limits<float>::infinity();
+    constexpr float kDropped = std::numeric_limits<float>::infinity();
+    // Rows are fetched ahead as in reranked(), against today's bar.
+    auto fetch = [&](size_t i) {
+      if (i < pool_.size() && pool_[i].lower < bar) ix_.prefetch_ex_row(pool_[i].slot);
+    };
+    for (size_t i = 0; i < kRerankAhead; ++i) fetch(i);
+    for (size_t i = 0; i < pool_.size(); ++i) {
+      Bounded& b = pool_[i];
+      if (b.lower >= bar) {
+        b.lower = kDropped;
+        continue;
+      }
+      pace.work(1);  // may let a writer in: the row is looked up after it
+      fetch(i + kRerankAhead);
+      const ProbedCell& cell = cells_[b.probe];
+      q.v = cell_vs_.empty() ? q_ : cell_vs_.data() + size_t(b.probe) * q.padded_dim;
+      q.v_norm = cell.v_norm;
+      q.offset = cell.offset;
+      float err;
+      rabitq_ex_estimate(q, ix_.ex_codes_->bytes(b.slot), b.est, err);
+      ++ex_reads_;
+      b.lower = b.est - err;
+      uppers.push(b.est + err);
+      if (uppers.size() > k_) uppers.pop();
+      if (uppers.size() == k_) bar = uppers.top();
+    }
+    std::erase_if(pool_, [&](const Bounded& b) { return b.lower >= bar; });
   }
 
   // The k nearest by estimate, without reading the vectors file.
@@ -134,18 +188,19 @@ class IvfPqIndex::BoundScan {
   }
 
   size_t reads() const { return reads_; }
+  size_t ex_reads() const { return ex_reads_; }
 
  private:
   static bool by_estimate(const Bounded& a, const Bounded& b) {
     return a.est < b.est || (a.est == b.est && a.slot < b.slot);
   }
 
-  void consider(float est, float err, uint32_t slot) {
+  void consider(float est, float err, uint32_t slot, uint32_t probe) {
     const float lower = est - err;
     if (lower >= upper_bar_) return;  // k codes are surely nearer
     if (ix_.is_deleted(slot)) return;
     if (filter_ && !filter_->allows(ix_.slot_ids_[slot])) return;
-    pool_.push_back({est, lower, slot});
+    pool_.push_back({est, lower, slot, probe});
     if (pool_.size() >= prune_at_) {
       prune();
       prune_at_ = std::max(prune_at_, 2 * pool_.size());
@@ -168,6 +223,12 @@ class IvfPqIndex::BoundScan {
     std::erase_if(pool_, [&](const Bounded& b) { return b.lower >= upper_bar_; });
   }
 
+  // A scanned cell's share of the distance and its query-side vector's norm,
+  // for the multi-bit stage; that vector itself is q_ under ip, else in cell_vs_.
+  struct ProbedCell {
+    float offset, v_norm;
+  };
+
   const IvfPqIndex& ix_;
   const float* q_;  // rotated
   const hnsw::Filter* filter_;
@@ -179,6 +240,9 @@ class IvfPqIndex::BoundScan {
   std::vector<Bounded> pool_;
   size_t prune_at_ = 1024;
   size_t reads_ = 0;  // rows read by reranked()
+  size_t ex_reads_ = 0;  // ex-code rows read by refine()
+  std::vector<ProbedCell> cells_;  // the non-empty cells scanned, in order
+  std::vector<float> cell_vs_;     // their query-side vectors (l2, cosine) when there are ex-codes
   std::priority_queue<float> uppers_;  // the k smallest upper bounds, largest on top
   float upper_bar_ = std::numeric_limits<float>::infinity();
 };
@@ -191,6 +255,11 @@ std::vector<IvfPqIndex::Candidate> IvfPqIndex::search_rabitq(const float* q, con
   for (size_t i = 0; i < nprobe; ++i) {
     pace.step(lists_[cells[i]].slots.size() + 1);
     scan.scan_cell(cells[i]);
+  }
+  const float sigmas = p.bound_sigmas > 0 ? p.bound_sigmas : config_.bound_sigmas;
+  if (ex_codes_ && (!p.rerank || std::isfinite(sigmas))) {
+    scan.refine(pace);
+    ex_rows_read_.fetch_add(scan.ex_reads(), std::memory_order_relaxed);
   }
   if (!p.rerank) return scan.estimated();
   std::vector<Candidate> found = scan.reranked(q, p.rerank_k ? p.rerank_k : config_.rerank_k, pace);

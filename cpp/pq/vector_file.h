@@ -1,7 +1,9 @@
 // The full-precision vectors of an IVF-PQ index, kept out of RAM: an append-only
-// file of float32 rows, memory-mapped, read only for the exact re-rank of a few
-// candidates a query. The kernel's page cache decides how much of it stays
-// resident; the index's own memory holds codes, ids and centroids only.
+// file of fixed-size rows (dim float32 each; RaBitQ's extended codes use the
+// same file type with rows of bytes, rabitq_ex.h), memory-mapped, read only
+// for the exact re-rank of a few candidates a query. The kernel's page cache
+// decides how much of it stays resident; the index's own memory holds codes,
+// ids and centroids only.
 //
 // The file is raw rows (no header): its row count and CRC32C live in the index
 // file that refers to it (ivf_pq_persist.cpp), which is what makes a damaged or
@@ -26,22 +28,29 @@ namespace lookalike::pq {
 
 class VectorFile {
  public:
-  // A new, empty file at `path` (replacing any file there); with an empty path,
-  // an anonymous temporary file that disappears with the object.
-  VectorFile(const std::string& path, size_t dim);
+  // A new, empty file of rows of row_bytes bytes at `path` (replacing any file
+  // there); with an empty path, an anonymous temporary file that disappears
+  // with the object. `what` names the file in errors ("vectors").
+  VectorFile(const std::string& path, size_t row_bytes, std::string what = "vectors");
   // An existing file holding at least `rows` rows, cut back to exactly that
   // many; throws io::FormatError if it is shorter. `crc` is the CRC32C its rows
   // must have; only verify() reads them to check it.
-  VectorFile(const std::string& path, size_t dim, size_t rows, uint32_t crc);
+  VectorFile(const std::string& path, size_t row_bytes, size_t rows, uint32_t crc, std::string what = "vectors");
   ~VectorFile();
   VectorFile(const VectorFile&) = delete;
   VectorFile& operator=(const VectorFile&) = delete;
 
-  // Appends n rows of dim floats (growing the file and its map by doubling).
-  void append(const float* rows, size_t n) { append(rows, nullptr, n); }
+  // Grows the file and its map (by doubling) to take n more rows: the one
+  // step of an append that can fail.
+  void reserve(size_t n);
+  // Appends n rows (growing the file and its map first if need be).
+  void append(const void* rows, size_t n) { append(rows, nullptr, n); }
   // Appends rows[order[0]], rows[order[1]], ... (n rows; order null: in order).
-  void append(const float* rows, const uint32_t* order, size_t n);
-  const float* row(size_t i) const { return map_ + i * dim_; }
+  void append(const void* rows, const uint32_t* order, size_t n);
+  // Row i as floats (a vectors file) or as bytes.
+  const float* row(size_t i) const { return reinterpret_cast<const float*>(bytes(i)); }
+  const uint8_t* bytes(size_t i) const { return map_ + i * row_bytes_; }
+  size_t row_bytes() const { return row_bytes_; }
   size_t rows() const { return rows_; }
   uint32_t crc() const { return crc_; }  // the CRC32C every row so far must have
   // Reads every row; throws io::FormatError if they do not hash to crc().
@@ -57,9 +66,10 @@ class VectorFile {
 
   std::string path_;
   int fd_ = -1;
-  size_t dim_;
+  std::string what_;
+  size_t row_bytes_;
   size_t rows_ = 0, capacity_ = 0;
-  float* map_ = nullptr;
+  uint8_t* map_ = nullptr;
   uint32_t crc_ = 0;
 };
 

@@ -659,8 +659,9 @@ def build_parser() -> argparse.ArgumentParser:
     index = commands.add_parser("index", help="check saved index files")
     index_commands = index.add_subparsers(dest="index_command", required=True)
     verify = index_commands.add_parser(
-        "verify", help="load an IVF-PQ index and read its whole vectors file against the index's checksum")
-    verify.add_argument("path", help="the index file (its vectors are PATH.vectors)")
+        "verify", help="load an IVF-PQ index and read its whole vectors file (and extended RaBitQ codes file) "
+                       "against the index's checksums")
+    verify.add_argument("path", help="the index file (its vectors are PATH.vectors, extended RaBitQ codes PATH.excodes)")
     verify.set_defaults(run=_index_verify)
     head = train_commands.add_parser(
         "head", help="train a projection head on a bundle's embeddings and export a tuned bundle")

@@ -50,7 +50,7 @@ class SpaceConfig:
     """One vector space and the index that holds it: ``index="hnsw"`` (the
     default; see HnswIndex for what storage, rerank, M, ef_construction and
     ef_search trade) or ``"ivf_pq"`` (see IvfPqIndex for nlist, pq_m, nbits,
-    nprobe, rerank_k, code and bound_sigmas; ``pq_m=0`` is dim / 8; under
+    nprobe, rerank_k, code, bound_sigmas and ex_bits; ``pq_m=0`` is dim / 8; under
     ``code="rabitq"`` pq_m and nbits do not apply). An IVF-PQ space trains itself on
     its first ``train_size`` vectors (0: 32 x nlist), scanned exactly until then
     (ivf_space.py). The default HNSW storage, int8 codes re-ranked on float16
@@ -77,6 +77,7 @@ class SpaceConfig:
     train_size: int = 0
     code: str = "pq"
     bound_sigmas: float = 2.0
+    ex_bits: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isidentifier():
@@ -88,13 +89,15 @@ class SpaceConfig:
         if self.index == "ivf_pq" and self.code not in ("pq", "rabitq"):
             raise ValueError(f"space '{self.name}': code must be 'pq' or 'rabitq', got {self.code!r}")
         if self.index == "ivf_pq" and self.code == "rabitq":
-            if self.nlist < 1 or self.train_size < 0 or not self.bound_sigmas > 0:
-                raise ValueError(f"space '{self.name}': RaBitQ needs nlist >= 1, train_size >= 0, bound_sigmas > 0; "
-                                 f"got nlist={self.nlist}, train_size={self.train_size}, "
-                                 f"bound_sigmas={self.bound_sigmas}")
+            if self.nlist < 1 or self.train_size < 0 or not self.bound_sigmas > 0 or not 0 <= self.ex_bits <= 7:
+                raise ValueError(f"space '{self.name}': RaBitQ needs nlist >= 1, train_size >= 0, bound_sigmas > 0, "
+                                 f"ex_bits 0 to 7; got nlist={self.nlist}, train_size={self.train_size}, "
+                                 f"bound_sigmas={self.bound_sigmas}, ex_bits={self.ex_bits}")
             if self.train_size and self.train_size < self.nlist:
                 raise ValueError(f"space '{self.name}': train_size {self.train_size} is below nlist {self.nlist}")
         elif self.index == "ivf_pq":
+            if self.ex_bits:
+                raise ValueError(f"space '{self.name}': ex_bits applies to RaBitQ codes only (code='rabitq')")
             m = self.pq_m or 1
             if self.pq_m < 0 or self.dim % m or self.nbits not in (4, 8) or self.nlist < 1 or self.train_size < 0:
                 raise ValueError(f"space '{self.name}': IVF-PQ needs pq_m dividing dim ({self.dim}), nbits 4 or 8, "

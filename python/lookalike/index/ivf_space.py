@@ -74,7 +74,8 @@ class IvfPqSpace:
             raise ValueError(f"space '{self.config.name}' is trained already")
         c = self.config
         ivf = IvfPqIndex(c.dim, c.metric, nlist=c.nlist, m=c.pq_m or default_pq_m(c.dim), nbits=c.nbits,
-                         nprobe=c.nprobe, rerank_k=c.rerank_k, code=c.code, bound_sigmas=c.bound_sigmas)
+                         nprobe=c.nprobe, rerank_k=c.rerank_k, code=c.code, bound_sigmas=c.bound_sigmas,
+                         ex_bits=c.ex_bits)
         ivf.train(sample, threads=threads)
         buffered = _all_ids(self._buffer)
         if len(buffered):
@@ -151,15 +152,17 @@ class IvfPqSpace:
         if isinstance(index, HnswIndex):
             return f"ivf_pq, untrained: exact scan of {len(index)} buffered of {self.train_size} to train on"
         if index.code == "rabitq":
-            return (f"ivf_pq nlist={index.nlist}, rabitq 1 bit a dimension, bound {index.bound_sigmas:g} sigmas, "
-                    f"nprobe={index.nprobe}, rerank_k={index.rerank_k}")
+            ex_codes = f", {1 + index.ex_bits}-bit codes on disk" if index.ex_bits else ""
+            return (f"ivf_pq nlist={index.nlist}, rabitq 1 bit a dimension{ex_codes}, bound {index.bound_sigmas:g} "
+                    f"sigmas, nprobe={index.nprobe}, rerank_k={index.rerank_k}")
         return (f"ivf_pq nlist={index.nlist}, m={index.m} x {index.nbits} bits, nprobe={index.nprobe}, "
                 f"rerank_k={index.rerank_k}")
 
     # --- persistence ------------------------------------------------------------
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Writes ``path`` (and, trained, ``path`` + ".vectors")."""
+        """Writes ``path`` (and, trained, ``path`` + ".vectors" and, with
+        ex_bits, ``path`` + ".excodes")."""
         self._current().save(path)
 
     @classmethod
