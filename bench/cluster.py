@@ -13,7 +13,8 @@ single server for comparison:
 - catch-up: one replica stopped, --behind records of --behind-batch products
   each written (single-product records by default; 60000 products in records
   of 32 are a 60 s outage at 1,000 writes/s sent as `lookalike ingest` sends),
-  the replica started again: the time until it has applied them all, and
+  the replica started again: the time until it has applied them all (with the
+  1-minute load average before and after: other jobs slow a catch-up), and
   products/s. Twice: every record on the stopped replica's shard (one shard
   takes all the writes, the worst case), then spread over the shards as the
   products' ids hash (the replica misses its shard's share of the collection's
@@ -124,6 +125,7 @@ def catch_up(router: str, stopped: Server, restart_config: ServiceConfig, server
             client.upsert([product(rng, int(i)) for i in written[start:start + args.behind_batch]])
     last_missed = int(written[shard_of(written, SHARDS) == 0][-1])  # applied last, records apply in order
     again = Server(restart_config, shard=0)
+    load_before = os.getloadavg()[0]  # other jobs on the machine: a catch-up is CPU-bound
     started = time.perf_counter()
     again.start()
     servers.append(again)
@@ -132,7 +134,8 @@ def catch_up(router: str, stopped: Server, restart_config: ServiceConfig, server
             time.sleep(0.01)
     took = time.perf_counter() - started
     result = {"records": args.behind, "products_written": wanted, "products_missed": missed,
-              "seconds_from_start": round(took, 2), "products_per_s": round(missed / took)}
+              "seconds_from_start": round(took, 2), "products_per_s": round(missed / took),
+              "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
     log(str(result))
     return again, result
 

@@ -9,6 +9,7 @@ process runs; a call made meanwhile waits or times out, and its caller retries.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 from collections.abc import Coroutine
@@ -57,15 +58,20 @@ class NatsLink:
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Runs ``coro`` on the connection's loop and returns its result
         (TimeoutError after ``timeout`` seconds, the coroutine cancelled)."""
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return self.result(self.spawn(coro), timeout)
+
+    @staticmethod
+    def result(future: concurrent.futures.Future[T], timeout: float | None = None) -> T:
+        """The result of a coroutine started with spawn(), as run() returns it."""
         try:
             return future.result(timeout)
         except TimeoutError:
             future.cancel()
             raise
 
-    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Future:
-        """Starts ``coro`` on the loop without waiting for it (a watcher)."""
+    def spawn(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Starts ``coro`` on the loop without waiting for it (a watcher, or a
+        call whose result() is wanted later)."""
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
     def close(self) -> None:

@@ -20,15 +20,19 @@ subject, whose records it applies in stream order to its ReplicaStore.
   that brought nothing, once the shard's last record is applied (a shard with
   no recent writes is caught up with the writes of the other shards). Routers read it from the
   heartbeat to serve `min_seq` reads.
-- Catching up costs one round trip to NATS a batch: the stream's last sequence
-  is read only when the replica may have run out of records (the last fetch
-  was not full) or every STREAM_LAST_EVERY_S for the lag it reports, and a
-  batch is acknowledged by its last record (AckPolicy.ALL).
+- Catching up costs one round trip to NATS a batch, and not on the apply
+  path: after a full fetch (more records wait) the next batch is fetched while
+  this one is applied (a fetch started on a consumer that is then replaced is
+  dropped unread). The stream's last sequence is read only when the replica
+  may have run out of records (the last fetch was not full) or every
+  STREAM_LAST_EVERY_S for the lag it reports, and a batch is acknowledged by
+  its last record (AckPolicy.ALL).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import re
 import threading
@@ -73,6 +77,7 @@ class ShardReplica:
         self._on_progress, self._on_snapshot = on_progress, on_snapshot
         self._batch, self._idle_wait_s = batch, idle_wait_s
         self._sub = None
+        self._ahead = None  # _fetch() of the next batch, started while one is applied
         self._next_delivery = 1
         self._caught_up = threading.Condition()
         self._caught_up_seq = store.applied_seq
@@ -115,12 +120,21 @@ class ShardReplica:
         while not self._stop.is_set():
             try:
                 if self._sub is None:
+                    self._drop_ahead()  # a fetch from the consumer being replaced
                     self._subscribe()
-                if not behind or time.monotonic() - looked_at >= STREAM_LAST_EVERY_S:
-                    # Read before the fetch, as _idle needs; an older read serves it as well.
-                    self.stream_last, looked_at = self._log.last_seq(), time.monotonic()
-                messages = self._fetch()
+                if self._ahead is not None:
+                    ahead, self._ahead = self._ahead, None
+                    messages = self._link.result(*ahead)
+                else:
+                    if not behind or time.monotonic() - looked_at >= STREAM_LAST_EVERY_S:
+                        # Read before the fetch, as _idle needs; an older read serves it as well.
+                        self.stream_last, looked_at = self._log.last_seq(), time.monotonic()
+                    messages = self._link.result(*self._fetch())
                 behind = len(messages) == self._batch
+                if behind:  # more wait: fetch them while these are applied
+                    if time.monotonic() - looked_at >= STREAM_LAST_EVERY_S:
+                        self.stream_last, looked_at = self._log.last_seq(), time.monotonic()
+                    self._ahead = self._fetch()
                 if not messages:
                     self._idle(self.stream_last)
                 else:
@@ -137,6 +151,7 @@ class ShardReplica:
                               self.store.applied_seq + 1)
                 self._sub = None
                 self._stop.wait(1.0)
+        self._drop_ahead()
         try:
             self.store.snapshot()
         except Exception:
@@ -164,7 +179,9 @@ class ShardReplica:
         self._next_delivery = 1
         log.info("shard %d: consuming the stream from seq %d (consumer %s)", self.shard, start, self._durable)
 
-    def _fetch(self) -> list:
+    def _fetch(self) -> tuple[concurrent.futures.Future[list], float]:
+        """Starts a fetch of the next batch; returns its future and how long to
+        wait for it (NatsLink.result)."""
         subscription, batch, wait = self._sub, self._batch, self._idle_wait_s
 
         async def fetch() -> list:
@@ -173,7 +190,12 @@ class ShardReplica:
             except (nats.errors.TimeoutError, asyncio.TimeoutError):  # nothing came within the wait
                 return []
 
-        return self._link.run(fetch(), timeout=wait + 5)
+        return self._link.spawn(fetch()), wait + 5
+
+    def _drop_ahead(self) -> None:
+        if self._ahead is not None:
+            self._ahead[0].cancel()
+            self._ahead = None
 
     def _apply(self, messages: list) -> None:
         applied, ready = [], []  # messages to acknowledge; (seq, data) of the records to apply
