@@ -271,15 +271,17 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
                 kept[i] = self._store.blobs.put_soon(products[i].image)
 
         results, good = [], []
+        view = self._view  # looked up once: it is the same for every product of the message
         try:
-            from_images = self._queries.product_images(products, self._check, keep_image)
+            from_images = view.queries.product_images(products, functools.partial(self._check, view.collection),
+                                                      keep_image)
             for i, (product, from_image) in enumerate(zip(products, from_images)):
                 try:
                     if isinstance(from_image, ServiceError):
                         raise from_image
                     # The image is durable before the log record that names it is written.
                     digest = self._kept_image(kept[i], f"products[{i}]") if i in kept else ""
-                    good.append(self._prepared(product, from_image, digest, f"products[{i}]"))
+                    good.append(self._prepared(view, product, from_image, digest, f"products[{i}]"))
                     results.append(search_pb2.ItemResult(id=product.id))
                 except ServiceError as e:
                     results.append(search_pb2.ItemResult(id=product.id, status_code=e.code.value[0], error=e.message))
@@ -294,37 +296,38 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             self._store.blobs.unpin(f.result() for f in kept.values() if f.exception() is None)
         return results
 
-    def _check(self, product: search_pb2.Product, where: str) -> None:
+    def _check(self, collection: Collection, product: search_pb2.Product, where: str) -> None:
         """What is checked of a product before its image is encoded."""
         if product.id < 0:
             raise invalid(f"{where}: id must be >= 0, got {product.id}")
         convert.check_product_sizes(product, self._limits, where)
-        unknown = set(product.vectors) - set(self._collection.spaces)
+        unknown = [name for name in product.vectors if name not in collection.spaces]
         if unknown:
             raise not_found(f"{where}: unknown vector space(s) {sorted(unknown)}")
 
-    def _prepared(self, product: search_pb2.Product, from_image: dict[str, np.ndarray], image_digest: str,
-                  where: str) -> dict[str, Any]:
+    def _prepared(self, view: Serving, product: search_pb2.Product, from_image: dict[str, np.ndarray],
+                  image_digest: str, where: str) -> dict[str, Any]:
         """A product's vectors for every space (sent > from its image, encoded
         already > from its title), attributes and record (its image stored
         already as ``image_digest``), checked."""
         clock = StageClock()
         from_title = {}
         vectors = {}
-        for name, config in self._collection.spaces.items():
-            if name in product.vectors:
-                vectors[name] = convert.vector_from_proto(product.vectors[name], config.dim, f"{where}.vectors['{name}']")
+        collection, encoder, sent = view.collection, view.encoder, product.vectors
+        for name, config in collection.spaces.items():
+            if name in sent:
+                vectors[name] = convert.vector_from_proto(sent[name], config.dim, f"{where}.vectors['{name}']")
             elif name in from_image:
                 vectors[name] = from_image[name]
-            elif product.title and self._encoder is not None and name in self._encoder.text_spaces:
-                from_title = from_title or self._queries.encode_all("text", product.title, clock, f"{where}.title")
+            elif product.title and encoder is not None and name in encoder.text_spaces:
+                from_title = from_title or view.queries.encode_all("text", product.title, clock, f"{where}.title")
                 vectors[name] = from_title[name]
             else:
                 raise invalid(f"{where}: no vector for space '{name}': send vectors['{name}']"
                               + self._how_to_fill(name))
             convert.check_direction(vectors[name], config.metric, f"{where}.vectors['{name}']")
-        attributes = convert.attributes_from_proto(product.attributes, self._collection.schema, where)
-        tagger, flag_duplicates = self._view.tagger, self._view.flag_duplicates
+        attributes = convert.attributes_from_proto(product.attributes, collection.schema, where)
+        tagger, flag_duplicates = view.tagger, view.flag_duplicates
         if tagger is not None and tagger.config.space in from_image:
             attributes = tagger.merged(from_image[tagger.config.space], attributes)
         if flag_duplicates is not None:
