@@ -237,7 +237,11 @@ def serve_lookalike(directory: Path, config_text: str) -> tuple[subprocess.Popen
 
 
 class Lookalike(System):
+    """lookalike acknowledging each Upsert once its products are in the
+    fsynced log and in the graph (ACKNOWLEDGE_SEARCHABLE, the default)."""
+
     name = "lookalike"
+    acknowledge = 0  # search_pb2.ACKNOWLEDGE_UNSPECIFIED
 
     def start(self, directory: Path, dim: int) -> None:
         config = LOOKALIKE_CONFIG.format(dim=dim, **self.hnsw.__dict__)
@@ -254,7 +258,7 @@ class Lookalike(System):
             "price": search_pb2.AttributeValue(number=float(catalog.price[i])),
             "in_stock": search_pb2.AttributeValue(flag=bool(catalog.in_stock[i]))})
             for i in range(part.start, part.stop)]
-        response = self.client.upsert(products, batch=len(products))
+        response = self.client.upsert(products, batch=len(products), acknowledge=self.acknowledge)
         failed = [r for r in response.results if r.status_code]
         if failed:
             raise RuntimeError(f"lookalike refused {len(failed)} products: {failed[0].error}")
@@ -269,6 +273,26 @@ class Lookalike(System):
         if getattr(self, "client", None) is not None:
             self.client.close()
         super().stop()
+
+
+class LookalikeLogged(Lookalike):
+    """lookalike acknowledging each Upsert once its products are in the fsynced
+    log and checked (ACKNOWLEDGE_LOGGED); the graph insert follows in log order."""
+
+    name = "lookalike-logged"
+
+    def __init__(self, hnsw: Hnsw, writers: int = 2) -> None:
+        super().__init__(hnsw, writers)
+        from lookalike.v1 import search_pb2
+        self.acknowledge = search_pb2.ACKNOWLEDGE_LOGGED
+
+    def wait_indexed(self, count: int, seconds: float) -> bool | None:
+        deadline = time.monotonic() + seconds
+        while self.client.stats().unindexed_products:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True
 
 
 class _LookalikeSearcher:
@@ -443,8 +467,9 @@ class _ChromaSearcher:
         pass
 
 
-SYSTEMS = {system.name: system for system in (Lookalike, Milvus, Chroma)}
-_SEARCHERS = {"lookalike": _LookalikeSearcher, "milvus-lite": _MilvusSearcher, "chroma": _ChromaSearcher}
+SYSTEMS = {system.name: system for system in (Lookalike, LookalikeLogged, Milvus, Chroma)}
+_SEARCHERS = {"lookalike": _LookalikeSearcher, "lookalike-logged": _LookalikeSearcher,
+              "milvus-lite": _MilvusSearcher, "chroma": _ChromaSearcher}
 
 
 def open_searcher(spec: dict):

@@ -14,7 +14,10 @@ vectors, bench/datasets.py, with a category, a price and an in-stock flag) by
   each searched by its own vector until it is its own top hit), and until
   everything is in the system's HNSW index. An acknowledgement does not mean
   the same everywhere: lookalike acknowledges a product once it is in its
-  write-ahead log, fsynced, and in the graph; Milvus Lite 3.2 once it is in a
+  write-ahead log, fsynced, and in the graph (the default); lookalike-logged
+  (the same server, Upsert's ACKNOWLEDGE_LOGGED) once it is in the fsynced log
+  and has passed every check, the graph insert following in log order, so its
+  time until indexed is when Stats reports no unindexed product; Milvus Lite 3.2 once it is in a
   memtable and a log it does not fsync per write (its WAL's default sync mode
   fsyncs when the log is closed), searched by brute force until a flush writes
   a segment and a background worker builds its HNSW (the bench flushes after

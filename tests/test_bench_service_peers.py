@@ -17,7 +17,8 @@ from conftest import clustered
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import open_loop  # noqa: E402
-from peer_systems import Catalog, Chroma, Hnsw, Lookalike, Milvus, exact_ids, filters_for, open_searcher  # noqa: E402
+from peer_systems import (Catalog, Chroma, Hnsw, Lookalike, LookalikeLogged, Milvus, exact_ids, filters_for,  # noqa: E402
+                          open_searcher)
 
 N, DIM, K = 300, 32, 10
 
@@ -35,6 +36,7 @@ def queries():
 PEERS = {
     # (system, what makes its answers exact)
     "lookalike": (lambda: Lookalike(Hnsw()), {"exact": True}),
+    "lookalike-logged": (lambda: LookalikeLogged(Hnsw()), {"exact": True}),
     "milvus-lite": (lambda: Milvus(Hnsw(), index="FLAT"), {}),
     "chroma": (lambda: Chroma(Hnsw(ef_search=2 * N)), {}),
 }
@@ -48,6 +50,7 @@ def test_peer_returns_the_exact_top_k_with_and_without_a_filter(name, catalog, q
     try:
         system.ingest(catalog, batch=64)
         system.settle()
+        assert system.wait_indexed(len(catalog), 60) is not False  # lookalike-logged: its backlog inserted
         where = [None, None, *filters_for(len(queries) - 2)]
         searcher = open_searcher(system.spec(**exact))
         try:

@@ -6,6 +6,7 @@ meaning beyond "the same picture is nearest to itself"."""
 import io
 import subprocess
 import sys
+import threading
 
 import grpc
 import numpy as np
@@ -87,6 +88,31 @@ def test_text_and_hybrid_queries_use_the_towers(served):
     mix = (image + expected) / np.linalg.norm(image + expected)
     reply = client.search(image=picture(4), text=words, k=N)
     assert [h.id for h in reply.hits][:3] == np.argsort(-(stored @ mix))[:3].tolist()
+
+
+def test_a_hybrid_query_runs_its_two_towers_at_once(served, monkeypatch):
+    """The text tower's run cannot end before the image tower's run has begun:
+    it gets there only if the query sends its image to the image tower while
+    its text is still with the text tower (encoded one after the other, the
+    text run would wait alone until its bound and report it)."""
+    server, client = served
+    encoder = server.encoder.encoder
+    image_began = threading.Event()
+    seen = []
+    encode_texts, encode_pixels = encoder.encode_texts, encoder.encode_pixels
+
+    def text_run(texts):
+        seen.append(image_began.wait(10))
+        return encode_texts(texts)
+
+    def image_run(pixels):
+        image_began.set()
+        return encode_pixels(pixels)
+
+    monkeypatch.setattr(encoder, "encode_texts", text_run)
+    monkeypatch.setattr(encoder, "encode_pixels", image_run)
+    reply = client.search(image=picture(4), text="red dress 3", k=1)
+    assert reply.hits and seen == [True]
 
 
 def test_concurrent_photo_queries_are_batched(served):

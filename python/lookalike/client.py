@@ -112,13 +112,17 @@ class Client:
             request.filter.CopyFrom(filter)
         return self.stub.Search(request, timeout=self.timeout)
 
-    def upsert(self, products: Iterable[Product], batch: int = 128) -> search_pb2.UpsertResponse:
-        """Streams products in messages of `batch`; one result per product."""
-        return self.stub.Upsert(_messages(products, batch), timeout=self.timeout)
+    def upsert(self, products: Iterable[Product], batch: int = 128,
+               acknowledge: int = search_pb2.ACKNOWLEDGE_UNSPECIFIED) -> search_pb2.UpsertResponse:
+        """Streams products in messages of `batch`; one result per product.
+        ``acknowledge``: UpsertRequest.acknowledge (ACKNOWLEDGE_LOGGED: once
+        logged, before the index insert; each result's seq is then its min_seq)."""
+        return self.stub.Upsert(_messages(products, batch, acknowledge), timeout=self.timeout)
 
-    def upsert_soon(self, products: Iterable[Product], batch: int = 128) -> grpc.Future:
+    def upsert_soon(self, products: Iterable[Product], batch: int = 128,
+                    acknowledge: int = search_pb2.ACKNOWLEDGE_UNSPECIFIED) -> grpc.Future:
         """upsert() without waiting: a Future of its UpsertResponse (result() raises its RpcError)."""
-        return self.stub.Upsert.future(_messages(products, batch), timeout=self.timeout)
+        return self.stub.Upsert.future(_messages(products, batch, acknowledge), timeout=self.timeout)
 
     def delete(self, ids: Sequence[int] = (), filter: Filter | None = None) -> search_pb2.DeleteResponse:
         request = search_pb2.DeleteRequest(ids=list(ids))
@@ -177,13 +181,13 @@ class Client:
             time.sleep(poll)
 
 
-def _messages(products: Iterable[Product], batch: int) -> Iterator[search_pb2.UpsertRequest]:
+def _messages(products: Iterable[Product], batch: int, acknowledge: int) -> Iterator[search_pb2.UpsertRequest]:
     """Products as Upsert messages of `batch`."""
     chunk: list[Product] = []
     for product in products:
         chunk.append(product)
         if len(chunk) == batch:
-            yield search_pb2.UpsertRequest(products=chunk)
+            yield search_pb2.UpsertRequest(products=chunk, acknowledge=acknowledge)
             chunk = []
     if chunk:
-        yield search_pb2.UpsertRequest(products=chunk)
+        yield search_pb2.UpsertRequest(products=chunk, acknowledge=acknowledge)

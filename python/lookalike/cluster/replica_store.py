@@ -53,6 +53,12 @@ class ReplicaStore:
         with self._lock:
             return self._applied_seq
 
+    @property
+    def unindexed_products(self) -> int:
+        """None: a replica counts a record applied once it is in the index (Stats
+        reports the same field as a server's store)."""
+        return 0
+
     def apply(self, seq: int, record: Record) -> None:
         """Applies the record at stream sequence ``seq``. The collection checks
         its input first and changes nothing on a bad one, which raises (KeyError,

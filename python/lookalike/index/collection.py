@@ -210,16 +210,8 @@ class Collection:
         attributes are in place, before any index makes the products
         searchable: where the caller puts what a hit is read with (the catalog
         row), so that no search finds a product without it."""
-        ids = as_ids(ids)
-        missing = set(self._configs) - set(vectors)
-        unknown = set(vectors) - set(self._configs)
-        if unknown:
-            raise KeyError(f"unknown vector space(s) {sorted(unknown)} (the collection has: {', '.join(self._configs)})")
-        if missing:
-            raise ValueError(f"every product needs a vector in every space; missing: {sorted(missing)}")
-        checked = {name: self._checked_vectors(name, v, len(ids)) for name, v in vectors.items()}
+        ids, checked, columns = self._checked_upsert(ids, vectors, attributes)
         attributes = attributes or {}
-        columns = self._attributes.checked(ids, attributes)
         with self._write_lock:
             if columns:
                 self._attributes.set_checked(ids, columns)
@@ -232,6 +224,25 @@ class Collection:
                 before_searchable()
             for name, v in checked.items():
                 self._indexes[name].upsert(ids, v)
+
+    def check_upsert(self, ids: npt.ArrayLike, vectors: Mapping[str, npt.ArrayLike],
+                     attributes: Mapping[str, Sequence[Any]] | None = None) -> None:
+        """Raises what upsert() of the same arguments would raise for its input
+        (KeyError, ValueError, TypeError), changing nothing."""
+        self._checked_upsert(ids, vectors, attributes)
+
+    def _checked_upsert(self, ids: npt.ArrayLike, vectors: Mapping[str, npt.ArrayLike],
+                        attributes: Mapping[str, Sequence[Any]] | None,
+                        ) -> tuple[np.ndarray, dict[str, np.ndarray], list[tuple]]:
+        ids = as_ids(ids)
+        missing = set(self._configs) - set(vectors)
+        unknown = set(vectors) - set(self._configs)
+        if unknown:
+            raise KeyError(f"unknown vector space(s) {sorted(unknown)} (the collection has: {', '.join(self._configs)})")
+        if missing:
+            raise ValueError(f"every product needs a vector in every space; missing: {sorted(missing)}")
+        checked = {name: self._checked_vectors(name, v, len(ids)) for name, v in vectors.items()}
+        return ids, checked, self._attributes.checked(ids, attributes or {})
 
     def train(self, space: str, sample: npt.ArrayLike, *, threads: int = 0) -> None:
         """Trains an IVF-PQ space on ``sample`` now (a batch build, before its

@@ -83,10 +83,10 @@ def search_batch(request: search_pb2.SearchBatchRequest, context: grpc.ServicerC
 
 
 def upsert_stream(requests: Iterable[search_pb2.UpsertRequest], context: grpc.ServicerContext, max_batch: int,
-                  upsert_message: Callable[[Sequence[search_pb2.Product]], list[search_pb2.ItemResult]],
+                  upsert_message: Callable[[search_pb2.UpsertRequest], list[search_pb2.ItemResult]],
                   ) -> search_pb2.UpsertResponse:
-    """The Upsert stream of a server or a router: each message's products go to
-    ``upsert_message`` (one result each, in order); a message with more than
+    """The Upsert stream of a server or a router: each message goes to
+    ``upsert_message`` (one result per product, in order); a message with more than
     ``max_batch`` products fails each of them with INVALID_ARGUMENT."""
     results: list[search_pb2.ItemResult] = []
     for request in requests:
@@ -96,7 +96,7 @@ def upsert_stream(requests: Iterable[search_pb2.UpsertRequest], context: grpc.Se
             results.extend(search_pb2.ItemResult(id=p.id, status_code=grpc.StatusCode.INVALID_ARGUMENT.value[0],
                                                  error=error) for p in request.products)
             continue
-        results.extend(upsert_message(request.products))
+        results.extend(upsert_message(request))
     return search_pb2.UpsertResponse(results=results, seq=max((r.seq for r in results), default=0))
 
 

@@ -130,6 +130,10 @@ class DurabilityConfig:
     # The background thread compacts a space's index (HnswIndex.compact) once deleted vectors
     # hold more than this share of its slots; checked when it wakes for a snapshot.
     compact_deleted_fraction: float = 0.2
+    # Products acknowledged once logged (Upsert's ACKNOWLEDGE_LOGGED) that may wait for the
+    # index insert; a write that would pass this waits before it is logged. Each holds its
+    # vectors in memory until inserted (512 float32: 2 KiB a space).
+    max_unindexed_products: int = 50_000
 
     def __post_init__(self) -> None:
         if self.fsync not in FSYNC_POLICIES:
@@ -137,6 +141,8 @@ class DurabilityConfig:
         if self.keep_snapshots < 1 or self.snapshot_every_records < 1 or self.snapshot_every_seconds <= 0:
             raise ValueError("durability: keep_snapshots and snapshot_every_records must be >= 1, "
                              "snapshot_every_seconds > 0")
+        if self.max_unindexed_products < 1:
+            raise ValueError(f"durability: max_unindexed_products must be >= 1, got {self.max_unindexed_products}")
         if not 0 < self.compact_deleted_fraction <= 1:
             raise ValueError("durability: compact_deleted_fraction must be in (0, 1], "
                              f"got {self.compact_deleted_fraction}")

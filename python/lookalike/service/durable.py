@@ -9,6 +9,15 @@ collection and the catalog, in log order, then acknowledged:
     apply to collection and catalog              #   memory and replay agree on who won
                                                  #   (_apply says in which order)
 
+A write may instead be acknowledged once it is durable in the log and has
+passed every check that could make its apply fail (upsert(..., wait_applied=False),
+Upsert's ACKNOWLEDGE_LOGGED): its apply is then left to the applier thread,
+still in log order, and a write that must wait for its own apply (any other
+upsert, a delete) waits for the ones queued before it. A crash with applies
+queued loses nothing: they are log records after the newest snapshot, replayed
+at start. At most ``max_unindexed_products`` products wait for the applier; a
+write that would pass that waits before it is logged.
+
 On start the newest snapshot that loads (data_dir/snapshots/<seq>/) gives the
 collection, and the log records after its seq are replayed over it.
 
@@ -127,41 +136,86 @@ class DurableCollection:
         log.info("recovered %d products: snapshot at record %d, %d log records replayed in %.2f s",
                  len(self.collection), covered, replayed, time.perf_counter() - started)
 
-        self._turn = threading.Condition()      # applies go in log order; guards _applied_seq
+        self._turn = threading.Condition()      # applies go in log order; guards _applied_seq and _queued
         self._applied_seq = self._wal.last_seq
+        # By seq, for the applier: a logged batch and its size (None: skipped, its fsync failed).
+        self._queued: dict[int, tuple[UpsertBatch | None, int]] = {}
+        self._unindexed = 0                     # products in _queued and in the applier's hands
         self._snapshot_lock = threading.Lock()  # one snapshot at a time
         self.last_snapshot_seq = covered
         self._snapshotter = threading.Thread(target=self._snapshot_loop, name="lookalike-snapshots", daemon=True)
         self._snapshotter.start()
+        self._applier = threading.Thread(target=self._apply_loop, name="lookalike-applier", daemon=True)
+        self._applier.start()
 
     # --- writes ---------------------------------------------------------------------
 
     @property
     def applied_seq(self) -> int:
-        """The last log record applied: every acknowledged write is at or before it."""
+        """The last log record applied: every write acknowledged as applied is at or before it."""
         with self._turn:
             return self._applied_seq
 
-    def upsert(self, batch: UpsertBatch) -> None:
-        """Logs, applies and returns: then (and only then) the products may be
-        acknowledged. Raises ServiceError if the log cannot take the batch."""
-        self._write(batch)
+    @property
+    def unindexed_products(self) -> int:
+        """Products logged and acknowledged (wait_applied=False) but not applied yet."""
+        with self._turn:
+            return self._unindexed
+
+    def wait_applied(self, seq: int, timeout: float | None) -> bool:
+        """Waits until the log record ``seq`` is applied (at most ``timeout`` s); whether it is."""
+        with self._turn:
+            return self._turn.wait_for(lambda: self._applied_seq >= seq, timeout)
+
+    @property
+    def logged_seq(self) -> int:
+        """The last log record written."""
+        return self._wal.last_seq
+
+    def upsert(self, batch: UpsertBatch, *, wait_applied: bool = True) -> int:
+        """Logs the batch durably and returns its log seq: then (and only then)
+        the products may be acknowledged. With ``wait_applied`` they are applied
+        before it returns; without, the batch is first checked as the apply
+        checks it (ValueError, KeyError or TypeError: nothing is logged) and
+        left to the applier thread. Raises ServiceError if the log cannot take it."""
+        if wait_applied:
+            return self._write(batch)[1]
+        self.collection.check_upsert(batch.ids, batch.vectors, batch.attributes)
+        with self._turn:  # room in the backlog before it grows (a batch larger than the bound waits for none)
+            self._turn.wait_for(lambda: self._unindexed == 0
+                                or self._unindexed + len(batch.ids) <= self._config.max_unindexed_products)
+            self._unindexed += len(batch.ids)
+        try:
+            seq = self._wal.write(records.encode(batch))
+        except WalError as e:
+            with self._turn:
+                self._unindexed -= len(batch.ids)
+                self._turn.notify_all()
+            raise _log_failure(e) from e
+        durable = None
+        try:
+            self._wal.commit(seq)
+        except WalError as e:
+            durable = e
+        with self._turn:  # skipped in its turn when not durable, as _write does
+            self._queued[seq] = (batch if durable is None else None, len(batch.ids))
+            self._turn.notify_all()
+        if durable is not None:
+            raise ServiceError(grpc.StatusCode.UNAVAILABLE, f"{durable}; this write was not applied") from durable
+        return seq
 
     def delete(self, ids: list[int]) -> list[int]:
         """Deletes the products; returns the ids that were not there."""
         if not len(ids):
             return []
-        return self._write(DeleteBatch(np.asarray(ids, dtype=np.int64)))
+        return self._write(DeleteBatch(np.asarray(ids, dtype=np.int64)))[0]
 
-    def _write(self, batch: UpsertBatch | DeleteBatch) -> list[int]:
+    def _write(self, batch: UpsertBatch | DeleteBatch) -> tuple[list[int], int]:
+        """Logs and applies the batch; its apply's result and its seq."""
         try:
             seq = self._wal.write(records.encode(batch))
-        except WalWriteError as e:
-            code = (grpc.StatusCode.RESOURCE_EXHAUSTED if e.errno in (errno.ENOSPC, errno.EDQUOT)
-                    else grpc.StatusCode.UNAVAILABLE)
-            raise ServiceError(code, f"{e}; nothing of this write was applied, retry later") from e
         except WalError as e:
-            raise ServiceError(grpc.StatusCode.UNAVAILABLE, f"{e}; nothing of this write was applied") from e
+            raise _log_failure(e) from e
         durable = None
         try:
             self._wal.commit(seq)
@@ -169,13 +223,38 @@ class DurableCollection:
             durable = e
         with self._turn:
             self._turn.wait_for(lambda: self._applied_seq == seq - 1)
-            try:
-                if durable is None:
-                    return self._apply(batch, seq)
-            finally:
+        try:  # its turn: no other write applies until applied_seq moves
+            if durable is None:
+                return self._apply(batch, seq), seq
+        finally:
+            with self._turn:
                 self._applied_seq = seq
                 self._turn.notify_all()
         raise ServiceError(grpc.StatusCode.UNAVAILABLE, f"{durable}; this write was not applied") from durable
+
+    def _apply_loop(self) -> None:
+        """The applier thread: applies the queued batches in log order, taking
+        its turn with the writes that apply their own batch."""
+        while True:
+            with self._turn:
+                self._turn.wait_for(lambda: self._applied_seq + 1 in self._queued
+                                    or (self._stop.is_set() and not self._queued))
+                if self._applied_seq + 1 not in self._queued:
+                    return
+                seq = self._applied_seq + 1
+                batch, size = self._queued.pop(seq)
+            try:
+                if batch is not None:
+                    self._apply(batch, seq)
+            except Exception:  # checked before it was logged: a bug or a resource, not the input
+                self._metrics.background_failures.labels("apply").inc()
+                log.exception("log record %d (acknowledged when logged) failed to apply; a restart "
+                              "replays it", seq)
+            finally:
+                with self._turn:
+                    self._applied_seq = seq
+                    self._unindexed -= size
+                    self._turn.notify_all()
 
     def _apply(self, batch: UpsertBatch | DeleteBatch, seq: int, *, replaying: bool = False) -> list[int]:
         """Applies one logged batch, live or on replay, in the order that lets a
@@ -221,10 +300,14 @@ class DurableCollection:
         for watcher in list(self._watchers):
             watcher(ids)
 
+    def drain(self) -> None:
+        """Waits until every write logged so far is applied (the applier's backlog empty)."""
+        self.wait_applied(self._wal.last_seq, None)
+
     def switch(self, collection: Collection, snapshots_root: Path, covered_seq: int) -> None:
         """Serves and snapshots ``collection`` from now on; its snapshot in
         ``snapshots_root`` covers the log up to ``covered_seq``, the last record
-        applied. Call while no write is in flight (a re-index's swap)."""
+        applied. Call while no write is in flight and after drain() (a re-index's swap)."""
         with self._snapshot_lock:
             with self._turn:
                 self.collection = collection
@@ -334,8 +417,12 @@ class DurableCollection:
 
     def close(self, snapshot: bool = True) -> None:
         """Stops the background snapshots, takes a last one (so the next start
-        replays nothing) unless ``snapshot`` is false, and closes the log."""
+        replays nothing) unless ``snapshot`` is false, and closes the log.
+        The applier first applies what it has queued."""
         self._stop.set()
+        with self._turn:
+            self._turn.notify_all()
+        self._applier.join()
         self._wake.set()
         self._snapshotter.join()
         try:
@@ -346,3 +433,12 @@ class DurableCollection:
         finally:
             self.blobs.close()
             self._wal.close()
+
+
+def _log_failure(error: Exception) -> ServiceError:
+    """The status of a write the log could not take (nothing of it was applied)."""
+    if isinstance(error, WalWriteError):
+        code = (grpc.StatusCode.RESOURCE_EXHAUSTED if error.errno in (errno.ENOSPC, errno.EDQUOT)
+                else grpc.StatusCode.UNAVAILABLE)
+        return ServiceError(code, f"{error}; nothing of this write was applied, retry later")
+    return ServiceError(grpc.StatusCode.UNAVAILABLE, f"{error}; nothing of this write was applied")

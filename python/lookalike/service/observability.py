@@ -8,6 +8,7 @@ Metrics:
   lookalike_in_flight                            calls being served
   lookalike_encoder_queue{tower}                 inputs waiting for the image / text encoder
   lookalike_products                             products in the collection
+  lookalike_unindexed_products                   products acknowledged when logged, not yet in the index
 
 A call's id is the client's `x-request-id` metadata when it sends one, else a
 fresh one; it is in the log line and sent back as `x-request-id` trailing metadata.
@@ -44,6 +45,9 @@ class Metrics:
                                      registry=self.registry)
         self.in_flight = prom.Gauge("lookalike_in_flight", "Calls being served", registry=self.registry)
         self.products = prom.Gauge("lookalike_products", "Products in the collection", registry=self.registry)
+        self.unindexed = prom.Gauge("lookalike_unindexed_products",
+                                    "Products acknowledged once logged (ACKNOWLEDGE_LOGGED), not yet in the index",
+                                    registry=self.registry)
         self.encoder_queue = prom.Gauge("lookalike_encoder_queue", "Inputs waiting for an encoder run", ["tower"],
                                         registry=self.registry)
         self.compaction_failures = prom.Counter(

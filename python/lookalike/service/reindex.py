@@ -325,6 +325,7 @@ class Reindexer:
         product failed on the way (nothing swapped)."""
         with self._gate.exclusive():
             started = time.perf_counter()
+            self._store.drain()  # writes acknowledged when logged are applied (and marked dirty) first
             todo = dirty.take()
             job.total += len(todo)
             self._process(job, encoder, base, todo, carry_over)

@@ -29,6 +29,10 @@ class ReplicaServicer(SearchServicer):
     def Delete(self, request: search_pb2.DeleteRequest, context: grpc.ServicerContext) -> search_pb2.DeleteResponse:
         self._refuse(context)
 
+    def _caught_up(self, min_seq: int, context: grpc.ServicerContext) -> None:
+        """A read's min_seq here is the cluster log's sequence: the router sent it
+        to a replica that applied it already."""
+
     def _refuse(self, context: grpc.ServicerContext) -> None:
         context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                       f"this server is a replica of shard {self.shard}: it applies the collection's log, "

@@ -247,7 +247,7 @@ class RouterServicer(search_pb2_grpc.SearchServiceServicer):
     def Upsert(self, requests: Iterable[search_pb2.UpsertRequest],
                context: grpc.ServicerContext) -> search_pb2.UpsertResponse:
         return upsert_stream(requests, context, self._limits.max_batch,
-                             lambda products: self._upsert_message(products, _deadline(context)))
+                             lambda request: self._upsert_message(request.products, _deadline(context)))
 
     def _upsert_message(self, products: Iterable[search_pb2.Product],
                         deadline: float | None) -> list[search_pb2.ItemResult]:

@@ -185,6 +185,7 @@ class Server:
                 self._feedback_servicer.attach(self._feedback_store)
                 store = self.store
                 self.metrics.products.set_function(lambda: len(store.collection))
+                self.metrics.unindexed.set_function(lambda: store.unindexed_products)
                 self.reindexer = Reindexer(self.store, self.versions, self._servicer.write_gate, self._swap_model,
                                            self._open_encoder, self._model_path, self.config.spaces,
                                            self.config.default_space)

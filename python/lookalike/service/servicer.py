@@ -48,6 +48,9 @@ from lookalike.store.records import UpsertBatch
 from lookalike.v1 import search_pb2, search_pb2_grpc
 
 
+MAX_CATCH_UP_SECONDS = 60.0  # the longest a read with min_seq waits when its call has no deadline
+
+
 class Serving(NamedTuple):
     """What serves calls together: the model, the collection, and the model's
     extras (None / an inert ColourFree when off)."""
@@ -142,6 +145,8 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
 
     def _search(self, request: search_pb2.SearchRequest, context: grpc.ServicerContext) -> search_pb2.SearchResponse:
         started = time.perf_counter()
+        if request.min_seq:
+            self._caught_up(request.min_seq, context)
         timings = search_pb2.StageTimings()
         limits = self._limits
         offset, want = convert.page_window(request, limits.max_k, limits.max_results)
@@ -245,17 +250,20 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
                context: grpc.ServicerContext) -> search_pb2.UpsertResponse:
         return upsert_stream(requests, context, self._limits.max_batch, self._upsert_batch)
 
-    def _upsert_batch(self, products: Iterable[search_pb2.Product]) -> list[search_pb2.ItemResult]:
+    def _upsert_batch(self, request: search_pb2.UpsertRequest) -> list[search_pb2.ItemResult]:
         """One message's products, wholly before or wholly after any re-index swap."""
         with self.write_gate.shared():
             self._pins.view = self._serving  # the pair of the moment, which no swap can change now
-            return self._upsert_checked(products)
+            return self._upsert_checked(request.products,
+                                        logged_only=request.acknowledge == search_pb2.ACKNOWLEDGE_LOGGED)
 
-    def _upsert_checked(self, products: Sequence[search_pb2.Product]) -> list[search_pb2.ItemResult]:
+    def _upsert_checked(self, products: Sequence[search_pb2.Product], logged_only: bool = False,
+                        ) -> list[search_pb2.ItemResult]:
         """Checks each product on its own (a bad one fails alone), then applies the
-        good ones together. The message's images are encoded together first, so
-        they share the encoder's batches; the image of each product that passed
-        its checks is stored meanwhile."""
+        good ones together (``logged_only``: logs them, leaving the apply to the
+        store's applier, and gives each result the log seq). The message's
+        images are encoded together first, so they share the encoder's batches;
+        the image of each product that passed its checks is stored meanwhile."""
         kept: dict[int, Future] = {}  # product -> its image's digest, being stored
 
         def keep_image(i: int) -> None:
@@ -263,56 +271,63 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
                 kept[i] = self._store.blobs.put_soon(products[i].image)
 
         results, good = [], []
+        view = self._view  # looked up once: it is the same for every product of the message
         try:
-            from_images = self._queries.product_images(products, self._check, keep_image)
+            from_images = view.queries.product_images(products, functools.partial(self._check, view.collection),
+                                                      keep_image)
             for i, (product, from_image) in enumerate(zip(products, from_images)):
                 try:
                     if isinstance(from_image, ServiceError):
                         raise from_image
                     # The image is durable before the log record that names it is written.
                     digest = self._kept_image(kept[i], f"products[{i}]") if i in kept else ""
-                    good.append(self._prepared(product, from_image, digest, f"products[{i}]"))
+                    good.append(self._prepared(view, product, from_image, digest, f"products[{i}]"))
                     results.append(search_pb2.ItemResult(id=product.id))
                 except ServiceError as e:
                     results.append(search_pb2.ItemResult(id=product.id, status_code=e.code.value[0], error=e.message))
             if good:
-                self._apply(good)
+                seq = self._apply(good, logged_only)
+                if logged_only:
+                    for result in results:
+                        if not result.status_code:
+                            result.seq = seq
         finally:  # logged (the log now names them) or failed: the sweep may judge them again
             wait(kept.values())
             self._store.blobs.unpin(f.result() for f in kept.values() if f.exception() is None)
         return results
 
-    def _check(self, product: search_pb2.Product, where: str) -> None:
+    def _check(self, collection: Collection, product: search_pb2.Product, where: str) -> None:
         """What is checked of a product before its image is encoded."""
         if product.id < 0:
             raise invalid(f"{where}: id must be >= 0, got {product.id}")
         convert.check_product_sizes(product, self._limits, where)
-        unknown = set(product.vectors) - set(self._collection.spaces)
+        unknown = [name for name in product.vectors if name not in collection.spaces]
         if unknown:
             raise not_found(f"{where}: unknown vector space(s) {sorted(unknown)}")
 
-    def _prepared(self, product: search_pb2.Product, from_image: dict[str, np.ndarray], image_digest: str,
-                  where: str) -> dict[str, Any]:
+    def _prepared(self, view: Serving, product: search_pb2.Product, from_image: dict[str, np.ndarray],
+                  image_digest: str, where: str) -> dict[str, Any]:
         """A product's vectors for every space (sent > from its image, encoded
         already > from its title), attributes and record (its image stored
         already as ``image_digest``), checked."""
         clock = StageClock()
         from_title = {}
         vectors = {}
-        for name, config in self._collection.spaces.items():
-            if name in product.vectors:
-                vectors[name] = convert.vector_from_proto(product.vectors[name], config.dim, f"{where}.vectors['{name}']")
+        collection, encoder, sent = view.collection, view.encoder, product.vectors
+        for name, config in collection.spaces.items():
+            if name in sent:
+                vectors[name] = convert.vector_from_proto(sent[name], config.dim, f"{where}.vectors['{name}']")
             elif name in from_image:
                 vectors[name] = from_image[name]
-            elif product.title and self._encoder is not None and name in self._encoder.text_spaces:
-                from_title = from_title or self._queries.encode_all("text", product.title, clock, f"{where}.title")
+            elif product.title and encoder is not None and name in encoder.text_spaces:
+                from_title = from_title or view.queries.encode_all("text", product.title, clock, f"{where}.title")
                 vectors[name] = from_title[name]
             else:
                 raise invalid(f"{where}: no vector for space '{name}': send vectors['{name}']"
                               + self._how_to_fill(name))
             convert.check_direction(vectors[name], config.metric, f"{where}.vectors['{name}']")
-        attributes = convert.attributes_from_proto(product.attributes, self._collection.schema, where)
-        tagger, flag_duplicates = self._view.tagger, self._view.flag_duplicates
+        attributes = convert.attributes_from_proto(product.attributes, collection.schema, where)
+        tagger, flag_duplicates = view.tagger, view.flag_duplicates
         if tagger is not None and tagger.config.space in from_image:
             attributes = tagger.merged(from_image[tagger.config.space], attributes)
         if flag_duplicates is not None:
@@ -338,18 +353,26 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
                                           ("a title", self._encoder.text_spaces)) if space in spaces]
         return f" or {' or '.join(ways)}" if ways else ""
 
-    def _apply(self, products: list[dict[str, Any]]) -> None:
-        """Logs the checked products (durably), applies them, and returns: then they may be acknowledged."""
+    def _apply(self, products: list[dict[str, Any]], logged_only: bool) -> int:
+        """Logs the checked products (durably), applies them unless ``logged_only``
+        (then the store's applier does, in log order), and returns their log seq:
+        then they may be acknowledged."""
         # The same id twice in one batch: the last one wins, as if sent one by one.
         latest = {p["id"]: p for p in products}
         products = list(latest.values())
         names = {name for p in products for name in p["attributes"]}
-        self._store.upsert(UpsertBatch(
+        try:
+            return self._store.upsert(self._batch(products, names), wait_applied=not logged_only)
+        except (KeyError, ValueError, TypeError) as e:  # the store's own checks, before logging
+            raise invalid(f"products: {key_error_text(e) if isinstance(e, KeyError) else e}") from None
+
+    def _batch(self, products: list[dict[str, Any]], names: set[str]) -> UpsertBatch:
+        return UpsertBatch(
             ids=np.array([p["id"] for p in products], dtype=np.int64),
             vectors={name: np.stack([p["vectors"][name] for p in products]) for name in self._collection.spaces},
             attributes={name: [p["attributes"].get(name) for p in products] for name in names},
             titles=[p["record"].title for p in products], image_uris=[p["record"].image_uri for p in products],
-            image_sha256=[p["record"].image_sha256 for p in products]))
+            image_sha256=[p["record"].image_sha256 for p in products])
 
     @rpc
     @_pinned
@@ -383,6 +406,8 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
     def Get(self, request: search_pb2.GetRequest, context: grpc.ServicerContext) -> search_pb2.GetResponse:
         if len(request.ids) > self._limits.max_ids:
             raise invalid(f"{len(request.ids)} ids in one call, at most {self._limits.max_ids}")
+        if request.min_seq:
+            self._caught_up(request.min_seq, context)
         for name in request.with_vectors:
             self._space(name)
         metadata = self._metadata(np.array([i for i in request.ids if i in self._collection], dtype=np.int64))
@@ -396,6 +421,19 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
                 product.vectors[name].CopyFrom(convert.vector_to_proto(arr[row]))
         return response
 
+    def _caught_up(self, min_seq: int, context: grpc.ServicerContext) -> None:
+        """Waits, within the call's deadline, until the log record ``min_seq`` is
+        applied (an ACKNOWLEDGE_LOGGED write is then searchable)."""
+        store = self._store
+        if min_seq > store.logged_seq:
+            raise invalid(f"min_seq {min_seq}: no write has that seq (the last one logged is {store.logged_seq})")
+        remaining = context.time_remaining()
+        if not store.wait_applied(min_seq, MAX_CATCH_UP_SECONDS if remaining is None
+                                  else min(remaining, MAX_CATCH_UP_SECONDS)):
+            raise ServiceError(grpc.StatusCode.UNAVAILABLE,
+                               f"min_seq {min_seq}: not in the index yet ({store.unindexed_products} products wait "
+                               f"for it); retry, or read without min_seq")
+
     @rpc
     @_pinned
     def Stats(self, request: search_pb2.StatsRequest, context: grpc.ServicerContext) -> search_pb2.StatsResponse:
@@ -403,7 +441,8 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
                                             default_space=self._collection.default_space,
                                             attribute_schema=self._collection.schema,
                                             applied_seq=self._store.applied_seq,
-                                            last_snapshot_seq=self._store.last_snapshot_seq)
+                                            last_snapshot_seq=self._store.last_snapshot_seq,
+                                            unindexed_products=self._store.unindexed_products)
         encoder = self._encoder
         if encoder is not None:
             response.model_id = encoder.model_id

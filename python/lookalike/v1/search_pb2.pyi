@@ -13,9 +13,18 @@ class DType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DTYPE_UNSPECIFIED: _ClassVar[DType]
     DTYPE_FLOAT32: _ClassVar[DType]
     DTYPE_FLOAT16: _ClassVar[DType]
+
+class Acknowledge(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ACKNOWLEDGE_UNSPECIFIED: _ClassVar[Acknowledge]
+    ACKNOWLEDGE_SEARCHABLE: _ClassVar[Acknowledge]
+    ACKNOWLEDGE_LOGGED: _ClassVar[Acknowledge]
 DTYPE_UNSPECIFIED: DType
 DTYPE_FLOAT32: DType
 DTYPE_FLOAT16: DType
+ACKNOWLEDGE_UNSPECIFIED: Acknowledge
+ACKNOWLEDGE_SEARCHABLE: Acknowledge
+ACKNOWLEDGE_LOGGED: Acknowledge
 
 class Vector(_message.Message):
     __slots__ = ("data", "dtype", "dim")
@@ -275,10 +284,12 @@ class SearchBatchResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[SearchResult, _Mapping]]] = ...) -> None: ...
 
 class UpsertRequest(_message.Message):
-    __slots__ = ("products",)
+    __slots__ = ("products", "acknowledge")
     PRODUCTS_FIELD_NUMBER: _ClassVar[int]
+    ACKNOWLEDGE_FIELD_NUMBER: _ClassVar[int]
     products: _containers.RepeatedCompositeFieldContainer[Product]
-    def __init__(self, products: _Optional[_Iterable[_Union[Product, _Mapping]]] = ...) -> None: ...
+    acknowledge: Acknowledge
+    def __init__(self, products: _Optional[_Iterable[_Union[Product, _Mapping]]] = ..., acknowledge: _Optional[_Union[Acknowledge, str]] = ...) -> None: ...
 
 class ItemResult(_message.Message):
     __slots__ = ("id", "status_code", "error", "seq")
@@ -378,7 +389,7 @@ class SpaceStats(_message.Message):
     def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index_kind: _Optional[str] = ..., memory_bytes: _Optional[int] = ..., deleted: _Optional[int] = ..., has_image_encoder: _Optional[bool] = ..., has_text_encoder: _Optional[bool] = ...) -> None: ...
 
 class StatsResponse(_message.Message):
-    __slots__ = ("products", "spaces", "default_space", "model_id", "attribute_schema", "applied_seq", "last_snapshot_seq", "shards", "image_query_space", "text_query_space")
+    __slots__ = ("products", "spaces", "default_space", "model_id", "attribute_schema", "applied_seq", "last_snapshot_seq", "shards", "image_query_space", "text_query_space", "unindexed_products")
     class AttributeSchemaEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -396,6 +407,7 @@ class StatsResponse(_message.Message):
     SHARDS_FIELD_NUMBER: _ClassVar[int]
     IMAGE_QUERY_SPACE_FIELD_NUMBER: _ClassVar[int]
     TEXT_QUERY_SPACE_FIELD_NUMBER: _ClassVar[int]
+    UNINDEXED_PRODUCTS_FIELD_NUMBER: _ClassVar[int]
     products: int
     spaces: _containers.RepeatedCompositeFieldContainer[SpaceStats]
     default_space: str
@@ -406,7 +418,8 @@ class StatsResponse(_message.Message):
     shards: _containers.RepeatedCompositeFieldContainer[ShardStats]
     image_query_space: str
     text_query_space: str
-    def __init__(self, products: _Optional[int] = ..., spaces: _Optional[_Iterable[_Union[SpaceStats, _Mapping]]] = ..., default_space: _Optional[str] = ..., model_id: _Optional[str] = ..., attribute_schema: _Optional[_Mapping[str, str]] = ..., applied_seq: _Optional[int] = ..., last_snapshot_seq: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[ShardStats, _Mapping]]] = ..., image_query_space: _Optional[str] = ..., text_query_space: _Optional[str] = ...) -> None: ...
+    unindexed_products: int
+    def __init__(self, products: _Optional[int] = ..., spaces: _Optional[_Iterable[_Union[SpaceStats, _Mapping]]] = ..., default_space: _Optional[str] = ..., model_id: _Optional[str] = ..., attribute_schema: _Optional[_Mapping[str, str]] = ..., applied_seq: _Optional[int] = ..., last_snapshot_seq: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[ShardStats, _Mapping]]] = ..., image_query_space: _Optional[str] = ..., text_query_space: _Optional[str] = ..., unindexed_products: _Optional[int] = ...) -> None: ...
 
 class ShardStats(_message.Message):
     __slots__ = ("name", "answered_by", "products", "applied_seq", "last_snapshot_seq", "stale_replicas", "error")
