@@ -64,16 +64,22 @@ def clustered_residuals(n, dim, seed):
     return x - x.mean(0), x[:8] - x.mean(0) + 0.01
 
 
+def bound_test_data(data: str, queries: int):
+    """2000 residuals and `queries` query-side vectors (256-d) of the bound
+    tests: standard normal ("random") or around 4 clusters ("clustered")."""
+    if data == "random":
+        rng = np.random.default_rng(2)
+        return (rng.standard_normal((2000, 256)).astype(np.float32),
+                rng.standard_normal((queries, 256)).astype(np.float32))
+    residuals, vectors = clustered_residuals(2000, 256, seed=3)
+    return residuals, vectors[:queries]
+
+
 @pytest.mark.parametrize("data", ["random", "clustered"])
 @pytest.mark.parametrize("metric", METRICS)
 @pytest.mark.parametrize("sigmas", [1.0, 1.5, 2.0, 3.0])
 def test_the_bound_fails_less_often_than_the_theory_allows(data, metric, sigmas):
-    rng = np.random.default_rng(2)
-    if data == "random":
-        residuals = rng.standard_normal((2000, 256)).astype(np.float32)
-        queries = rng.standard_normal((8, 256)).astype(np.float32)
-    else:
-        residuals, queries = clustered_residuals(2000, 256, seed=3)
+    residuals, queries = bound_test_data(data, 8)
     outside = total = 0
     for i, v in enumerate(queries):
         est, err, exact = estimates(residuals, v, metric, sigmas, seed=i)

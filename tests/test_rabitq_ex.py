@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lookalike import _core
-from test_rabitq import METRICS, clustered_residuals, estimates, gaussian_tail
+from test_rabitq import METRICS, bound_test_data, estimates, gaussian_tail
 
 WEIGHTS = {"l2": (1.0, 2.0), "cosine": (0.5, 1.0), "ip": (0.0, 1.0)}
 
@@ -75,13 +75,7 @@ def test_estimator_is_unbiased_over_rotations(metric):
 @pytest.mark.parametrize("data", ["random", "clustered"])
 @pytest.mark.parametrize("ex_bits", [1, 2, 4])
 def test_the_bound_fails_at_the_rate_the_theory_allows(data, ex_bits):
-    rng = np.random.default_rng(2)
-    if data == "random":
-        residuals = rng.standard_normal((2000, 256)).astype(np.float32)
-        queries = rng.standard_normal((6, 256)).astype(np.float32)
-    else:
-        residuals, queries = clustered_residuals(2000, 256, seed=3)
-        queries = queries[:6]
+    residuals, queries = bound_test_data(data, 6)
     outside = {(metric, sigmas): 0 for metric in METRICS for sigmas in (1.0, 2.0, 3.0)}
     for i, v in enumerate(queries):
         rotated = _core.rabitq_rotate(np.vstack([residuals, v[None]]).astype(np.float32), i)

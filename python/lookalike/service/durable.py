@@ -186,17 +186,12 @@ class DurableCollection:
                                 or self._unindexed + len(batch.ids) <= self._config.max_unindexed_products)
             self._unindexed += len(batch.ids)
         try:
-            seq = self._wal.write(records.encode(batch))
-        except WalError as e:
+            seq, durable = self._log(batch)
+        except ServiceError:
             with self._turn:
                 self._unindexed -= len(batch.ids)
                 self._turn.notify_all()
-            raise _log_failure(e) from e
-        durable = None
-        try:
-            self._wal.commit(seq)
-        except WalError as e:
-            durable = e
+            raise
         with self._turn:  # skipped in its turn when not durable, as _write does
             self._queued[seq] = (batch if durable is None else None, len(batch.ids))
             self._turn.notify_all()
@@ -210,17 +205,23 @@ class DurableCollection:
             return []
         return self._write(DeleteBatch(np.asarray(ids, dtype=np.int64)))[0]
 
-    def _write(self, batch: UpsertBatch | DeleteBatch) -> tuple[list[int], int]:
-        """Logs and applies the batch; its apply's result and its seq."""
+    def _log(self, batch: UpsertBatch | DeleteBatch) -> tuple[int, WalError | None]:
+        """Writes the batch to the log and fsyncs it: its seq, and the fsync's
+        error when the record may not be durable (it then takes its turn
+        unapplied). Raises ServiceError if the log cannot take it (nothing written)."""
         try:
             seq = self._wal.write(records.encode(batch))
         except WalError as e:
             raise _log_failure(e) from e
-        durable = None
         try:
             self._wal.commit(seq)
         except WalError as e:
-            durable = e
+            return seq, e
+        return seq, None
+
+    def _write(self, batch: UpsertBatch | DeleteBatch) -> tuple[list[int], int]:
+        """Logs and applies the batch; its apply's result and its seq."""
+        seq, durable = self._log(batch)
         with self._turn:
             self._turn.wait_for(lambda: self._applied_seq == seq - 1)
         try:  # its turn: no other write applies until applied_seq moves
