@@ -129,6 +129,7 @@ class BoolColumn {
   void set(uint32_t row, uint8_t value, bool maintain);  // value: 0, 1 or kAbsent
   uint8_t get(uint32_t row) const { return values_[row]; }
   const std::vector<uint32_t>& rows_with(bool value) const { return postings_.rows(value); }
+  const std::vector<uint64_t>* dense_rows_with(bool value) const { return postings_.dense_rows(value); }
   void rebuild_index();
   size_t bytes() const { return values_.capacity() + postings_.bytes(); }
 

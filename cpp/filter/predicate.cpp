@@ -275,6 +275,7 @@ class FlagIs final : public ExactLeaf {
   void collect(const ListSizes&, std::vector<Listed>& out, size_t stride) const override {
     collect_rows(column_.rows_with(value_), out, stride);
   }
+  const std::vector<uint64_t>* row_bits() const override { return column_.dense_rows_with(value_); }
 
  protected:
   size_t count_listable(ListSizes&) const override { return estimate(); }
