@@ -1,7 +1,8 @@
 """Cluster mode: write throughput through a cluster router against one server,
 a replica's visibility lag, and a stopped replica's catch-up rate.
 
-A 3-node NATS JetStream cluster (the stream with 3 copies) on loopback, 2 shards
+A 3-node NATS JetStream cluster (the stream with 3 copies) on loopback, --shards
+shards (2 by default; the seed's 100M products need about ten, docs/scaling.md)
 x 2 replicas and a cluster router, all in this process (vectors only), and one
 single server for comparison:
 
@@ -49,7 +50,6 @@ from lookalike.service.config import ServiceConfig  # noqa: E402
 from lookalike.service.server import Server  # noqa: E402
 
 DIM = int(os.environ.get("LOOKALIKE_BENCH_DIM", "64"))  # 512 for CLIP-sized vectors
-SHARDS = 2
 
 
 def product(rng: np.random.Generator, id_: int) -> Product:
@@ -88,7 +88,7 @@ def lag(router: str, replicas: dict[int, list[Server]], probes: int, rate: float
             id_ = first_id + i
             assert writer.upsert([product(rng, id_)]).results[0].status_code == 0
             acked = time.monotonic()
-            shard = int(shard_of(np.array([id_]), SHARDS)[0])
+            shard = int(shard_of(np.array([id_]), len(replicas))[0])
             waiting = list(clients[shard])
             while waiting and time.monotonic() - acked < 10:
                 waiting = [c for c in waiting if not c.get([id_]).products]
@@ -117,13 +117,13 @@ def catch_up(router: str, stopped: Server, restart_config: ServiceConfig, server
     servers.remove(stopped)
     rng = np.random.default_rng(4 if spread else 3)
     wanted = args.behind * args.behind_batch
-    ids = (4 if spread else 3) * 10**9 + np.arange(wanted * SHARDS)
-    written = ids[:wanted] if spread else ids[shard_of(ids, SHARDS) == 0][:wanted]
-    missed = int((shard_of(written, SHARDS) == 0).sum())
+    ids = (4 if spread else 3) * 10**9 + np.arange(2 * wanted * args.shards)  # enough on shard 0 alone
+    written = ids[:wanted] if spread else ids[shard_of(ids, args.shards) == 0][:wanted]
+    missed = int((shard_of(written, args.shards) == 0).sum())
     with Client(router, timeout=120) as client:
         for start in range(0, wanted, args.behind_batch):
             client.upsert([product(rng, int(i)) for i in written[start:start + args.behind_batch]])
-    last_missed = int(written[shard_of(written, SHARDS) == 0][-1])  # applied last, records apply in order
+    last_missed = int(written[shard_of(written, args.shards) == 0][-1])  # applied last, records apply in order
     again = Server(restart_config, shard=0)
     load_before = os.getloadavg()[0]  # other jobs on the machine: a catch-up is CPU-bound
     started = time.perf_counter()
@@ -143,6 +143,7 @@ def catch_up(router: str, stopped: Server, restart_config: ServiceConfig, server
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--shards", type=int, default=2, help="shards of 2 replicas each")
     parser.add_argument("--products", type=int, default=20_000)
     parser.add_argument("--probes", type=int, default=300)
     parser.add_argument("--rate", type=float, default=50.0, help="lag probes a second")
@@ -158,10 +159,10 @@ def main() -> int:
         nats = NatsServers.start(root / "nats", 3)
         servers: list[Server] = []
         try:
-            cluster = ClusterConfig(urls=nats.urls, shards=SHARDS, stream_replicas=3, heartbeat_s=0.5,
+            cluster = ClusterConfig(urls=nats.urls, shards=args.shards, stream_replicas=3, heartbeat_s=0.5,
                                     live_after_s=3)
             replicas = {s: [Server(config(root, f"s{s}r{r}", cluster), shard=s) for r in range(2)]
-                        for s in range(SHARDS)}
+                        for s in range(args.shards)}
             for group in replicas.values():
                 for server in group:
                     server.start()

@@ -10,6 +10,9 @@ gets no answer (a leader change, a node down, a reconnect) is sent again with
 the same message id (Nats-Msg-Id) until `publish_timeout_s` passes: within the
 stream's duplicate window JetStream stores a message id once and answers a
 repeat with the first one's sequence, so a retried write is applied once.
+
+A write that touches several shards publishes their records at once
+(publish_all): its latency is one quorum round trip, not one a shard.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import re
 import threading
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 
 import nats.errors
 import nats.js.errors
@@ -73,6 +77,12 @@ class CollectionLog:
         self._images = None
         self._shard_locks = defaultdict(threading.Lock)
         self._previous: dict[int, int] = {}   # shard -> the last record of its subject, as far as known here
+        # publish_all's threads: each waits on one shard's publish (a shard's lock keeps its records in order).
+        self._publishers = ThreadPoolExecutor(max_workers=max(4, 2 * self.config.shards),
+                                              thread_name_prefix="log-publish")
+
+    def close(self) -> None:
+        self._publishers.shutdown(wait=True)
 
     def ensure(self) -> None:
         """Creates the stream and the image bucket unless they exist (every
@@ -84,6 +94,21 @@ class CollectionLog:
                               max_bytes=config.max_bytes, duplicate_window=DUPLICATE_WINDOW_S)
         until_ready(self.link, lambda: self.link.js.add_stream(stream), f"stream {config.stream}", STARTUP_PATIENCE_S)
         self._images = object_bucket(self.link, f"{config.stream}_images")
+
+    def publish_all(self, records: dict[int, tuple[bytes, str]],
+                    deadline: float | None = None) -> dict[int, int | LogUnavailable]:
+        """publish() of each shard's (record, message_id), all at once: each
+        shard's stream sequence, or the LogUnavailable its publish raised (the
+        other shards' records are stored regardless)."""
+        def one(shard: int, record: bytes, message_id: str) -> int | LogUnavailable:
+            try:
+                return self.publish(shard, record, message_id, deadline)
+            except LogUnavailable as e:
+                return e
+        if len(records) == 1:
+            return {shard: one(shard, *args) for shard, args in records.items()}
+        futures = {shard: self._publishers.submit(one, shard, *args) for shard, args in records.items()}
+        return {shard: future.result() for shard, future in futures.items()}
 
     def publish(self, shard: int, record: bytes, message_id: str, deadline: float | None = None) -> int:
         """Appends ``record`` to ``shard``'s subject; returns its stream sequence

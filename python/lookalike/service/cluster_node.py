@@ -121,6 +121,7 @@ class RouterNode:
     def close(self) -> None:
         self.membership.stop()
         self.shards.close()
+        self.log.close()
         self.link.close()
 
 

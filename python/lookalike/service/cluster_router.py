@@ -13,6 +13,7 @@ collection's log (cluster/log.py) instead of to the replicas.
   shard, evaluated by each replica at its place in the stream.
 - A write is published under a fresh write id (message id = write id, shard,
   first product id): a publish retried across a leader change is stored once.
+  Its shards' records are published at once (CollectionLog.publish_all).
 """
 
 from __future__ import annotations
@@ -91,19 +92,20 @@ class ClusterRouterServicer(RouterServicer):
         by_shard: dict[int, list[int]] = defaultdict(list)
         for id_, shard in zip(checked, self._shards.owners(list(checked)).tolist()):
             by_shard[shard].append(id_)
-        write_id = uuid.uuid4().hex
-        for shard, ids in sorted(by_shard.items()):
+        records = {}
+        for shard, ids in by_shard.items():
             items = [checked[i] for i in ids]
             names = {name for item in items for name in item["attributes"]}
-            batch = UpsertBatch(ids=np.array(ids, dtype=np.int64),
-                                vectors={name: np.stack([item["vectors"][name] for item in items])
-                                         for name in items[0]["vectors"]},
-                                attributes={name: [item["attributes"].get(name) for item in items] for name in names},
-                                titles=[item["title"] for item in items],
-                                image_uris=[item["image_uri"] for item in items],
-                                image_sha256=[item["digest"] for item in items])
-            outcome = self._publish(shard, batch, write_id, ids, deadline)
-            for id_ in ids:
+            records[shard] = UpsertBatch(ids=np.array(ids, dtype=np.int64),
+                                         vectors={name: np.stack([item["vectors"][name] for item in items])
+                                                  for name in items[0]["vectors"]},
+                                         attributes={name: [item["attributes"].get(name) for item in items]
+                                                     for name in names},
+                                         titles=[item["title"] for item in items],
+                                         image_uris=[item["image_uri"] for item in items],
+                                         image_sha256=[item["digest"] for item in items])
+        for shard, outcome in self._publish(records, deadline).items():
+            for id_ in by_shard[shard]:
                 for i in rows[id_]:
                     results[i] = _item(id_, outcome)
         return results
@@ -157,14 +159,19 @@ class ClusterRouterServicer(RouterServicer):
             raise ServiceError(grpc.StatusCode.UNAVAILABLE, f"{where}.image: {e}; nothing of this product "
                                                             "was written") from e
 
-    def _publish(self, shard: int, record: log_records.Record, write_id: str, ids: list[int],
-                 deadline: float | None) -> int | ServiceError:
-        """The record's stream sequence once stored, or the error to answer with."""
-        message_id = f"{write_id}:{shard}:{ids[0]}+{len(ids) - 1}" if ids else f"{write_id}:{shard}"
-        try:
-            return self._log.publish(shard, log_records.encode(record), message_id, deadline)
-        except LogUnavailable as e:
-            return ServiceError(grpc.StatusCode.UNAVAILABLE, f"shard-{shard}: {e}")
+    def _publish(self, records: dict[int, log_records.Record],
+                 deadline: float | None) -> dict[int, int | ServiceError]:
+        """Each shard's record published at once under one fresh write id: its
+        stream sequence once stored, or the error to answer with."""
+        write_id = uuid.uuid4().hex
+        sent = {}
+        for shard, record in records.items():
+            ids = getattr(record, "ids", np.empty(0)).tolist()
+            message_id = f"{write_id}:{shard}:{ids[0]}+{len(ids) - 1}" if ids else f"{write_id}:{shard}"
+            sent[shard] = (log_records.encode(record), message_id)
+        return {shard: ServiceError(grpc.StatusCode.UNAVAILABLE, f"shard-{shard}: {outcome}")
+                if isinstance(outcome, LogUnavailable) else outcome
+                for shard, outcome in self._log.publish_all(sent, deadline).items()}
 
     @rpc
     def Delete(self, request: search_pb2.DeleteRequest, context: grpc.ServicerContext) -> search_pb2.DeleteResponse:
@@ -175,15 +182,12 @@ class ClusterRouterServicer(RouterServicer):
         else:
             self._check_filter(target, deadline)
             records = {s: FilterDelete(target) for s in range(len(self._shards))}
-        write_id = uuid.uuid4().hex
-        seqs = []
-        for shard, record in sorted(records.items()):
-            outcome = self._publish(shard, record, write_id, getattr(record, "ids", np.empty(0)).tolist(), deadline)
-            if isinstance(outcome, ServiceError):
-                raise ServiceError(outcome.code, f"{outcome.message} (the shards before it took the delete: "
-                                                 "retrying is safe)")
-            seqs.append(outcome)
-        return search_pb2.DeleteResponse(seq=max(seqs, default=0))
+        outcomes = self._publish(records, deadline)
+        failed = [outcome for _, outcome in sorted(outcomes.items()) if isinstance(outcome, ServiceError)]
+        if failed:
+            raise ServiceError(failed[0].code, f"{'; '.join(f.message for f in failed)} (the other shards took the "
+                                               "delete: retrying is safe)")
+        return search_pb2.DeleteResponse(seq=max(outcomes.values(), default=0))
 
     def _check_filter(self, clause: Any, deadline: float | None) -> None:
         """Names a filter's unknown attribute or wrong type here, as a server
