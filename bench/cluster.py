@@ -7,7 +7,10 @@ x 2 replicas and a cluster router, all in this process (vectors only), and one
 single server for comparison:
 
 - throughput: --products products upserted in messages of 32, through the
-  router and through the single server (fsync "always"), products/s;
+  router and through the single server (fsync "always"), products/s; and at
+  the end through the router again with every replica stopped (a write waits
+  for JetStream only): in one process the replicas' applying takes the cores
+  the router would have, which replicas on their own machines do not;
 - lag: --probes single-product upserts at --rate a second through the router;
   for each, the time from its acknowledgement until every replica of its shard
   returns it (Get on each replica, polled every millisecond): p50/p99/max;
@@ -189,6 +192,16 @@ def main() -> int:
             for spread in (False, True):
                 stopped, results["catch_up_spread" if spread else "catch_up"] = catch_up(
                     router.address, stopped, config(root, "s0r1", cluster), servers, args, spread)
+
+            # The replicas share this machine's cores with the router; stopped, what a
+            # router and the log take alone (a write needs JetStream, not the replicas).
+            log(f"throughput with every replica stopped: {args.products} products in messages of 32")
+            for server in [s for s in servers if s not in (router, single)]:
+                server.stop(grace=0)
+                servers.remove(server)
+            results["throughput_products_per_s"]["cluster_router_replicas_stopped"] = round(
+                throughput(router.address, args.products, 5 * 10**9))
+            log(str(results["throughput_products_per_s"]))
         finally:
             for server in reversed(servers):
                 server.stop(grace=0)
