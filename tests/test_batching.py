@@ -68,3 +68,29 @@ def test_a_wrong_result_count_is_an_error():
     with pytest.raises(RuntimeError, match="returned 0 results for 1 items"):
         batcher("a", timeout=5)
     batcher.close()
+
+
+def test_runners_run_batches_side_by_side():
+    meet = threading.Barrier(2, timeout=5)  # passed only by two batches running at once
+
+    def run(items):
+        meet.wait()
+        return items
+
+    batcher = MicroBatcher(run, max_batch=1, max_wait=0, runners=2)
+    assert [f.result(10) for f in [batcher.submit("a"), batcher.submit("b")]] == ["a", "b"]
+    assert batcher.batches == 2
+    batcher.close()
+
+
+def test_close_finishes_what_is_queued_with_several_runners():
+    batcher = MicroBatcher(lambda items: (time.sleep(0.005), [x + 1 for x in items])[1], max_batch=3, max_wait=0,
+                           runners=3)
+    futures = [batcher.submit(i) for i in range(20)]
+    batcher.close()
+    assert all(f.done() for f in futures) and [f.result() for f in futures] == list(range(1, 21))
+
+
+def test_runners_must_be_at_least_one():
+    with pytest.raises(ValueError, match="runners"):
+        MicroBatcher(lambda items: items, runners=0)

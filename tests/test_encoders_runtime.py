@@ -73,15 +73,18 @@ def test_cuda_dropped_silently_by_onnxruntime_is_noticed(tmp_path):
         open_session(tmp_path / "g.onnx", RuntimeConfig(device="cuda"), available=[CUDA, CPU], factory=factory)
 
 
-def test_thread_counts_reach_the_session_options(tmp_path):
+def test_thread_settings_reach_the_session_options(tmp_path):
     seen = {}
 
     def factory(path, options, providers):
-        seen.update(intra=options.intra_op_num_threads, inter=options.inter_op_num_threads)
+        seen.update(intra=options.intra_op_num_threads, inter=options.inter_op_num_threads,
+                    spinning=options.get_session_config_entry("session.intra_op.allow_spinning"))
         return FakeSession(providers)
 
     open_session(tmp_path / "g.onnx", RuntimeConfig(intra_op_threads=2, inter_op_threads=1), available=[CPU], factory=factory)
-    assert seen == {"intra": 2, "inter": 1}
+    assert seen == {"intra": 2, "inter": 1, "spinning": "0"}  # threads sleep while they wait, by default
+    open_session(tmp_path / "g.onnx", RuntimeConfig(spinning=True), available=[CPU], factory=factory)
+    assert seen["spinning"] == "1"
 
 
 @pytest.mark.parametrize(

@@ -10,10 +10,11 @@ import pytest
 from lookalike.cli import main
 from lookalike.client import Client, Product, packed
 from lookalike.service.config import Limits, ServiceConfig, SpaceConfig
-from lookalike.service.encoding import StageClock
+from lookalike.service.encoding import BatchingConfig, StageClock
 from lookalike.service.errors import ServiceError
 from lookalike.service.query_encoding import QueryEncoder
 from lookalike.service.server import Server
+from lookalike.store import records
 from test_service_encoders import big_blank_png, picture
 
 N = 20
@@ -63,6 +64,30 @@ def test_a_message_of_photos_is_encoded_in_shared_batches_with_per_product_resul
     expected = np.stack([alone[i]["joint"] for i in good])
     np.testing.assert_allclose(stored, expected, atol=1e-3)  # the index keeps float16: ~2.5e-4 steps near 0.5
     assert 1000 + BAD not in server.collection
+
+
+def test_batches_run_side_by_side_keep_per_product_results_and_log_each_product_once(tiny_clip_bundle, tmp_path):
+    config = ServiceConfig(address="127.0.0.1:0", data_dir=str(tmp_path), model=str(tiny_clip_bundle),
+                           encoder_threads=1, batching=BatchingConfig(max_batch=4, runners=2))
+    server = Server(config)
+    server.start()
+    try:
+        images = [picture(300 + i) for i in range(N)]
+        images[BAD] = picture(3)[:200]  # a truncated JPEG
+        logged_before = server.store.logged_seq
+        with Client(server.address) as client:
+            reply = client.upsert([Product(id=3000 + i, image=image) for i, image in enumerate(images)], batch=N)
+        assert [r.id for r in reply.results] == [3000 + i for i in range(N)]
+        assert [i for i, r in enumerate(reply.results) if r.status_code] == [BAD]
+        assert reply.results[BAD].error.startswith(f"products[{BAD}].image: ")
+        good = [i for i in range(N) if i != BAD]
+        alone = [one_by_one(server, images[i], f"products[{i}].image") for i in good]
+        np.testing.assert_allclose(server.collection.vectors("joint", [3000 + i for i in good]),
+                                   np.stack([vectors["joint"] for vectors in alone]), atol=1e-3)
+        logged = [records.decode(r.payload) for r in server.store._wal.records(after=logged_before)]
+        assert [batch.ids.tolist() for batch in logged] == [[3000 + i for i in good]]  # one record, each product once
+    finally:
+        server.stop(grace=1)
 
 
 def test_checks_before_the_photo_keep_their_order_and_messages(served):
@@ -118,3 +143,18 @@ def test_the_stats_command_prints_where_queries_go(served, capsys):
     out = capsys.readouterr().out
     assert "queries without --using: image -> joint, text -> joint, vector and product id -> joint" in out
     assert "joint" in out.splitlines()[-1] and "image+text" in out.splitlines()[-1]
+
+
+@pytest.mark.parametrize("spinning", [False, True])
+def test_the_encoder_threads_spin_only_when_configured(tiny_clip_bundle, tmp_path, spinning):
+    (tmp_path / "server.toml").write_text(f'model = "{tiny_clip_bundle}"\n'
+                                          + ("encoder_spinning = true\n" if spinning else ""))
+    config = ServiceConfig.load(tmp_path / "server.toml", env={}, address="127.0.0.1:0",
+                                data_dir=str(tmp_path / "data"))
+    server = Server(config)
+    server.start()
+    try:
+        options = server.encoder.encoder.session("image").get_session_options()
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == ("1" if spinning else "0")
+    finally:
+        server.stop(grace=1)

@@ -51,6 +51,12 @@ class RuntimeConfig:
       threads per session and more sessions in parallel give more throughput.
     - ``inter_op_threads``: threads across independent operators (1 is right
       for these sequential graphs).
+    - ``spinning``: whether an intra-op thread spins while it waits for work
+      (onnxruntime's default) instead of sleeping. Off by default: a spinning
+      thread holds a core that the process's other threads (image decoding,
+      gRPC, the index) or other processes need, and on a core that something
+      else holds, its partner spins at every operator's barrier
+      (docs/encoders-and-relevance.md, "Ingest throughput").
     - ``max_batch``: inputs per graph run; a longer list is split into chunks.
       Bigger chunks amortise per-run overhead but hold more memory.
     - ``max_pixels``: the decompression-bomb limit for image bytes.
@@ -60,6 +66,7 @@ class RuntimeConfig:
     device: str = "auto"
     intra_op_threads: int = 0
     inter_op_threads: int = 1
+    spinning: bool = False
     max_batch: int = 32
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_aspect_ratio: float = DEFAULT_MAX_ASPECT_RATIO
@@ -109,6 +116,7 @@ def open_session(
     options.inter_op_num_threads = config.inter_op_threads
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if config.spinning else "0")
     providers = choose_providers(config.device, ort.get_available_providers() if available is None else available)
     path = os.fspath(path)
     if providers[0] != CUDA:

@@ -9,6 +9,9 @@ its own row. At low load a lone item waits at most `max_wait`.
 The queue is bounded: when `max_queue` items wait, submit() raises Overloaded at
 once rather than letting callers queue behind work that cannot finish in time.
 A failing batch fails each of its callers with the batch's exception.
+
+`runners` worker threads each collect and run batches, so that that many
+batches run at once when enough items wait (one at a time below that).
 """
 
 from __future__ import annotations
@@ -27,17 +30,21 @@ class Overloaded(RuntimeError):
 
 class MicroBatcher:
     def __init__(self, run: Callable[[list[Any]], Sequence[Any]], *, max_batch: int = 16,
-                 max_wait: float = 0.002, max_queue: int = 256, name: str = "batcher") -> None:
-        """``run`` maps a list of items to a sequence of as many results."""
-        if max_batch < 1 or max_queue < 1 or max_wait < 0:
-            raise ValueError("max_batch and max_queue must be >= 1, max_wait >= 0")
+                 max_wait: float = 0.002, max_queue: int = 256, runners: int = 1, name: str = "batcher") -> None:
+        """``run`` maps a list of items to a sequence of as many results; it
+        is called from ``runners`` threads at once."""
+        if max_batch < 1 or max_queue < 1 or runners < 1 or max_wait < 0:
+            raise ValueError("max_batch, max_queue and runners must be >= 1, max_wait >= 0")
         self._run = run
         self._max_batch = max_batch
         self._max_wait = max_wait
         self._queue: queue.Queue[tuple[Any, Future] | None] = queue.Queue(max_queue)
-        self._worker = threading.Thread(target=self._loop, name=name, daemon=True)
-        self._worker.start()
+        self._counting = threading.Lock()
         self.batches = 0  # batches run so far (for tests and metrics)
+        self._workers = [threading.Thread(target=self._loop, name=f"{name}-{i}" if i else name, daemon=True)
+                         for i in range(runners)]
+        for worker in self._workers:
+            worker.start()
 
     def submit(self, item: Any) -> Future:
         future: Future = Future()
@@ -56,9 +63,11 @@ class MicroBatcher:
         return self._queue.qsize()
 
     def close(self) -> None:
-        """Finishes what is queued, then stops the worker."""
-        self._queue.put(None)
-        self._worker.join()
+        """Finishes what is queued, then stops the workers."""
+        for _ in self._workers:  # behind every queued item: each worker takes one once the items are gone
+            self._queue.put(None)
+        for worker in self._workers:
+            worker.join()
 
     def _loop(self) -> None:
         while True:
@@ -86,7 +95,8 @@ class MicroBatcher:
         live = [(item, f) for item, f in batch if f.set_running_or_notify_cancel()]
         if not live:
             return
-        self.batches += 1
+        with self._counting:
+            self.batches += 1
         try:
             results = self._run([item for item, _ in live])
             if len(results) != len(live):

@@ -169,6 +169,7 @@ class ServiceConfig:
     model: str = ""
     device: str = "auto"                 # onnxruntime: auto (CUDA when it works, else CPU), cpu, cuda
     encoder_threads: int = 0             # onnxruntime threads per operator; 0 = every core
+    encoder_spinning: bool = False       # those threads spin while they wait (see RuntimeConfig.spinning)
     batching: BatchingConfig = BatchingConfig()
     # The vector spaces and their indexes; empty = one per space of the model bundle, with
     # the default index parameters of SpaceConfig.

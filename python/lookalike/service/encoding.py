@@ -40,6 +40,11 @@ class BatchingConfig:
     max_batch: int = 16        # inputs per ONNX run
     max_wait_ms: float = 2.0   # how long a lone input waits for company
     max_queue: int = 256       # inputs waiting before new ones are refused (RESOURCE_EXHAUSTED)
+    # ONNX runs of a tower at once. With encoder_threads = 1 and runners = the cores, the
+    # batches of an ingest run side by side, each on one core, instead of one at a time
+    # across them: less CPU a photo (no threads meeting inside each operator), while a
+    # lone query waits for one core's run ("Ingest throughput" in docs/encoders-and-relevance.md).
+    runners: int = 1
 
 
 class ModelEncoder:
@@ -56,9 +61,9 @@ class ModelEncoder:
         max_wait = batching.max_wait_ms / 1e3
         self._batch = batching.max_batch
         self._images = MicroBatcher(self._run_images, max_batch=batching.max_batch, max_wait=max_wait,
-                                    max_queue=batching.max_queue, name="image-encoder")
+                                    max_queue=batching.max_queue, runners=batching.runners, name="image-encoder")
         self._texts = MicroBatcher(self._run_texts, max_batch=batching.max_batch, max_wait=max_wait,
-                                   max_queue=batching.max_queue, name="text-encoder")
+                                   max_queue=batching.max_queue, runners=batching.runners, name="text-encoder")
         self._decoders = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="image-decode")
 
     def image(self, data: bytes, clock: StageClock) -> dict[str, np.ndarray]:

@@ -270,6 +270,7 @@ class Server:
         from lookalike.encoders import Encoder, RuntimeConfig  # onnxruntime: only when there is a model
 
         runtime = RuntimeConfig(device=self.config.device, intra_op_threads=self.config.encoder_threads,
+                                spinning=self.config.encoder_spinning,
                                 max_pixels=self.config.limits.max_image_pixels,
                                 max_aspect_ratio=self.config.limits.max_image_aspect_ratio)
         return ModelEncoder(Encoder(path, runtime), self.config.batching)
