@@ -27,6 +27,20 @@ def test_a_blob_is_stored_once_under_its_sha256_in_fanout_folders(tmp_path):
     assert [p.name for p in blobs.path(digest).parent.iterdir()] == [digest]  # no tmp file left
 
 
+def test_a_put_syncs_the_folders_that_hold_its_new_entries(tmp_path, monkeypatch):
+    synced = []
+    monkeypatch.setattr("lookalike.store.blobs.fsync_directory", synced.append)
+    root = tmp_path / "blobs"
+    blobs = BlobStore(root)
+    digest = blobs.put(b"first")
+    folder = blobs.path(digest).parent
+    # the blob's entry, then those of the two fan-out folders and of the root, all made by this put
+    assert synced == [folder, folder.parent, root, tmp_path]
+    synced.clear()
+    assert blobs.put(b"first") == digest  # stored already: nothing new to sync
+    assert synced == []
+
+
 def test_a_sweep_removes_only_blobs_nothing_refers_to(tmp_path):
     blobs = BlobStore(tmp_path)
     kept, pinned, orphan = blobs.put(b"kept"), blobs.put(b"pinned"), blobs.put(b"orphan")

@@ -6,7 +6,7 @@ keep every directory small at a hundred million images. The same bytes are
 stored once, however many products share them.
 
 A blob is written to a tmp file, fsync'ed, renamed into place and its folder
-fsync'ed before put() returns: the caller logs the write that refers to it only
+fsync'ed (and the parent of each fan-out folder the write made) before put() returns: the caller logs the write that refers to it only
 then, so an acknowledged product always has its image, even after a crash.
 
 ``put_soon`` stores on a small pool of threads: a write's images are stored
@@ -67,6 +67,8 @@ class BlobStore:
         try:
             final = self.path(digest)
             if not final.exists():
+                # A folder made here is an entry of its parent, which is fsync'ed too (below).
+                made = [d for d in (self.root, final.parent.parent, final.parent) if not d.is_dir()]
                 final.parent.mkdir(parents=True, exist_ok=True)
                 tmp = final.with_name(f".tmp-{digest}-{threading.get_ident()}")
                 try:
@@ -78,6 +80,8 @@ class BlobStore:
                 finally:
                     tmp.unlink(missing_ok=True)
                 fsync_directory(final.parent)
+                for folder in reversed(made):
+                    fsync_directory(folder.parent)
         except BaseException:
             self.unpin([digest])
             raise
