@@ -69,11 +69,13 @@ class HnswIndex(NativeIndex):
         storage: str = "float32",
         rerank: bool | str | None = None,
         seed: int = 0,
+        sketches: bool = True,
     ) -> None:
         for name, value in (("dim", dim), ("M", M), ("ef_construction", ef_construction), ("ef_search", ef_search)):
             check_positive(name, value)
         self._core = _core.HnswIndex(
-            int(dim), metric, storage, int(M), int(ef_construction), int(ef_search), _rerank_copies(rerank), int(seed)
+            int(dim), metric, storage, int(M), int(ef_construction), int(ef_search), _rerank_copies(rerank), int(seed),
+            bool(sketches)
         )
         self._dim = int(dim)
 
@@ -119,6 +121,7 @@ class HnswIndex(NativeIndex):
         return_stats: bool = False,
         stop: _core.StopToken | None = None,
         plan: str | None = None,
+        bound_sigmas: float = 0.0,
     ) -> SearchResult | SearchResultWithStats:
         """The k nearest ids of each query. One query (shape (dim,)) gives arrays
         of shape (k,); n queries give (n, k), searched on ``threads`` threads.
@@ -133,7 +136,10 @@ class HnswIndex(NativeIndex):
         ``plan`` forces a filtered search's plan (``exact_scan``, ``filtered_graph``
         or ``two_hop_graph``) instead of the planner's choice: for comparing plans.
         ``stop`` (a StopToken) ends the search early: it raises DeadlineExceeded
-        once the token's deadline passes, SearchCancelled once it is cancelled."""
+        once the token's deadline passes, SearchCancelled once it is cancelled.
+        ``bound_sigmas`` widens or narrows the error bound of the sketch
+        estimates a filtered search reads full vectors by (0: the index's
+        default; ``math.inf`` reads every candidate's full vector)."""
         check_positive("k", k)
         if ef is not None:
             check_positive("ef", ef)
@@ -143,7 +149,7 @@ class HnswIndex(NativeIndex):
         check_filter(filter)
         queries = as_vectors(queries, self._dim, "queries", allow_1d=True)
         found = self._core.search(queries, k, ef or 0, filter, rerank, exact, thread_count(threads), bool(return_stats),
-                                  stop, plan or "")
+                                  stop, plan or "", float(bound_sigmas))
         return SearchResultWithStats(*found) if return_stats else SearchResult(*found)
 
     # --- parameters -----------------------------------------------------------
@@ -167,6 +173,11 @@ class HnswIndex(NativeIndex):
     @ef_search.setter
     def ef_search(self, ef: int) -> None:
         self._core.ef_search = int(ef)
+
+    @property
+    def sketches(self) -> bool:
+        """Whether the index keeps a 1-bit sketch of every vector for filtered searches."""
+        return self._core.sketches
 
     @property
     def rerank(self) -> str | None:
