@@ -19,7 +19,7 @@
 //                    take 1536 bytes a 512-d vector against 2048 for float32 alone.
 //   sketches         a 1-bit RaBitQ sketch of every vector (node_sketches.h), on
 //                    by default: a filtered scan of many matches estimates them
-//                    on it and reads few full vectors. 68 bytes a 512-d vector
+//                    on it and reads few full vectors. 72 bytes a 512-d vector
 //                    (6% of a float16 node) and a rotation per insert.
 //
 // Memory layout (as in hnswlib): each node's level-0 data is one block holding
@@ -83,7 +83,7 @@ struct IndexConfig {
   std::optional<distance::Scalar> rerank_copies;
   uint64_t seed = 0;        // of the level draw: the same inserts in the same order give the same graph
   // Keep a 1-bit sketch of every vector (node_sketches.h) that filtered
-  // searches estimate distances on before reading full vectors: 68 bytes a
+  // searches estimate distances on before reading full vectors: 72 bytes a
   // 512-d vector.
   bool sketches = true;
 

@@ -6,8 +6,10 @@
 // What a slot holds: the code's bits packed into uint64 words (bit i of the
 // rotated residual at bit i % 64 of word i / 64: 64 bytes, one cache line, at
 // 512-d) in one array, and its factors (norm as float16, cosine as 8-bit fixed
-// point) in another (4 bytes): 68 bytes a vector at 512-d, against 1,168 for
-// the level-0 block of a float16 index.
+// point) in another (8 bytes: the norm kept decoded): 72 bytes a vector at
+// 512-d, against 1,168 for the level-0 block of a float16 index. Both arrays
+// sit on huge pages where the system allows: a scan reads them at random
+// across their whole length.
 //
 // The sketch is of the vector as the graph's codec stores it (decoded), so the
 // estimate bounds the distance the codec computes, the one the graph ranks by:
@@ -45,8 +47,8 @@ namespace lookalike::hnsw {
 
 class NodeSketches {
  public:
-  // Bits a dimension of the quantised query. 8 keeps the quantisation's share
-  // of the bound to ~1/20 of the estimator's own at 512-d (4 bits: ~5x it).
+  // Bits a dimension of the quantised query. 8 keeps the quantisation's worst
+  // case to ~1/4 of the estimator's own 2-sigma width at 512-d (4 bits: ~4x it).
   static constexpr size_t kQueryBits = 8;
   // The bound's default width in standard deviations (pq/rabitq.h): 2, as the
   // IVF-RaBitQ index uses.
@@ -102,11 +104,11 @@ class NodeSketches {
 
  private:
   struct Factors {
-    uint16_t norm;  // |r| as float16
+    float norm;      // |r|, rounded to float16 (rabitq_encode) and kept decoded: no conversion per estimate
     uint8_t cosine;  // <x, o>, 8-bit fixed point (pq::decode_cosine)
-    uint8_t unused;
+    uint8_t unused[3];
   };
-  static_assert(sizeof(Factors) == 4);
+  static_assert(sizeof(Factors) == 8);
 
   size_t dim_;
   Metric metric_;

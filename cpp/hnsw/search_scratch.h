@@ -64,12 +64,6 @@ class VisitedSet {
   uint16_t epoch_ = 0;
 };
 
-// A match of a scan on sketches: its estimate and lower bound.
-struct Bounded {
-  float est, lower;
-  uint32_t slot;
-};
-
 struct SearchScratch {
   VisitedSet visited;
   std::vector<Candidate> candidates;  // min-heap (CloserFirst)
@@ -83,7 +77,7 @@ struct SearchScratch {
   std::vector<float> dists;           // one-to-many results of the exact scan
   std::vector<float> decoded_query;   // the query's code decoded: what the sketches estimate against
   NodeSketches::Query sketch_query;
-  std::vector<Bounded> bounded;       // a scan's matches estimated on their sketches
+  std::vector<Candidate> bounded;     // a scan's matches under the lower bounds of their sketch estimates
   std::vector<float> uppers;          // their upper bounds
   size_t distance_count = 0;          // computed by search_level, for SearchStats
   size_t filter_tests = 0;            // filter checks search_level made, for SearchStats
@@ -93,7 +87,7 @@ struct SearchScratch {
            (batch.capacity() + hops.capacity()) * sizeof(uint32_t) + matches.bytes() + query_code.capacity() + rerank_query.capacity() +
            (query.capacity() + dists.capacity() + decoded_query.capacity() + uppers.capacity() +
             sketch_query.rotated.capacity()) * sizeof(float) +
-           sketch_query.planes.capacity() * sizeof(uint64_t) + bounded.capacity() * sizeof(Bounded);
+           sketch_query.planes.capacity() * sizeof(uint64_t) + bounded.capacity() * sizeof(Candidate);
   }
 };
 

@@ -19,6 +19,9 @@ Parameters (and what they trade):
   ``"float16"`` (half the bytes, the same order on normalised embeddings).
   ``storage="int8", rerank="float16"`` walks the graph on a quarter of the bytes
   of float32, ranks like float32, and holds 1.5 KB a 512-d vector instead of 2.
+- ``sketches``: keep a 1-bit sketch of every vector (72 bytes at 512-d, a
+  rotation per insert) that a filtered scan of many matches estimates first,
+  reading few full vectors (on by default; ``False`` saves the memory).
 
 Every method may be called from several threads at once; the native calls run
 without the GIL. ``compact()`` pauses searches and writes while it runs.
@@ -47,8 +50,9 @@ class SearchResultWithStats(NamedTuple):
     ``estimate`` the ids the filter was expected to allow; ``matches`` how many it
     allows, counted (None when its match set was not built); ``driver`` the ids
     its cheapest clause lists; ``ef`` the walk's width; ``distances`` the distance
-    computations; ``tested`` the filter tests of the walk; ``fell_back`` whether
-    a scan had to follow a walk that found fewer than k."""
+    computations (full vectors read); ``estimates`` the distances estimated on
+    the vectors' sketches; ``tested`` the filter tests of the walk; ``fell_back``
+    whether a scan had to follow a walk that found fewer than k."""
 
     ids: np.ndarray
     distances: np.ndarray
