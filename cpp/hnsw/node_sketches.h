@@ -19,10 +19,12 @@
 // with r = x - c and o = rot(r) / |r| (rabitq.h's notation).
 //
 // The centre is the mean of the first batch added (or, for an index loaded
-// from a file written before sketches, of its live vectors). Measured on
-// bench/filters.py's CLIP-like vectors (200k x 512, normalised, sharing a
-// strong common direction): centring on the mean rather than on zero shrinks
-// |r| and with it the bound (see node_sketches.cpp).
+// from a file written before sketches, of its live vectors): CLIP-like
+// vectors share a strong common direction, and centring on their mean
+// shrinks |r| and with it the bound. Measured on bench/datasets.py's CLIP-like
+// vectors (20k x 512, float16, a scan of 2,000 matches at k 10): the median
+// bound 0.069 around the mean against 0.083 around zero, and 142 full
+// vectors read a query against 208.
 //
 // <x, v> per code (random access, one code at a time): v is quantised to
 // kQueryBits unsigned bits a dimension, v_i ~= low + step u_i, and
