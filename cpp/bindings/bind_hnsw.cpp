@@ -39,6 +39,7 @@ py::dict memory_dict(const hnsw::MemoryUsage& m) {
   d["node_bytes"] = m.node_bytes;
   d["upper_link_bytes"] = m.upper_link_bytes;
   d["rerank_vector_bytes"] = m.rerank_vector_bytes;
+  d["sketch_bytes"] = m.sketch_bytes;
   d["id_map_bytes"] = m.id_map_bytes;
   d["scratch_bytes"] = m.scratch_bytes;
   d["total_bytes"] = m.total_bytes;
@@ -105,6 +106,7 @@ void bind_hnsw(py::module_& m) {
                                return s.driver;
                              })
       .def_readonly("tested", &hnsw::SearchStats::tested)
+      .def_readonly("estimates", &hnsw::SearchStats::estimates)
       .def("__repr__", [](const hnsw::SearchStats& s) {
         return std::string("SearchStats(plan='") + hnsw::plan_name(s.plan) + "', estimate=" +
                (s.estimate == hnsw::Filter::kUnknown ? "None" : std::to_string(s.estimate)) +
@@ -117,7 +119,7 @@ void bind_hnsw(py::module_& m) {
   index_class
       .def(py::init([](size_t dim, const std::string& metric, const std::string& storage, size_t M,
                        size_t ef_construction, size_t ef_search, const std::string& rerank_copies,
-                       uint64_t seed) {
+                       uint64_t seed, bool sketches) {
              hnsw::IndexConfig c;
              c.dim = dim;
              c.metric = parse_metric(metric);
@@ -127,15 +129,16 @@ void bind_hnsw(py::module_& m) {
              c.ef_search = ef_search;
              if (!rerank_copies.empty()) c.rerank_copies = parse_storage(rerank_copies);
              c.seed = seed;
+             c.sketches = sketches;
              return std::make_unique<HnswIndex>(c);
            }),
            py::arg("dim"), py::arg("metric"), py::arg("storage"), py::arg("M"), py::arg("ef_construction"),
-           py::arg("ef_search"), py::arg("rerank_copies"), py::arg("seed"))
+           py::arg("ef_search"), py::arg("rerank_copies"), py::arg("seed"), py::arg("sketches") = true)
       .def(
           "search",
           [](const HnswIndex& ix, const CArray<float>& queries, size_t k, size_t ef, const hnsw::Filter* filter,
              bool rerank, bool exact, size_t threads, bool return_stats, const hnsw::StopToken* stop,
-             const std::string& plan) -> py::tuple {
+             const std::string& plan, float bound_sigmas) -> py::tuple {
             // One query (dim,) gives results of shape (k,); n queries, (n, k).
             const bool single = queries.ndim() == 1;
             const size_t n = rows_of(queries, ix.config().dim, "queries", true);
@@ -147,6 +150,8 @@ void bind_hnsw(py::module_& m) {
             p.exact = exact;
             p.stop = stop;
             p.plan = parse_plan(plan);
+            if (!(bound_sigmas >= 0)) throw std::invalid_argument("bound_sigmas must be >= 0");
+            p.bound_sigmas = bound_sigmas;
             KnnArrays out(single, n, k);
             int64_t* id_out = out.ids.mutable_data();
             float* dist_out = out.dists.mutable_data();
@@ -164,7 +169,26 @@ void bind_hnsw(py::module_& m) {
             return py::make_tuple(out.ids, out.dists, py::cast(stats));
           },
           py::arg("queries"), py::arg("k"), py::arg("ef"), py::arg("filter"), py::arg("rerank"), py::arg("exact"),
-          py::arg("threads"), py::arg("return_stats") = false, py::arg("stop") = nullptr, py::arg("plan") = "")
+          py::arg("threads"), py::arg("return_stats") = false, py::arg("stop") = nullptr, py::arg("plan") = "",
+          py::arg("bound_sigmas") = 0.0f)
+      .def(
+          "sketch_estimates",
+          [](const HnswIndex& ix, const CArray<float>& query, const CArray<int64_t>& ids, float bound_sigmas) {
+            rows_of(query, ix.config().dim, "query", true);
+            if (query.ndim() != 1) throw std::invalid_argument("sketch_estimates takes one query");
+            if (!(bound_sigmas >= 0)) throw std::invalid_argument("bound_sigmas must be >= 0");
+            const size_t n = size_t(ids.size());
+            py::array_t<float> est(n), err(n);
+            float* e = est.mutable_data();
+            float* b = err.mutable_data();
+            {
+              py::gil_scoped_release nogil;
+              ix.sketch_estimates(query.data(), ids.data(), n, bound_sigmas, e, b);
+            }
+            return py::make_tuple(est, err);
+          },
+          py::arg("query"), py::arg("ids"), py::arg("bound_sigmas") = 0.0f,
+          "The sketches' estimated distances of ids to one query, and their error bounds.")
       .def("compact", &HnswIndex::compact, py::call_guard<py::gil_scoped_release>())
       .def("unreachable_count", &HnswIndex::unreachable_count, py::call_guard<py::gil_scoped_release>(),
            "Live nodes a walk of level 0 from the entry point does not reach.")
@@ -187,6 +211,7 @@ void bind_hnsw(py::module_& m) {
                                return hnsw::storage_name(*ix.config().rerank_copies);
                              })
       .def_property_readonly("seed", [](const HnswIndex& ix) { return ix.config().seed; })
+      .def_property_readonly("sketches", [](const HnswIndex& ix) { return ix.config().sketches; })
       .def_property_readonly("int8_scale", &HnswIndex::int8_scale);
 }
 

@@ -4,14 +4,39 @@
 #include <cstring>
 #include <new>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 namespace lookalike::hnsw {
 
-BlockArray::BlockArray(size_t block_bytes) : block_bytes_(block_bytes) {}
+BlockArray::BlockArray(size_t block_bytes, bool huge_pages) : block_bytes_(block_bytes), huge_pages_(huge_pages) {}
 
 BlockArray::~BlockArray() {
-  if (tables_.empty()) return;
+  for (void* chunk : chunks_) std::free(chunk);
+  if (tables_.empty() || huge_pages_) return;
   uint8_t** table = tables_.back().get();
   for (size_t s = 0; s < segments_; ++s) std::free(table[s]);
+}
+
+void* BlockArray::huge_page_segment(size_t bytes) {
+  // Segments are carved from 2 MB chunks the kernel is asked to back with huge
+  // pages (where transparent huge pages are on "madvise").
+  constexpr size_t kHugePage = size_t(2) << 20;
+  if (chunks_.empty() || chunk_used_ + bytes > chunk_bytes_) {
+    const size_t size = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+    void* chunk = std::aligned_alloc(kHugePage, size);
+    if (!chunk) throw std::bad_alloc();
+#if defined(MADV_HUGEPAGE)
+    madvise(chunk, size, MADV_HUGEPAGE);  // advice only: small pages still work
+#endif
+    chunks_.push_back(chunk);
+    chunk_bytes_ = size;
+    chunk_used_ = 0;
+  }
+  void* segment = static_cast<uint8_t*>(chunks_.back()) + chunk_used_;
+  chunk_used_ += bytes;
+  return segment;
 }
 
 void BlockArray::reserve(size_t n) {
@@ -27,7 +52,7 @@ void BlockArray::reserve(size_t n) {
       table_.store(tables_.back().get(), std::memory_order_release);
     }
     size_t bytes = (kSegmentBlocks * block_bytes_ + 63) / 64 * 64;
-    void* segment = std::aligned_alloc(64, bytes);
+    void* segment = huge_pages_ ? huge_page_segment(bytes) : std::aligned_alloc(64, bytes);
     if (!segment) throw std::bad_alloc();
     std::memset(segment, 0, bytes);
     tables_.back()[segments_] = static_cast<uint8_t*>(segment);

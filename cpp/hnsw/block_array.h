@@ -20,7 +20,11 @@ class BlockArray {
   static constexpr unsigned kSegmentShift = 12;
   static constexpr size_t kSegmentBlocks = size_t(1) << kSegmentShift;
 
-  explicit BlockArray(size_t block_bytes);
+  // With huge_pages, segments are packed into 2 MB chunks backed by huge pages
+  // where the system allows: for arrays read at random across their whole
+  // length (node_sketches.h), where a 4 KB page's TLB miss per read costs more
+  // than the read.
+  explicit BlockArray(size_t block_bytes, bool huge_pages = false);
   ~BlockArray();
   BlockArray(const BlockArray&) = delete;
   BlockArray& operator=(const BlockArray&) = delete;
@@ -52,6 +56,10 @@ class BlockArray {
   std::vector<std::unique_ptr<uint8_t*[]>> tables_;  // current table last
   size_t table_slots_ = 0;
   size_t segments_ = 0;
+  bool huge_pages_;
+  std::vector<void*> chunks_;  // with huge_pages: what the segments are carved from
+  size_t chunk_bytes_ = 0, chunk_used_ = 0;
+  void* huge_page_segment(size_t bytes);
 };
 
 }  // namespace lookalike::hnsw

@@ -27,6 +27,13 @@ void HnswIndex::compact() {
     rerank->reserve(live);
   }
 
+  std::unique_ptr<NodeSketches> sketches;
+  if (sketches_) {
+    sketches = std::make_unique<NodeSketches>(config_.dim, config_.metric);
+    sketches->set_centre(sketches_->centre().data());
+    sketches->reserve(live);
+  }
+
   // New links are computed from the old graph, which stays untouched until the
   // swap: a node that lost neighbours is offered its deleted neighbours' live
   // neighbours instead, and keeps the best by the usual heuristic.
@@ -46,6 +53,7 @@ void HnswIndex::compact() {
       upper_bytes += words * sizeof(uint32_t);
     }
     if (rerank) std::memcpy(rerank->at(to), rerank_->at(s), rerank_->block_bytes());
+    if (sketches) sketches->copy_slot(*sketches_, s, to);
 
     for (int level = 0; level <= head.level; ++level) {
       LinkList old_list = link_list(s, level);
@@ -103,6 +111,7 @@ void HnswIndex::compact() {
   nodes_ = std::move(nodes);
   upper_ = std::move(upper);
   rerank_ = std::move(rerank);
+  sketches_ = std::move(sketches);
   upper_bytes_.store(upper_bytes);
   entry_.store(entry);
   slot_count_.store(live);

@@ -49,6 +49,7 @@ HnswIndex::HnswIndex(const IndexConfig& config)
     rerank_codec_.emplace(config_.dim, config_.metric, *config_.rerank_copies);
     rerank_ = std::make_unique<BlockArray>(rerank_codec_->code_bytes());
   }
+  if (config_.sketches) sketches_ = std::make_unique<NodeSketches>(config_.dim, config_.metric);
 }
 
 HnswIndex::~HnswIndex() {
@@ -328,6 +329,7 @@ uint32_t HnswIndex::reserve_slots(const int64_t* ids, size_t n) {
   nodes_->reserve(first + n);
   upper_->reserve(first + n);
   if (rerank_) rerank_->reserve(first + n);
+  if (sketches_) sketches_->reserve(first + n);
   for (size_t i = 0; i < n; ++i) {
     const uint32_t slot = first + uint32_t(i);
     NodeHeader& h = header(slot);
@@ -380,10 +382,13 @@ void HnswIndex::add_checked(const int64_t* ids, const float* vectors, size_t n, 
       if (!replace && slot_by_id_.find(ids[i]) != kNoSlot)
         throw DuplicateIdError("id " + id_text(ids[i]) + " is already in the index (use upsert to replace it)");
     }
-    if (codec_.needs_int8_scale()) {
+    // The first batch fixes the int8 scale and the sketches' centre.
+    const bool sketch_centre = sketches_ && !sketches_->has_centre();
+    if (codec_.needs_int8_scale() || sketch_centre) {
       std::vector<float> prepared(n * config_.dim);
       for (size_t i = 0; i < n; ++i) codec_.prepare(vectors + i * config_.dim, prepared.data() + i * config_.dim);
-      codec_.choose_int8_scale(prepared.data(), n);
+      if (codec_.needs_int8_scale()) codec_.choose_int8_scale(prepared.data(), n);
+      if (sketch_centre) sketches_->set_centre_to_mean(prepared.data(), n);
     }
     first = reserve_slots(ids, n);
   }
@@ -395,8 +400,35 @@ void HnswIndex::add_checked(const int64_t* ids, const float* vectors, size_t n, 
     codec_.prepare(vectors + i * config_.dim, prepared.data());
     codec_.encode(prepared.data(), nodes_->at(slot) + code_offset_);
     if (rerank_) rerank_codec_->encode(prepared.data(), rerank_->at(slot));
+    if (sketches_) encode_sketch(slot);
     insert(slot, code(slot));
   });
+}
+
+void HnswIndex::encode_sketch(uint32_t slot) {
+  // The sketch of the vector as stored: its estimates then bound the codec's distances.
+  thread_local std::vector<float> decoded;
+  decoded.resize(config_.dim);
+  codec_.decode(code(slot), decoded.data());
+  sketches_->encode(slot, decoded.data());
+}
+
+void HnswIndex::build_sketches() {
+  const uint32_t count = slot_count_.load();
+  sketches_ = std::make_unique<NodeSketches>(config_.dim, config_.metric);
+  std::vector<double> sum(config_.dim, 0.0);
+  std::vector<float> decoded(config_.dim);
+  size_t live = 0;
+  for (uint32_t s = 0; s < count; ++s) {
+    if (is_deleted(s)) continue;
+    codec_.decode(code(s), decoded.data());
+    for (size_t j = 0; j < config_.dim; ++j) sum[j] += decoded[j];
+    ++live;
+  }
+  for (size_t j = 0; j < config_.dim; ++j) decoded[j] = live ? float(sum[j] / double(live)) : 0.0f;
+  sketches_->set_centre(decoded.data());
+  sketches_->reserve(count);
+  parallel_for(count, 0, [&](size_t s) { encode_sketch(uint32_t(s)); });
 }
 
 void HnswIndex::remove(const int64_t* ids, size_t n) {
@@ -444,6 +476,13 @@ void HnswIndex::prepare_query(const float* query, SearchScratch& s) const {
     s.rerank_query.resize(rerank_codec_->code_bytes());
     rerank_codec_->encode(s.query.data(), s.rerank_query.data());
   }
+}
+
+void HnswIndex::prepare_sketch_query(const SearchParams& p, SearchScratch& s) const {
+  s.decoded_query.resize(config_.dim);
+  codec_.decode(s.query_code.data(), s.decoded_query.data());
+  sketches_->prepare(s.decoded_query.data(), p.bound_sigmas > 0 ? p.bound_sigmas : NodeSketches::kDefaultSigmas,
+                     s.sketch_query);
 }
 
 void HnswIndex::search_exact(SearchScratch& s, const SearchParams& p, Checkpoint& pace) const {
@@ -518,6 +557,20 @@ void HnswIndex::search(const float* query, const SearchParams& p, int64_t* ids, 
   if (stats) *stats = st;
 }
 
+void HnswIndex::sketch_estimates(const float* query, const int64_t* ids, size_t n, float bound_sigmas, float* est,
+                                 float* err) const {
+  if (!sketches_) throw std::logic_error("this index keeps no sketches (it was built with sketches off)");
+  std::shared_lock<std::shared_mutex> graph(graph_mutex_);
+  auto s = scratch_.acquire();
+  prepare_query(query, *s);
+  SearchParams p;
+  p.bound_sigmas = bound_sigmas;
+  prepare_sketch_query(p, *s);
+  std::lock_guard<std::mutex> lock(ids_mutex_);
+  for (size_t i = 0; i < n; ++i) slot_of(ids[i]);
+  for (size_t i = 0; i < n; ++i) sketches_->estimate(s->sketch_query, slot_of(ids[i]), est[i], err[i]);
+}
+
 void HnswIndex::search_batch(const float* queries, size_t n, const SearchParams& p, int64_t* ids, float* dists,
                              size_t threads, SearchStats* stats) const {
   if (p.k == 0) throw std::invalid_argument("k must be >= 1");
@@ -544,13 +597,15 @@ MemoryUsage HnswIndex::memory_usage() const {
   m.node_bytes = nodes_->allocated_bytes();
   m.upper_link_bytes = upper_->allocated_bytes() + upper_bytes_.load();
   m.rerank_vector_bytes = rerank_ ? rerank_->allocated_bytes() : 0;
+  m.sketch_bytes = sketches_ ? sketches_->allocated_bytes() : 0;
   {
     std::lock_guard<std::mutex> lock(ids_mutex_);
     m.id_map_bytes = slot_by_id_.bytes();
     m.live = slot_by_id_.size();
   }
   m.scratch_bytes = scratch_.bytes();
-  m.total_bytes = m.node_bytes + m.upper_link_bytes + m.rerank_vector_bytes + m.id_map_bytes + m.scratch_bytes;
+  m.total_bytes = m.node_bytes + m.upper_link_bytes + m.rerank_vector_bytes + m.sketch_bytes + m.id_map_bytes +
+                  m.scratch_bytes;
   m.deleted = deleted_.load();
   m.capacity = nodes_->capacity();
   return m;

@@ -17,6 +17,10 @@
 //                    from the copies. float16 copies rank like float32 ones on
 //                    normalised embeddings at half the bytes: int8 + float16 copies
 //                    take 1536 bytes a 512-d vector against 2048 for float32 alone.
+//   sketches         a 1-bit RaBitQ sketch of every vector (node_sketches.h), on
+//                    by default: a filtered scan of many matches estimates them
+//                    on it and reads few full vectors. 72 bytes a 512-d vector
+//                    (6% of a float16 node) and a rotation per insert.
 //
 // Memory layout (as in hnswlib): each node's level-0 data is one block holding
 // its id, link count, level, flags, its level-0 links and its vector code, so a
@@ -78,6 +82,10 @@ struct IndexConfig {
   // None, or the storage of re-ranking copies (F32 or F16; only beside compressed storage).
   std::optional<distance::Scalar> rerank_copies;
   uint64_t seed = 0;        // of the level draw: the same inserts in the same order give the same graph
+  // Keep a 1-bit sketch of every vector (node_sketches.h) that filtered
+  // searches estimate distances on before reading full vectors: 72 bytes a
+  // 512-d vector.
+  bool sketches = true;
 
   void validate() const;  // throws std::invalid_argument naming the bad field
 };
@@ -105,6 +113,9 @@ struct SearchParams {
   // With a filter: run this plan instead of the planner's choice (tests and
   // benchmarks compare plans with it). Graph means "let the planner choose".
   Plan plan = Plan::Graph;
+  // Width of the sketches' error bound (node_sketches.h) in standard
+  // deviations: 0 for the default; infinity reads every candidate's full vector.
+  float bound_sigmas = 0;
 };
 
 
@@ -117,12 +128,14 @@ struct SearchStats {
   size_t matches = Filter::kUnknown;   // ids the filter allows, counted (when its match set was built)
   size_t driver = Filter::kUnknown;    // ids its cheapest clause lists (what building the set reads)
   size_t tested = 0;                   // filter tests (bits of the match set, or predicate checks) in the walk
+  size_t estimates = 0;                // distances estimated on sketches (node_sketches.h)
 };
 
 struct MemoryUsage {
   size_t node_bytes = 0;        // level-0 blocks: ids, links, vector codes
   size_t upper_link_bytes = 0;  // links of the levels above 0
   size_t rerank_vector_bytes = 0;  // re-ranking copies
+  size_t sketch_bytes = 0;      // the vectors' sketches
   size_t id_map_bytes = 0;      // external id -> slot (estimated from the hash map's shape)
   size_t scratch_bytes = 0;     // pooled visited sets and heaps
   size_t total_bytes = 0;
@@ -163,6 +176,14 @@ class HnswIndex {
   void search_batch(const float* queries, size_t n, const SearchParams& params, int64_t* ids, float* dists,
                     size_t threads = 0, SearchStats* stats = nullptr) const;
 
+  // The sketches' estimated distances of n ids to one query and their error
+  // bounds (node_sketches.h), `bound_sigmas` wide (0: the default): what a
+  // filtered search reads full vectors by. std::logic_error when the index
+  // keeps no sketches; UnknownIdError (and nothing written) for an id it does
+  // not hold.
+  void sketch_estimates(const float* query, const int64_t* ids, size_t n, float bound_sigmas, float* est,
+                        float* err) const;
+
   // Removes deleted nodes for good: their neighbours are relinked through them
   // (so the graph stays connected) and the surviving nodes are renumbered into a
   // dense array. Blocks searches and writes while it runs.
@@ -180,8 +201,8 @@ class HnswIndex {
   // The layout of the sections save() writes; a file of kind HNSW records it as
   // its kind version. Another index that embeds an HNSW (IVF-PQ's coarse graph)
   // records it too, to hand back to read_sections.
-  static constexpr uint32_t kFileLayoutVersion = 2;
-  // The sections of save(), numbered first_section + 1 .. first_section + 4, in
+  static constexpr uint32_t kFileLayoutVersion = 3;
+  // The sections of save(), numbered first_section + 1 .. first_section + 7, in
   // a container that may hold other sections too; read_sections reads them back
   // (written under `layout_version`), with every check load() makes.
   void write_sections(io::FileWriter& out, uint32_t first_section) const;
@@ -284,6 +305,18 @@ class HnswIndex {
   // Fills s.top with the k best live ids of `ids` (a filter's list), scored exactly.
   void scan_ids(const std::vector<int64_t>& ids, const SearchParams& p, SearchScratch& s, SearchStats& stats,
                 Checkpoint& pace) const;
+  // How many candidates a scan keeps: k, or ef for finish_results to re-rank.
+  size_t scan_keep(const SearchParams& p) const;
+  // scan_ids on the sketches: estimates every slot, then reads the full vectors
+  // of those whose lower bound can still beat the best found (hnsw_filtered.cpp).
+  void scan_sketched(const std::vector<uint32_t>& slots, size_t keep, const SearchParams& p, SearchScratch& s,
+                     SearchStats& stats, Checkpoint& pace) const;
+  // Sets s.sketch_query up for the query of s (sketches_ kept).
+  void prepare_sketch_query(const SearchParams& p, SearchScratch& s) const;
+  // Sketches of every slot from the stored codes, around the mean of the live
+  // ones: for files written before sketches were kept.
+  void build_sketches();
+  void encode_sketch(uint32_t slot);
   // Re-ranks s.top on the re-ranking copies when asked, then writes the k best, padded.
   void finish_results(SearchScratch& s, const SearchParams& p, int64_t* ids, float* dists) const;
   void prepare_query(const float* query, SearchScratch& s) const;
@@ -309,6 +342,7 @@ class HnswIndex {
   std::unique_ptr<BlockArray> nodes_;
   std::unique_ptr<BlockArray> upper_;  // one pointer a slot: that node's upper links, or null
   std::unique_ptr<BlockArray> rerank_;  // re-ranking copies, when kept
+  std::unique_ptr<NodeSketches> sketches_;  // when config_.sketches
   std::atomic<size_t> upper_bytes_{0};
 
   std::atomic<uint32_t> slot_count_{0};  // slots handed out

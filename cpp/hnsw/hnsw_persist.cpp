@@ -1,18 +1,26 @@
 // Saving and loading an HNSW index in the container of io/file_format.h.
 //
-// Sections (kind 1, kind version 2):
+// Sections (kind 1, kind version 3):
 //   1 meta    IndexMeta below
 //   2 nodes   slot_count level-0 blocks, exactly as they are in memory
 //   3 upper   the upper links of every node with level > 0, in slot order,
 //             level * (M + 1) uint32 each
 //   4 rerank  slot_count re-ranking copies (only when the index keeps them), in
 //             the storage IndexMeta::rerank_copies names
+//   5 sketch centre   the sketches' centre, dim float32 (only when the index
+//             keeps sketches, node_sketches.h; their rotation is drawn from a
+//             fixed seed and not stored)
+//   6 sketch bits     slot_count blocks of the sketches' packed bits
+//   7 sketch factors  slot_count blocks of their factors (norm, cosine)
 //
 // The same sections, numbered from an offset, can sit inside another index's
 // file (write_sections / read_sections): IVF-PQ keeps its coarse graph so.
 //
 // Kind versions: 1 knew float32 re-ranking copies only (rerank_copies 0 or 1);
-// 2 adds float16 copies (2). Both load.
+// 2 adds float16 copies (2); 3 adds sketches (sections 5-7). All load: an
+// HNSW file of version 1 or 2 gets its sketches computed at load (load());
+// sections of an older layout read into another container (read_sections)
+// get none, as an index that never keeps them (IVF-PQ's coarse graph).
 //
 // A loader trusts nothing it has not checked: beyond the container's checksums,
 // every link, level and count is bounds-checked, so a file that is valid but
@@ -29,7 +37,9 @@ namespace {
 
 constexpr uint32_t kFileKind = 1;  // HNSW
 constexpr uint32_t kKindVersion = HnswIndex::kFileLayoutVersion;
-enum Section : uint32_t { kMeta = 1, kNodes = 2, kUpper = 3, kRerank = 4 };
+enum Section : uint32_t {
+  kMeta = 1, kNodes = 2, kUpper = 3, kRerank = 4, kSketchCentre = 5, kSketchBits = 6, kSketchFactors = 7,
+};
 
 struct IndexMeta {
   uint64_t dim, M, ef_construction, ef_search, seed;
@@ -54,7 +64,12 @@ void HnswIndex::save(const std::string& path) const {
 
 std::unique_ptr<HnswIndex> HnswIndex::load(const std::string& path) {
   io::FileReader in(path, kFileKind, kKindVersion);
-  return read_sections(in, 0, in.kind_version());
+  std::unique_ptr<HnswIndex> index = read_sections(in, 0, in.kind_version());
+  if (in.kind_version() < 3) {
+    index->config_.sketches = true;
+    index->build_sketches();
+  }
+  return index;
 }
 
 void HnswIndex::write_sections(io::FileWriter& out, uint32_t first_section) const {
@@ -81,7 +96,7 @@ void HnswIndex::write_sections(io::FileWriter& out, uint32_t first_section) cons
   out.write_section(first_section + kMeta, &meta, sizeof(meta));
 
   // Blocks of a segment are contiguous: write them a segment at a time.
-  auto write_blocks = [&](Section id, const BlockArray& blocks) {
+  auto write_blocks = [&](uint32_t id, const BlockArray& blocks) {
     out.begin_section(first_section + id);
     for (size_t seg = 0; seg * BlockArray::kSegmentBlocks < count; ++seg) {
       size_t n = std::min<size_t>(BlockArray::kSegmentBlocks, count - seg * BlockArray::kSegmentBlocks);
@@ -97,6 +112,17 @@ void HnswIndex::write_sections(io::FileWriter& out, uint32_t first_section) cons
   out.end_section();
 
   if (rerank_) write_blocks(kRerank, *rerank_);
+  if (sketches_) {
+    const std::vector<float>& centre = sketches_->centre();
+    if (centre.empty()) {  // nothing added yet: the first batch will choose it
+      out.begin_section(first_section + kSketchCentre);
+      out.end_section();
+    } else {
+      out.write_section(first_section + kSketchCentre, centre.data(), centre.size() * sizeof(float));
+    }
+    write_blocks(kSketchBits, sketches_->bits());
+    write_blocks(kSketchFactors, sketches_->factors());
+  }
 }
 
 std::unique_ptr<HnswIndex> HnswIndex::read_sections(const io::FileReader& in, uint32_t first_section,
@@ -119,6 +145,7 @@ std::unique_ptr<HnswIndex> HnswIndex::read_sections(const io::FileReader& in, ui
   if (meta.metric > 2 || meta.storage > 2 || meta.rerank_copies > max_rerank_code)
     damaged(path, "unknown metric or storage code");
   if (meta.rerank_copies) config.rerank_copies = distance::Scalar(meta.rerank_copies - 1);
+  config.sketches = layout_version >= 3 && in.has_section(first_section + kSketchCentre);
   try {
     config.validate();
   } catch (const std::invalid_argument& e) {
@@ -184,15 +211,29 @@ std::unique_ptr<HnswIndex> HnswIndex::read_sections(const io::FileReader& in, ui
   }
 
   if (bool(ix.rerank_) != bool(meta.rerank_copies)) damaged(path, "re-ranking copies that its storage rules out");
-  if (ix.rerank_) {
-    const size_t bytes = ix.rerank_->block_bytes();
-    io::FileReader::Bytes copies = in.section(first_section + kRerank, count * bytes);
-    ix.rerank_->reserve(count);
+  auto read_blocks = [&](uint32_t id, BlockArray& blocks) {
+    const size_t bytes = blocks.block_bytes();
+    io::FileReader::Bytes stored = in.section(first_section + id, count * bytes);
+    blocks.reserve(count);
     for (size_t seg = 0; seg * BlockArray::kSegmentBlocks < count; ++seg) {
       size_t first = seg * BlockArray::kSegmentBlocks;
       size_t n = std::min<size_t>(BlockArray::kSegmentBlocks, count - first);
-      std::memcpy(ix.rerank_->segment(seg), copies.data + first * bytes, n * bytes);
+      std::memcpy(blocks.segment(seg), stored.data + first * bytes, n * bytes);
     }
+  };
+  if (ix.rerank_) read_blocks(kRerank, *ix.rerank_);
+  if (ix.sketches_) {
+    io::FileReader::Bytes centre = in.section(first_section + kSketchCentre);
+    if (centre.size == config.dim * sizeof(float)) {
+      std::vector<float> values(config.dim);
+      std::memcpy(values.data(), centre.data, centre.size);
+      ix.sketches_->set_centre(values.data());
+    } else if (centre.size != 0 || count > 0) {
+      damaged(path, "sketch centre of " + std::to_string(centre.size) + " bytes for " + std::to_string(config.dim) +
+                        " dimensions");
+    }
+    read_blocks(kSketchBits, ix.sketches_->bits());
+    read_blocks(kSketchFactors, ix.sketches_->factors());
   }
 
   if (count == 0 ? meta.entry != kNoEntry

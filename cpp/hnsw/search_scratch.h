@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "hnsw/match_set.h"
+#include "hnsw/node_sketches.h"
 
 namespace lookalike::hnsw {
 
@@ -74,13 +75,19 @@ struct SearchScratch {
   std::vector<float> query;           // the query as float32 (normalised for cosine)
   std::vector<uint8_t> rerank_query;  // the query encoded like the re-ranking copies
   std::vector<float> dists;           // one-to-many results of the exact scan
+  std::vector<float> decoded_query;   // the query's code decoded: what the sketches estimate against
+  NodeSketches::Query sketch_query;
+  std::vector<Candidate> bounded;     // a scan's matches under the lower bounds of their sketch estimates
+  std::vector<float> uppers;          // their upper bounds
   size_t distance_count = 0;          // computed by search_level, for SearchStats
   size_t filter_tests = 0;            // filter checks search_level made, for SearchStats
 
   size_t bytes() const {
     return visited.bytes() + (candidates.capacity() + top.capacity()) * sizeof(Candidate) +
            (batch.capacity() + hops.capacity()) * sizeof(uint32_t) + matches.bytes() + query_code.capacity() + rerank_query.capacity() +
-           (query.capacity() + dists.capacity()) * sizeof(float);
+           (query.capacity() + dists.capacity() + decoded_query.capacity() + uppers.capacity() +
+            sketch_query.rotated.capacity()) * sizeof(float) +
+           sketch_query.planes.capacity() * sizeof(uint64_t) + bounded.capacity() * sizeof(Candidate);
   }
 };
 

@@ -126,7 +126,43 @@ float rabitq_ex_dot(const float* v, const uint8_t* planes, size_t nplanes, size_
   return sum16(partial);
 }
 
-constexpr AdcKernels kTable{&scan8, &fastscan4, &rabitq_tables, &rabitq_estimate_loop, &rabitq_ex_dot};
+__m256i byte_popcounts(__m256i x) {
+  const __m256i table = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2,
+                                         2, 3, 2, 3, 3, 4);
+  const __m256i nibble = _mm256_set1_epi8(0x0f);
+  const __m256i low = _mm256_shuffle_epi8(table, _mm256_and_si256(x, nibble));
+  const __m256i high = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(x, 4), nibble));
+  return _mm256_add_epi8(low, high);
+}
+
+uint64_t sum4(__m256i x) {
+  const __m128i pair = _mm_add_epi64(_mm256_castsi256_si128(x), _mm256_extracti128_si256(x, 1));
+  return uint64_t(_mm_cvtsi128_si64(pair)) + uint64_t(_mm_extract_epi64(pair, 1));
+}
+
+uint32_t bitplane_dot(const uint64_t* code, const uint64_t* planes, size_t words, size_t nplanes, uint32_t* ones) {
+  const __m256i zero = _mm256_setzero_si256();
+  __m256i weighted = zero, set = zero;
+  size_t w = 0;
+  for (; w + 4 <= words; w += 4) {
+    const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(code + w));
+    set = _mm256_add_epi64(set, _mm256_sad_epu8(byte_popcounts(c), zero));
+    for (size_t p = 0; p < nplanes; ++p) {
+      const __m256i plane = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(planes + p * words + w));
+      const __m256i counts = _mm256_sad_epu8(byte_popcounts(_mm256_and_si256(c, plane)), zero);
+      weighted = _mm256_add_epi64(weighted, _mm256_slli_epi64(counts, int(p)));
+    }
+  }
+  uint64_t total = sum4(weighted), count = sum4(set);
+  for (; w < words; ++w) {  // fewer than 4 words left (under 256 dimensions)
+    count += uint64_t(__builtin_popcountll(code[w]));
+    for (size_t p = 0; p < nplanes; ++p) total += uint64_t(__builtin_popcountll(code[w] & planes[p * words + w])) << p;
+  }
+  *ones = uint32_t(count);
+  return uint32_t(total);
+}
+
+constexpr AdcKernels kTable{&scan8, &fastscan4, &rabitq_tables, &rabitq_estimate_loop, &rabitq_ex_dot, &bitplane_dot};
 
 }  // namespace
 

@@ -25,6 +25,9 @@
 //             reduced by sum16, as scan8: a loop at the scalar level
 //             (rabitq_ex_kernel.h), two 8-lane registers under AVX2, one of
 //             16 under AVX-512, without fused multiply-adds.
+//   bitplane_dot
+//             integer popcounts (a nibble table under AVX2 / AVX-512BW, the
+//             builtin at the scalar level): exact in any order.
 #pragma once
 
 #include <cstddef>
@@ -63,12 +66,22 @@ using RabitqEstimateFn = void (*)(const RabitqScanConstants& k, const uint16_t* 
 // p * ceil(dim / 8) + i / 8 of planes (nplanes planes).
 using RabitqExDotFn = float (*)(const float* v, const uint8_t* planes, size_t nplanes, size_t dim, float centre);
 
+// One 1-bit code against a query quantised to nplanes bits a dimension (the
+// hnsw sketches, node_sketches.h): the code and each plane are `words` uint64
+// words, bit i of the vector at bit i % 64 of word i / 64, plane p at
+// planes + p * words holding bit p of every dimension's quantised value.
+// Returns the sum over p of 2^p popcount(code & plane p), and sets *ones to
+// popcount(code).
+using BitplaneDotFn = uint32_t (*)(const uint64_t* code, const uint64_t* planes, size_t words, size_t nplanes,
+                                   uint32_t* ones);
+
 struct AdcKernels {
   Scan8Fn scan8;
   FastScan4Fn fastscan4;
   RabitqTablesFn rabitq_tables;
   RabitqEstimateFn rabitq_estimate;
   RabitqExDotFn rabitq_ex_dot;
+  BitplaneDotFn bitplane_dot;
 };
 
 const AdcKernels& scalar_adc_kernels();

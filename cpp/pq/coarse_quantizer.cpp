@@ -31,6 +31,7 @@ CoarseQuantizer::CoarseQuantizer(std::vector<float> centroids, size_t dim, bool 
   c.M = kGraphM;
   c.ef_construction = kGraphEfConstruction;
   c.ef_search = kMinEf;
+  c.sketches = false;  // its searches are unfiltered: sketches would go unread
   graph_ = std::make_unique<hnsw::HnswIndex>(c);
   std::vector<int64_t> ids(nlist());
   std::iota(ids.begin(), ids.end(), int64_t(0));

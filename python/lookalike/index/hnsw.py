@@ -19,6 +19,9 @@ Parameters (and what they trade):
   ``"float16"`` (half the bytes, the same order on normalised embeddings).
   ``storage="int8", rerank="float16"`` walks the graph on a quarter of the bytes
   of float32, ranks like float32, and holds 1.5 KB a 512-d vector instead of 2.
+- ``sketches``: keep a 1-bit sketch of every vector (72 bytes at 512-d, a
+  rotation per insert) that a filtered scan of many matches estimates first,
+  reading few full vectors (on by default; ``False`` saves the memory).
 
 Every method may be called from several threads at once; the native calls run
 without the GIL. ``compact()`` pauses searches and writes while it runs.
@@ -47,8 +50,9 @@ class SearchResultWithStats(NamedTuple):
     ``estimate`` the ids the filter was expected to allow; ``matches`` how many it
     allows, counted (None when its match set was not built); ``driver`` the ids
     its cheapest clause lists; ``ef`` the walk's width; ``distances`` the distance
-    computations; ``tested`` the filter tests of the walk; ``fell_back`` whether
-    a scan had to follow a walk that found fewer than k."""
+    computations (full vectors read); ``estimates`` the distances estimated on
+    the vectors' sketches; ``tested`` the filter tests of the walk; ``fell_back``
+    whether a scan had to follow a walk that found fewer than k."""
 
     ids: np.ndarray
     distances: np.ndarray
@@ -69,11 +73,13 @@ class HnswIndex(NativeIndex):
         storage: str = "float32",
         rerank: bool | str | None = None,
         seed: int = 0,
+        sketches: bool = True,
     ) -> None:
         for name, value in (("dim", dim), ("M", M), ("ef_construction", ef_construction), ("ef_search", ef_search)):
             check_positive(name, value)
         self._core = _core.HnswIndex(
-            int(dim), metric, storage, int(M), int(ef_construction), int(ef_search), _rerank_copies(rerank), int(seed)
+            int(dim), metric, storage, int(M), int(ef_construction), int(ef_search), _rerank_copies(rerank), int(seed),
+            bool(sketches)
         )
         self._dim = int(dim)
 
@@ -119,6 +125,7 @@ class HnswIndex(NativeIndex):
         return_stats: bool = False,
         stop: _core.StopToken | None = None,
         plan: str | None = None,
+        bound_sigmas: float = 0.0,
     ) -> SearchResult | SearchResultWithStats:
         """The k nearest ids of each query. One query (shape (dim,)) gives arrays
         of shape (k,); n queries give (n, k), searched on ``threads`` threads.
@@ -133,7 +140,10 @@ class HnswIndex(NativeIndex):
         ``plan`` forces a filtered search's plan (``exact_scan``, ``filtered_graph``
         or ``two_hop_graph``) instead of the planner's choice: for comparing plans.
         ``stop`` (a StopToken) ends the search early: it raises DeadlineExceeded
-        once the token's deadline passes, SearchCancelled once it is cancelled."""
+        once the token's deadline passes, SearchCancelled once it is cancelled.
+        ``bound_sigmas`` widens or narrows the error bound of the sketch
+        estimates a filtered search reads full vectors by (0: the index's
+        default; ``math.inf`` reads every candidate's full vector)."""
         check_positive("k", k)
         if ef is not None:
             check_positive("ef", ef)
@@ -143,7 +153,7 @@ class HnswIndex(NativeIndex):
         check_filter(filter)
         queries = as_vectors(queries, self._dim, "queries", allow_1d=True)
         found = self._core.search(queries, k, ef or 0, filter, rerank, exact, thread_count(threads), bool(return_stats),
-                                  stop, plan or "")
+                                  stop, plan or "", float(bound_sigmas))
         return SearchResultWithStats(*found) if return_stats else SearchResult(*found)
 
     # --- parameters -----------------------------------------------------------
@@ -167,6 +177,11 @@ class HnswIndex(NativeIndex):
     @ef_search.setter
     def ef_search(self, ef: int) -> None:
         self._core.ef_search = int(ef)
+
+    @property
+    def sketches(self) -> bool:
+        """Whether the index keeps a 1-bit sketch of every vector for filtered searches."""
+        return self._core.sketches
 
     @property
     def rerank(self) -> str | None:
