@@ -285,11 +285,12 @@ class HnswIndex {
   void walk_from(uint32_t start, std::vector<uint8_t>& reached, std::vector<uint32_t>* in_links = nullptr) const;
   size_t unreached_live(const std::vector<uint8_t>& reached) const;
   void repair_reachability();
-  // Links `slot` from its nearest reached node that can take the link.
+  // Links `slot` from a reached node: one with room if any (nearest first), else
+  // the nearest that can spare a link.
   void link_from_reached(uint32_t slot, const std::vector<uint8_t>& reached, std::vector<uint32_t>& in_links);
-  // Links from -> to on level 0 if from has room or a link to spare (one whose
-  // target has other in-links); false when it has neither. Keeps in_links.
-  bool add_link_keeping_reachability(uint32_t from, uint32_t to, std::vector<uint32_t>& in_links);
+  // Links from -> to on level 0 if from has room or, when it may replace, a link
+  // to spare (one whose target has other in-links); false otherwise. Keeps in_links.
+  bool add_link_keeping_reachability(uint32_t from, uint32_t to, std::vector<uint32_t>& in_links, bool may_replace);
 
   // Fills s.top with the k best admitted nodes of a scan of every node (on the
   // re-ranking copies when kept).
