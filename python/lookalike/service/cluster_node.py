@@ -12,7 +12,7 @@ from pathlib import Path
 
 import prometheus_client as prom
 
-from lookalike.cluster.log import CollectionLog
+from lookalike.cluster.log import CollectionLog, LogUnavailable
 from lookalike.cluster.membership import Heartbeat, Member, Membership
 from lookalike.cluster.nats_link import NatsLink
 from lookalike.cluster.replica import ShardReplica
@@ -91,6 +91,9 @@ class ReplicaNode:
             name = self.snapshot_store.publish(self.shard, seq, self.store.snapshot_path(seq), copy)
             self._published_at = time.monotonic()
             log.info("shard %d: snapshot at seq %d published as %s", self.shard, seq, name)
+        except LogUnavailable as e:  # JetStream busy or electing: expected now and then, no traceback
+            log.warning("shard %d: publishing the snapshot at seq %d failed, the next snapshot tries again: %s",
+                        self.shard, seq, e)
         except Exception:  # the next snapshot tries again; the stream still holds everything
             log.exception("shard %d: publishing the snapshot at seq %d failed", self.shard, seq)
         finally:
