@@ -110,6 +110,9 @@ class AttributeStore {
   bool writer_waiting() const { return mutex_.writer_waiting(); }
   uint32_t row_of(int64_t id) const { return row_by_id_.find(id); }
   int64_t id_of(uint32_t row) const { return id_by_row_[row]; }
+  void prefetch_id(uint32_t row) const {
+    if (row < id_by_row_.size()) __builtin_prefetch(&id_by_row_[row]);
+  }
   size_t live_rows() const { return row_by_id_.size(); }
   const KeywordColumn& keyword(size_t column) const { return std::get<KeywordColumn>(columns_[column]); }
   const NumericColumn<double>& numeric(size_t column) const { return std::get<NumericColumn<double>>(columns_[column]); }

@@ -128,6 +128,8 @@ class BoolColumn {
   }
   void set(uint32_t row, uint8_t value, bool maintain);  // value: 0, 1 or kAbsent
   uint8_t get(uint32_t row) const { return values_[row]; }
+  // Whether row holds `value`; false for a row past the column's end (kNoRow).
+  bool holds(uint32_t row, bool value) const { return row < values_.size() && values_[row] == uint8_t(value); }
   const std::vector<uint32_t>& rows_with(bool value) const { return postings_.rows(value); }
   const std::vector<uint64_t>* dense_rows_with(bool value) const { return postings_.dense_rows(value); }
   void rebuild_index();
@@ -152,10 +154,10 @@ class NumericColumn {
   struct Range {
     bool has_lo = false, lo_inclusive = false, has_hi = false, hi_inclusive = false;
     T lo{}, hi{};
+    // Without early returns: a scan of candidates checks values that pass or
+    // fail at random, where a branch per bound would be mispredicted half the time.
     bool contains(T v) const {
-      if (has_lo && (lo_inclusive ? v < lo : v <= lo)) return false;
-      if (has_hi && (hi_inclusive ? v > hi : v >= hi)) return false;
-      return true;
+      return (!has_lo | (lo_inclusive ? v >= lo : v > lo)) & (!has_hi | (hi_inclusive ? v <= hi : v < hi));
     }
   };
 
@@ -167,6 +169,15 @@ class NumericColumn {
   void clear(uint32_t row, bool maintain);
   bool present(uint32_t row) const { return present_[row]; }
   T get(uint32_t row) const { return values_[row]; }
+  // Whether row holds a value in r; false for a row past the column's end (kNoRow).
+  bool holds(uint32_t row, const Range& r) const {
+    const bool inside = row < values_.size();
+    const uint32_t at = inside ? row : 0;  // read in bounds, without a branch
+    return inside & bool(present_[at]) & r.contains(values_[at]);
+  }
+  void prefetch(uint32_t row) const {
+    if (row < values_.size()) __builtin_prefetch(&values_[row]);
+  }
 
   // The sorted entries of a range, as [first, last).
   std::pair<const Entry*, const Entry*> entries_in(const Range& r) const;

@@ -86,6 +86,10 @@ class Node {
   // lists, checked by row; a leaf's candidates need no check, and a must
   // narrows its driver's by the other children (predicate.cpp).
   virtual void list(const ListSizes& sizes, std::vector<Listed>& out, const hnsw::StopToken* stop) const;
+  // Drops from out[first..] each candidate this clause does not match, checking
+  // `stop` (when not null) as it goes: by default matches() on each candidate's
+  // row; a leaf reads its column directly, without a call per candidate.
+  virtual void keep(std::vector<Listed>& out, size_t first, const hnsw::StopToken* stop) const;
   // The rows this clause matches as a bitmap the store keeps (a dense posting
   // list: columns.h), or null. Valid while the store is read-locked.
   virtual const std::vector<uint64_t>* row_bits() const { return nullptr; }
@@ -111,6 +115,8 @@ class CompiledFilter final : public hnsw::Filter {
   bool writer_waiting() const override { return store_->writer_waiting(); }
   size_t cost() const override { return cost_; }
   int64_t id_of(const Listed& l) const { return l.row == AttributeStore::kNoRow ? l.id : store_->id_of(l.row); }
+  // Appends the id of each listed row, in order.
+  void ids_of(const std::vector<Listed>& listed, std::vector<int64_t>& out) const;
   // The driver is the narrowest listable clause (listable()); its count is
   // measured on a sample of kPlanSample of its ids when it is too long to build.
   hnsw::FilterPlan plan(size_t build_limit, hnsw::MatchSet& set, const hnsw::StopToken* stop) const override;

@@ -72,6 +72,13 @@ void HnswIndex::prefetch_code(uint32_t slot) const {
   for (size_t off = 0; off < end; off += 64) __builtin_prefetch(block + off);
 }
 
+void HnswIndex::prefetch_whole_code(uint32_t slot) const {
+  const uint8_t* block = nodes_->at(slot);
+  __builtin_prefetch(block);  // the header: deleted or not
+  const uint8_t* code = block + code_offset_;
+  for (size_t off = 0; off < codec_.code_bytes(); off += 64) __builtin_prefetch(code + off);
+}
+
 uint32_t*& HnswIndex::upper_of(uint32_t slot) const { return *reinterpret_cast<uint32_t**>(upper_->at(slot)); }
 
 HnswIndex::LinkList HnswIndex::link_list(uint32_t slot, int level) const {

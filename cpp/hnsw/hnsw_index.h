@@ -251,6 +251,8 @@ class HnswIndex {
     uint32_t* slots;
   };
   void prefetch_code(uint32_t slot) const;
+  // The node's header and all of its code: for a scan that reads it whole, cold.
+  void prefetch_whole_code(uint32_t slot) const;
   LinkList link_list(uint32_t slot, int level) const;
 
   void lock_node(uint32_t slot) const;

@@ -1,5 +1,7 @@
 #include "hnsw/match_set.h"
 
+#include <cmath>
+
 namespace lookalike::hnsw {
 
 void MatchSet::assign(std::vector<int64_t>& ids) {
@@ -11,8 +13,13 @@ void MatchSet::assign(std::vector<int64_t>& ids) {
   const auto [lo, hi] = std::minmax_element(ids.begin(), ids.end());
   first_ = *lo;
   span_ = uint64_t(*hi) - uint64_t(*lo) + 1;
-  // A bitmap costs span / 8 bytes, the sorted ids 8 bytes each.
-  bitmap_ = span_ / 64 <= ids.size();
+  // A bitmap costs a clear and a scan of span / 64 words, the sorted form a
+  // sort: n log2 n comparisons, each about half a word's cost (measured:
+  // sorting 2,000 ids of a 1% filter was a third of the time listing them
+  // took). So a bitmap while it has at most n log2(n) / 2 words: up to log2(n)
+  // / 2 times the sorted form's 8 bytes an id, which a pooled scratch keeps.
+  const double n = double(ids.size());
+  bitmap_ = double(span_ / 64) <= std::max(1.0, n * std::log2(n) / 2);
   if (bitmap_) {
     bits_.assign((span_ + 63) / 64, 0);
     for (int64_t id : ids) {

@@ -4,10 +4,11 @@
 // matches without asking the filter again.
 //
 // Two forms, chosen by density as roaring bitmaps choose a container: a bitmap
-// over [first, last] when it costs no more than the ids themselves (at most 64
-// bits of span an id: the catalog's usual dense ids), else the ids sorted (a
-// few matches scattered over a wide id space), tested by binary search.
-// Building is O(n) for a bitmap (bits set in any order, no sort) and
+// over [first, last] when clearing and scanning it costs no more than sorting
+// the ids (up to about 32 log2(n) bits of span an id: the catalog's usual
+// dense ids, even at 1% of them), else the ids sorted (a few matches
+// scattered over a wide id space), tested by binary search. Building is
+// O(span / 64 + n) for a bitmap (bits set in any order, no sort) and
 // O(n log n) for the sorted form, which only small or scattered sets take.
 #pragma once
 
