@@ -74,6 +74,18 @@ def test_match_sets_pick_their_form_by_density():
     np.testing.assert_array_equal(spread["matches"], spread_ids)
 
 
+
+def test_a_match_set_of_one_id_in_a_hundred_is_a_bitmap():
+    """Clearing and scanning a bitmap over the ids' span costs less than sorting
+    them, even at 1% of the ids: a bitmap, whose test is a bit, not a search."""
+    store = AttributeStore(SCHEMA)
+    ids = np.arange(20_000)
+    store.set(ids, {"category": [["rare"] if i % 100 == 7 else ["common"] for i in ids]})
+    plan = store.compile(Match("category", "rare")).plan(HUGE)
+    assert plan["form"] == "bitmap"
+    np.testing.assert_array_equal(plan["matches"], ids[ids % 100 == 7])
+
+
 leaves = st.one_of(
     st.builds(lambda c: Match("category", c), st.sampled_from(["a", "b", "c", "g", "t", "zzz"])),
     st.builds(lambda lo, w: Range("price", gte=lo, lt=lo + w), st.floats(0, 100), st.floats(0, 60)),
@@ -214,6 +226,32 @@ def test_the_planner_scans_few_matches_and_walks_many(small):
     many = index.search(vectors[0], 10, ef=16, filter=store.compile(MustNot(Match("category", "zzz"))),
                         return_stats=True).stats
     assert many.plan == "filtered_graph" and many.driver is None and many.tested > 0
+
+
+def test_the_planner_returns_the_exact_filtered_top_k_for_drivers_of_every_length():
+    """Price windows whose lists run from below the length the planner lists at
+    once (a few per distance of a walk) to past the length at which a scan of
+    all of them still beats every walk (listed whole at once, not sampled
+    first), and on to walks: whichever plan runs, with a small ef, the scans
+    return exactly the filtered top-k, and every plan only matches."""
+    n, k = 4000, 5
+    vectors = clustered(n, 16, seed=21)
+    index = HnswIndex(16, M=8, ef_construction=48, seed=3)
+    index.add(np.arange(n), vectors)
+    store, category, price, stock = catalog_store(n, seed=21)
+    plans = set()
+    for width in (0.2, 1, 2, 4, 4.2, 4.4, 4.6, 5, 8, 30, 90):
+        clause = Must(Range("price", gte=5, lt=5 + width), Is("in_stock", True))
+        rows = np.flatnonzero((price >= 5) & (price < 5 + width) & stock)
+        for q in clustered(4, 16, seed=22):
+            found, dists, stats = index.search(q, k, ef=k, filter=store.compile(clause), return_stats=True)
+            plans.add(stats.plan)
+            assert np.isin(found[found >= 0], rows).all()
+            if stats.plan == "exact_scan":
+                assert stats.matches == len(rows)
+                np.testing.assert_allclose(dists[:len(rows)], np.sort(1 - vectors[rows] @ q)[:k], rtol=1e-5,
+                                           atol=1e-5)
+    assert plans == {"exact_scan", "filtered_graph"}
 
 
 @pytest.mark.parametrize("plan", PLANS)
