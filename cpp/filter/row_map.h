@@ -23,6 +23,10 @@ class RowMap {
     auto it = sparse_.find(id);
     return it == sparse_.end() ? kNoRow : it->second;
   }
+  // Starts reading the id's entry, for a find() soon after (of ids listed ahead).
+  void prefetch(int64_t id) const {
+    if (id >= 0 && uint64_t(id) < direct_.size()) __builtin_prefetch(&direct_[size_t(id)]);
+  }
   // False (and nothing changes) if the id is present already.
   bool insert(int64_t id, uint32_t row);
   void erase(int64_t id);

@@ -22,11 +22,14 @@ void MatchSet::assign(std::vector<int64_t>& ids) {
   bitmap_ = double(span_ / 64) <= std::max(1.0, n * std::log2(n) / 2);
   if (bitmap_) {
     bits_.assign((span_ + 63) / 64, 0);
+    // Counted as set, not by a popcount of every word: without a popcount
+    // instruction in the portable build, that is a call per word.
     for (int64_t id : ids) {
       const uint64_t at = uint64_t(id) - uint64_t(first_);
-      bits_[at >> 6] |= uint64_t(1) << (at & 63);
+      const uint64_t bit = uint64_t(1) << (at & 63);
+      size_ += (bits_[at >> 6] & bit) == 0;
+      bits_[at >> 6] |= bit;
     }
-    for (uint64_t w : bits_) size_ += size_t(__builtin_popcountll(w));
     return;
   }
   std::sort(ids.begin(), ids.end());
