@@ -75,26 +75,6 @@ void keep_in_bits(const Node& child, const std::vector<uint64_t>& bits, std::vec
   });
 }
 
-// Drops from out[first..] each candidate whose row `child` does not list (one
-// without a row is checked by id instead).
-void keep_listed_by(const Node& child, const ListSizes& sizes, std::vector<Listed>& out, size_t first,
-                    const hnsw::StopToken* stop) {
-  // The spare buffer is taken, not borrowed: the child may be a must doing the same.
-  thread_local std::vector<Listed> spare;
-  std::vector<Listed> listed = std::move(spare);
-  listed.clear();
-  child.list(sizes, listed, stop);
-  uint32_t rows = 0;
-  for (const Listed& l : listed)
-    if (l.row != kNoRow) rows = std::max(rows, l.row + 1);
-  thread_local std::vector<uint64_t> bits;
-  bits.assign((size_t(rows) + 63) / 64, 0);
-  for (const Listed& l : listed)
-    if (l.row != kNoRow) bits[l.row >> 6] |= uint64_t(1) << (l.row & 63);
-  keep_in_bits(child, bits, out, first, stop);
-  spare = std::move(listed);
-}
-
 class AllOf final : public Combination {
  public:
   // Checks the narrowest child first: a walk tests mostly rejected nodes, and
@@ -124,39 +104,35 @@ class AllOf final : public Combination {
     narrowest(sizes)->collect(sizes, out, stride);
   }
   // The narrowest child's matches, narrowed by each other child in turn: by the
-  // bitmap of its rows the store keeps, if any; else by a bitmap of the rows
-  // that child lists when its list holds at most kListedPerCheck ids per
-  // candidate left, else by a check of each candidate's row (keep()). A listed
-  // row is a sequential read and a bit set in a bitmap that stays in cache; a
-  // row check reads the row's value (a leaf reads its column without a call
-  // per row, prefetched ahead, without a branch on the outcome). The driver's
-  // own clause is never checked again. Measured on bench/filters.py's
-  // conjunctions (200k rows; a 1% filter lists a price window of 5-15k rows
-  // or a category of 5-15k, the other clause 2-8 times as long): listing the
-  // other clause when it held up to 8 ids a candidate took 106 us a query
-  // where checking the candidates' prices took 73 (L2 category, wide window),
-  // and 460 against 355 us at 10%; at 1-2 ids a candidate, as fast as either.
+  // bitmap of its rows the store keeps (a dense posting list), if any, else by
+  // a check of each candidate's row (keep(): a leaf reads its column without a
+  // call per row, prefetched ahead, without a branch on the outcome). The
+  // bitmaps go first: a bit test (in a bitmap of rows / 8 bytes, mostly in
+  // cache) costs less than reading a row's value, which then happens only for
+  // the candidates left. The rest in increasing estimate order. The driver's
+  // own clause is never checked again.
+  //
+  // Why not narrow by a bitmap built from the other child's list when that is
+  // short (a sequential read and a bit set a listed row)? Measured on
+  // bench/filters.py's conjunctions (200k x 512 and 100k x 256, two seeds; a
+  // 1% filter lists a price window or a category of 3-15k rows, the other
+  // clause up to 8 times as long), median listing time a query with the other
+  // clause listed at up to 8 / 4 / 2 / 1 ids a candidate, else rows checked:
+  // 1% L2 140-148 / 102-162 / 67 / 66-104 us (200k), 54-73 / 68-78 / 54-81 /
+  // 37-54 (100k); 10% L1 460-500 / 410-520 / 224-328 / 224-277 (200k),
+  // 186-241 / 223 / 149-153 / 118-170 (100k); no workload was faster for
+  // listing more. The driver is the narrowest list, so the others are never
+  // shorter than the candidates: listing them would not pay.
   void list(const ListSizes& sizes, std::vector<Listed>& out, const hnsw::StopToken* stop) const override {
     const Node* driver = narrowest(sizes);
     const size_t first = out.size();
     driver->list(sizes, out, stop);
-    // The children the store keeps bitmaps for go first: a bit test (in a
-    // bitmap of rows / 8 bytes, mostly in cache) costs less than reading a
-    // row's value, which then happens only for the candidates left. The rest
-    // in increasing estimate order: the narrowest lists go first.
     for (const auto& c : children_)
       if (c.get() != driver)
         if (const std::vector<uint64_t>* bits = c->row_bits()) keep_in_bits(*c, *bits, out, first, stop);
-    for (const auto& c : children_) {
-      if (c.get() == driver || c->row_bits()) continue;
-      const size_t listable = sizes[c->number()];
-      if (listable != kUnknown && listable <= kListedPerCheck * (out.size() - first))
-        keep_listed_by(*c, sizes, out, first, stop);
-      else
-        c->keep(out, first, stop);
-    }
+    for (const auto& c : children_)
+      if (c.get() != driver && !c->row_bits()) c->keep(out, first, stop);
   }
-  static constexpr size_t kListedPerCheck = 2;
 
  protected:
   // The narrowest listable child's count (each child counted once).

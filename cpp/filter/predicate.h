@@ -20,9 +20,9 @@
 // must_not, which would list nearly everything) and keeps those the whole
 // filter matches (list()): a leaf's candidates are its matches; a must keeps
 // its driver's matches that every other child matches, by the bitmap of that
-// child's rows the store keeps (a dense posting list), or one built from its
-// list when the list is short, else checked by row. Rows are listed, not ids:
-// only the matches left at the end are looked up.
+// child's rows the store keeps (a dense posting list), else checked by row
+// (keep()). Rows are listed, not ids: only the matches left at the end are
+// looked up.
 //
 // Planning costs time linear in the filter's size, however deep it nests: the
 // sizes of the clauses' lists are counted once per plan, bottom up, into a
