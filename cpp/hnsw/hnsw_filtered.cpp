@@ -231,6 +231,7 @@ void HnswIndex::search_filtered(SearchScratch& s, const SearchParams& p, uint64_
     st.tested += s.filter_tests;
   }
   st.distances = s.distance_count;
+  st.expansions = s.expansions;
   const bool ran_dry = s.candidates.empty() && s.top.size() < st.ef &&
                        (!fp.built || s.top.size() < s.matches.size());
   if (s.top.size() >= p.k && !ran_dry) return;
@@ -242,7 +243,6 @@ void HnswIndex::search_two_hop(const uint8_t* query, uint32_t entry, size_t ef, 
                                SearchScratch& s, SearchStats& st, Checkpoint& pace) const {
   const uint32_t limit = slot_count_.load(std::memory_order_acquire);
   const size_t gather = max_links(0);  // matches gathered per expansion, as many as a node has links
-  const size_t prefetch_end = code_offset_ + std::min<size_t>(codec_.code_bytes(), 256);
   auto admits = [&](uint32_t slot) {
     ++st.tested;
     return !is_deleted(slot) && allowed.allows(header(slot).id);
@@ -251,8 +251,7 @@ void HnswIndex::search_two_hop(const uint8_t* query, uint32_t entry, size_t ef, 
   auto take = [&](uint32_t slot) {
     s.visited.mark(slot);
     s.batch.push_back(slot);
-    const uint8_t* block = nodes_->at(slot);
-    for (size_t off = 0; off < prefetch_end; off += 64) __builtin_prefetch(block + off);
+    prefetch_code(slot);
   };
 
   s.visited.reset(limit);
@@ -270,6 +269,7 @@ void HnswIndex::search_two_hop(const uint8_t* query, uint32_t entry, size_t ef, 
     if (current.dist > bound && s.top.size() >= ef) break;
     std::pop_heap(s.candidates.begin(), s.candidates.end(), CloserFirst());
     s.candidates.pop_back();
+    ++s.expansions;
 
     // One hop: the allowed neighbours; the rejected ones are kept to pass through.
     s.batch.clear();

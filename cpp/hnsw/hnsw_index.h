@@ -128,6 +128,7 @@ struct SearchStats {
   size_t matches = Filter::kUnknown;   // ids the filter allows, counted (when its match set was built)
   size_t driver = Filter::kUnknown;    // ids its cheapest clause lists (what building the set reads)
   size_t tested = 0;                   // filter tests (bits of the match set, or predicate checks) in the walk
+  size_t expansions = 0;               // nodes the level-0 walk expanded (their links read), one after another
   size_t estimates = 0;                // distances estimated on sketches (node_sketches.h)
 };
 
