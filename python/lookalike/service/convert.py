@@ -6,6 +6,7 @@ field that was wrong, so the servicer never has to guess what a ValueError meant
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -23,19 +24,28 @@ _DTYPES = {search_pb2.DTYPE_FLOAT32: np.dtype("<f4"), search_pb2.DTYPE_FLOAT16: 
 
 # --- vectors ---------------------------------------------------------------------
 
-def vector_from_proto(v: search_pb2.Vector, dim: int, where: str) -> np.ndarray:
-    """A packed Vector as float32 (dim,), checked against the space's dimension."""
-    if v.dtype not in _DTYPES:
+def vector_from_proto(v: search_pb2.Vector, dim: int, where: str, metric: str | None = None) -> np.ndarray:
+    """A packed Vector as float32 (dim,), checked against the space's dimension;
+    with the space's ``metric``, also refused as check_direction refuses."""
+    dtype = _DTYPES.get(v.dtype)
+    if dtype is None:
         raise invalid(f"{where}: dtype must be DTYPE_FLOAT32 or DTYPE_FLOAT16, got {v.dtype}")
     if v.dim != dim:
         raise invalid(f"{where}: dim is {v.dim}, the space has dimension {dim}")
-    dtype = _DTYPES[v.dtype]
-    if len(v.data) != dim * dtype.itemsize:
-        raise invalid(f"{where}: data holds {len(v.data)} bytes, {dim} x {dtype.name} needs {dim * dtype.itemsize}")
+    data = v.data
+    if len(data) != dim * dtype.itemsize:
+        raise invalid(f"{where}: data holds {len(data)} bytes, {dim} x {dtype.name} needs {dim * dtype.itemsize}")
     # float32 data is used where it lies (a read-only view of the message's bytes); float16 is widened.
-    arr = np.frombuffer(v.data, dtype=dtype).astype(np.float32, copy=False)
-    if not np.isfinite(arr).all():
-        raise invalid(f"{where}: has a NaN or infinite value at element {int(np.argmin(np.isfinite(arr)))}")
+    arr = np.frombuffer(data, dtype=dtype).astype(np.float32, copy=False)
+    # One dot product settles both checks for almost every vector: a sum of squares that is
+    # finite and above zero has no NaN or infinity in it, and not only zeros. Anything else (a
+    # NaN or inf, finite values whose squares overflow, zeros, or squares too tiny for float32)
+    # is looked at element by element. (vdot, unlike dot and @, does not warn on an overflow.)
+    if not 0.0 < float(np.vdot(arr, arr)) < math.inf:
+        if not np.isfinite(arr).all():
+            raise invalid(f"{where}: has a NaN or infinite value at element {int(np.argmin(np.isfinite(arr)))}")
+        if metric is not None:
+            check_direction(arr, metric, where)
     return arr
 
 

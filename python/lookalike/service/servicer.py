@@ -33,7 +33,7 @@ from lookalike.index import UnknownIdError
 from lookalike.index.collection import Collection
 from lookalike.service import convert
 from lookalike.service.config import Limits
-from lookalike.service.calls import native_stop, InFlight, check_alive, micros, rpc, search_batch, upsert_stream
+from lookalike.service.calls import NativeStop, InFlight, check_alive, micros, rpc, search_batch, upsert_stream
 from lookalike.service.colour_free import ColourFree
 from lookalike.service.durable import DurableCollection
 from lookalike.service.encoding import ModelEncoder, StageClock
@@ -147,26 +147,25 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         started = time.perf_counter()
         if request.min_seq:
             self._caught_up(request.min_seq, context)
-        timings = search_pb2.StageTimings()
-        limits = self._limits
+        limits, collection = self._limits, self._collection  # the search's pair, looked up once
         offset, want = convert.page_window(request, limits.max_k, limits.max_results)
-        convert.check_search_params(request.params, limits)
+        params = request.params
+        convert.check_search_params(params, limits)
         clock = StageClock()
         remembered = self._feedback.remembered(request)
         if remembered is not None:
             space, query, exclude, text = remembered.space, remembered.vector, remembered.exclude, remembered.text
         else:
-            space = self._space(request.using, request.query.WhichOneof("kind"))
-            query, exclude = self._query_vector(request.query, space, clock)
+            kind = request.query.WhichOneof("kind")
+            space = self._space(request.using, kind)
+            query, exclude = self._query_vector(request.query, kind, collection, space, clock)
             text = query_text(request.query)
         if request.ignore_colour:
             query = self._view.colour_free.apply(space, query)
-        timings.decode_us, timings.preprocess_us, timings.encode_us = (
-            micros(clock.decode), micros(clock.preprocess), micros(clock.encode))
         clause = convert.filter_from_proto(request.filter, limits) if request.HasField("filter") else None
-        query, clause, applied = self._feedback.adjust(request, self._collection, space, query, clause)
+        query, clause, applied = self._feedback.adjust(request, collection, space, query, clause)
         try:
-            native = self._collection.compile_filter(clause) if clause is not None else None
+            native = collection.compile_filter(clause) if clause is not None else None
         except KeyError as e:
             raise invalid(f"filter: {key_error_text(e)}") from None
         except (TypeError, ValueError) as e:
@@ -174,12 +173,11 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         check_alive(context)
 
         t = time.perf_counter()
-        params = request.params
-        with native_stop(context) as stop:
-            hits = self._collection.search(space, query, want, filter=native, ef=params.ef or None,
-                                           nprobe=params.nprobe or None, rerank=not params.no_rerank,
-                                           exact=params.exact, exclude=exclude, stop=stop)
-        timings.search_us = micros(time.perf_counter() - t)
+        with NativeStop(context) as stop:
+            hits = collection.search(space, query, want, filter=native, ef=params.ef or None,
+                                     nprobe=params.nprobe or None, rerank=not params.no_rerank,
+                                     exact=params.exact, exclude=exclude, stop=stop)
+        search_us = micros(time.perf_counter() - t)
 
         ids, scores = self._feedback.boost(space, text, hits.ids, hits.scores)
         ids, scores = ids[offset:], scores[offset:]
@@ -188,19 +186,22 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
                                              relevance=applied)
         if len(hits.ids) == want and want < limits.max_results:
             response.next_page_token = convert.page_token(want)
-        t = time.perf_counter()
-        metadata = self._metadata(ids) if request.with_metadata else {}
-        timings.hydrate_us = micros(time.perf_counter() - t)
-        hits = response.hits
+        add_hit = response.hits.add
         if request.with_metadata:
+            t = time.perf_counter()
+            metadata = self._metadata(ids)
+            hydrate_us = micros(time.perf_counter() - t)
             for id_, score in zip(ids.tolist(), scores.tolist()):
                 if id_ in metadata:  # else deleted since the search found it: a hit never lacks its metadata
-                    hits.add(id=id_, score=score, metadata=metadata[id_])
+                    add_hit(id=id_, score=score, metadata=metadata[id_])
         else:
+            hydrate_us = 0
             for id_, score in zip(ids.tolist(), scores.tolist()):
-                hits.add(id=id_, score=score)
+                add_hit(id=id_, score=score)
+        timings = response.timings
+        timings.decode_us, timings.preprocess_us, timings.encode_us, timings.search_us, timings.hydrate_us = (
+            micros(clock.decode), micros(clock.preprocess), micros(clock.encode), search_us, hydrate_us)
         timings.total_us = micros(time.perf_counter() - started)
-        response.timings.CopyFrom(timings)
         self._metrics.observe_stages(timings)
         return response
 
@@ -217,16 +218,15 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         except KeyError as e:
             raise not_found(key_error_text(e)) from None
 
-    def _query_vector(self, query: search_pb2.Query, space: str, clock: StageClock) -> tuple[np.ndarray, int | None]:
-        """The query as a vector of `space`, and the id to leave out of the hits."""
-        kind = query.WhichOneof("kind")
+    def _query_vector(self, query: search_pb2.Query, kind: str | None, collection: Collection, space: str,
+                      clock: StageClock) -> tuple[np.ndarray, int | None]:
+        """The query (whose oneof holds ``kind``) as a vector of `space`, and the id to leave out of the hits."""
         if kind == "vector":
-            config = self._collection.space(space)
-            vector = convert.vector_from_proto(query.vector, config.dim, "query.vector")
-            return convert.check_direction(vector, config.metric, "query.vector"), None
+            config = collection.space(space)
+            return convert.vector_from_proto(query.vector, config.dim, "query.vector", config.metric), None
         if kind == "product_id":
             try:
-                return self._collection.vectors(space, [query.product_id])[0], query.product_id
+                return collection.vectors(space, [query.product_id])[0], query.product_id
             except UnknownIdError:
                 raise not_found(f"query.product_id: no product {query.product_id}") from None
         if kind in ("image", "text", "hybrid"):
@@ -396,7 +396,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             raise invalid(f"filter: {key_error_text(e)}") from None
         except (TypeError, ValueError) as e:
             raise invalid(f"filter: {e}") from None
-        with native_stop(context) as stop:
+        with NativeStop(context) as stop:
             return self._collection.ids(native, stop=stop).tolist()
 
     # --- reads --------------------------------------------------------------------------
