@@ -9,7 +9,8 @@ appends its fields to a queue; the writer thread turns them into records
 (stamped with the call's end, not the write's) every FLUSH_S or as soon as
 FLUSH_LINES wait. Lines still queued when the process dies are lost: at most
 FLUSH_S of them, which an access log can afford and a write never does (writes
-are made durable by the write-ahead log, not by this log).
+are made durable by the write-ahead log, not by this log). The same thread folds
+the calls' queued metric observations in (observability.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 log = logging.getLogger("lookalike.requests")
 
@@ -27,7 +29,9 @@ FLUSH_LINES = 256
 
 
 class RequestLog:
-    def __init__(self) -> None:
+    def __init__(self, also: Callable[[], None] = lambda: None) -> None:
+        """``also`` runs on the writer thread after each batch of lines (the metrics' fold)."""
+        self._also = also
         self._queued: deque[tuple] = deque()  # append and popleft are atomic: no lock
         self._wake = threading.Event()
         self._closed = False
@@ -55,6 +59,7 @@ class RequestLog:
             self._wake.wait(FLUSH_S)
             self._wake.clear()
             self._write()
+            self._also()
 
     def _write(self) -> None:
         while self._queued:
