@@ -19,7 +19,8 @@ from lookalike.v1 import filter_pb2, search_pb2
 if TYPE_CHECKING:
     from lookalike.service.config import Limits
 
-_DTYPES = {search_pb2.DTYPE_FLOAT32: np.dtype("<f4"), search_pb2.DTYPE_FLOAT16: np.dtype("<f2")}
+_FLOAT32 = np.dtype("<f4")
+_DTYPES = {search_pb2.DTYPE_FLOAT32: _FLOAT32, search_pb2.DTYPE_FLOAT16: np.dtype("<f2")}
 
 
 # --- vectors ---------------------------------------------------------------------
@@ -36,7 +37,9 @@ def vector_from_proto(v: search_pb2.Vector, dim: int, where: str, metric: str | 
     if len(data) != dim * dtype.itemsize:
         raise invalid(f"{where}: data holds {len(data)} bytes, {dim} x {dtype.name} needs {dim * dtype.itemsize}")
     # float32 data is used where it lies (a read-only view of the message's bytes); float16 is widened.
-    arr = np.frombuffer(data, dtype=dtype).astype(np.float32, copy=False)
+    arr = np.frombuffer(data, dtype=dtype)
+    if dtype is not _FLOAT32:
+        arr = arr.astype(np.float32)
     # One dot product settles both checks for almost every vector: a sum of squares that is
     # finite and above zero has no NaN or infinity in it, and not only zeros. Anything else (a
     # NaN or inf, finite values whose squares overflow, zeros, or squares too tiny for float32)

@@ -231,13 +231,16 @@ class SearchFeedback:
                 self.clicks.click(click.space, click.text, click.product_id)
 
 
+_FLOAT32 = np.dtype(np.float32)
+
+
 def _kept(query: np.ndarray) -> np.ndarray:
     """The query vector as remembered. A float32 vector read from bytes of its own size (a
     request's packed vector) can neither change nor hold more memory alive: kept as it is.
     Any other is copied, so that a later write to its buffer is not remembered, nor a larger
     buffer it views (a batch of encoder outputs) kept alive."""
     base = query.base
-    if query.dtype == np.float32 and type(base) is bytes and len(base) == query.nbytes:
+    if type(base) is bytes and query.dtype == _FLOAT32 and len(base) == query.nbytes:
         return query
     return np.array(query, dtype=np.float32)
 

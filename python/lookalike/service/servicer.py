@@ -180,10 +180,11 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         search_us = micros(time.perf_counter() - t)
 
         ids, scores = self._feedback.boost(space, text, hits.ids, hits.scores)
-        ids, scores = ids[offset:], scores[offset:]
-        response = search_pb2.SearchResponse(plan=_plan(hits.stats),
-                                             search_id=self._feedback.remember(space, query, text, exclude),
+        if offset:
+            ids, scores = ids[offset:], scores[offset:]
+        response = search_pb2.SearchResponse(search_id=self._feedback.remember(space, query, text, exclude),
                                              relevance=applied)
+        _fill_plan(response.plan, hits.stats)
         if len(hits.ids) == want and want < limits.max_results:
             response.next_page_token = convert.page_token(want)
         add_hit = response.hits.add
@@ -458,12 +459,12 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         return response
 
 
-def _plan(stats: Any) -> search_pb2.QueryPlan:
-    plan = search_pb2.QueryPlan(plan=stats.plan, estimated_matches=stats.estimate or 0, ef=stats.ef,
-                                distances=stats.distances, filter_tests=stats.tested, fell_back=stats.fell_back)
+def _fill_plan(plan: search_pb2.QueryPlan, stats: Any) -> None:
+    """A response's plan, written where it lies (building one and copying it in cost a third more)."""
+    plan.plan, plan.estimated_matches, plan.ef, plan.distances, plan.filter_tests, plan.fell_back = (
+        stats.plan, stats.estimate or 0, stats.ef, stats.distances, stats.tested, stats.fell_back)
     # Unset when not counted (see QueryPlan in search.proto).
     if stats.matches is not None:
         plan.matches = stats.matches
     if stats.driver is not None:
         plan.driver_size = stats.driver
-    return plan
