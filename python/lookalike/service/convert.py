@@ -18,6 +18,7 @@ from lookalike.v1 import filter_pb2, search_pb2
 
 if TYPE_CHECKING:
     from lookalike.service.config import Limits
+    from lookalike.store.catalog import ProductRecord
 
 _FLOAT32 = np.dtype("<f4")
 _DTYPES = {search_pb2.DTYPE_FLOAT32: _FLOAT32, search_pb2.DTYPE_FLOAT16: np.dtype("<f2")}
@@ -127,20 +128,23 @@ def attributes_from_proto(values: Mapping[str, search_pb2.AttributeValue], schem
     return out
 
 
-def attributes_to_proto(values: Mapping[str, Any], schema: Mapping[str, str]) -> dict[str, search_pb2.AttributeValue]:
-    out = {}
-    for name, value in values.items():
+def metadata_into(target: search_pb2.ProductMetadata, record: ProductRecord, attributes: Mapping[str, Any],
+                  schema: Mapping[str, str]) -> None:
+    """Writes a product's catalog record and attributes (those of the schema) into
+    ``target``, a response's own message: building the messages and copying them in
+    cost three times as much, per hit of a search with metadata."""
+    target.title, target.image_uri, target.image_sha256 = record.title, record.image_uri, record.image_sha256
+    values = target.attributes
+    for name, value in attributes.items():
         kind = schema.get(name)
         if kind == "keyword":
-            out[name] = search_pb2.AttributeValue(
-                keywords=search_pb2.Keywords(values=[value] if isinstance(value, str) else list(value)))
+            values[name].keywords.values.extend([value] if isinstance(value, str) else value)
         elif kind == "numeric":
-            out[name] = search_pb2.AttributeValue(number=float(value))
+            values[name].number = float(value)
         elif kind == "bool":
-            out[name] = search_pb2.AttributeValue(flag=bool(value))
+            values[name].flag = bool(value)
         elif kind == "timestamp":
-            out[name] = search_pb2.AttributeValue(timestamp=int(value))
-    return out
+            values[name].timestamp = int(value)
 
 
 # --- filters ---------------------------------------------------------------------

@@ -190,11 +190,15 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         add_hit = response.hits.add
         if request.with_metadata:
             t = time.perf_counter()
-            metadata = self._metadata(ids)
+            ids = ids.tolist()
+            metadata = read_metadata(self._catalog, collection, ids)
             hydrate_us = micros(time.perf_counter() - t)
-            for id_, score in zip(ids.tolist(), scores.tolist()):
-                if id_ in metadata:  # else deleted since the search found it: a hit never lacks its metadata
-                    add_hit(id=id_, score=score, metadata=metadata[id_])
+            schema = collection.schema
+            for id_, score in zip(ids, scores.tolist()):
+                found = metadata.get(id_)
+                if found is not None:  # else deleted since the search found it: a hit never lacks its metadata
+                    convert.metadata_into(add_hit(id=id_, score=score).metadata, found.record, found.attributes,
+                                          schema)
         else:
             hydrate_us = 0
             for id_, score in zip(ids.tolist(), scores.tolist()):
@@ -233,15 +237,6 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         if kind in ("image", "text", "hybrid"):
             return self._queries.query(query, space, clock), None
         raise invalid("query: set one of image, text, vector, product_id or hybrid")
-
-    def _metadata(self, ids: np.ndarray) -> dict[int, search_pb2.ProductMetadata]:
-        """The metadata of the ids, read whole (hydrate.py); an id deleted
-        since its search found it has none."""
-        schema = self._collection.schema
-        return {id_: search_pb2.ProductMetadata(
-                    title=m.record.title, image_uri=m.record.image_uri, image_sha256=m.record.image_sha256,
-                    attributes=convert.attributes_to_proto(m.attributes, schema))
-                for id_, m in read_metadata(self._catalog, self._collection, ids.tolist()).items()}
 
     # --- writes -------------------------------------------------------------------------
 
@@ -411,13 +406,17 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             self._caught_up(request.min_seq, context)
         for name in request.with_vectors:
             self._space(name)
-        metadata = self._metadata(np.array([i for i in request.ids if i in self._collection], dtype=np.int64))
+        collection = self._collection
+        # The metadata of the ids, each read whole (hydrate.py); an id deleted meanwhile has none.
+        metadata = read_metadata(self._catalog, collection, [i for i in request.ids if i in collection])
         found = [i for i in request.ids if i in metadata]  # deleted meanwhile: missing
         missing = [i for i in request.ids if i not in metadata]
         response = search_pb2.GetResponse(missing_ids=missing)
-        vectors = {name: self._collection.vectors(name, found) for name in request.with_vectors} if found else {}
+        vectors = {name: collection.vectors(name, found) for name in request.with_vectors} if found else {}
+        schema = collection.schema
         for row, id_ in enumerate(found):
-            product = response.products.add(id=id_, metadata=metadata[id_])
+            product = response.products.add(id=id_)
+            convert.metadata_into(product.metadata, metadata[id_].record, metadata[id_].attributes, schema)
             for name, arr in vectors.items():
                 product.vectors[name].CopyFrom(convert.vector_to_proto(arr[row]))
         return response
