@@ -12,7 +12,7 @@ Metrics:
 
 The histograms and the call counter are fed in batches: a call only queues
 its observations (a deque append), and they are folded into the Prometheus
-metrics by the request log's writer thread every few milliseconds and before
+metrics by the request log's writer thread every 50 ms (FLUSH_S) and before
 every read of the registry, so a scrape always sees every call that ended
 before it. prometheus_client's observe() takes two locks and walks the buckets
 in Python: a vector Search's metrics, observed on its thread, were 8-16 us of
