@@ -34,6 +34,14 @@ def test_a_read_of_the_registry_sees_every_call_that_ended_before_it():
     assert sample(metrics, "lookalike_stage_seconds_count", {"stage": "encode"}) == 0  # zero: not a stage it ran
 
 
+def test_a_scrape_of_some_names_sees_every_call_that_ended_before_it():
+    # /metrics?name[]=... reads through restricted_registry, not collect().
+    metrics = Metrics()
+    metrics.method("Search").ended(grpc.StatusCode.OK, 0.002)
+    text = prom.generate_latest(metrics.registry.restricted_registry(["lookalike_requests_total"])).decode()
+    assert 'lookalike_requests_total{code="OK",method="Search"} 1.0' in text
+
+
 def unfolded(metrics, name, labels):
     """A sample as the registry holds it, without the fold a read does first."""
     for metric in prom.CollectorRegistry.collect(metrics.registry):

@@ -57,6 +57,12 @@ class _FoldingRegistry(prom.CollectorRegistry):
         self._fold()
         return super().collect()
 
+    def restricted_registry(self, names: Iterable[str]) -> prom.registry.RestrictedRegistry:
+        # A scrape of some names (/metrics?name[]=...) reads the collectors through
+        # this, not collect(): fold here, just before it reads them.
+        self._fold()
+        return super().restricted_registry(names)
+
 
 class Metrics:
     """The service's metrics in a registry of their own (so that tests can make many)."""
