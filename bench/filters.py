@@ -350,7 +350,8 @@ def render(result: dict) -> str:
         plan = ""
         if ours:
             st = ours["stats"][j]
-            plan = f"{ours['plans'][j]} d={st['distances']:.0f} e={st.get('estimates', 0):.0f} t={st['tested']:.0f}"
+            plan = (f"{ours['plans'][j]} d={st['distances']:.0f} e={st.get('estimates', 0):.0f} "
+                    f"t={st['tested']:.0f} x={st.get('expansions', 0):.0f}")
         cells = [w["name"], f"{w['selectivity']:.3%}", plan]
         for r in result["rows"]:
             c = r["filtered"][j]
@@ -365,7 +366,8 @@ def render(result: dict) -> str:
            "(one configuration for every workload)",
            f"machine: {m['cpu']}, {m['cores']} cores; build {p['threads']} threads, queries 1 thread batch 1",
            "xU: QPS / the library's own unfiltered QPS at recall 0.95; our plan with d = distances (full "
-           "vectors read), e = sketch estimates and t = filter tests (bits) per query, over the first 20 queries",
+           "vectors read), e = sketch estimates, t = filter tests (bits) and x = nodes expanded per query, over "
+           "the first 20 queries",
            "",
            line(head), line(["-" * w for w in widths])] + [line(b) for b in body]
     out += ["", "workloads: " + "; ".join(f"{w['name']}: {w['description']}" for w in result["workloads"])]
@@ -427,6 +429,7 @@ def main(argv=None) -> int:
                                      "distances": float(np.mean([s.distances for s in st])),
                                      "tested": float(np.mean([getattr(s, "tested", 0) for s in st])),
                                      "estimates": float(np.mean([getattr(s, "estimates", 0) for s in st])),
+                                     "expansions": float(np.mean([getattr(s, "expansions", 0) for s in st])),
                                      "fell_back": float(np.mean([s.fell_back for s in st]))})
         rows.append(row)
         del make, stats_of, index

@@ -186,3 +186,12 @@ def test_a_bad_upsert_writes_no_catalog_row(tmp_path):
         store.upsert(bad)
     assert store.catalog.get([1, 2]) == {} and len(store.collection) == 0
     store.close()
+
+
+def test_a_row_s_seq_is_the_log_record_that_last_wrote_it(tmp_path):
+    store = open_store(tmp_path)
+    first = store.upsert(batch([1, 2], seed=1))
+    second = store.upsert(batch([2, 3], seed=2))
+    assert store.catalog.seqs([1, 2, 3, 4]) == {1: first, 2: second, 3: second}
+    assert {i: seq for i, (_, seq) in store.catalog.get_with_seq([1, 2, 3, 4]).items()} == store.catalog.seqs([1, 2, 3])
+    store.close()

@@ -228,6 +228,21 @@ def test_the_planner_scans_few_matches_and_walks_many(small):
     assert many.plan == "filtered_graph" and many.driver is None and many.tested > 0
 
 
+def test_stats_count_the_nodes_each_walk_expands(small):
+    """Every node a walk expands was scored first (the entry point aside); the
+    filtered walk tests the filter once per node it expands; a scan expands none."""
+    index, store, vectors, *_ = small
+    clause = store.compile(CONJUNCTIONS["broad"][0])
+    for q in clustered(3, 16, seed=13):
+        plain = index.search(q, 10, ef=32, return_stats=True).stats
+        assert 0 < plain.expansions <= plain.distances + 1
+        walk = index.search(q, 10, ef=32, filter=clause, plan="filtered_graph", return_stats=True).stats
+        assert 0 < walk.expansions == walk.tested <= walk.distances + 1
+        two_hop = index.search(q, 10, ef=32, filter=clause, plan="two_hop_graph", return_stats=True).stats
+        assert 0 < two_hop.expansions <= two_hop.distances + 1 and two_hop.tested >= two_hop.expansions
+        assert index.search(q, 10, filter=clause, plan="exact_scan", return_stats=True).stats.expansions == 0
+
+
 def test_the_planner_returns_the_exact_filtered_top_k_for_drivers_of_every_length():
     """Price windows whose lists run from below the length the planner lists at
     once (a few per distance of a walk) to past the length at which a scan of

@@ -139,6 +139,21 @@ def test_remembered_searches_are_bounded():
     assert feedback.recent.get(first) is None
 
 
+def test_a_remembered_query_is_its_own_and_holds_nothing_else():
+    feedback = SearchFeedback()
+    sent = np.frombuffer(packed(QUERY).data, dtype=np.float32)  # a request's vector: immutable bytes of its size
+    assert feedback.recent.get(feedback.remember("clip", sent, "")).vector is sent
+    writable = QUERY.copy()
+    kept = feedback.recent.get(feedback.remember("clip", writable, "")).vector
+    writable[:] = 0
+    assert kept == pytest.approx(QUERY)
+    batch = np.stack([QUERY, QUERY])  # encoder outputs: a row must not keep the whole batch alive
+    row = feedback.recent.get(feedback.remember("clip", batch[0], "")).vector
+    assert row.base is None and row == pytest.approx(QUERY)
+    widened = feedback.recent.get(feedback.remember("clip", QUERY.astype(np.float16), "")).vector
+    assert widened.dtype == np.float32 and widened == pytest.approx(QUERY)
+
+
 def test_clicks_for_the_same_words_boost_later_searches():
     ids_ = np.array([1, 2, 3], dtype=np.int64)
     scores = np.array([0.90, 0.89, 0.50], dtype=np.float32)

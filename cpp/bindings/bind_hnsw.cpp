@@ -107,6 +107,7 @@ void bind_hnsw(py::module_& m) {
                              })
       .def_readonly("tested", &hnsw::SearchStats::tested)
       .def_readonly("estimates", &hnsw::SearchStats::estimates)
+      .def_readonly("expansions", &hnsw::SearchStats::expansions)
       .def("__repr__", [](const hnsw::SearchStats& s) {
         return std::string("SearchStats(plan='") + hnsw::plan_name(s.plan) + "', estimate=" +
                (s.estimate == hnsw::Filter::kUnknown ? "None" : std::to_string(s.estimate)) +

@@ -59,11 +59,41 @@
 // estimates' noise (1 bit a dimension) cost recall@10: 0.962 against 0.981 at
 // 10%, 0.940 against 0.958 at 50%. At equal recall (the plain walk with a
 // smaller admitted ef) the plain walk was as fast or faster (10%: 878 us at
-// 0.975 against 877 us at 0.962): a walk here is bound by the latency of its
-// ~640 expansions one after another, not by the bytes of the vectors it
-// scores. Pruning neighbours on their lower bounds once walk_ef are admitted
+// 0.975 against 877 us at 0.962): with only a code's first 256 bytes
+// prefetched, a walk here was bound by the latency of its ~640 expansions one
+// after another, not by the bytes of the vectors it scores. Pruning neighbours on their lower bounds once walk_ef are admitted
 // dropped almost none (22 of 4,164 at 10%: the walk admits its last match
 // near its end).
+//
+// What a filtered walk costs, and what limits it (200k x 512 float16, ef 64,
+// A/B in one process, CPU time, with every block prefetched whole: see
+// prefetch_code): its time follows the nodes it scores, each one block of
+// 1,168 bytes read from memory at about the same cost as in the unfiltered
+// walk (0.15-0.17 us). An expansion costs no more than the unfiltered walk's:
+// it scores fewer new neighbours (~6.5 against ~13: the walk's wider ball has
+// seen more of them). At recall 0.95 the unfiltered walk scores ~710 nodes
+// (ef 48, 54 expansions); at 50% the filtered walk scores ~1,050 (88
+// expansions, ~0.6x its QPS), at 10% ~4,150 (636 expansions, ~0.15x): ~4.8 MB
+// read a query, at ~7 GB/s. The filter test of each expanded node (an id ->
+// row lookup and cold attribute columns, ~0.2 us) is a sixth of the 10% walk.
+// Scoring fewer nodes needs a per-node test cheap enough to run on every
+// neighbour before reading it. Tried and not kept:
+//   - matches scored in full, the other neighbours estimated on their sketches
+//     (each neighbour tested when met): 603 full distances instead of 4,152 at
+//     10%, but 6,282 predicate tests made it 1.5x slower; a match set instead
+//     cost more to list (~0.8-0.9 ms for a broad category at 10%) than the
+//     whole walk
+//   - the two-hop walk testing ids read from a compact slot -> id array rather
+//     than the nodes' headers: still 2x slower than the plain walk at 10%, at
+//     recall 0.918 against 0.981
+//   - navigating on sketch estimates alone, testing and reading a node when
+//     expanded: 1,155 expansions instead of 636, recall 0.945, 2x slower
+//   - testing the expanded node after its neighbours are prefetched, or
+//     prefetching the next candidate's links: no measurable change
+//   - node blocks on huge pages: no measurable change (718 against 722 us)
+// A freshly built graph walks as fast as the same index saved and loaded
+// (10%: 956 against 1,047 us, A/B in one process): an earlier gap was the
+// machine's load in wall-clock time.
 //
 // Each walk is a "walk plus fallback scan": when it finds fewer than k, or runs
 // out of nodes to expand with fewer than its ef admitted while more ids match
@@ -83,7 +113,9 @@ constexpr float kInf = std::numeric_limits<float>::infinity();
 // x k and at most ef. Measured recall@10 at ef 64: at 10%, 0.97 with a floor of
 // 2 and 0.99 with 3 (20k x 128), 0.96 with 3 and 0.975-0.982 with 4 (100k x 256,
 // 200k x 512); at 50%, a share of 1 keeps 0.983-0.992 for 30% fewer distances
-// than 2.
+// than 2. The floor binds at 50% too: with 3 instead of 4, 0.958 against 0.966
+// there (200k x 512, the conjunctions' L0), and 4 keeps only 0.956 at 100k x
+// 256 (seed 1), so it stays at 4 though 10% would keep 0.975 with 3.
 constexpr double kAdmitShare = 1.0;
 constexpr double kAdmitFloor = 4.0;
 // Nodes the filtered walk scores, per (walk_ef / sel x M) (measured: 0.6-0.66).
@@ -261,6 +293,7 @@ void HnswIndex::search_filtered(SearchScratch& s, const SearchParams& p, uint64_
     st.tested += s.filter_tests;
   }
   st.distances = s.distance_count;
+  st.expansions = s.expansions;
   const bool ran_dry = s.candidates.empty() && s.top.size() < st.ef &&
                        (!fp.built || s.top.size() < s.matches.size());
   if (s.top.size() >= p.k && !ran_dry) return;
@@ -272,7 +305,6 @@ void HnswIndex::search_two_hop(const uint8_t* query, uint32_t entry, size_t ef, 
                                SearchScratch& s, SearchStats& st, Checkpoint& pace) const {
   const uint32_t limit = slot_count_.load(std::memory_order_acquire);
   const size_t gather = max_links(0);  // matches gathered per expansion, as many as a node has links
-  const size_t prefetch_end = code_offset_ + std::min<size_t>(codec_.code_bytes(), 256);
   auto admits = [&](uint32_t slot) {
     ++st.tested;
     return !is_deleted(slot) && allowed.allows(header(slot).id);
@@ -281,8 +313,7 @@ void HnswIndex::search_two_hop(const uint8_t* query, uint32_t entry, size_t ef, 
   auto take = [&](uint32_t slot) {
     s.visited.mark(slot);
     s.batch.push_back(slot);
-    const uint8_t* block = nodes_->at(slot);
-    for (size_t off = 0; off < prefetch_end; off += 64) __builtin_prefetch(block + off);
+    prefetch_code(slot);
   };
 
   s.visited.reset(limit);
@@ -300,6 +331,7 @@ void HnswIndex::search_two_hop(const uint8_t* query, uint32_t entry, size_t ef, 
     if (current.dist > bound && s.top.size() >= ef) break;
     std::pop_heap(s.candidates.begin(), s.candidates.end(), CloserFirst());
     s.candidates.pop_back();
+    ++s.expansions;
 
     // One hop: the allowed neighbours; the rejected ones are kept to pass through.
     s.batch.clear();
@@ -375,7 +407,7 @@ void HnswIndex::scan_ids(const std::vector<int64_t>& ids, const SearchParams& p,
   }
   s.top.clear();
   for (size_t i = 0; i < slots.size(); ++i) {
-    if (i + kAhead < slots.size()) prefetch_whole_code(slots[i + kAhead]);
+    if (i + kAhead < slots.size()) prefetch_code(slots[i + kAhead]);
     pace.work(1);  // listed ids passed the filter already
     const uint32_t slot = slots[i];
     if (is_deleted(slot)) continue;
@@ -434,7 +466,7 @@ void HnswIndex::scan_sketched(const std::vector<uint32_t>& slots, size_t keep, c
   while (true) {
     for (; heap_end != heap && unread - heap_end < kReadAhead; --heap_end) {
       std::pop_heap(heap, heap_end, CloserFirst());
-      prefetch_whole_code((heap_end - 1)->slot);
+      prefetch_code((heap_end - 1)->slot);
     }
     if (unread == heap_end) break;
     const Candidate b = *--unread;

@@ -65,18 +65,16 @@ HnswIndex::NodeHeader& HnswIndex::header(uint32_t slot) const {
 const uint8_t* HnswIndex::code(uint32_t slot) const { return nodes_->at(slot) + code_offset_; }
 
 void HnswIndex::prefetch_code(uint32_t slot) const {
-  // The head of the node's block (flags, id) and the first lines of its code;
-  // the hardware prefetcher follows the rest of the code.
+  // The whole block: its head (flags, id), its links (read when the node is
+  // expanded) and its code. A walk asks for every new neighbour's block before
+  // scoring the first, so all of them are in flight at once; prefetching only
+  // the head and the code's first 256 bytes left the rest to the hardware
+  // prefetcher, which followed too late: measured at 200k x 512 float16 (A/B in
+  // one process, CPU time), the whole block made the unfiltered walk 1.5x as
+  // fast (ef 48: 158 -> 106 us), the filtered walks likewise (50%: 283 -> 181
+  // us; 10%: 1,108 -> 718 us), and a build ~10% faster.
   const uint8_t* block = nodes_->at(slot);
-  const size_t end = code_offset_ + std::min<size_t>(codec_.code_bytes(), 256);
-  for (size_t off = 0; off < end; off += 64) __builtin_prefetch(block + off);
-}
-
-void HnswIndex::prefetch_whole_code(uint32_t slot) const {
-  const uint8_t* block = nodes_->at(slot);
-  __builtin_prefetch(block);  // the header: deleted or not
-  const uint8_t* code = block + code_offset_;
-  for (size_t off = 0; off < codec_.code_bytes(); off += 64) __builtin_prefetch(code + off);
+  for (size_t off = 0; off < block_bytes_; off += 64) __builtin_prefetch(block + off);
 }
 
 uint32_t*& HnswIndex::upper_of(uint32_t slot) const { return *reinterpret_cast<uint32_t**>(upper_->at(slot)); }
@@ -164,6 +162,7 @@ void HnswIndex::search_level(const uint8_t* query, uint32_t entry, size_t ef, in
     if (current.dist > bound && s.top.size() >= ef) break;
     std::pop_heap(s.candidates.begin(), s.candidates.end(), CloserFirst());
     s.candidates.pop_back();
+    ++s.expansions;
     if (late && admits(current.slot)) {
       keep_closest(s.top, current, ef);
       bound = s.top.front().dist;
@@ -543,6 +542,7 @@ void HnswIndex::search(const float* query, const SearchParams& p, int64_t* ids, 
   s->top.clear();
   s->distance_count = 0;
   s->filter_tests = 0;
+  s->expansions = 0;
   SearchStats st;
   const uint64_t entry = entry_.load(std::memory_order_acquire);
   if (entry != kNoEntry) {
@@ -558,6 +558,7 @@ void HnswIndex::search(const float* query, const SearchParams& p, int64_t* ids, 
       search_level(s->query_code.data(), start, ef, 0, p.filter, *s, &pace);
       st.ef = ef;
       st.distances = s->distance_count;
+      st.expansions = s->expansions;
     }
   }
   finish_results(*s, p, ids, dists);

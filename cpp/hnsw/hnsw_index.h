@@ -128,6 +128,7 @@ struct SearchStats {
   size_t matches = Filter::kUnknown;   // ids the filter allows, counted (when its match set was built)
   size_t driver = Filter::kUnknown;    // ids its cheapest clause lists (what building the set reads)
   size_t tested = 0;                   // filter tests (bits of the match set, or predicate checks) in the walk
+  size_t expansions = 0;               // nodes the level-0 walk expanded (their links read), one after another
   size_t estimates = 0;                // distances estimated on sketches (node_sketches.h)
 };
 
@@ -251,8 +252,6 @@ class HnswIndex {
     uint32_t* slots;
   };
   void prefetch_code(uint32_t slot) const;
-  // The node's header and all of its code: for a scan that reads it whole, cold.
-  void prefetch_whole_code(uint32_t slot) const;
   LinkList link_list(uint32_t slot, int level) const;
 
   void lock_node(uint32_t slot) const;

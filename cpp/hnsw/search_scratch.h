@@ -81,6 +81,7 @@ struct SearchScratch {
   std::vector<float> uppers;          // their upper bounds
   size_t distance_count = 0;          // computed by search_level, for SearchStats
   size_t filter_tests = 0;            // filter checks search_level made, for SearchStats
+  size_t expansions = 0;              // nodes search_level expanded, for SearchStats
 
   size_t bytes() const {
     return visited.bytes() + (candidates.capacity() + top.capacity()) * sizeof(Candidate) +

@@ -51,7 +51,8 @@ class SearchResultWithStats(NamedTuple):
     allows, counted (None when its match set was not built); ``driver`` the ids
     its cheapest clause lists; ``ef`` the walk's width; ``distances`` the distance
     computations (full vectors read); ``estimates`` the distances estimated on
-    the vectors' sketches; ``tested`` the filter tests of the walk; ``fell_back``
+    the vectors' sketches; ``tested`` the filter tests of the walk; ``expansions``
+    the nodes the walk expanded (read the links of); ``fell_back``
     whether a scan had to follow a walk that found fewer than k."""
 
     ids: np.ndarray

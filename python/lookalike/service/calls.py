@@ -11,8 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import grpc
@@ -114,18 +113,32 @@ def check_alive(context: grpc.ServicerContext) -> None:
         raise ServiceError(grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed")
 
 
-@contextmanager
-def native_stop(context: grpc.ServicerContext) -> Iterator[StopToken]:
+class NativeStop:
     """A stop token for the native searches and scans of a call: they check it
     as they go and stop at the call's deadline or when it is cancelled, which
-    becomes DEADLINE_EXCEEDED or CANCELLED (never INTERNAL)."""
-    stop = StopToken(context.time_remaining())
-    context.add_callback(stop.cancel)
-    try:
-        yield stop
-    except SearchStopped as e:
+    becomes DEADLINE_EXCEEDED or CANCELLED (never INTERNAL).
+
+        with NativeStop(context) as stop:
+            collection.search(..., stop=stop)
+
+    (A class, not a @contextmanager generator: it is on every search's path.)"""
+
+    __slots__ = ("_context", "_token")
+
+    def __init__(self, context: grpc.ServicerContext) -> None:
+        self._context = context
+
+    def __enter__(self) -> StopToken:
+        self._token = StopToken(self._context.time_remaining())
+        self._context.add_callback(self._token.cancel)
+        return self._token
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, traceback: Any) -> None:
+        if not isinstance(error, SearchStopped):
+            return
         # gRPC ends a call at its deadline as it does a cancelled one: the token tells them apart.
-        if isinstance(e, DeadlineExceeded) or (stop.remaining is not None and stop.remaining <= 0):
+        remaining = self._token.remaining
+        if isinstance(error, DeadlineExceeded) or (remaining is not None and remaining <= 0):
             raise ServiceError(grpc.StatusCode.DEADLINE_EXCEEDED,
                                "the search was stopped at the call's deadline") from None
         raise ServiceError(grpc.StatusCode.CANCELLED, "the search was stopped: the call was cancelled") from None

@@ -6,6 +6,7 @@ field that was wrong, so the servicer never has to guess what a ValueError meant
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -17,25 +18,38 @@ from lookalike.v1 import filter_pb2, search_pb2
 
 if TYPE_CHECKING:
     from lookalike.service.config import Limits
+    from lookalike.store.catalog import ProductRecord
 
-_DTYPES = {search_pb2.DTYPE_FLOAT32: np.dtype("<f4"), search_pb2.DTYPE_FLOAT16: np.dtype("<f2")}
+_FLOAT32 = np.dtype("<f4")
+_DTYPES = {search_pb2.DTYPE_FLOAT32: _FLOAT32, search_pb2.DTYPE_FLOAT16: np.dtype("<f2")}
 
 
 # --- vectors ---------------------------------------------------------------------
 
-def vector_from_proto(v: search_pb2.Vector, dim: int, where: str) -> np.ndarray:
-    """A packed Vector as float32 (dim,), checked against the space's dimension."""
-    if v.dtype not in _DTYPES:
+def vector_from_proto(v: search_pb2.Vector, dim: int, where: str, metric: str | None = None) -> np.ndarray:
+    """A packed Vector as float32 (dim,), checked against the space's dimension;
+    with the space's ``metric``, also refused as check_direction refuses."""
+    dtype = _DTYPES.get(v.dtype)
+    if dtype is None:
         raise invalid(f"{where}: dtype must be DTYPE_FLOAT32 or DTYPE_FLOAT16, got {v.dtype}")
     if v.dim != dim:
         raise invalid(f"{where}: dim is {v.dim}, the space has dimension {dim}")
-    dtype = _DTYPES[v.dtype]
-    if len(v.data) != dim * dtype.itemsize:
-        raise invalid(f"{where}: data holds {len(v.data)} bytes, {dim} x {dtype.name} needs {dim * dtype.itemsize}")
+    data = v.data
+    if len(data) != dim * dtype.itemsize:
+        raise invalid(f"{where}: data holds {len(data)} bytes, {dim} x {dtype.name} needs {dim * dtype.itemsize}")
     # float32 data is used where it lies (a read-only view of the message's bytes); float16 is widened.
-    arr = np.frombuffer(v.data, dtype=dtype).astype(np.float32, copy=False)
-    if not np.isfinite(arr).all():
-        raise invalid(f"{where}: has a NaN or infinite value at element {int(np.argmin(np.isfinite(arr)))}")
+    arr = np.frombuffer(data, dtype=dtype)
+    if dtype is not _FLOAT32:
+        arr = arr.astype(np.float32)
+    # One dot product settles both checks for almost every vector: a sum of squares that is
+    # finite and above zero has no NaN or infinity in it, and not only zeros. Anything else (a
+    # NaN or inf, finite values whose squares overflow, zeros, or squares too tiny for float32)
+    # is looked at element by element. (vdot, unlike dot and @, does not warn on an overflow.)
+    if not 0.0 < float(np.vdot(arr, arr)) < math.inf:
+        if not np.isfinite(arr).all():
+            raise invalid(f"{where}: has a NaN or infinite value at element {int(np.argmin(np.isfinite(arr)))}")
+        if metric is not None:
+            check_direction(arr, metric, where)
     return arr
 
 
@@ -114,20 +128,23 @@ def attributes_from_proto(values: Mapping[str, search_pb2.AttributeValue], schem
     return out
 
 
-def attributes_to_proto(values: Mapping[str, Any], schema: Mapping[str, str]) -> dict[str, search_pb2.AttributeValue]:
-    out = {}
-    for name, value in values.items():
+def metadata_into(target: search_pb2.ProductMetadata, record: ProductRecord, attributes: Mapping[str, Any],
+                  schema: Mapping[str, str]) -> None:
+    """Writes a product's catalog record and attributes (those of the schema) into
+    ``target``, a response's own message: building the messages and copying them in
+    cost three times as much, per hit of a search with metadata."""
+    target.title, target.image_uri, target.image_sha256 = record.title, record.image_uri, record.image_sha256
+    values = target.attributes
+    for name, value in attributes.items():
         kind = schema.get(name)
         if kind == "keyword":
-            out[name] = search_pb2.AttributeValue(
-                keywords=search_pb2.Keywords(values=[value] if isinstance(value, str) else list(value)))
+            values[name].keywords.values.extend([value] if isinstance(value, str) else value)
         elif kind == "numeric":
-            out[name] = search_pb2.AttributeValue(number=float(value))
+            values[name].number = float(value)
         elif kind == "bool":
-            out[name] = search_pb2.AttributeValue(flag=bool(value))
+            values[name].flag = bool(value)
         elif kind == "timestamp":
-            out[name] = search_pb2.AttributeValue(timestamp=int(value))
-    return out
+            values[name].timestamp = int(value)
 
 
 # --- filters ---------------------------------------------------------------------

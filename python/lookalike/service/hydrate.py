@@ -43,10 +43,10 @@ def read_metadata(catalog: Catalog, collection: Collection, ids: Sequence[int]) 
         rows = catalog.get_with_seq(pending)
         attributes = {id_: collection.attributes(id_) for id_ in rows}
         present = [id_ for id_ in pending if id_ in collection]  # the others were deleted since the search
-        again = catalog.get_with_seq([id_ for id_ in present if id_ in rows])
+        again = catalog.seqs([id_ for id_ in present if id_ in rows])
         pending = []
         for id_ in present:
-            if id_ in again and again[id_][1] == rows[id_][1]:
+            if id_ in again and again[id_] == rows[id_][1]:
                 found[id_] = Metadata(rows[id_][0], attributes[id_])
             else:
                 pending.append(id_)

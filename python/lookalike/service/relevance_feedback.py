@@ -25,6 +25,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -67,8 +68,7 @@ class FeedbackConfig:
             raise ValueError("feedback: remember_seconds and retention_days must be > 0")
 
 
-@dataclass(frozen=True)
-class RememberedSearch:
+class RememberedSearch(NamedTuple):  # made on every search: a tuple costs a fraction of a frozen dataclass
     space: str
     vector: np.ndarray   # the query as searched (after any relevance feedback)
     text: str            # the query's words ("" for none): the key of click boosts
@@ -212,8 +212,7 @@ class SearchFeedback:
 
     def remember(self, space: str, query: np.ndarray, text: str, exclude: int | None = None) -> str:
         """A new search id for this search, remembered for later feedback."""
-        return self.recent.add(RememberedSearch(space, np.array(query, dtype=np.float32), text, time.monotonic(),
-                                                exclude))
+        return self.recent.add(RememberedSearch(space, _kept(query), text, time.monotonic(), exclude))
 
     def boost_clicks(self, search_id: str, product_ids: Sequence[int]) -> list[BoostClick]:
         """What clicks on the hits of a search add to the boost: nothing when the
@@ -230,6 +229,20 @@ class SearchFeedback:
         if self.clicks is not None:
             for click in clicks:
                 self.clicks.click(click.space, click.text, click.product_id)
+
+
+_FLOAT32 = np.dtype(np.float32)
+
+
+def _kept(query: np.ndarray) -> np.ndarray:
+    """The query vector as remembered. A float32 vector read from bytes of its own size (a
+    request's packed vector) can neither change nor hold more memory alive: kept as it is.
+    Any other is copied, so that a later write to its buffer is not remembered, nor a larger
+    buffer it views (a batch of encoder outputs) kept alive."""
+    base = query.base
+    if type(base) is bytes and query.dtype == _FLOAT32 and len(base) == query.nbytes:
+        return query
+    return np.array(query, dtype=np.float32)
 
 
 def _stored(collection: Collection, space: str, ids: Sequence[int], missing: list[int]) -> tuple[list[int], np.ndarray]:

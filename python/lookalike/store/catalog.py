@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 _SCHEMA = """
@@ -98,15 +98,21 @@ class Catalog:
     def get_with_seq(self, ids: Sequence[int]) -> dict[int, tuple[ProductRecord, int]]:
         """The records of the ids that have one, each with the log record that
         last wrote it (a reader compares it to see whether the row changed)."""
-        found: dict[int, tuple[ProductRecord, int]] = {}
         with self._lock:
-            for start in range(0, len(ids), _CHUNK):
-                chunk = [int(i) for i in ids[start:start + _CHUNK]]
-                cursor = self._db.execute(
-                    "SELECT id, title, image_uri, image_sha256, seq FROM products "
-                    f"WHERE id IN ({','.join('?' * len(chunk))})", chunk)
-                found.update((row[0], (ProductRecord(*row[:4]), row[4])) for row in cursor)
-        return found
+            return {row[0]: (ProductRecord(*row[:4]), row[4])
+                    for row in self._rows("id, title, image_uri, image_sha256, seq", ids)}
+
+    def seqs(self, ids: Sequence[int]) -> dict[int, int]:
+        """The log record that last wrote each row, of the ids that have one."""
+        with self._lock:
+            return dict(self._rows("id, seq", ids))
+
+    def _rows(self, columns: str, ids: Sequence[int]) -> Iterator[tuple]:
+        """``columns`` of the rows of the ids, read a chunk of ids at a time (under the lock)."""
+        for start in range(0, len(ids), _CHUNK):
+            chunk = [int(i) for i in ids[start:start + _CHUNK]]
+            yield from self._db.execute(
+                f"SELECT {columns} FROM products WHERE id IN ({','.join('?' * len(chunk))})", chunk)
 
     def digests(self) -> set[str]:
         """The blobs the catalog refers to."""
