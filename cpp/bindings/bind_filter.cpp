@@ -123,7 +123,7 @@ void bind_filter(py::module_& m) {
           "looked at.")
       .def(
           "plan",
-          [](const CompiledFilter& f, size_t build_limit, const hnsw::StopToken* stop) {
+          [](const CompiledFilter& f, size_t build_limit, const hnsw::StopToken* stop, bool with_matches) {
             hnsw::MatchSet set;
             hnsw::FilterPlan plan;
             {
@@ -137,23 +137,26 @@ void bind_filter(py::module_& m) {
             py::dict out;
             out["estimate"] = known(plan.estimate);
             out["driver"] = known(plan.driver);
-            if (plan.built) {
+            out["build"] = known(plan.build);
+            out["built_by"] = plan.built ? py::object(py::str(plan.as_bitmaps ? "bitmaps" : "listing")) : py::none();
+            out["form"] = plan.built ? py::object(py::str(set.is_bitmap() ? "bitmap" : "sorted")) : py::none();
+            out["matches"] = py::none();
+            if (plan.built && with_matches) {
               std::vector<int64_t> ids;
               set.for_each([&](int64_t id) { ids.push_back(id); });
               out["matches"] = py::array_t<int64_t>(py::ssize_t(ids.size()), ids.data());
-              out["form"] = set.is_bitmap() ? "bitmap" : "sorted";
-            } else {
-              out["matches"] = py::none();
-              out["form"] = py::none();
             }
             return out;
           },
-          py::arg("build_limit"), py::arg("stop") = nullptr,
-          "What a search's planner reads: {'estimate', 'driver', 'matches', 'form'}. driver: the ids the "
-          "cheapest clause lists; when it lists no more than build_limit, matches holds the allowed ids in "
-          "increasing order (form: 'bitmap' or 'sorted', by density) and estimate their count; else "
-          "matches is None and estimate is measured on a sample of the driver. stop (a StopToken): raises "
-          "as a search does once it is cancelled or past its deadline, also while listing.");
+          py::arg("build_limit"), py::arg("stop") = nullptr, py::arg("with_matches") = true,
+          "What a search's planner reads: {'estimate', 'driver', 'build', 'built_by', 'matches', 'form'}. "
+          "driver: the ids the cheapest clause lists; build: what building the match set costs, in ids of "
+          "the driver listed; when that is no more than build_limit, the set is built (built_by: 'listing' "
+          "or 'bitmaps', whichever costs less), matches holds the allowed ids in increasing order (form: "
+          "'bitmap' or 'sorted', by density; None with with_matches=False, which skips copying them out) "
+          "and estimate their count; else matches is None and estimate is measured on a sample of the "
+          "driver. stop (a StopToken): raises as a search does once it is cancelled or past its deadline, "
+          "also while listing.");
 
   py::class_<AttributeStore, std::shared_ptr<AttributeStore>>(m, "AttributeStore")
       .def(py::init([](const std::vector<std::pair<std::string, std::string>>& schema) {

@@ -171,6 +171,8 @@ std::unique_ptr<AttributeStore> AttributeStore::load(const std::string& path) {
       s.free_rows_.push_back(r);
     } else if (id < 0 || !s.row_by_id_.insert(id, r)) {
       ids_in.fail("has invalid or repeated id " + std::to_string(id));
+    } else {
+      s.moved_rows_ += uint64_t(id) != r;
     }
   }
   for (Column& c : s.columns_) std::visit([&](auto& col) { col.grow(rows); }, c);

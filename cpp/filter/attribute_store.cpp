@@ -105,6 +105,7 @@ uint32_t AttributeStore::row_for(int64_t id) {
     id_by_row_.push_back(id);
   }
   row_by_id_.insert(id, row);
+  moved_rows_ += uint64_t(id) != row;
   return row;
 }
 
@@ -169,6 +170,7 @@ void AttributeStore::clear(const int64_t* ids, size_t n, const std::vector<std::
     for (size_t c : cols) clear_column(c, row, maintain);
     if (forget) {
       row_by_id_.erase(ids[i]);
+      moved_rows_ -= uint64_t(ids[i]) != row;
       id_by_row_[row] = -1;
       free_rows_.push_back(row);
     }

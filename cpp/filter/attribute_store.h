@@ -114,6 +114,10 @@ class AttributeStore {
     if (row < id_by_row_.size()) __builtin_prefetch(&id_by_row_[row]);
   }
   size_t live_rows() const { return row_by_id_.size(); }
+  size_t rows() const { return id_by_row_.size(); }  // live and free
+  // Whether every live row's id is its row number (a catalog's dense ids, set
+  // in order): a bitmap of rows is then one of ids.
+  bool rows_are_ids() const { return moved_rows_ == 0; }
   const KeywordColumn& keyword(size_t column) const { return std::get<KeywordColumn>(columns_[column]); }
   const NumericColumn<double>& numeric(size_t column) const { return std::get<NumericColumn<double>>(columns_[column]); }
   const BoolColumn& flag(size_t column) const { return std::get<BoolColumn>(columns_[column]); }
@@ -137,6 +141,7 @@ class AttributeStore {
   RowMap row_by_id_;
   std::vector<int64_t> id_by_row_;  // -1 for a free row
   std::vector<uint32_t> free_rows_;
+  size_t moved_rows_ = 0;  // live rows whose id is not their row number
   mutable hnsw::WriterFirstMutex mutex_;
 };
 

@@ -2,6 +2,8 @@
 
 #include <stdexcept>
 
+#include "filter/bitmap_kernels.h"
+
 namespace lookalike::filter {
 
 // --- PostingLists ------------------------------------------------------------------
@@ -173,9 +175,13 @@ void NumericColumn<T>::set(uint32_t row, T value, bool maintain) {
   clear(row, maintain);
   values_[row] = value;
   present_[row] = 1;
+  place(row, value);
   if (maintain) {
     const Entry e{value, row};
     sorted_.insert(std::lower_bound(sorted_.begin(), sorted_.end(), e), e);
+    // A bucket grown to twice its share: cut again (O(rows)), at most once per
+    // share's writes into one bucket.
+    if (bucket_rows_[buckets_[row]] > 2 * share_) cut_buckets();
   }
 }
 
@@ -183,10 +189,93 @@ template <class T>
 void NumericColumn<T>::clear(uint32_t row, bool maintain) {
   if (!present_[row]) return;
   present_[row] = 0;
+  --bucket_rows_[buckets_[row]];
+  buckets_[row] = kNoBucket;
   if (maintain) {
     auto at = std::lower_bound(sorted_.begin(), sorted_.end(), Entry{values_[row], row});
     if (at != sorted_.end() && at->row == row) sorted_.erase(at);
   }
+}
+
+template <class T>
+void NumericColumn<T>::place(uint32_t row, T value) {
+  const uint8_t b = bucket_of(value);
+  buckets_[row] = b;
+  ++bucket_rows_[b];
+}
+
+template <class T>
+void NumericColumn<T>::cut_buckets() {
+  // Equal values stay in one bucket: an edge is a value, and repeats of it are skipped.
+  edges_.clear();
+  const size_t n = sorted_.size();
+  for (size_t b = 1; b < kBuckets; ++b) {
+    const T v = sorted_.empty() ? T{} : sorted_[b * n / kBuckets].value;
+    if (n && (edges_.empty() || edges_.back() < v) && v > sorted_.front().value) edges_.push_back(v);
+  }
+  edges_.shrink_to_fit();
+  bucket_rows_.fill(0);
+  for (uint32_t row = 0; row < values_.size(); ++row)
+    if (present_[row]) place(row, values_[row]);
+  share_ = std::max<size_t>(64, n / kBuckets);
+}
+
+template <class T>
+std::pair<size_t, size_t> NumericColumn<T>::buckets_of(const Range& r) const {
+  return {r.has_lo ? bucket_of(r.lo) : 0, r.has_hi ? bucket_of(r.hi) : edges_.size()};
+}
+
+template <class T>
+std::pair<const typename NumericColumn<T>::Entry*, const typename NumericColumn<T>::Entry*>
+NumericColumn<T>::bucket_entries(size_t lo, size_t hi) const {
+  auto below = [](const Entry& e, T v) { return e.value < v; };
+  auto first = lo == 0 ? sorted_.begin() : std::lower_bound(sorted_.begin(), sorted_.end(), edges_[lo - 1], below);
+  auto last = hi >= edges_.size() ? sorted_.end() : std::lower_bound(first, sorted_.end(), edges_[hi], below);
+  return {sorted_.data() + (first - sorted_.begin()), sorted_.data() + (last - sorted_.begin())};
+}
+
+template <class T>
+size_t NumericColumn<T>::edge_rows(const Range& r) const {
+  const auto [lo, hi] = buckets_of(r);
+  if (lo > hi) return 0;
+  const auto [first, last] = entries_in(r);
+  const auto [bucket_first, bucket_last] = bucket_entries(lo, hi);
+  return size_t(std::max(first, bucket_first) - bucket_first) + size_t(bucket_last - std::min(last, bucket_last));
+}
+
+template <class T>
+void NumericColumn<T>::and_rows_in(const Range& r, uint64_t* words, size_t first_word, size_t n_words) const {
+  const auto [lo, hi] = buckets_of(r);
+  // The words that hold rows of the column: none past them has a value.
+  const size_t rows = buckets_.size();
+  const size_t have = std::min(n_words, (rows + 63) / 64 - std::min((rows + 63) / 64, first_word));
+  const size_t whole = std::min(have, rows / 64 - std::min(rows / 64, first_word));
+  std::fill(words + have, words + n_words, 0);
+  if (lo > hi) {
+    std::fill(words, words + have, 0);
+    return;
+  }
+  bitmap_kernels().and_buckets(buckets_.data() + 64 * first_word, whole, uint8_t(lo), uint8_t(hi - lo), words);
+  if (whole < have) {  // the last, partial word
+    uint64_t mask = 0;
+    for (size_t row = 64 * (first_word + whole); row < rows; ++row)
+      mask |= uint64_t(size_t(uint8_t(buckets_[row] - lo)) <= hi - lo) << (row % 64);
+    words[whole] &= mask;
+  }
+  // The end buckets' rows outside the range: below its start and past its end
+  // in the sorted order, within the buckets' entries.
+  const auto [first, last] = entries_in(r);
+  const auto [bucket_first, bucket_last] = bucket_entries(lo, hi);
+  const uint64_t begin_row = 64 * uint64_t(first_word), end_row = begin_row + 64 * uint64_t(n_words);
+  auto drop = [&](const Entry* from, const Entry* to) {
+    for (const Entry* e = from; e < to; ++e)
+      if (e->row >= begin_row && e->row < end_row) {
+        const uint64_t at = e->row - begin_row;
+        words[at / 64] &= ~(uint64_t(1) << (at % 64));
+      }
+  };
+  drop(bucket_first, std::max(first, bucket_first));
+  drop(std::min(last, bucket_last), bucket_last);
 }
 
 template <class T>
@@ -211,6 +300,7 @@ void NumericColumn<T>::rebuild_index() {
     if (present_[row]) sorted.push_back({values_[row], row});
   std::sort(sorted.begin(), sorted.end());
   sorted_.swap(sorted);
+  cut_buckets();
 }
 
 template class NumericColumn<double>;

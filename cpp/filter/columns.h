@@ -10,10 +10,15 @@
 // for postings and O(rows log rows) for the sorted array; AttributeStore::set
 // picks the mode by the batch's size.
 //
+// A numeric column also keeps each row's value bucket (one byte a row), so a
+// range gets its rows as a bitmap without reading a value per row: see
+// NumericColumn::and_rows_in.
+//
 // Columns are not thread-safe: the store serialises writers and readers.
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
@@ -142,6 +147,19 @@ class BoolColumn {
 
 // Numbers (T = double: price, rating) or timestamps (T = int64_t), with a
 // sorted (value, row) array that counts and lists the rows of a range.
+//
+// And each row's bucket, a byte monotone in its value: up to kBuckets buckets
+// cut at the values' quantiles (edges_), so a range's rows come as a bitmap
+// (and_rows_in) from a SIMD scan of a byte a row (bitmap_kernels.h): a row whose
+// bucket lies within the range's two end buckets is in the bitmap, and the few
+// rows of the end buckets that lie outside the range are cleared after, read
+// from the sorted array where they lie together. That costs rows / 64 bytes
+// of 64 rows a word however many rows the range holds, where listing the
+// range's slice costs a scattered write per row. A row's bucket follows its
+// value on every write (a binary search in the edges); the edges are cut again
+// by rebuild_index, and when one bucket has grown to twice its share of the
+// rows (values arriving at one end, as timestamps do), which is amortised
+// over the share's writes. Cost: 1 byte a row, and 2 KB a column.
 template <class T>
 class NumericColumn {
  public:
@@ -161,12 +179,17 @@ class NumericColumn {
     }
   };
 
+  static constexpr size_t kBuckets = 255;  // bucket numbers 0 .. 254; kNoBucket for a row without a value
+  static constexpr uint8_t kNoBucket = 255;
+
   void grow(size_t rows) {
     values_.resize(rows, T{});
     present_.resize(rows, 0);
+    buckets_.resize(rows, kNoBucket);
   }
   void set(uint32_t row, T value, bool maintain);
   void clear(uint32_t row, bool maintain);
+  size_t rows() const { return values_.size(); }
   bool present(uint32_t row) const { return present_[row]; }
   T get(uint32_t row) const { return values_[row]; }
   // Whether row holds a value in r; false for a row past the column's end (kNoRow).
@@ -181,15 +204,35 @@ class NumericColumn {
 
   // The sorted entries of a range, as [first, last).
   std::pair<const Entry*, const Entry*> entries_in(const Range& r) const;
+  // ANDs into words[0 .. n_words) the bitmap of the rows holding a value in r
+  // among rows [64 first_word, 64 (first_word + n_words)): bit r % 64 of word
+  // r / 64 - first_word.
+  void and_rows_in(const Range& r, uint64_t* words, size_t first_word, size_t n_words) const;
+  // The rows of r's end buckets that and_rows_in clears one by one: what it
+  // costs beyond its scan.
+  size_t edge_rows(const Range& r) const;
   void rebuild_index();
   size_t bytes() const {
-    return values_.capacity() * sizeof(T) + present_.capacity() + sorted_.capacity() * sizeof(Entry);
+    return values_.capacity() * sizeof(T) + present_.capacity() + sorted_.capacity() * sizeof(Entry) +
+           buckets_.capacity() + sizeof(edges_) + sizeof(bucket_rows_);
   }
 
  private:
+  uint8_t bucket_of(T v) const { return uint8_t(std::upper_bound(edges_.begin(), edges_.end(), v) - edges_.begin()); }
+  // The buckets a range's rows lie in, [lo, hi]; lo > hi when none can.
+  std::pair<size_t, size_t> buckets_of(const Range& r) const;
+  // The sorted entries of buckets [lo, hi].
+  std::pair<const Entry*, const Entry*> bucket_entries(size_t lo, size_t hi) const;
+  void place(uint32_t row, T value);
+  void cut_buckets();  // new edges at the sorted values' quantiles, every row's bucket again
+
   std::vector<T> values_;
   std::vector<uint8_t> present_;
   std::vector<Entry> sorted_;
+  std::vector<uint8_t> buckets_;                 // per row: its value's bucket, or kNoBucket
+  std::vector<T> edges_;                         // ascending: bucket b holds [edges_[b - 1], edges_[b])
+  std::array<uint32_t, kBuckets> bucket_rows_{};  // rows per bucket
+  size_t share_ = 0;                             // rows a bucket held when cut (at least 64)
 };
 
 extern template class NumericColumn<double>;

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
+#include "filter/bitmap_kernels.h"
 #include "hnsw/search_stop.h"
 
 namespace lookalike::filter {
@@ -11,6 +13,29 @@ namespace {
 
 using Kind = FilterSpec::Kind;
 constexpr size_t kUnknown = hnsw::Filter::kUnknown;
+constexpr double kNoBits = std::numeric_limits<double>::infinity();
+
+// What building a match set costs, in ns (the planner weighs the two ways by
+// them: CompiledFilter::plan). Measured on bench/filters.py's conjunctions
+// (200k x 512; see plan()): CALIBRATION.
+//   kListedRowNs   listing: a row of the driver (listed, narrowed by the other
+//                  clauses, a match's id looked up and set)
+//   kAndWordNs     ANDing a word of a dense posting list's bitmap
+//   kBucketWordNs  a range: scanning 64 rows' buckets into a word
+//   kRowBitNs      setting or clearing one listed row's bit (a sparse posting
+//                  list, a range's end buckets)
+//   kCheckRowNs    checking a row left in the bitmap against a clause without one
+//   kWordNs        a word's upkeep: filled, counted, handed to the set
+//   kRowIdNs       a match's id, where the rows are not the ids
+constexpr double kListedRowNs = 4.0;
+constexpr double kAndWordNs = 0.5;
+constexpr double kBucketWordNs = 1.5;
+constexpr double kRowBitNs = 2.0;
+constexpr double kCheckRowNs = 10.0;
+constexpr double kWordNs = 0.5;
+constexpr double kRowIdNs = 3.0;
+
+size_t words_for(size_t rows) { return (rows + 63) / 64; }
 
 size_t add_bounded(size_t a, size_t b) { return (a == kUnknown || b == kUnknown) ? kUnknown : a + b; }
 
@@ -58,6 +83,44 @@ void keep_if(std::vector<Listed>& out, size_t first, const hnsw::StopToken* stop
 }
 
 void no_prefetch(uint32_t) {}
+
+// A posting list of a code: its rows, and their bitmap when dense (columns.h).
+struct Posting {
+  const std::vector<uint64_t>* bits;
+  const std::vector<uint32_t>* rows;
+};
+
+// ANDs into words[0 .. n) (rows from 64 first on) the union of the lists.
+void and_postings(const std::vector<Posting>& lists, uint64_t* words, size_t first, size_t n) {
+  auto word_of = [](const std::vector<uint64_t>& bits, size_t w) { return w < bits.size() ? bits[w] : 0; };
+  if (lists.size() == 1 && lists[0].bits) {
+    for (size_t w = 0; w < n; ++w) words[w] &= word_of(*lists[0].bits, first + w);
+    return;
+  }
+  thread_local std::vector<uint64_t> any;
+  any.assign(n, 0);
+  const uint64_t begin = 64 * uint64_t(first), end = begin + 64 * uint64_t(n);
+  for (const Posting& p : lists) {
+    if (p.bits) {
+      for (size_t w = 0; w < n; ++w) any[w] |= word_of(*p.bits, first + w);
+      continue;
+    }
+    for (auto it = std::lower_bound(p.rows->begin(), p.rows->end(), begin); it != p.rows->end() && *it < end; ++it) {
+      const uint64_t at = *it - begin;
+      any[at / 64] |= uint64_t(1) << (at % 64);
+    }
+  }
+  for (size_t w = 0; w < n; ++w) words[w] &= any[w];
+}
+
+// What and_postings costs over `rows` rows.
+double postings_cost(const std::vector<Posting>& lists, size_t rows) {
+  const double words = double(words_for(rows));
+  if (lists.size() == 1 && lists[0].bits) return words * kAndWordNs;
+  double cost = 2 * words * kAndWordNs;  // the union zeroed, then ANDed
+  for (const Posting& p : lists) cost += p.bits ? words * kAndWordNs : double(p.rows->size()) * kRowBitNs;
+  return cost;
+}
 
 bool has_row(const std::vector<uint64_t>& bits, uint32_t row) {
   return row / 64 < bits.size() && (bits[row / 64] >> (row % 64)) & 1;
@@ -132,6 +195,9 @@ class AllOf final : public Combination {
         if (const std::vector<uint64_t>* bits = c->row_bits()) keep_in_bits(*c, *bits, out, first, stop);
     for (const auto& c : children_)
       if (c.get() != driver && !c->row_bits()) c->keep(out, first, stop);
+  }
+  void conjuncts(std::vector<const Node*>& anded, std::vector<const Node*>& checked) const override {
+    for (const auto& c : children_) c->conjuncts(anded, checked);
   }
 
  protected:
@@ -218,6 +284,10 @@ class KeywordMatch final : public ExactLeaf {
   const std::vector<uint64_t>* row_bits() const override {
     return codes_.size() == 1 ? column_.dense_rows_with(codes_.front()) : nullptr;
   }
+  void and_rows(uint64_t* words, size_t first_word, size_t n_words) const override {
+    and_postings(postings_of(), words, first_word, n_words);
+  }
+  double bits_cost() const override { return postings_cost(postings_of(), store_.rows()); }
 
  protected:
   size_t count_listable(ListSizes&) const override { return postings(); }
@@ -227,6 +297,11 @@ class KeywordMatch final : public ExactLeaf {
     size_t n = 0;
     for (uint32_t code : codes_) n += column_.rows_with(code).size();
     return n;
+  }
+  std::vector<Posting> postings_of() const {
+    std::vector<Posting> lists;
+    for (uint32_t code : codes_) lists.push_back({column_.dense_rows_with(code), &column_.rows_with(code)});
+    return lists;
   }
 
   const AttributeStore& store_;
@@ -246,6 +321,12 @@ class RangeMatch final : public ExactLeaf {
             [&](const Listed& l) { return column_.holds(l.row, range_); });
   }
   size_t estimate() const override { return entries(); }
+  void and_rows(uint64_t* words, size_t first_word, size_t n_words) const override {
+    column_.and_rows_in(range_, words, first_word, n_words);
+  }
+  double bits_cost() const override {
+    return double(words_for(column_.rows())) * kBucketWordNs + double(column_.edge_rows(range_)) * kRowBitNs;
+  }
   void collect(const ListSizes&, std::vector<Listed>& out, size_t stride) const override {
     auto [first, last] = column_.entries_in(range_);
     for (auto* e = first; e < last; e += stride) out.push_back({e->row, 0});
@@ -267,7 +348,7 @@ class RangeMatch final : public ExactLeaf {
 class FlagIs final : public ExactLeaf {
  public:
   FlagIs(uint32_t number, const AttributeStore& store, size_t column, bool value)
-      : ExactLeaf(number), column_(store.flag(column)), value_(value) {}
+      : ExactLeaf(number), store_(store), column_(store.flag(column)), value_(value) {}
   bool matches(uint32_t row, int64_t) const override { return column_.holds(row, value_); }
   void keep(std::vector<Listed>& out, size_t first, const hnsw::StopToken* stop) const override {
     keep_if(out, first, stop, no_prefetch, [&](const Listed& l) { return column_.holds(l.row, value_); });
@@ -277,11 +358,18 @@ class FlagIs final : public ExactLeaf {
     collect_rows(column_.rows_with(value_), out, stride);
   }
   const std::vector<uint64_t>* row_bits() const override { return column_.dense_rows_with(value_); }
+  void and_rows(uint64_t* words, size_t first_word, size_t n_words) const override {
+    and_postings(postings_of(), words, first_word, n_words);
+  }
+  double bits_cost() const override { return postings_cost(postings_of(), store_.rows()); }
 
  protected:
   size_t count_listable(ListSizes&) const override { return estimate(); }
 
  private:
+  std::vector<Posting> postings_of() const { return {{column_.dense_rows_with(value_), &column_.rows_with(value_)}}; }
+
+  const AttributeStore& store_;
   const BoolColumn& column_;
   bool value_;
 };
@@ -444,6 +532,12 @@ void Node::keep(std::vector<Listed>& out, size_t first, const hnsw::StopToken* s
   keep_if(out, first, stop, no_prefetch, [&](const Listed& l) { return matches(l.row, l.id); });
 }
 
+double Node::bits_cost() const { return kNoBits; }
+
+void Node::conjuncts(std::vector<const Node*>& anded, std::vector<const Node*>& checked) const {
+  (bits_cost() < kNoBits ? anded : checked).push_back(this);
+}
+
 CompiledFilter::CompiledFilter(std::shared_ptr<const AttributeStore> store, const FilterSpec& spec)
     : store_(std::move(store)) {
   // Dictionary lookups read the store: hold it still while compiling.
@@ -485,15 +579,42 @@ hnsw::FilterPlan CompiledFilter::plan(size_t build_limit, hnsw::MatchSet& set, c
     out.estimate = root_->estimate();
     return out;
   }
+  // The two ways to build the set, by their costs: listing the driver, or the
+  // conjunction's bitmaps, where at least one clause has one (then no row
+  // without attributes can match: the bitmap never holds a free row).
+  thread_local std::vector<const Node*> anded, checked;
+  anded.clear();
+  checked.clear();
+  root_->conjuncts(anded, checked);
+  const double listing = double(out.driver) * kListedRowNs;
+  double bits = kNoBits;
+  if (!anded.empty()) {
+    const double rows = double(std::max<size_t>(store_->live_rows(), 1));
+    double kept = rows;  // rows left for the checked clauses: as if independent
+    bits = double(words_for(store_->rows())) * kWordNs;
+    for (const Node* n : anded) {
+      bits += n->bits_cost();
+      kept *= std::min(1.0, double(n->estimate()) / rows);
+    }
+    bits += kept * double(checked.size()) * kCheckRowNs;
+    if (!store_->rows_are_ids()) bits += kept * kRowIdNs;
+  }
+  out.build = size_t(std::ceil(std::min(listing, bits) / kListedRowNs));
+
   thread_local std::vector<Listed> listed;
   listed.clear();
   thread_local std::vector<int64_t> ids;
   ids.clear();
   if (stop) stop->check();
-  if (out.driver <= build_limit) {  // short enough to list whole: the set, and its true count
-    root_->list(sizes, listed, stop);
-    ids_of(listed, ids);
-    set.assign(ids);
+  if (out.build <= build_limit) {  // cheap enough to build: the set, and its true count
+    out.as_bitmaps = bits < listing;
+    if (out.as_bitmaps) {
+      build_bits(anded, checked, set, stop);
+    } else {
+      root_->list(sizes, listed, stop);
+      ids_of(listed, ids);
+      set.assign(ids);
+    }
     out.estimate = set.size();
     out.built = true;
     return out;
@@ -507,6 +628,42 @@ hnsw::FilterPlan CompiledFilter::plan(size_t build_limit, hnsw::MatchSet& set, c
     if (root_->matches(l.row, l.id)) ids.push_back(id_of(l));
   out.estimate = size_t(std::ceil(double(ids.size()) * double(out.driver) / double(std::max<size_t>(listed.size(), 1))));
   return out;
+}
+
+void CompiledFilter::build_bits(const std::vector<const Node*>& anded, const std::vector<const Node*>& checked,
+                                hnsw::MatchSet& set, const hnsw::StopToken* stop) const {
+  const size_t n_words = words_for(store_->rows());
+  thread_local std::vector<uint64_t> words;
+  words.assign(n_words, ~uint64_t(0));
+  const auto& kernels = bitmap_kernels();
+  size_t count = 0;
+  for (size_t first = 0; first < n_words; first += kBlockWords) {
+    if (stop && first > 0) stop->check();
+    const size_t n = std::min(kBlockWords, n_words - first);
+    uint64_t* block = words.data() + first;
+    for (const Node* a : anded) a->and_rows(block, first, n);
+    if (!checked.empty())
+      for (size_t w = 0; w < n; ++w)
+        for (uint64_t word = block[w]; word; word &= word - 1) {
+          const uint32_t row = uint32_t(64 * (first + w) + size_t(__builtin_ctzll(word)));
+          for (const Node* c : checked)
+            if (!c->matches(row, 0)) {
+              block[w] &= ~(uint64_t(1) << (row % 64));
+              break;
+            }
+        }
+    count += kernels.count_bits(block, n);
+  }
+  if (store_->rows_are_ids()) {
+    set.assign_bits(words, count);
+    return;
+  }
+  thread_local std::vector<int64_t> ids;
+  ids.clear();
+  for (size_t w = 0; w < n_words; ++w)
+    for (uint64_t word = words[w]; word; word &= word - 1)
+      ids.push_back(store_->id_of(uint32_t(64 * w + size_t(__builtin_ctzll(word)))));
+  set.assign(ids);
 }
 
 }  // namespace lookalike::filter

@@ -24,6 +24,18 @@
 // (keep()). Rows are listed, not ids: only the matches left at the end are
 // looked up.
 //
+// A conjunction can also be evaluated as row bitmaps, a block of 64k rows at a
+// time (CompiledFilter::plan picks whichever way costs less, by the costs
+// below): each clause that has a bitmap form ANDs its rows into the block (a
+// dense posting list its bitmap, a sparse one its rows set in a zeroed block,
+// a range a SIMD scan of its column's value buckets: columns.h), the rest are
+// checked on the rows left. Listing costs time per row of the driver, this
+// per word of 64 rows of the store, whatever the clauses hold: it wins when
+// the narrowest clause is broad (a category of a quarter of the catalog AND a
+// price window AND in stock). Where the store's rows are its ids
+// (AttributeStore::rows_are_ids) the block is already the id bitmap the match
+// set keeps, and the set takes it whole.
+//
 // Planning costs time linear in the filter's size, however deep it nests: the
 // sizes of the clauses' lists are counted once per plan, bottom up, into a
 // table indexed by clause number (ListSizes), which collect() then reads to
@@ -93,6 +105,17 @@ class Node {
   // The rows this clause matches as a bitmap the store keeps (a dense posting
   // list: columns.h), or null. Valid while the store is read-locked.
   virtual const std::vector<uint64_t>* row_bits() const { return nullptr; }
+  // Row bitmaps: ANDs into words[0 .. n_words) the rows this clause matches
+  // among rows [64 first_word, 64 (first_word + n_words)), bit r % 64 of word
+  // r / 64 - first_word; only when bits_cost() is finite.
+  virtual void and_rows(uint64_t* /*words*/, size_t /*first_word*/, size_t /*n_words*/) const {}
+  // What and_rows costs over all the store's rows, in ns; infinite for a
+  // clause without a bitmap form.
+  virtual double bits_cost() const;
+  // Sorts the clauses of the conjunction this clause is (itself, or a must's
+  // children, nested musts flattened) into those that AND their bitmaps and
+  // those checked by row on the rows left.
+  virtual void conjuncts(std::vector<const Node*>& anded, std::vector<const Node*>& checked) const;
   uint32_t number() const { return number_; }
 
  protected:
@@ -121,10 +144,17 @@ class CompiledFilter final : public hnsw::Filter {
   // measured on a sample of kPlanSample of its ids when it is too long to build.
   hnsw::FilterPlan plan(size_t build_limit, hnsw::MatchSet& set, const hnsw::StopToken* stop) const override;
   static constexpr size_t kPlanSample = 256;
+  // Rows of a block of the row-bitmap evaluation: 8 KB of words, which stay in
+  // cache while each clause ANDs into them; the stop token is checked per block.
+  static constexpr size_t kBlockWords = 1024;
   // Candidates checked between two looks at the stop token.
   static constexpr size_t kChecksPerStop = 4096;
 
  private:
+  // Builds the match set as row bitmaps (the header): `anded` non-empty.
+  void build_bits(const std::vector<const Node*>& anded, const std::vector<const Node*>& checked, hnsw::MatchSet& set,
+                  const hnsw::StopToken* stop) const;
+
   std::shared_ptr<const AttributeStore> store_;
   std::unique_ptr<Node> root_;
   size_t clauses_ = 0;  // nodes in the tree, numbered 0 .. clauses_ - 1

@@ -28,7 +28,7 @@ FilterPlan Filter::plan(size_t build_limit, MatchSet& set, const StopToken* /*st
   thread_local std::vector<int64_t> ids;
   ids.clear();
   if (!candidates(build_limit, ids)) return out;
-  out.driver = ids.size();
+  out.driver = out.build = ids.size();
   set.assign(ids);
   out.estimate = set.size();
   out.built = true;

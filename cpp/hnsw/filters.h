@@ -22,8 +22,13 @@ class StopToken;  // search_stop.h
 struct FilterPlan {
   static constexpr size_t kUnknown = std::numeric_limits<size_t>::max();
   size_t estimate = kUnknown;  // ids expected to match (their true count when built)
-  size_t driver = kUnknown;    // ids the filter's cheapest clause lists: what building the set reads
-  bool built = false;          // the match set holds exactly the ids the filter allows
+  size_t driver = kUnknown;    // ids the filter's cheapest clause lists
+  // What building the set costs, in ids of the driver listed (a filter that
+  // builds it another way, as a bitmap, says what that costs in the same
+  // unit): what plan()'s build_limit is compared with.
+  size_t build = kUnknown;
+  bool built = false;  // the match set holds exactly the ids the filter allows
+  bool as_bitmaps = false;  // built by evaluating the filter as bitmaps, not by listing the driver
 };
 
 //
@@ -47,8 +52,9 @@ class Filter {
   virtual bool candidates(size_t /*limit*/, std::vector<int64_t>& /*out*/) const { return false; }
 
   // What the planner needs, measured now: the count of matches (estimated from
-  // the cheapest clause, or exact) and, when the cheapest clause lists no more
-  // than `build_limit` ids, the matches themselves in `set` (built = true).
+  // the cheapest clause, or exact) and, when building them costs no more than
+  // listing `build_limit` ids (FilterPlan::build), the matches themselves in
+  // `set` (built = true).
   // Listing a long driver takes a while: it checks `stop` (when not null) as
   // it goes, throwing as StopToken::check does. This default lists
   // candidates() and counts them.

@@ -10,6 +10,10 @@
 // scattered over a wide id space), tested by binary search. Building is
 // O(span / 64 + n) for a bitmap (bits set in any order, no sort) and
 // O(n log n) for the sorted form, which only small or scattered sets take.
+//
+// A filter that evaluates itself as a bitmap of ids (predicate.h: a store whose
+// rows are its ids) hands the words over whole (assign_bits): no bit is set
+// one at a time.
 #pragma once
 
 #include <algorithm>
@@ -24,6 +28,10 @@ class MatchSet {
   // Takes the ids (any order, repeats allowed) from `ids`, which it leaves unspecified.
   void assign(std::vector<int64_t>& ids);
   void clear() { assign(empty_); }
+  // Takes the bitmap in `words` (bit i % 64 of word i / 64 for id i; `count`
+  // bits set), leaving `words` unspecified. Kept as a bitmap, trimmed to its
+  // first and last set words, where assign would keep one; else sorted.
+  void assign_bits(std::vector<uint64_t>& words, size_t count);
 
   bool contains(int64_t id) const {
     if (bitmap_) {
