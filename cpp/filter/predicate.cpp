@@ -586,7 +586,10 @@ hnsw::FilterPlan CompiledFilter::plan(size_t build_limit, hnsw::MatchSet& set, c
   anded.clear();
   checked.clear();
   root_->conjuncts(anded, checked);
-  const double listing = double(out.driver) * kListedRowNs;
+  // Either way the clauses without a bitmap form are checked by row: on every
+  // candidate the driver lists, or on the rows the bitmaps leave.
+  // (Without bitmaps the driver itself is among them, and listed unchecked.)
+  const double listing = double(out.driver) * (kListedRowNs + double(anded.empty() ? 0 : checked.size()) * kCheckRowNs);
   double bits = kNoBits;
   if (!anded.empty()) {
     const double rows = double(std::max<size_t>(store_->live_rows(), 1));

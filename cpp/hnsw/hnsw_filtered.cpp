@@ -9,9 +9,10 @@
 // on a sample of the driver. Then it costs three plans in units of one
 // distance computation and runs the cheapest:
 //
-//   exact scan     read the driver's list and keep the matches (kRowLines a
-//                  clause check, unless already built; a must narrows by the
-//                  other clauses' short lists first: predicate.cpp), then
+//   exact scan     build the match set, unless already built (listing the
+//                  driver's rows and keeping the matches, or ANDing the
+//                  clauses' row bitmaps: the filter says which costs less,
+//                  FilterPlan::build, in ids listed, kListedRowLines each), then
 //                  score each match (kScanIdLines: the id -> slot lookup and a
 //                  cold vector), in storage order, on the graph's codes; with
 //                  sketches (node_sketches.h) and at least kSketchScanPerKept
@@ -129,17 +130,33 @@ constexpr double kWalkScored = 0.65;
 //   kScanIdLines   scoring a listed id beyond its distance: the id -> slot
 //                  lookup, and the vector not yet in cache
 //   kRowLines      evaluating one clause check on a row (Filter::cost of them a test)
+//   kListedRowLines
+//                  building the match set, per id of the driver listed (the
+//                  unit of FilterPlan::build): measured on bench/filters.py's
+//                  conjunctions (200k x 512 float16, plan() alone, CPU time),
+//                  listing cost 2.7-5.6 ns a driver row for a filter shared by
+//                  all queries, 6-11 ns for one per query (colder rows), and a
+//                  distance ~0.2 us (an unfiltered walk of ef 48: ~144 us for
+//                  ~710 distances), so a cold line (1/6 of a distance at
+//                  512-d) ~33 ns and a listed row ~0.12 of one. The row check
+//                  kRowLines x Filter::cost (6 lines a row for 3 clauses)
+//                  overstated it 15-50x: a listing reads rows in order,
+//                  prefetched, where a walk's test reads cold ones
 //   kBitLines      one test of the match set in a walk: the node's id (a cold
 //                  header when the walk did not score it), then a bit
 constexpr double kDistanceLines = 2.0;
 constexpr double kStreamedLines = 4.0;
 constexpr double kScanIdLines = 4.0;
 constexpr double kRowLines = 2.0;
+constexpr double kListedRowLines = 0.12;
 constexpr double kBitLines = 3.0;
-// The driver is listed whole (the match set built) up front when it holds at
-// most this many ids per distance an unfiltered walk of the same ef scores
-// (ef x M): the count is then exact, and a scan needs nothing more.
-constexpr double kBuildPerWalkDistance = 4.0;
+// The match set is built up front when that costs at most this share of an
+// unfiltered walk of the same ef (ef x M distances): the count is then exact,
+// and a scan needs nothing more. A quarter (~35 us at 200k x 512) covers
+// every conjunction of bench/filters.py built as bitmaps (8-16 us there),
+// while a long listing (a broad driver where no bitmap form is cheaper) is
+// sampled first.
+constexpr double kBuildWalkShare = 0.25;
 // A scan estimates its matches on their sketches first (scan_sketched) when
 // they are at least this many per result it keeps: preparing the query's side
 // costs ~5 us (a rotation at 512-d), and a match's estimate saves its full
@@ -183,22 +200,23 @@ void HnswIndex::search_filtered(SearchScratch& s, const SearchParams& p, uint64_
   const double unfiltered_walk = double(ef) * double(config_.M);  // distances of a walk of ef, roughly
   const double line = 1.0 / (kDistanceLines + double(codec_.code_bytes()) / 64.0 / kStreamedLines);
   const double row_cost = kRowLines * line * double(std::max<size_t>(filter.cost(), 1));
+  const double listed_row_cost = kListedRowLines * line;
   const double bit_cost = kBitLines * line;
 
-  // The costs of each plan, for a driver listing `driver` ids and `estimate`
-  // matches (either kUnknown when the filter cannot tell), the match set built
-  // or not.
+  // The costs of each plan, for a match set that costs `build` ids listed to
+  // build and `estimate` matches (either kUnknown when the filter cannot
+  // tell), the set built or not.
   struct Costs {
     double selectivity, scan, walk_plain, walk_two_hop, two_hop_tests, listing;
     size_t walk_ef;
   };
-  auto costs = [&](size_t driver, size_t estimate, bool built) {
+  auto costs = [&](size_t build, size_t estimate, bool built) {
     Costs c;
     const bool known = estimate != Filter::kUnknown;
     c.selectivity = known ? std::clamp(double(estimate) / live, 1.0 / live, 1.0) : 1.0;
     c.walk_ef = std::max(p.k, size_t(std::clamp(double(ef) * c.selectivity * kAdmitShare,
                                                  std::min(kAdmitFloor * double(p.k), double(ef)), double(ef))));
-    c.listing = driver == Filter::kUnknown ? live * row_cost : double(driver) * row_cost;
+    c.listing = build == Filter::kUnknown ? live * row_cost : double(build) * listed_row_cost;
     const double scanned = known ? double(estimate) : live;
     const double scored = 1.0 + kScanIdLines * line;  // a match scored on its full vector
     const double per_match = sketches_ && scanned >= double(kSketchScanPerKept * scan_keep(p))
@@ -220,14 +238,15 @@ void HnswIndex::search_filtered(SearchScratch& s, const SearchParams& p, uint64_
     return c;
   };
 
-  // The filter's numbers, and its matches when the driver is short: at most
-  // kBuildPerWalkDistance ids per distance of a walk, or short enough that a
-  // scan of all of it (as if every id matched) beats every walk at that count.
+  // The filter's numbers, and its matches when they are cheap to build: at
+  // most kBuildWalkShare of a walk, or a driver short enough that a scan of
+  // all of it (as if every id matched) beats every walk at that count.
   // The scan then follows whatever the true count (its cost grows with the
   // count, each walk's shrinks), and sampling the driver first would read part
   // of it twice (measured at 1%: the sample took 5-10% of a query's time).
-  size_t build_limit = p.plan == Plan::ExactScan ? Filter::kUnknown : size_t(kBuildPerWalkDistance * unfiltered_walk);
-  auto scan_certain = [&](size_t driver) {
+  size_t build_limit =
+      p.plan == Plan::ExactScan ? Filter::kUnknown : size_t(kBuildWalkShare * unfiltered_walk / listed_row_cost);
+  auto scan_certain = [&](size_t driver) {  // a driver listed whole, every id a match
     const Costs c = costs(driver, driver, false);
     return c.scan <= std::min(c.walk_plain, c.walk_two_hop);
   };
@@ -244,7 +263,7 @@ void HnswIndex::search_filtered(SearchScratch& s, const SearchParams& p, uint64_
   st.estimate = fp.estimate;
   st.driver = fp.driver;
   if (fp.built) st.matches = s.matches.size();
-  const Costs c = costs(fp.driver, fp.estimate, fp.built);
+  const Costs c = costs(fp.build, fp.estimate, fp.built);
   const size_t walk_ef = c.walk_ef;
   Plan plan = p.plan;
   if (plan == Plan::Graph)
