@@ -16,23 +16,32 @@ constexpr size_t kUnknown = hnsw::Filter::kUnknown;
 constexpr double kNoBits = std::numeric_limits<double>::infinity();
 
 // What building a match set costs, in ns (the planner weighs the two ways by
-// them: CompiledFilter::plan). Measured on bench/filters.py's conjunctions
-// (200k x 512; see plan()): CALIBRATION.
+// them: CompiledFilter::plan, and reports the cheaper in ids listed,
+// FilterPlan::build). Measured with plan() alone (CPU time, a loaded 2-core
+// machine) on bench/filters.py's conjunctions (200k rows) and on a store of 1M
+// rows (a category of half of them, a price window, in stock):
 //   kListedRowNs   listing: a row of the driver (listed, narrowed by the other
-//                  clauses, a match's id looked up and set)
-//   kAndWordNs     ANDing a word of a dense posting list's bitmap
-//   kBucketWordNs  a range: scanning 64 rows' buckets into a word
+//                  clauses, a match's id looked up and set): 2.7-5.6 ns at
+//                  200k for a filter shared by all queries, 6-11 for one per
+//                  query (colder lists), 7-10 at 1M
+//   kAndWordNs     ANDing a word of a dense posting list's bitmap (or zeroing
+//                  and ANDing the union of sparse ones): ~0.5
+//   kBucketWordNs  a range: scanning 64 rows' buckets into a word: ~1.2 at
+//                  200k (the column's bytes in cache), ~3 at 1M (from memory)
 //   kRowBitNs      setting or clearing one listed row's bit (a sparse posting
-//                  list, a range's end buckets)
-//   kCheckRowNs    checking a row left in the bitmap against a clause without one
-//   kWordNs        a word's upkeep: filled, counted, handed to the set
+//                  list's rows, a range's end buckets): ~1, in order
+//   kCheckRowNs    checking a row left in the bitmap against a clause without
+//                  one (a must_not of a has_id: 9.3)
+//   kWordNs        a word's upkeep: filled, counted, handed to the set: ~0.7
 //   kRowIdNs       a match's id, where the rows are not the ids
-constexpr double kListedRowNs = 4.0;
+// So a broad conjunction at 200k costs ~9-11 us as bitmaps where listing its
+// driver cost 30-220 us, and a driver of a few thousand rows is still listed.
+constexpr double kListedRowNs = 5.0;
 constexpr double kAndWordNs = 0.5;
-constexpr double kBucketWordNs = 1.5;
-constexpr double kRowBitNs = 2.0;
+constexpr double kBucketWordNs = 2.5;
+constexpr double kRowBitNs = 1.0;
 constexpr double kCheckRowNs = 10.0;
-constexpr double kWordNs = 0.5;
+constexpr double kWordNs = 0.7;
 constexpr double kRowIdNs = 3.0;
 
 size_t words_for(size_t rows) { return (rows + 63) / 64; }
