@@ -6,6 +6,8 @@ one write at a time, cleared, ids forgotten and their rows reused by other ids,
 saved and loaded; at every SIMD level. And the planner builds them this way
 exactly when that costs less than listing the driver."""
 
+import threading
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -191,3 +193,38 @@ def test_value_buckets_cost_a_byte_a_row():
     per_row = store.memory_usage()["column_bytes"]["price"] / n
     # values 8 + present 1 + sorted entries 16 + bucket 1, plus a fixed 2 KB
     assert 26 <= per_row < 26 + 3
+
+
+def test_bitmap_match_sets_see_each_row_by_row_write_whole():
+    """A writer swaps the prices of 8 cheap and 8 dear rows a batch (kept up row
+    by row: buckets and sorted index moved one write at a time) while match sets
+    are built: each set sees a whole batch or none, so every group of 16 rows
+    holds exactly 8 matches."""
+    n = 4096
+    ids = np.arange(n)
+    store = AttributeStore(SCHEMA)
+    cheap_price, dear_price = 1 + ids % 89 / 10, 10 + ids % 900 / 10  # below 10, and from 10 on
+    store.set(ids, {"price": np.where(ids % 2 == 0, cheap_price, dear_price), "in_stock": np.ones(n, bool)})
+    compiled = store.compile(Must(Range("price", lt=10.0), Is("in_stock", True)))
+    stop, writes, bad = threading.Event(), [0], []
+
+    def swap():
+        rng = np.random.default_rng(0)
+        while not stop.is_set() and writes[0] < 2000:
+            group = ids[16 * rng.integers(0, n // 16):][:16]
+            now = np.array([store.get(int(i))["price"] for i in group])
+            store.set(group, {"price": np.where(now < 10, dear_price[group], cheap_price[group])})
+            writes[0] += 1
+
+    writer = threading.Thread(target=swap)
+    writer.start()
+    try:
+        for _ in range(200):
+            plan = compiled.plan(HUGE)
+            counts = np.bincount(plan["matches"] // 16, minlength=n // 16)
+            if plan["built_by"] != "bitmaps" or not (counts == 8).all():
+                bad.append((plan["built_by"], counts))
+    finally:
+        stop.set()
+        writer.join()
+    assert writes[0] > 0 and not bad

@@ -11,9 +11,9 @@
 //
 // Layout: each id gets a dense row (free rows are reused), so a column is an
 // array indexed by row: 8 bytes a row for the row's id, 4+ for the id -> row map
-// (row_map.h), plus per column 8 bytes
-// a row + 4 a keyword (keyword), 9 + 16 for the sorted index (numeric,
-// timestamp), 1 + 4 (bool). Estimates and enumerations come from the columns'
+// (row_map.h), plus per column 8 bytes a row + 4 a keyword (keyword), 9 + 16
+// for the sorted index + 1 for the value's bucket (numeric, timestamp), 1 + 4
+// (bool). Estimates, enumerations and row bitmaps come from the columns'
 // indexes (columns.h).
 //
 // Concurrency: writes take the store's lock exclusively, searches hold it shared

@@ -214,7 +214,7 @@ class NumericColumn {
   void rebuild_index();
   size_t bytes() const {
     return values_.capacity() * sizeof(T) + present_.capacity() + sorted_.capacity() * sizeof(Entry) +
-           buckets_.capacity() + sizeof(edges_) + sizeof(bucket_rows_);
+           buckets_.capacity() + edges_.capacity() * sizeof(T) + sizeof(bucket_rows_);
   }
 
  private:
