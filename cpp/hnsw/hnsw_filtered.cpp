@@ -81,12 +81,34 @@
 // neighbour before reading it. Tried and not kept:
 //   - matches scored in full, the other neighbours estimated on their sketches
 //     (each neighbour tested when met): 603 full distances instead of 4,152 at
-//     10%, but 6,282 predicate tests made it 1.5x slower; a match set instead
-//     cost more to list (~0.8-0.9 ms for a broad category at 10%) than the
-//     whole walk
+//     10%, but 6,282 predicate tests made it 1.5x slower. With the tests on a
+//     bit per slot instead (the match set listed, then its ids turned into
+//     slots: ~0.3 ms together), recall 0.984, but the walk itself was no
+//     faster than the plain one (0.77-1.17 against 0.86-0.95 ms): it expands
+//     885 nodes instead of 636 (the estimates' noise), and an estimated node's
+//     links are cold when it is expanded, so each expansion waits on memory
+//     twice, one after the other
 //   - the two-hop walk testing ids read from a compact slot -> id array rather
 //     than the nodes' headers: still 2x slower than the plain walk at 10%, at
-//     recall 0.918 against 0.981
+//     recall 0.918 against 0.981. Testing a bit per slot instead, the walk
+//     itself took ~0.29 ms (1,123 distances, 68 expansions) against the plain
+//     walk's 0.7-0.9, but the recall stayed 0.918: 7 queries in 100 got
+//     under 0.7, those whose neighbourhood holds almost no matches, which a
+//     walk over matches only cannot cross. Raising its ef to 240 brought 0.983
+//     at 3,483 distances, no faster than the plain walk; scoring a node's
+//     rejected neighbours too when it gathers fewer than 2-8 matches, 0.926-0.959
+//     at 1.1-1.6 ms
+//   - a walk's cost follows the matches' density around the query, not the
+//     filter's: at 10% (200k x 512), the 40 queries in 100 whose 100 nearest
+//     neighbours hold under 6% matches expand ~1,100-1,200 nodes, those above
+//     30% ~110. An admitted ef shrinking with the selectivity by a power
+//     instead (k + (ef - k) x sel^0.5: 27 at 10%, 45-48 at 50%) was 20% faster
+//     at 10% (recall 0.972 / 0.964 on 200k x 512 / 100k x 256) and 30% slower
+//     at 50%; not kept
+//   - cells of nodes around 781 or 390 random centres (IVF over the graph's
+//     vectors), read until 80 x k matches were seen (numpy, 200k x 512): recall
+//     0.70-0.75 at 10% with ~9,000 nodes read; these embeddings do not
+//     partition tightly enough
 //   - navigating on sketch estimates alone, testing and reading a node when
 //     expanded: 1,155 expansions instead of 636, recall 0.945, 2x slower
 //   - testing the expanded node after its neighbours are prefetched, or
