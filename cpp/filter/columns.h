@@ -153,13 +153,13 @@ class BoolColumn {
 // (and_rows_in) from a SIMD scan of a byte a row (bitmap_kernels.h): a row whose
 // bucket lies within the range's two end buckets is in the bitmap, and the few
 // rows of the end buckets that lie outside the range are cleared after, read
-// from the sorted array where they lie together. That costs rows / 64 bytes
-// of 64 rows a word however many rows the range holds, where listing the
-// range's slice costs a scattered write per row. A row's bucket follows its
+// from the sorted array where they lie together. That reads a byte a row of
+// the store and writes a word per 64 rows however many rows the range holds,
+// where listing the range's slice costs a scattered write per row in it. A row's bucket follows its
 // value on every write (a binary search in the edges); the edges are cut again
 // by rebuild_index, and when one bucket has grown to twice its share of the
 // rows (values arriving at one end, as timestamps do), which is amortised
-// over the share's writes. Cost: 1 byte a row, and 2 KB a column.
+// over the share's writes. Cost: 1 byte a row, and 3 KB a column (edges and counts).
 template <class T>
 class NumericColumn {
  public:

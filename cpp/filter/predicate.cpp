@@ -23,7 +23,12 @@ constexpr double kNoBits = std::numeric_limits<double>::infinity();
 //   kListedRowNs   listing: a row of the driver (listed, narrowed by the other
 //                  clauses, a match's id looked up and set): 2.7-5.6 ns at
 //                  200k for a filter shared by all queries, 6-11 for one per
-//                  query (colder lists), 7-10 at 1M
+//                  query (colder lists), 7-10 at 1M. Taken low in that range:
+//                  a filter repeated while its rows are in cache (0.1% L3: a
+//                  leaf category of 2,919 rows listed in ~8 us, as bitmaps ~11)
+//                  keeps its listing, one per query (1% near: a level-2
+//                  category of ~5,000 rows, ~29 us listed, ~17 as bitmaps)
+//                  takes the bitmaps
 //   kAndWordNs     ANDing a word of a dense posting list's bitmap (or zeroing
 //                  and ANDing the union of sparse ones): ~0.5
 //   kBucketWordNs  a range: scanning 64 rows' buckets into a word: ~1.2 at
@@ -36,7 +41,7 @@ constexpr double kNoBits = std::numeric_limits<double>::infinity();
 //   kRowIdNs       a match's id, where the rows are not the ids
 // So a broad conjunction at 200k costs ~9-11 us as bitmaps where listing its
 // driver cost 30-220 us, and a driver of a few thousand rows is still listed.
-constexpr double kListedRowNs = 5.0;
+constexpr double kListedRowNs = 4.5;
 constexpr double kAndWordNs = 0.5;
 constexpr double kBucketWordNs = 2.5;
 constexpr double kRowBitNs = 1.0;
