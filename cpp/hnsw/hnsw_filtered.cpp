@@ -82,9 +82,9 @@
 //   - matches scored in full, the other neighbours estimated on their sketches
 //     (each neighbour tested when met): 603 full distances instead of 4,152 at
 //     10%, but 6,282 predicate tests made it 1.5x slower. With the tests on a
-//     bit per slot instead (the match set listed, then its ids turned into
-//     slots: ~0.3 ms together), recall 0.984, but the walk itself was no
-//     faster than the plain one (0.77-1.17 against 0.86-0.95 ms): it expands
+//     bit per slot instead (the match set built as row bitmaps, then its ids
+//     turned into slots: ~0.09 ms together), recall 0.984, but the walk
+//     itself was slower than the plain one (~1.0 against 0.88 ms): it expands
 //     885 nodes instead of 636 (the estimates' noise), and an estimated node's
 //     links are cold when it is expanded, so each expansion waits on memory
 //     twice, one after the other
