@@ -141,6 +141,24 @@ def test_a_scan_on_sketches_returns_the_exact_filtered_top_k(metric, storage):
     assert all(s.distances == 1000 for s in every.stats)
 
 
+@pytest.mark.parametrize("k", [1, 10, 30])
+def test_a_scan_drops_no_true_neighbour_while_the_bounds_hold(k):
+    # At 6 sigmas every bound here holds (checked first); then a match the scan
+    # drops (its lower bound above the k-th smallest upper bound as it stood
+    # when the match was estimated) or never reads whole (its lower bound above
+    # the k-th exact distance) is never one of the k nearest.
+    index, queries = built("cosine")
+    allowed = np.arange(0, 3000, 3)  # 1,000 matches: 32 a kept result up to k 31
+    for q in queries:
+        est, err = index._core.sketch_estimates(q, allowed, 6.0)
+        assert (np.abs(est - codec_distances(index, q, allowed)) <= err).all()
+    expected = exact_filtered(index, queries, allowed, k)
+    found = index.search(queries, k, filter=IdFilter(allowed), plan="exact_scan", bound_sigmas=6.0,
+                         return_stats=True)
+    np.testing.assert_array_equal(found.distances, expected.distances)
+    assert all(s.estimates == 1000 and s.distances < 1000 for s in found.stats)
+
+
 def test_a_scan_keeps_ef_candidates_for_the_re_ranking_copies():
     index, queries = built("cosine", storage="int8", rerank="float32")
     allowed = np.arange(0, 3000, 2)  # 1,500 matches: past 32 per kept candidate at ef 40
