@@ -8,7 +8,6 @@
 #include <stdexcept>
 
 #include "distance/distance.h"
-#include "pq/rabitq_estimate_kernel.h"
 
 namespace lookalike::hnsw {
 
@@ -108,6 +107,7 @@ void NodeSketches::prepare(const float* query, float sigmas, Query& q) const {
 
   const float v_norm = float(std::sqrt(norm2));
   q.sum = pq::adc_kernels().masked_sum;
+  q.cosine_terms = cosine_terms();
   q.k = {};
   q.k.spread = std::isinf(sigmas) ? std::numeric_limits<float>::infinity()
                                   : sigmas * v_norm * float(1.0 / std::sqrt(double(padded - 1)));
@@ -126,15 +126,6 @@ void NodeSketches::prepare(const float* query, float sigmas, Query& q) const {
       q.k.linear_weight = 1;
       break;
   }
-}
-
-void NodeSketches::estimate(const Query& q, uint32_t slot, float& est, float& err) const {
-  // <x, v> = (2 <b, v> - sum v) / sqrt(D).
-  const int64_t level_sum = q.sum(reinterpret_cast<const uint64_t*>(bits_->at(slot)), q.levels.data(), words_);
-  const float dot = (2 * q.step * float(level_sum) - q.v_sum) * q.inv_sqrt_dim;
-  Factors f;
-  std::memcpy(&f, factors_->at(slot), sizeof(f));
-  pq::rabitq_estimate_one(q.k, dot, q.dot_error, f.norm, cosine_terms()[f.cosine], est, err);
 }
 
 }  // namespace lookalike::hnsw
