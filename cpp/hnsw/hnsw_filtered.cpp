@@ -193,8 +193,10 @@ constexpr double kBuildWalkShare = 0.25;
 // with AVX-512), so sketches pay where the vectors are not in cache.
 constexpr size_t kSketchScanPerKept = 32;
 // A match estimated on its sketch: the id -> slot lookup, its bits and its
-// factors (cold lines); then a share of them read whole (measured: 8-20% of
-// 2,000 matches at k 10).
+// factors (cold lines); then a share of them read whole (measured: 6-16% of
+// 2,000 matches at k 10 since the query's levels are int16, node_sketches.h;
+// 8-20% before: the share is kept, no plan of bench/filters.py is near the
+// line it draws).
 constexpr double kSketchLines = 3.0;
 constexpr double kSketchReadShare = 0.2;
 }  // namespace
@@ -418,6 +420,13 @@ void HnswIndex::scan_ids(const std::vector<int64_t>& ids, const SearchParams& p,
   slots.clear();
   {
     // The ids lie anywhere in the map: each read is started kLookAhead ids early.
+    // But RowMap::prefetch compiles to no instruction here: GCC 12 drops the
+    // __builtin_prefetch under its guard `id >= 0 && uint64_t(id) < size`
+    // (the second test alone, which implies the first, keeps it). Measured on
+    // bench/filters.py's 1% near filter, whose ids come in price order: 2,000
+    // lookups took ~35-70k cycles, mostly waiting on the map's lines, the same
+    // at 4, 16 or 48 ahead; a ring of finds issued 16 ahead as loads was no
+    // faster; the prefetch emitted took ~40% off.
     constexpr size_t kLookAhead = 16;
     std::lock_guard<std::mutex> lock(ids_mutex_);
     for (size_t i = 0; i < ids.size(); ++i) {
@@ -464,33 +473,49 @@ void HnswIndex::scan_sketched(const std::vector<uint32_t>& slots, size_t keep, c
   // Two passes, as the IVF-RaBitQ search does (ivf_rabitq_search.cpp): every
   // match gets an estimate and a bound from its sketch (two cold lines a match
   // in storage order, prefetched kAhead ahead, where the full vector is 16 at
-  // 512-d float16); a match whose lower bound is not below the keep-th
-  // smallest upper bound cannot be among the best keep (while the bounds
-  // hold) and is dropped. The rest are read lowest lower bound first, until
-  // the keep-th exact distance found so far is below the next lower bound, so
-  // the reads follow the bounds. Deleted nodes are skipped when read:
-  // the listed slots were live when looked up, and the estimates do not read
-  // the nodes' headers.
+  // 512-d float16); a match whose lower bound is above the keep-th smallest
+  // upper bound cannot be among the best keep (while the bounds hold) and is
+  // dropped. The rest are read lowest lower bound first, until the keep-th
+  // exact distance found so far is below the next lower bound, so the reads
+  // follow the bounds: on bench/filters.py's 1% filters every match read had
+  // its lower bound below the final keep-th distance (none read in vain), so
+  // only tighter bounds read fewer. Deleted nodes are skipped when read: the
+  // listed slots were live when looked up, and the estimates do not read the
+  // nodes' headers.
+  //
+  // The keep-th smallest upper bound is kept as the pass goes (a max-heap of
+  // the keep smallest in s.uppers) and the drop tested there, without a branch:
+  // it ends looser than the final one (more kept: 757 against 556 of 2,000 on
+  // the 1% near filter), but a selection of the keep-th upper bound and a
+  // filtering pass after the estimates cost more: ~57k cycles a query there
+  // against ~15k more for the larger heap and the pass's own upkeep (200k x
+  // 512 float16, A/B in one process: the scan ~6% faster). 8 and 32 sketches
+  // prefetched ahead were 3-5% slower than 16.
   constexpr size_t kAhead = 16;
   prepare_sketch_query(p, s);
-  s.bounded.clear();
+  s.bounded.resize(slots.size());
   s.uppers.clear();
+  size_t kept = 0;
+  float cut = kInf;  // the keep-th smallest upper bound so far
   for (size_t i = 0; i < slots.size(); ++i) {
     if (i + kAhead < slots.size()) sketches_->prefetch(slots[i + kAhead]);
     pace.work(1);
     float est, err;
     sketches_->estimate(s.sketch_query, slots[i], est, err);
-    s.bounded.push_back({est - err, slots[i]});
-    s.uppers.push_back(est + err);
+    if (est + err < cut) {
+      if (s.uppers.size() == keep) {
+        std::pop_heap(s.uppers.begin(), s.uppers.end());
+        s.uppers.pop_back();
+      }
+      s.uppers.push_back(est + err);
+      std::push_heap(s.uppers.begin(), s.uppers.end());
+      if (s.uppers.size() == keep) cut = s.uppers.front();
+    }
+    s.bounded[kept] = {est - err, slots[i]};
+    kept += est - err <= cut;
   }
+  s.bounded.resize(kept);
   st.estimates += slots.size();
-  if (s.bounded.size() > keep) {
-    std::nth_element(s.uppers.begin(), s.uppers.begin() + ptrdiff_t(keep - 1), s.uppers.end());
-    const float cut = s.uppers[keep - 1];
-    s.bounded.erase(
-        std::remove_if(s.bounded.begin(), s.bounded.end(), [&](const Candidate& b) { return b.dist > cut; }),
-        s.bounded.end());
-  }
   // From a heap: only the ones read (and kReadAhead more) are popped. Each
   // popped match's vector is prefetched whole as it is popped, kReadAhead reads
   // before its own: the reads are cold and independent, and one at a time
@@ -498,6 +523,11 @@ void HnswIndex::scan_sketched(const std::vector<uint32_t>& slots, size_t keep, c
   // near filter (200k x 512 float16, ~670 reads a query) that was a third of
   // a query's time. 1, 2, 4 and 8 ahead measured there: 8 fastest, as in
   // scan_ids. Popped ones past the stop cost a prefetch each, never a distance.
+  // Measured again at 315 reads a query (A/B in one process): 5, 8 and 12
+  // ahead the same, 16 slower; prefetching only the code's lines (not the
+  // node's head and links), or into L2 only (prefetcht1 / t2), no faster. A
+  // read costs ~240 ns of a 1,168-byte block whatever the depth: bound by the
+  // lines a core keeps in flight, so only fewer reads make this pass shorter.
   constexpr ptrdiff_t kReadAhead = 8;
   const auto heap = s.bounded.begin();
   auto heap_end = s.bounded.end();  // [heap, heap_end) the heap; then popped, not yet read

@@ -8,7 +8,6 @@
 #include <stdexcept>
 
 #include "distance/distance.h"
-#include "pq/rabitq_estimate_kernel.h"
 
 namespace lookalike::hnsw {
 
@@ -86,39 +85,29 @@ void NodeSketches::prepare(const float* query, float sigmas, Query& q) const {
     for (size_t i = 0; i < padded; ++i) q.rotated[i] -= rotated_centre_[i];
   const float* v = q.rotated.data();
 
-  double sum = 0, norm2 = 0;
-  float low = v[0], high = v[0];
+  double sum = 0, norm2 = 0, abs_sum = 0;
+  float top = 0;
   for (size_t i = 0; i < padded; ++i) {
     sum += v[i];
     norm2 += double(v[i]) * v[i];
-    low = std::min(low, v[i]);
-    high = std::max(high, v[i]);
+    abs_sum += std::fabs(v[i]);
+    top = std::max(top, std::fabs(v[i]));
   }
-  constexpr float kLevels = float((1u << kQueryBits) - 1);
-  q.low = low;
-  q.step = high > low ? (high - low) / kLevels : 1.0f;
+  q.step = top > 0 ? top / kQueryLevel : 1.0f;
   q.v_sum = float(sum);
   q.inv_sqrt_dim = float(1.0 / std::sqrt(double(padded)));
-  // Levels first (round to nearest: v - low >= 0), then the planes without branches.
-  q.levels.resize(padded);
+  q.levels.assign(64 * words_, 0);
   const float inv_step = 1.0f / q.step;
-  for (size_t i = 0; i < padded; ++i) {
-    const float level = (v[i] - low) * inv_step + 0.5f;
-    q.levels[i] = uint8_t(std::min(level, kLevels));
-  }
-  q.planes.assign(kQueryBits * words_, 0);
-  for (size_t w = 0; w < words_; ++w) {
-    const uint8_t* run = q.levels.data() + 64 * w;
-    const size_t n = std::min<size_t>(64, padded - 64 * w);
-    for (size_t p = 0; p < kQueryBits; ++p) {
-      uint64_t word = 0;
-      for (size_t i = 0; i < n; ++i) word |= uint64_t((run[i] >> p) & 1) << i;
-      q.planes[p * words_ + w] = word;
-    }
-  }
+  for (size_t i = 0; i < padded; ++i) q.levels[i] = int16_t(std::lrint(v[i] * inv_step));
+  // 2 <b, v> moves by at most a step per set bit (half a step of rounding, and
+  // a hair for the float rounding of v_i / step), at most padded_dim of them;
+  // the float arithmetic of an estimate's dot (a few roundings of terms no
+  // larger than sum |v_i|) by less than 2^-20 sum |v_i|.
+  q.dot_error = float((1.01 * q.step * double(padded) + 0x1p-20 * abs_sum) / std::sqrt(double(padded)));
 
   const float v_norm = float(std::sqrt(norm2));
-  q.dot = pq::adc_kernels().bitplane_dot;
+  q.sum = pq::adc_kernels().masked_sum;
+  q.cosine_terms = cosine_terms();
   q.k = {};
   q.k.spread = std::isinf(sigmas) ? std::numeric_limits<float>::infinity()
                                   : sigmas * v_norm * float(1.0 / std::sqrt(double(padded - 1)));
@@ -137,21 +126,6 @@ void NodeSketches::prepare(const float* query, float sigmas, Query& q) const {
       q.k.linear_weight = 1;
       break;
   }
-}
-
-void NodeSketches::estimate(const Query& q, uint32_t slot, float& est, float& err) const {
-  uint32_t ones = 0;
-  const uint32_t weighted = q.dot(reinterpret_cast<const uint64_t*>(bits_->at(slot)), q.planes.data(), words_,
-                                 kQueryBits, &ones);
-  // <b, v> ~= low ones + step weighted, within step / 2 a set bit (plus a hair
-  // for the float rounding of the quantisation itself);
-  // <x, v> = (2 <b, v> - sum v) / sqrt(D).
-  const float bv = q.low * float(ones) + q.step * float(weighted);
-  const float dot = (2 * bv - q.v_sum) * q.inv_sqrt_dim;
-  const float dot_error = q.step * 1.001f * float(ones) * q.inv_sqrt_dim;
-  Factors f;
-  std::memcpy(&f, factors_->at(slot), sizeof(f));
-  pq::rabitq_estimate_one(q.k, dot, dot_error, f.norm, cosine_terms()[f.cosine], est, err);
 }
 
 }  // namespace lookalike::hnsw

@@ -88,7 +88,7 @@ struct SearchScratch {
            (batch.capacity() + hops.capacity()) * sizeof(uint32_t) + matches.bytes() + query_code.capacity() + rerank_query.capacity() +
            (query.capacity() + dists.capacity() + decoded_query.capacity() + uppers.capacity() +
             sketch_query.rotated.capacity()) * sizeof(float) +
-           sketch_query.planes.capacity() * sizeof(uint64_t) + bounded.capacity() * sizeof(Candidate);
+           sketch_query.levels.capacity() * sizeof(int16_t) + bounded.capacity() * sizeof(Candidate);
   }
 };
 

@@ -106,33 +106,23 @@ float rabitq_ex_dot(const float* v, const uint8_t* planes, size_t nplanes, size_
   return sum16(partial);
 }
 
-// Bytes' popcounts by a nibble table (AVX-512BW: not every AVX-512 core has VPOPCNTDQ).
-__m512i byte_popcounts(__m512i x) {
-  const __m512i table = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4));
-  const __m512i nibble = _mm512_set1_epi8(0x0f);
-  const __m512i low = _mm512_shuffle_epi8(table, _mm512_and_si512(x, nibble));
-  const __m512i high = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(x, 4), nibble));
-  return _mm512_add_epi8(low, high);
-}
-
-uint32_t bitplane_dot(const uint64_t* code, const uint64_t* planes, size_t words, size_t nplanes, uint32_t* ones) {
-  const __m512i zero = _mm512_setzero_si512();
-  __m512i weighted = zero, set = zero;
-  for (size_t w = 0; w < words; w += 8) {
-    const __mmask8 live = words - w >= 8 ? __mmask8(0xff) : __mmask8((1u << (words - w)) - 1);
-    const __m512i c = _mm512_maskz_loadu_epi64(live, code + w);
-    set = _mm512_add_epi64(set, _mm512_sad_epu8(byte_popcounts(c), zero));
-    for (size_t p = 0; p < nplanes; ++p) {
-      const __m512i plane = _mm512_maskz_loadu_epi64(live, planes + p * words + w);
-      const __m512i counts = _mm512_sad_epu8(byte_popcounts(_mm512_and_si512(c, plane)), zero);
-      weighted = _mm512_add_epi64(weighted, _mm512_slli_epi64(counts, unsigned(p)));
-    }
+int64_t masked_sum(const uint64_t* code, const int16_t* levels, size_t words) {
+  // A word of the code into a mask register, its halves picking 32 levels each
+  // (a zero-masked load); pairs of levels widened into int32 lanes.
+  const __m512i ones = _mm512_set1_epi16(1);
+  __m512i low = _mm512_setzero_si512(), high = low;
+  for (size_t w = 0; w < words; ++w, levels += 64) {
+    const __mmask64 bits = _cvtu64_mask64(code[w]);
+    low = _mm512_add_epi32(low, _mm512_madd_epi16(_mm512_maskz_loadu_epi16(__mmask32(bits), levels), ones));
+    high = _mm512_add_epi32(
+        high, _mm512_madd_epi16(_mm512_maskz_loadu_epi16(__mmask32(_kshiftri_mask64(bits, 32)), levels + 32), ones));
   }
-  *ones = uint32_t(_mm512_reduce_add_epi64(set));
-  return uint32_t(_mm512_reduce_add_epi64(weighted));
+  const __m512i lanes = _mm512_add_epi32(low, high);  // |sum| < 2^31 a lane: 2^16 a word, under 2^15 words
+  return _mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(lanes)),
+                                                  _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(lanes, 1))));
 }
 
-constexpr AdcKernels kTable{&scan8, &fastscan4, &rabitq_tables, &rabitq_estimate_loop, &rabitq_ex_dot, &bitplane_dot};
+constexpr AdcKernels kTable{&scan8, &fastscan4, &rabitq_tables, &rabitq_estimate_loop, &rabitq_ex_dot, &masked_sum};
 
 }  // namespace
 

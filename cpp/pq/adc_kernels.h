@@ -25,9 +25,10 @@
 //             reduced by sum16, as scan8: a loop at the scalar level
 //             (rabitq_ex_kernel.h), two 8-lane registers under AVX2, one of
 //             16 under AVX-512, without fused multiply-adds.
-//   bitplane_dot
-//             integer popcounts (a nibble table under AVX2 / AVX-512BW, the
-//             builtin at the scalar level): exact in any order.
+//   masked_sum
+//             the levels loaded under the code's bits as masks (AVX-512) or
+//             masks made from them (AVX2), each set bit's level at the scalar
+//             level, summed in int32 lanes: integer, exact in any order.
 #pragma once
 
 #include <cstddef>
@@ -66,14 +67,11 @@ using RabitqEstimateFn = void (*)(const RabitqScanConstants& k, const uint16_t* 
 // p * ceil(dim / 8) + i / 8 of planes (nplanes planes).
 using RabitqExDotFn = float (*)(const float* v, const uint8_t* planes, size_t nplanes, size_t dim, float centre);
 
-// One 1-bit code against a query quantised to nplanes bits a dimension (the
-// hnsw sketches, node_sketches.h): the code and each plane are `words` uint64
-// words, bit i of the vector at bit i % 64 of word i / 64, plane p at
-// planes + p * words holding bit p of every dimension's quantised value.
-// Returns the sum over p of 2^p popcount(code & plane p), and sets *ones to
-// popcount(code).
-using BitplaneDotFn = uint32_t (*)(const uint64_t* code, const uint64_t* planes, size_t words, size_t nplanes,
-                                   uint32_t* ones);
+// One 1-bit code against a query rounded to int16 levels (the hnsw sketches,
+// node_sketches.h): the sum of levels[i] over the set bits i of the code,
+// `words` uint64 words with bit i at bit i % 64 of word i / 64, against 64 *
+// words levels.
+using MaskedSumFn = int64_t (*)(const uint64_t* code, const int16_t* levels, size_t words);
 
 struct AdcKernels {
   Scan8Fn scan8;
@@ -81,7 +79,7 @@ struct AdcKernels {
   RabitqTablesFn rabitq_tables;
   RabitqEstimateFn rabitq_estimate;
   RabitqExDotFn rabitq_ex_dot;
-  BitplaneDotFn bitplane_dot;
+  MaskedSumFn masked_sum;
 };
 
 const AdcKernels& scalar_adc_kernels();

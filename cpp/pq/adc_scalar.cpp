@@ -40,20 +40,15 @@ void rabitq_tables(const float* v, const float* low, size_t groups, float inv_sc
     }
 }
 
-uint32_t bitplane_dot(const uint64_t* code, const uint64_t* planes, size_t words, size_t nplanes, uint32_t* ones) {
-  uint32_t weighted = 0, set = 0;
-  for (size_t w = 0; w < words; ++w) set += uint32_t(__builtin_popcountll(code[w]));
-  for (size_t p = 0; p < nplanes; ++p) {
-    uint32_t plane = 0;
-    for (size_t w = 0; w < words; ++w) plane += uint32_t(__builtin_popcountll(code[w] & planes[p * words + w]));
-    weighted += plane << p;
-  }
-  *ones = set;
-  return weighted;
+int64_t masked_sum(const uint64_t* code, const int16_t* levels, size_t words) {
+  int64_t sum = 0;
+  for (size_t w = 0; w < words; ++w)
+    for (uint64_t bits = code[w]; bits; bits &= bits - 1) sum += levels[64 * w + size_t(__builtin_ctzll(bits))];
+  return sum;
 }
 
 constexpr AdcKernels kTable{&scan8,         &fastscan4,         &rabitq_tables, &rabitq_estimate_loop,
-                            &rabitq_ex_dot_loop, &bitplane_dot};
+                            &rabitq_ex_dot_loop, &masked_sum};
 
 }  // namespace
 

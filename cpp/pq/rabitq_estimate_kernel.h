@@ -50,8 +50,8 @@ static inline void rabitq_estimate_one(const RabitqScanConstants& k, float dot, 
   err = estimate_error + factor_error;
 }
 
-static void rabitq_estimate_loop(const RabitqScanConstants& k, const uint16_t* sums, const float* norms,
-                                 const uint8_t* cosines, size_t n, float* est, float* err) {
+static inline void rabitq_estimate_loop(const RabitqScanConstants& k, const uint16_t* sums, const float* norms,
+                                        const uint8_t* cosines, size_t n, float* est, float* err) {
   for (size_t i = 0; i < n; ++i)
     rabitq_estimate_one(k, k.dot_scale * float(sums[i]) + k.dot_offset, k.table_error, norms[i],
                         rabitq_cosine_terms(cosines[i]), est[i], err[i]);
