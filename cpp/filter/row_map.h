@@ -25,7 +25,9 @@ class RowMap {
   }
   // Starts reading the id's entry, for a find() soon after (of ids listed ahead).
   void prefetch(int64_t id) const {
-    if (id >= 0 && uint64_t(id) < direct_.size()) __builtin_prefetch(&direct_[size_t(id)]);
+    // One unsigned compare (a negative id wraps past the end): with the id >= 0
+    // test beside it, GCC 12 dropped the prefetch altogether.
+    if (uint64_t(id) < direct_.size()) __builtin_prefetch(&direct_[size_t(id)]);
   }
   // False (and nothing changes) if the id is present already.
   bool insert(int64_t id, uint32_t row);
