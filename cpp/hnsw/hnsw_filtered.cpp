@@ -419,14 +419,12 @@ void HnswIndex::scan_ids(const std::vector<int64_t>& ids, const SearchParams& p,
   std::vector<uint32_t>& slots = s.batch;
   slots.clear();
   {
-    // The ids lie anywhere in the map: each read is started kLookAhead ids early.
-    // But RowMap::prefetch compiles to no instruction here: GCC 12 drops the
-    // __builtin_prefetch under its guard `id >= 0 && uint64_t(id) < size`
-    // (the second test alone, which implies the first, keeps it). Measured on
-    // bench/filters.py's 1% near filter, whose ids come in price order: 2,000
-    // lookups took ~35-70k cycles, mostly waiting on the map's lines, the same
-    // at 4, 16 or 48 ahead; a ring of finds issued 16 ahead as loads was no
-    // faster; the prefetch emitted took ~40% off.
+    // The ids lie anywhere in the map: each read is started kLookAhead ids early
+    // (RowMap::prefetch). Measured on bench/filters.py's 1% near filter: 2,000
+    // lookups took ~60k cycles while GCC dropped that prefetch (row_map.h says
+    // why), mostly waiting on the map's lines, the same at 4, 16 or 48 ahead;
+    // a ring of finds issued 16 ahead as loads was no faster; the prefetch
+    // emitted took ~40% off.
     constexpr size_t kLookAhead = 16;
     std::lock_guard<std::mutex> lock(ids_mutex_);
     for (size_t i = 0; i < ids.size(); ++i) {
