@@ -40,6 +40,7 @@ py::dict memory_dict(const hnsw::MemoryUsage& m) {
   d["upper_link_bytes"] = m.upper_link_bytes;
   d["rerank_vector_bytes"] = m.rerank_vector_bytes;
   d["sketch_bytes"] = m.sketch_bytes;
+  d["group_bytes"] = m.group_bytes;
   d["id_map_bytes"] = m.id_map_bytes;
   d["scratch_bytes"] = m.scratch_bytes;
   d["total_bytes"] = m.total_bytes;
@@ -108,6 +109,7 @@ void bind_hnsw(py::module_& m) {
       .def_readonly("tested", &hnsw::SearchStats::tested)
       .def_readonly("estimates", &hnsw::SearchStats::estimates)
       .def_readonly("expansions", &hnsw::SearchStats::expansions)
+      .def_readonly("group_size", &hnsw::SearchStats::group_size)
       .def("__repr__", [](const hnsw::SearchStats& s) {
         return std::string("SearchStats(plan='") + hnsw::plan_name(s.plan) + "', estimate=" +
                (s.estimate == hnsw::Filter::kUnknown ? "None" : std::to_string(s.estimate)) +
@@ -190,6 +192,15 @@ void bind_hnsw(py::module_& m) {
           },
           py::arg("query"), py::arg("ids"), py::arg("bound_sigmas") = 0.0f,
           "The sketches' estimated distances of ids to one query, and their error bounds.")
+      .def(
+          "link_group",
+          [](HnswIndex& ix, const std::string& key, const CArray<int64_t>& ids, size_t threads) {
+            py::gil_scoped_release nogil;
+            ix.link_group(key, ids.data(), size_t(ids.size()), threads);
+          },
+          py::arg("key"), py::arg("ids"), py::arg("threads") = 0)
+      .def("drop_group", &HnswIndex::drop_group, py::arg("key"), py::call_guard<py::gil_scoped_release>())
+      .def("groups", &HnswIndex::groups, py::call_guard<py::gil_scoped_release>())
       .def("compact", &HnswIndex::compact, py::call_guard<py::gil_scoped_release>())
       .def("unreachable_count", &HnswIndex::unreachable_count, py::call_guard<py::gil_scoped_release>(),
            "Live nodes a walk of level 0 from the entry point does not reach.")

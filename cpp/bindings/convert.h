@@ -92,9 +92,11 @@ inline hnsw::Metric parse_metric(const std::string& name) {
 // A filtered search's plan as the caller forces it: "" lets the planner choose.
 inline hnsw::Plan parse_plan(const std::string& name) {
   if (name.empty()) return hnsw::Plan::Graph;
-  for (hnsw::Plan plan : {hnsw::Plan::ExactScan, hnsw::Plan::FilteredGraph, hnsw::Plan::TwoHopGraph})
+  for (hnsw::Plan plan :
+       {hnsw::Plan::ExactScan, hnsw::Plan::FilteredGraph, hnsw::Plan::TwoHopGraph, hnsw::Plan::GroupGraph})
     if (name == hnsw::plan_name(plan)) return plan;
-  throw std::invalid_argument("plan must be 'exact_scan', 'filtered_graph' or 'two_hop_graph', got '" + name + "'");
+  throw std::invalid_argument("plan must be 'exact_scan', 'filtered_graph', 'two_hop_graph' or 'group_graph', got '" +
+                              name + "'");
 }
 
 }  // namespace lookalike::bindings

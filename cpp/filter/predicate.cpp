@@ -560,6 +560,14 @@ CompiledFilter::CompiledFilter(std::shared_ptr<const AttributeStore> store, cons
   root_ = compile(*store_, spec, tally);
   clauses_ = tally.clauses;
   cost_ = tally.checks;
+  collect_required(spec);
+}
+
+void CompiledFilter::collect_required(const FilterSpec& spec) {
+  if (spec.kind == FilterSpec::Kind::Match && spec.values.size() == 1)
+    required_.push_back(spec.attribute + "=" + spec.values.front());
+  if (spec.kind == FilterSpec::Kind::Must)
+    for (const FilterSpec& child : spec.children) collect_required(child);
 }
 
 void CompiledFilter::ids_of(const std::vector<Listed>& listed, std::vector<int64_t>& out) const {

@@ -137,6 +137,8 @@ class CompiledFilter final : public hnsw::Filter {
   std::shared_lock<std::shared_mutex> hold() const override { return store_->read_lock(); }
   bool writer_waiting() const override { return store_->writer_waiting(); }
   size_t cost() const override { return cost_; }
+  // Its single-valued keyword matches under must clauses (and at its root).
+  const std::vector<std::string>& required_values() const override { return required_; }
   int64_t id_of(const Listed& l) const { return l.row == AttributeStore::kNoRow ? l.id : store_->id_of(l.row); }
   // Appends the id of each listed row, in order.
   void ids_of(const std::vector<Listed>& listed, std::vector<int64_t>& out) const;
@@ -155,8 +157,11 @@ class CompiledFilter final : public hnsw::Filter {
   void build_bits(const std::vector<const Node*>& anded, const std::vector<const Node*>& checked, hnsw::MatchSet& set,
                   const hnsw::StopToken* stop) const;
 
+  void collect_required(const FilterSpec& spec);
+
   std::shared_ptr<const AttributeStore> store_;
   std::unique_ptr<Node> root_;
+  std::vector<std::string> required_;
   size_t clauses_ = 0;  // nodes in the tree, numbered 0 .. clauses_ - 1
   size_t cost_ = 0;     // checks one allows() may make: a clause each, a match one per value
 };

@@ -9,6 +9,7 @@
 #include <limits>
 #include <mutex>
 #include <shared_mutex>
+#include <string>
 #include <unordered_set>
 #include <vector>
 
@@ -67,6 +68,13 @@ class Filter {
   // in at its next checkpoint (search_stop.h), giving up its hold and taking a
   // new one, so a write never waits for a whole search.
   virtual bool writer_waiting() const { return false; }
+  // Values every allowed id holds, as "attribute=value" (a keyword match the
+  // filter requires): the keys of group graphs (HnswIndex::link_group) a
+  // search may walk instead of the whole graph.
+  virtual const std::vector<std::string>& required_values() const {
+    static const std::vector<std::string> none;
+    return none;
+  }
   // Roughly how much work one allows() is, in units of a clause check (about a
   // distance computation): a search paces its checkpoints by it.
   virtual size_t cost() const { return 1; }

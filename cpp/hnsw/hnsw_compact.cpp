@@ -122,6 +122,8 @@ void HnswIndex::compact() {
     for (uint32_t s = 0; s < live; ++s) slot_by_id_.insert(header(s).id, s);
   }
 
+  rebuild_groups(renumbered);
+
   // A node whose neighbourhood was mostly deleted kept few links, and one hop
   // through the deleted nodes did not make up for it: link it again by
   // searching the compacted graph, as a new node would be.

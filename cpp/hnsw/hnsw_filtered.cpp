@@ -211,6 +211,7 @@ const char* plan_name(Plan plan) {
     case Plan::FilteredGraph: return "filtered_graph";
     case Plan::ExactScan: return "exact_scan";
     case Plan::TwoHopGraph: return "two_hop_graph";
+    case Plan::GroupGraph: return "group_graph";
   }
   return "unknown";
 }
@@ -238,10 +239,11 @@ void HnswIndex::search_filtered(SearchScratch& s, const SearchParams& p, uint64_
     double selectivity, scan, walk_plain, walk_two_hop, two_hop_tests, listing;
     size_t walk_ef;
   };
-  auto costs = [&](size_t build, size_t estimate, bool built) {
+  // `nodes`: of the graph walked (the whole index's live ones, or a group's).
+  auto costs = [&](size_t build, size_t estimate, bool built, double nodes) {
     Costs c;
     const bool known = estimate != Filter::kUnknown;
-    c.selectivity = known ? std::clamp(double(estimate) / live, 1.0 / live, 1.0) : 1.0;
+    c.selectivity = known ? std::clamp(double(estimate) / nodes, 1.0 / nodes, 1.0) : 1.0;
     c.walk_ef = std::max(p.k, size_t(std::clamp(double(ef) * c.selectivity * kAdmitShare,
                                                  std::min(kAdmitFloor * double(p.k), double(ef)), double(ef))));
     c.listing = build == Filter::kUnknown ? live * row_cost : double(build) * listed_row_cost;
@@ -275,7 +277,7 @@ void HnswIndex::search_filtered(SearchScratch& s, const SearchParams& p, uint64_
   size_t build_limit =
       p.plan == Plan::ExactScan ? Filter::kUnknown : size_t(kBuildWalkShare * unfiltered_walk / listed_row_cost);
   auto scan_certain = [&](size_t driver) {  // a driver listed whole, every id a match
-    const Costs c = costs(driver, driver, false);
+    const Costs c = costs(driver, driver, false, live);
     return c.scan <= std::min(c.walk_plain, c.walk_two_hop);
   };
   if (p.plan == Plan::Graph && scan_certain(build_limit)) {
@@ -291,14 +293,27 @@ void HnswIndex::search_filtered(SearchScratch& s, const SearchParams& p, uint64_
   st.estimate = fp.estimate;
   st.driver = fp.driver;
   if (fp.built) st.matches = s.matches.size();
-  const Costs c = costs(fp.build, fp.estimate, fp.built);
-  const size_t walk_ef = c.walk_ef;
+  const Costs c = costs(fp.build, fp.estimate, fp.built, live);
+  // The filtered walk inside a group graph the filter requires (group_graph.h):
+  // the same walk at the selectivity among the group's members, from its seeds.
+  const std::shared_ptr<const GroupGraph> group = group_for(filter);
+  if (p.plan == Plan::GroupGraph && !group)
+    throw std::invalid_argument("plan group_graph: the index keeps no group graph of a value the filter requires");
+  const bool grouped = group && group->size() > 0 && fp.estimate != Filter::kUnknown;
+  const Costs g = grouped ? costs(fp.build, fp.estimate, fp.built, double(group->size())) : c;
+  const double walk_group = grouped ? g.walk_plain + double(GroupGraph::kSeeds) : kInf;
   Plan plan = p.plan;
-  if (plan == Plan::Graph)
-    plan = c.scan <= std::min(c.walk_plain, c.walk_two_hop) ? Plan::ExactScan
-           : c.walk_two_hop < c.walk_plain                   ? Plan::TwoHopGraph
-                                                             : Plan::FilteredGraph;
-  const double tests = plan == Plan::TwoHopGraph ? c.two_hop_tests : double(walk_ef) / c.selectivity;
+  if (plan == Plan::Graph) {
+    const double best = std::min({c.scan, c.walk_plain, c.walk_two_hop, walk_group});
+    plan = c.scan <= best ? Plan::ExactScan
+           : walk_group <= best ? Plan::GroupGraph
+           : c.walk_two_hop <= best ? Plan::TwoHopGraph
+                                    : Plan::FilteredGraph;
+  }
+  const size_t walk_ef = plan == Plan::GroupGraph ? g.walk_ef : c.walk_ef;
+  const double tests = plan == Plan::TwoHopGraph ? c.two_hop_tests
+                       : plan == Plan::GroupGraph ? double(walk_ef) / g.selectivity
+                                                  : double(walk_ef) / c.selectivity;
   if (plan != Plan::ExactScan && !fp.built && c.listing + tests * bit_cost < tests * row_cost) {
     fp = filter.plan(Filter::kUnknown, s.matches, p.stop);
     if (fp.built) st.matches = s.matches.size();
@@ -330,11 +345,17 @@ void HnswIndex::search_filtered(SearchScratch& s, const SearchParams& p, uint64_
 
   const MatchSetFilter bits(s.matches);
   const Filter& allowed = fp.built ? static_cast<const Filter&>(bits) : filter;
-  uint32_t start = greedy_descend(s.query_code.data(), entry_slot(entry), entry_level(entry), 0);
-  if (plan == Plan::TwoHopGraph) {
+  if (plan == Plan::GroupGraph) {
+    st.ef = walk_ef;
+    st.group_size = group->size();
+    search_group(*group, s.query_code.data(), walk_ef, allowed, s, pace);
+    st.tested += s.filter_tests;
+  } else if (plan == Plan::TwoHopGraph) {
     st.ef = ef;
-    search_two_hop(s.query_code.data(), start, ef, allowed, s, st, pace);
+    search_two_hop(s.query_code.data(), greedy_descend(s.query_code.data(), entry_slot(entry), entry_level(entry), 0),
+                   ef, allowed, s, st, pace);
   } else {
+    const uint32_t start = greedy_descend(s.query_code.data(), entry_slot(entry), entry_level(entry), 0);
     st.ef = walk_ef;
     search_level(s.query_code.data(), start, walk_ef, 0, &allowed, s, &pace, /*test_when_expanded=*/true);
     st.tested += s.filter_tests;

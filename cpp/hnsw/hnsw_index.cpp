@@ -9,6 +9,7 @@
 #include <thread>
 #include <unordered_set>
 
+#include "hnsw/best_first.h"
 #include "hnsw/parallel.h"
 
 namespace lookalike::hnsw {
@@ -140,57 +141,8 @@ void HnswIndex::search_level(const uint8_t* query, uint32_t entry, size_t ef, in
                              SearchScratch& s, Checkpoint* pace, bool test_when_expanded) const {
   // Nodes reserved after this point may get linked while we walk; skipping
   // them keeps the visited set in bounds and costs nothing a later search won't see.
-  const uint32_t limit = slot_count_.load(std::memory_order_acquire);
-  const bool skip_deleted = deleted_.load(std::memory_order_relaxed) > 0;
-  const bool late = filter && test_when_expanded;
-  auto admits = [&](uint32_t slot) {
-    if (filter) ++s.filter_tests;
-    return admitted(slot, filter, skip_deleted);
-  };
-
-  s.visited.reset(limit);
-  s.candidates.clear();
-  s.top.clear();
-  float d = codec_.distance(query, code(entry));
-  s.visited.test_and_set(entry);
-  s.candidates.push_back({d, entry});
-  if (!late && admits(entry)) s.top.push_back({d, entry});
-  float bound = s.top.empty() ? kInf : d;
-
-  while (!s.candidates.empty()) {
-    Candidate current = s.candidates.front();
-    if (current.dist > bound && s.top.size() >= ef) break;
-    std::pop_heap(s.candidates.begin(), s.candidates.end(), CloserFirst());
-    s.candidates.pop_back();
-    ++s.expansions;
-    if (late && admits(current.slot)) {
-      keep_closest(s.top, current, ef);
-      bound = s.top.front().dist;
-    }
-
-    LinkList list = link_list(current.slot, level);
-    uint32_t n = std::min<uint32_t>(list.count.load(std::memory_order_acquire), max_links(level));
-    s.batch.clear();
-    for (uint32_t i = 0; i < n; ++i) {
-      uint32_t next = std::atomic_ref<uint32_t>(list.slots[i]).load(std::memory_order_acquire);
-      if (next >= limit || s.visited.test_and_set(next)) continue;
-      s.batch.push_back(next);
-      prefetch_code(next);
-    }
-    s.distance_count += s.batch.size();
-    if (pace) pace->step(s.batch.size() + 1);
-    for (uint32_t next : s.batch) {
-      float dn = codec_.distance(query, code(next));
-      if (s.top.size() < ef || dn < bound) {
-        s.candidates.push_back({dn, next});
-        std::push_heap(s.candidates.begin(), s.candidates.end(), CloserFirst());
-        if (!late && admits(next)) {
-          keep_closest(s.top, {dn, next}, ef);
-          bound = s.top.front().dist;
-        }
-      }
-    }
-  }
+  const LevelView view{*this, level, slot_count_.load(std::memory_order_acquire)};
+  best_first(view, query, {&entry, 1}, ef, filter, s, pace, test_when_expanded);
 }
 
 void HnswIndex::select_neighbours(std::vector<Candidate>& candidates, size_t m,
@@ -607,13 +559,17 @@ MemoryUsage HnswIndex::memory_usage() const {
   m.rerank_vector_bytes = rerank_ ? rerank_->allocated_bytes() : 0;
   m.sketch_bytes = sketches_ ? sketches_->allocated_bytes() : 0;
   {
+    std::shared_lock<std::shared_mutex> groups(groups_mutex_);
+    for (const auto& entry : groups_) m.group_bytes += entry.second->bytes();
+  }
+  {
     std::lock_guard<std::mutex> lock(ids_mutex_);
     m.id_map_bytes = slot_by_id_.bytes();
     m.live = slot_by_id_.size();
   }
   m.scratch_bytes = scratch_.bytes();
-  m.total_bytes = m.node_bytes + m.upper_link_bytes + m.rerank_vector_bytes + m.sketch_bytes + m.id_map_bytes +
-                  m.scratch_bytes;
+  m.total_bytes = m.node_bytes + m.upper_link_bytes + m.rerank_vector_bytes + m.sketch_bytes + m.group_bytes +
+                  m.id_map_bytes + m.scratch_bytes;
   m.deleted = deleted_.load();
   m.capacity = nodes_->capacity();
   return m;

@@ -38,6 +38,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <map>
 #include <optional>
 #include <random>
 #include <shared_mutex>
@@ -49,6 +50,7 @@
 #include "filter/row_map.h"
 #include "hnsw/block_array.h"
 #include "hnsw/filters.h"
+#include "hnsw/group_graph.h"
 #include "hnsw/search_scratch.h"
 #include "hnsw/search_stop.h"
 #include "hnsw/vector_codec.h"
@@ -98,6 +100,8 @@ enum class Plan : uint8_t {
   ExactScan,       // every listed id (or, with exact, every vector) scored exactly
   TwoHopGraph,     // the graph walk over allowed nodes only, reaching them through
                    // rejected neighbours (two hops): distances on allowed nodes only
+  GroupGraph,      // the filtered walk inside the graph of a group the filter requires
+                   // (link_group): its members only
 };
 const char* plan_name(Plan plan);
 
@@ -130,6 +134,7 @@ struct SearchStats {
   size_t tested = 0;                   // filter tests (bits of the match set, or predicate checks) in the walk
   size_t expansions = 0;               // nodes the level-0 walk expanded (their links read), one after another
   size_t estimates = 0;                // distances estimated on sketches (node_sketches.h)
+  size_t group_size = 0;               // members of the group graph walked (GroupGraph plan)
 };
 
 struct MemoryUsage {
@@ -137,6 +142,7 @@ struct MemoryUsage {
   size_t upper_link_bytes = 0;  // links of the levels above 0
   size_t rerank_vector_bytes = 0;  // re-ranking copies
   size_t sketch_bytes = 0;      // the vectors' sketches
+  size_t group_bytes = 0;       // group graphs (link_group): members' slots, links, slot -> member maps
   size_t id_map_bytes = 0;      // external id -> slot (estimated from the hash map's shape)
   size_t scratch_bytes = 0;     // pooled visited sets and heaps
   size_t total_bytes = 0;
@@ -185,6 +191,22 @@ class HnswIndex {
   void sketch_estimates(const float* query, const int64_t* ids, size_t n, float bound_sigmas, float* est,
                         float* err) const;
 
+  // Group graphs (group_graph.h): a graph over the nodes that share a value a
+  // filter can require, e.g. "category=women/dresses", for searches whose
+  // filter requires that value (Filter::required_values) to walk among them
+  // only, when the planner finds it cheaper. link_group creates the group
+  // `key` if new and links in the ids not yet members, using up to `threads`
+  // threads; an unknown id is an UnknownIdError and nothing changes. The
+  // caller keeps a group whole: every live node holding the value must be a
+  // member (the walk finds no other), so it links each new or replaced node
+  // holding it. A member that loses the value needs nothing: the filter
+  // rejects it. Writers of one group are serialised; searches go on.
+  void link_group(const std::string& key, const int64_t* ids, size_t n, size_t threads = 0);
+  // Forgets a group; false when there was none.
+  bool drop_group(const std::string& key);
+  // Every group's key and members (deleted nodes included until compact()).
+  std::vector<std::pair<std::string, size_t>> groups() const;
+
   // Removes deleted nodes for good: their neighbours are relinked through them
   // (so the graph stays connected) and the surviving nodes are renumbered into a
   // dense array. Blocks searches and writes while it runs.
@@ -202,7 +224,7 @@ class HnswIndex {
   // The layout of the sections save() writes; a file of kind HNSW records it as
   // its kind version. Another index that embeds an HNSW (IVF-PQ's coarse graph)
   // records it too, to hand back to read_sections.
-  static constexpr uint32_t kFileLayoutVersion = 3;
+  static constexpr uint32_t kFileLayoutVersion = 4;
   // The sections of save(), numbered first_section + 1 .. first_section + 7, in
   // a container that may hold other sections too; read_sections reads them back
   // (written under `layout_version`), with every check load() makes.
@@ -272,6 +294,30 @@ class HnswIndex {
   // them under a selective filter; see hnsw_filtered.cpp).
   void search_level(const uint8_t* query, uint32_t entry, size_t ef, int level, const Filter* filter,
                     SearchScratch& s, Checkpoint* pace = nullptr, bool test_when_expanded = false) const;
+  // The best-first search behind search_level, over a graph `view` (best_first.h):
+  // the index's links on one level (nodes are slots), or a group's (nodes are
+  // member numbers). Starts from every entry; s.top holds the view's nodes.
+  template <class View>
+  void best_first(const View& view, const uint8_t* query, std::span<const uint32_t> entries, size_t ef,
+                  const Filter* filter, SearchScratch& s, Checkpoint* pace, bool test_when_expanded) const;
+  struct LevelView;
+  struct GroupView;
+  // --- group graphs (hnsw_groups.cpp) ---
+  // Links members first.. of a group (just appended) into its graph, using up to `threads` threads.
+  void link_members(GroupGraph& g, uint32_t first, size_t threads) const;
+  // Links a member into its group graph as insert() links a node on level 0.
+  void link_member(GroupGraph& g, uint32_t member, SearchScratch& s) const;
+  void link_member_to(GroupGraph& g, uint32_t from, uint32_t to) const;
+  // The filtered walk of a group's graph (plan GroupGraph): leaves s.top as
+  // search_level does, in slots.
+  void search_group(const GroupGraph& g, const uint8_t* query, size_t ef, const Filter& allowed, SearchScratch& s,
+                    Checkpoint& pace) const;
+  // The smallest group among the values `filter` requires, or null.
+  std::shared_ptr<const GroupGraph> group_for(const Filter& filter) const;
+  // Reads the group graphs' section (hnsw_persist.cpp) into an index being loaded.
+  void read_groups(const io::FileReader& in, uint32_t section);
+  // The groups rebuilt over the renumbered live nodes (compact()).
+  void rebuild_groups(const std::vector<uint32_t>& renumbered);
   // Keeps at most m of `candidates` (closest first), skipping a candidate that is
   // closer to an already kept one than to the base node (the paper's heuristic).
   // Pairs of the slots in `diverse` are known to pass and are not measured.
@@ -365,6 +411,12 @@ class HnswIndex {
   mutable std::shared_mutex writes_mutex_;
   mutable std::shared_mutex graph_mutex_;
   mutable ScratchPool scratch_;
+
+  // Group graphs by key. groups_mutex_ guards the map (a search copies out the
+  // pointer it walks); group_writes_mutex_ serialises link_group.
+  mutable std::shared_mutex groups_mutex_;
+  std::mutex group_writes_mutex_;
+  std::map<std::string, std::shared_ptr<GroupGraph>> groups_;
 };
 
 }  // namespace lookalike::hnsw

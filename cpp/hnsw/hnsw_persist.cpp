@@ -12,12 +12,18 @@
 //             fixed seed and not stored)
 //   6 sketch bits     slot_count blocks of the sketches' packed bits
 //   7 sketch factors  slot_count blocks of their factors (norm, cosine)
+//   8 groups  the group graphs (group_graph.h), only when there are any, as
+//             uint32 words: their count, then per group its key's length in
+//             bytes, the key padded to whole words, max_links, its members,
+//             each member's slot, then each member's link count and max_links
+//             links (member numbers)
 //
 // The same sections, numbered from an offset, can sit inside another index's
 // file (write_sections / read_sections): IVF-PQ keeps its coarse graph so.
 //
 // Kind versions: 1 knew float32 re-ranking copies only (rerank_copies 0 or 1);
-// 2 adds float16 copies (2); 3 adds sketches (sections 5-7). All load: an
+// 2 adds float16 copies (2); 3 adds sketches (sections 5-7); 4 adds group
+// graphs (section 8). All load: an
 // HNSW file of version 1 or 2 gets its sketches computed at load (load());
 // sections of an older layout read into another container (read_sections)
 // get none, as an index that never keeps them (IVF-PQ's coarse graph).
@@ -25,6 +31,7 @@
 // A loader trusts nothing it has not checked: beyond the container's checksums,
 // every link, level and count is bounds-checked, so a file that is valid but
 // inconsistent (a bug, or a hand-made file) is refused instead of crashing a search.
+#include <algorithm>
 #include <cstring>
 #include <unordered_set>
 
@@ -39,6 +46,7 @@ constexpr uint32_t kFileKind = 1;  // HNSW
 constexpr uint32_t kKindVersion = HnswIndex::kFileLayoutVersion;
 enum Section : uint32_t {
   kMeta = 1, kNodes = 2, kUpper = 3, kRerank = 4, kSketchCentre = 5, kSketchBits = 6, kSketchFactors = 7,
+  kGroups = 8,
 };
 
 struct IndexMeta {
@@ -123,6 +131,73 @@ void HnswIndex::write_sections(io::FileWriter& out, uint32_t first_section) cons
     write_blocks(kSketchBits, sketches_->bits());
     write_blocks(kSketchFactors, sketches_->factors());
   }
+
+  std::shared_lock<std::shared_mutex> groups(groups_mutex_);
+  if (groups_.empty()) return;
+  std::vector<uint32_t> words{uint32_t(groups_.size())};
+  for (const auto& [key, g] : groups_) {
+    words.push_back(uint32_t(key.size()));
+    const size_t at = words.size();
+    words.resize(at + (key.size() + 3) / 4);
+    std::memcpy(words.data() + at, key.data(), key.size());
+    const uint32_t members = g->size();
+    words.push_back(uint32_t(g->max_links()));
+    words.push_back(members);
+    for (uint32_t m = 0; m < members; ++m) words.push_back(g->slot(m));
+    for (uint32_t m = 0; m < members; ++m) {
+      const GroupGraph::Links links = g->links(m);
+      const uint32_t n = std::min<uint32_t>(links.count.load(std::memory_order_acquire), uint32_t(g->max_links()));
+      words.push_back(n);
+      for (uint32_t i = 0; i < g->max_links(); ++i)
+        words.push_back(i < n ? std::atomic_ref<uint32_t>(links.members[i]).load(std::memory_order_acquire) : 0);
+    }
+  }
+  out.write_section(first_section + kGroups, words.data(), words.size() * sizeof(uint32_t));
+}
+
+void HnswIndex::read_groups(const io::FileReader& in, uint32_t section) {
+  const std::string& path = in.path();
+  const io::FileReader::Bytes bytes = in.section(section);
+  if (bytes.size % sizeof(uint32_t)) damaged(path, "group section of a partial word");
+  std::vector<uint32_t> words(bytes.size / sizeof(uint32_t));
+  std::memcpy(words.data(), bytes.data, bytes.size);
+  size_t at = 0;
+  auto next = [&](size_t n) {  // the next n words, bounds-checked
+    if (words.size() - at < n) damaged(path, "group section ends early");
+    at += n;
+    return words.data() + at - n;
+  };
+  const uint32_t slots = slot_count_.load();
+  for (uint32_t groups = *next(1), gi = 0; gi < groups; ++gi) {
+    const uint32_t key_bytes = *next(1);
+    const uint32_t* key_words = next((size_t(key_bytes) + 3) / 4);
+    const std::string key(reinterpret_cast<const char*>(key_words), key_bytes);
+    const uint32_t links = *next(1);
+    const uint32_t members = *next(1);
+    if (links != max_links(0)) damaged(path, "group '" + key + "' keeps " + std::to_string(links) + " links a member");
+    if (groups_.count(key)) damaged(path, "group '" + key + "' appears twice");
+    const uint32_t* member_slots = next(members);
+    for (uint32_t m = 0; m < members; ++m)
+      if (member_slots[m] >= slots) damaged(path, "group '" + key + "' holds missing node " + std::to_string(member_slots[m]));
+    std::vector<uint32_t> sorted(member_slots, member_slots + members);
+    std::sort(sorted.begin(), sorted.end());
+    if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end())
+      damaged(path, "group '" + key + "' holds a node twice");
+    auto g = std::make_shared<GroupGraph>(links);
+    g->append({member_slots, members});
+    g->publish();
+    for (uint32_t m = 0; m < members; ++m) {
+      const uint32_t* list = next(1 + size_t(links));
+      if (list[0] > links) damaged(path, "group '" + key + "' member " + std::to_string(m) + " has too many links");
+      for (uint32_t i = 0; i < list[0]; ++i)
+        if (list[1 + i] >= members) damaged(path, "group '" + key + "' links to missing member " + std::to_string(list[1 + i]));
+      GroupGraph::Links own = g->links(m);
+      std::memcpy(own.members, list + 1, size_t(list[0]) * sizeof(uint32_t));
+      own.count.store(list[0]);
+    }
+    groups_.emplace(key, std::move(g));
+  }
+  if (at != words.size()) damaged(path, "group section has trailing words");
 }
 
 std::unique_ptr<HnswIndex> HnswIndex::read_sections(const io::FileReader& in, uint32_t first_section,
@@ -250,6 +325,7 @@ std::unique_ptr<HnswIndex> HnswIndex::read_sections(const io::FileReader& in, ui
   ix.entry_.store(meta.entry);
   ix.slot_count_.store(uint32_t(count));
   ix.deleted_.store(deleted);
+  if (layout_version >= 4 && in.has_section(first_section + kGroups)) ix.read_groups(in, first_section + kGroups);
   // Levels drawn after a load continue from a stream of their own, so that a
   // reloaded index still builds deterministically.
   ix.level_rng_.seed(config.seed + count);

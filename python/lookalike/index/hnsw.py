@@ -23,6 +23,14 @@ Parameters (and what they trade):
   rotation per insert) that a filtered scan of many matches estimates first,
   reading few full vectors (on by default; ``False`` saves the memory).
 
+Group graphs (``link_group``): a graph over the nodes sharing a value a filter
+can require (``"category=women/dresses"``). A search whose filter requires it
+(a ``Match`` of that one value, at its root or under ``Must``) may walk that
+graph instead of the whole one, when the planner finds it cheaper: where a
+category's members lie away from the query, the whole graph's walk crosses many
+non-members first. Up to 2M links (8M bytes) a member, plus its slot and a map
+entry; the caller links every node that holds the value (``Collection`` does).
+
 Every method may be called from several threads at once; the native calls run
 without the GIL. ``compact()`` pauses searches and writes while it runs.
 """
@@ -37,7 +45,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lookalike import _core
-from lookalike.index.arrays import as_vectors
+from lookalike.index.arrays import as_ids, as_vectors
 from lookalike.index.filter import Filter
 from lookalike.index.filters import IdFilter
 from lookalike.index.native import NativeIndex, SearchResult, check_filter, check_positive, thread_count
@@ -46,7 +54,9 @@ from lookalike.index.native import NativeIndex, SearchResult, check_filter, chec
 class SearchResultWithStats(NamedTuple):
     """A search result with how the search went (``return_stats=True``): one
     SearchStats for one query, a list of them for several. ``stats.plan`` is
-    ``graph`` (no filter), ``filtered_graph``, ``two_hop_graph`` or ``exact_scan``;
+    ``graph`` (no filter), ``filtered_graph``, ``two_hop_graph``,
+    ``group_graph`` (the filtered walk of a group graph of ``group_size``
+    members) or ``exact_scan``;
     ``estimate`` the ids the filter was expected to allow; ``matches`` how many it
     allows, counted (None when its match set was not built); ``driver`` the ids
     its cheapest clause lists; ``ef`` the walk's width; ``distances`` the distance
@@ -88,6 +98,26 @@ class HnswIndex(NativeIndex):
         """Reclaims the space of deleted vectors, relinking their neighbours.
         Searches and writes wait while it runs."""
         self._core.compact()
+
+    def link_group(self, key: str, ids: npt.ArrayLike, *, threads: int = 0) -> None:
+        """Links ``ids`` into the group graph ``key`` (``"attribute=value"``),
+        created if new; ids already in it are skipped. Every id must be in the
+        index (else UnknownIdError, and nothing changes). A filtered search
+        that requires the value walks the group's members only, so every node
+        holding it must be linked: new and replaced ones too (a replaced id is
+        a new node)."""
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"a group key is a non-empty string such as 'category=shoes', got {key!r}")
+        self._core.link_group(key, as_ids(ids), thread_count(threads))
+
+    def drop_group(self, key: str) -> bool:
+        """Forgets the group graph ``key``; False if there was none."""
+        return self._core.drop_group(key)
+
+    @property
+    def groups(self) -> dict[str, int]:
+        """Each group graph's key and members (deleted nodes count until compact())."""
+        return dict(self._core.groups())
 
     def unreachable_count(self) -> int:
         """Live nodes that no search can reach (no walk of the bottom level from
