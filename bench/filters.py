@@ -339,7 +339,7 @@ def parse_args(argv=None):
     ap.add_argument("--libs", default=",".join(LIBS),
                     help=f"comma list of {', '.join(LIBS)}, or lookalike@<plan> ({', '.join(PLANS)})")
     ap.add_argument("--threads", type=int, default=0, help="build threads (0: every core)")
-    ap.add_argument("--group-min", type=int, default=10_000,
+    ap.add_argument("--group-min", type=int, default=4_000,
                     help="ours: a group graph for every category of at least this many products (0: none)")
     ap.add_argument("--max-seconds", type=float, help="per library and workload (default 2 quick, 5 full)")
     ap.add_argument("--min-seconds", type=float, default=0.5, help="repeat the queries for at least this long")
