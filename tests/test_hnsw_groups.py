@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import clustered
-from lookalike.index import AttributeStore, HnswIndex, Is, Match, Must, Range, Should, UnknownIdError
+from lookalike.index import (AttributeStore, HnswIndex, Is, Match, Must, Range, SearchCancelled, Should, StopToken,
+                             UnknownIdError)
 
 SCHEMA = {"category": "keyword", "price": "numeric", "in_stock": "bool"}
 DIM = 16
@@ -76,6 +77,14 @@ def test_a_group_plan_needs_a_group_of_a_required_value(small):
     for clause in (Match("category", "hats"), Range("price", lt=50), Match("category", values=["shoes", "bags"])):
         with pytest.raises(ValueError, match="no group graph"):
             index.search(vectors[0], 10, filter=store.compile(clause), plan="group_graph")
+
+
+def test_the_group_walk_stops_when_cancelled(small):
+    index, store, vectors, *_ = small
+    token = StopToken()
+    token.cancel()
+    with pytest.raises(SearchCancelled):
+        index.search(vectors[0], 10, filter=store.compile(Match("category", "shoes")), plan="group_graph", stop=token)
 
 
 def test_the_planner_walks_the_group_of_a_broad_category_away_from_the_query():
