@@ -9,8 +9,8 @@
 // graph crosses many non-matching nodes before it gathers enough matches: on
 // bench/filters.py's 10% conjunction (a top category AND a price window AND in
 // stock, 200k x 512), ~4,150 vectors read a query against ~710 unfiltered.
-// Inside the category's own graph the same filter keeps ~half the members, the
-// walk reads ~1,050 vectors, as an unfiltered one does at 50%.
+// Inside the category's own graph the same filter keeps ~half the members, and
+// the walk reads ~1,150 vectors, as the whole graph's does at 50%.
 //
 // Members are numbered 0, 1, ... in the order they join. Each keeps its slot in
 // the index (a dense array, 16 a cache line: a walk reads a neighbour's slot
@@ -22,8 +22,8 @@
 //
 // Concurrency as in the index: links are read without locks (relaxed atomics)
 // and written under the member's lock word; members are appended by one writer
-// at a time (the index serialises link_group per group), and readers see only
-// members below size().
+// at a time (the index serialises link_group), and readers see only members
+// below size().
 #pragma once
 
 #include <atomic>
@@ -43,7 +43,7 @@ class GroupGraph {
   explicit GroupGraph(size_t max_links);
 
   // Members a walk starts from (a search's, and an insert's): scored first, the
-  // walk goes on from the nearest. See hnsw_groups.cpp for what was measured.
+  // walk goes on from the nearest (hnsw_groups.cpp says what more would give).
   static constexpr size_t kSeeds = 16;
 
   size_t max_links() const { return max_links_; }
@@ -59,7 +59,6 @@ class GroupGraph {
     uint32_t* block = reinterpret_cast<uint32_t*>(links_.at(member));
     return {std::atomic_ref<uint32_t>(block[0]), block + 2};
   }
-  const void* links_address(uint32_t member) const { return links_.at(member); }
   void lock(uint32_t member) const;
   void unlock(uint32_t member) const;
 
