@@ -3,9 +3,12 @@ at start for a collection saved without them, kept whole by upserts, and
 reported in the QueryPlan of a filtered search that walks one."""
 
 import numpy as np
+import pytest
 
 from conftest import clustered
 from lookalike.client import Client, Filter, Product, packed
+from lookalike.index.groups import GroupConfig
+from lookalike.service.config import ServiceConfig
 from lookalike.v1 import filter_pb2, search_pb2
 from test_service import start_server, stop_server
 
@@ -70,3 +73,17 @@ def test_a_filtered_search_walks_the_group_built_at_start_and_kept_by_upserts(tm
             assert reply.hits[0].id == added[0] and reply.hits[0].score > 0.999
     finally:
         stop_server(process)
+
+
+def test_the_config_names_grouped_keyword_attributes(tmp_path):
+    path = tmp_path / "lookalike.toml"
+    path.write_text(CONFIG + GROUPS)
+    assert ServiceConfig.load(path, env={}).groups == GroupConfig(("category",), 150)
+    assert ServiceConfig.load(None, env={}).groups.attributes == ()  # opt-in
+    for groups, message in (('attributes = ["brand"]', "groups: unknown attribute 'brand'"),
+                            ('attributes = ["price"]', "groups: attribute 'price' is numeric"),
+                            ('attributes = ["category"]\nmin_members = 0', "min_members must be a positive integer"),
+                            ('attributes = ["category"]\nminimum = 5', "minimum")):
+        path.write_text(CONFIG + "[groups]\n" + groups + "\n")
+        with pytest.raises(ValueError, match=message):
+            ServiceConfig.load(path, env={})
