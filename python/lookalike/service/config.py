@@ -11,7 +11,7 @@ lookalike-data/models/default` builds it offline), one index per space of it.
     category = "keyword"
     price = "numeric"
     [groups]                             # group graphs per value of these keyword attributes
-    attributes = ["category"]            # (lookalike.index.groups; opt-in: ~150 bytes a member)
+    attributes = ["category"]            # (lookalike.index.groups; opt-in: ~8 x M bytes a member)
     min_members = 10000                  # a value's group is built once this many products hold it
     [[spaces]]                           # optional: index parameters per space
     name = "joint"
