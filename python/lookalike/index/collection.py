@@ -150,8 +150,8 @@ class Collection:
         value's products only. Opt-in: a group costs ~8 x M bytes a member
         (243 measured at M=16) and about an insert's time per member linked;
         it pays for values many products hold whose filtered searches are
-        frequent. ValueError for an attribute the
-        schema lacks or that is not a keyword."""
+        frequent. ValueError for an attribute the schema lacks or that is not
+        a keyword."""
         if not spaces:
             raise ValueError("a collection needs at least one vector space")
         names = [s.name for s in spaces]
