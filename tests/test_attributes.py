@@ -112,6 +112,36 @@ def test_small_and_large_batches_leave_the_same_index():
             assert [i for i in range(n) if f.allows(i)] == list(np.flatnonzero(truth))
 
 
+def test_the_holders_of_a_keyword_are_listed_and_counted():
+    """ids_with / count_with / value_counts follow sets, replacements and clears,
+    for multi-valued keywords, in a batch past the upkeep limit and one id at a time."""
+    rng = np.random.default_rng(5)
+    n = 3000
+    paths = {i: [f"c{i % 5}", f"c{i % 5}/{i % 3}"] for i in range(n)}
+    s = AttributeStore(SCHEMA)
+    s.set(np.arange(n), {"category": [paths[i] for i in range(n)]})
+    for i in rng.choice(n, 40, replace=False).tolist():
+        paths[i] = ["moved"]
+        s.set([i], {"category": [["moved"]]})
+    gone = rng.choice(n, 30, replace=False).tolist()
+    s.clear(gone[:15], ["category"])
+    s.clear(gone[15:])
+    for i in gone:
+        paths.pop(i, None)
+    truth: dict[str, set[int]] = {}
+    for i, words in paths.items():
+        for w in words:
+            truth.setdefault(w, set()).add(i)
+    assert s.value_counts("category") == {w: len(ids) for w, ids in truth.items()}
+    for w, ids in truth.items():
+        assert set(s.ids_with("category", w).tolist()) == ids and s.count_with("category", w) == len(ids)
+    assert len(s.ids_with("category", "never-seen")) == 0 and s.count_with("category", "never-seen") == 0
+    with pytest.raises(KeyError, match="colour"):
+        s.ids_with("colour", "red")
+    with pytest.raises(TypeError, match="'price' is numeric, not keyword"):
+        s.count_with("price", "10")
+
+
 def test_memory_is_compact():
     n = 20_000
     s = AttributeStore(SCHEMA)

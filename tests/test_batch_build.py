@@ -186,3 +186,20 @@ def test_the_command_line_builds_shards_and_refuses_to_overwrite(tmp_path, capsy
     assert "shard-000 exists: build into a fresh output directory" in capsys.readouterr().err
     assert main(["ingest", "--ray", str(manifest)]) == 1
     assert "a batch build needs --out DIR" in capsys.readouterr().err
+
+
+def test_shards_are_built_with_the_configured_group_graphs(tmp_path):
+    manifest = tmp_path / "c.jsonl"
+    vectors = clustered(60, 8, seed=2)
+    manifest.write_text("".join(json.dumps({"id": i, "vectors": {"v": vectors[i].tolist()},
+                                            "attributes": {"category": f"c{i % 3}"}}) + "\n" for i in range(60)))
+    config = tmp_path / "lookalike.toml"
+    config.write_text('[schema]\ncategory = "keyword"\n[[spaces]]\nname = "v"\ndim = 8\n'
+                      '[groups]\nattributes = ["category"]\nmin_members = 5\n')
+    assert main(["build-shards", str(manifest), "--out", str(tmp_path / "out"), "--shards", "2",
+                 "--config", str(config)]) == 0
+    for shard in range(2):
+        collection = load_shard(tmp_path / "out" / f"shard-00{shard}")
+        mine = [i for i in range(60) if shard_of(i, 2) == shard]
+        assert collection.groups.attributes == ("category",)
+        assert collection.index("v").groups == {f"category=c{c}": sum(i % 3 == c for i in mine) for c in range(3)}

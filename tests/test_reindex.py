@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -23,6 +24,7 @@ import pytest
 from lookalike.client import Client, Filter, Product, packed
 from lookalike.encoders import Encoder
 from lookalike.index.collection import SpaceConfig
+from lookalike.index.groups import GroupConfig
 from lookalike.service.config import DurabilityConfig, ServiceConfig
 from lookalike.service.server import Server
 from lookalike.store.versions import Versions
@@ -352,3 +354,28 @@ def test_kill_9_during_a_reindex_leaves_one_whole_version_and_no_acknowledged_wr
         job = client.wait_for_job(client.start_reindex(models[other][0]).job_id, poll=0.05, timeout=60)
         assert job.state == SUCCEEDED, job.message
         assert client.stats().products == len(acknowledged)
+
+
+def test_the_new_version_and_a_rollback_keep_the_group_graphs(tiny_clip_bundle, new_bundle, tmp_path):
+    """A re-index builds the new version with the live collection's groups; a
+    rollback, to a version saved under other [groups], gets the live ones."""
+    config = config_for(tmp_path, tiny_clip_bundle, groups=GroupConfig(("category",), 4))
+    expected = {"category=c0": 4, "category=c1": 4, "category=c2": 4}
+    with running(config) as (server, client):
+        products = [Product(id=i, image=picture(i), attributes=category(f"c{i % 3}")) for i in range(12)]
+        assert [r.status_code for r in client.upsert(products).results] == [0] * 12
+        assert server.store.collection.index("joint").groups == expected
+        job = client.start_reindex(in_models(tmp_path, new_bundle))
+        assert client.wait_for_job(job.job_id, poll=0.05, timeout=120).state == SUCCEEDED
+        rebuilt = server.store.collection
+        assert rebuilt.space("joint").dim == 16 and rebuilt.groups == config.groups
+        assert rebuilt.index("joint").groups == expected
+    fewer = replace(config, groups=GroupConfig(("category",), 3))
+    with running(fewer) as (server, client):
+        assert server.store.collection.groups == fewer.groups  # applied at start
+        assert client.upsert([Product(id=12, image=picture(12), attributes=category("c3"))]).results[0].status_code == 0
+        job = client.wait_for_job(client.rollback().job_id, poll=0.05, timeout=60)
+        assert job.state == SUCCEEDED, job.message
+        restored = server.store.collection
+        assert restored.space("joint").dim == 24 and restored.groups == fewer.groups
+        assert restored.index("joint").groups == expected  # c3's one product: below the threshold

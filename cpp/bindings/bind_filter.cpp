@@ -189,6 +189,16 @@ void bind_filter(py::module_& m) {
           py::arg("ids"), py::arg("names"))
       .def("get", &AttributeStore::get, py::arg("id"), py::call_guard<py::gil_scoped_release>())
       .def(
+          "ids_with",
+          [](const AttributeStore& s, const std::string& name, const std::string& word) {
+            std::vector<int64_t> ids = without_gil([&] { return s.ids_with(name, word); });
+            return py::array_t<int64_t>(py::ssize_t(ids.size()), ids.data());
+          },
+          py::arg("name"), py::arg("word"))
+      .def("count_with", &AttributeStore::count_with, py::arg("name"), py::arg("word"),
+           py::call_guard<py::gil_scoped_release>())
+      .def("word_counts", &AttributeStore::word_counts, py::arg("name"), py::call_guard<py::gil_scoped_release>())
+      .def(
           "compile",
           [](std::shared_ptr<AttributeStore> s, const py::handle& spec) {
             FilterSpec native = to_spec(spec);

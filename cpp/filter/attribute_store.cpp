@@ -209,6 +209,44 @@ std::vector<std::pair<std::string, Value>> AttributeStore::get(int64_t id) const
   return out;
 }
 
+size_t AttributeStore::keyword_column_of(const std::string& name) const {
+  const size_t c = column_of(name);
+  if (schema_[c].type != AttributeType::Keyword)
+    throw AttributeTypeError("attribute '" + name + "' is " + type_name(schema_[c].type) + ", not keyword");
+  return c;
+}
+
+const std::vector<uint32_t>* AttributeStore::keyword_rows(const std::string& name, const std::string& word) const {
+  const size_t c = keyword_column_of(name);
+  const uint32_t code = keyword(c).code(word);
+  return code == kNoCode ? nullptr : &keyword(c).rows_with(code);
+}
+
+std::vector<int64_t> AttributeStore::ids_with(const std::string& name, const std::string& word) const {
+  std::shared_lock<std::shared_mutex> lock = mutex_.read();
+  std::vector<int64_t> ids;
+  if (const std::vector<uint32_t>* rows = keyword_rows(name, word)) {
+    ids.reserve(rows->size());
+    for (uint32_t row : *rows) ids.push_back(id_by_row_[row]);
+  }
+  return ids;
+}
+
+size_t AttributeStore::count_with(const std::string& name, const std::string& word) const {
+  std::shared_lock<std::shared_mutex> lock = mutex_.read();
+  const std::vector<uint32_t>* rows = keyword_rows(name, word);
+  return rows ? rows->size() : 0;
+}
+
+std::vector<std::pair<std::string, size_t>> AttributeStore::word_counts(const std::string& name) const {
+  std::shared_lock<std::shared_mutex> lock = mutex_.read();
+  const KeywordColumn& column = keyword(keyword_column_of(name));
+  std::vector<std::pair<std::string, size_t>> out;
+  for (uint32_t code = 0; code < column.dictionary_size(); ++code)
+    if (const size_t n = column.rows_with(code).size()) out.emplace_back(column.word(code), n);
+  return out;
+}
+
 size_t AttributeStore::size() const {
   std::shared_lock<std::shared_mutex> lock = mutex_.read();
   return row_by_id_.size();

@@ -99,6 +99,14 @@ class AttributeStore {
   // The attributes an id has, by name (none for an unknown id).
   std::vector<std::pair<std::string, Value>> get(int64_t id) const;
   size_t size() const;  // ids with a row
+  // The ids holding `word` in the keyword attribute `name` (its posting list,
+  // in row order), and their count: what keeping a group graph whole reads.
+  // UnknownAttributeError / AttributeTypeError for a name that is no keyword
+  // attribute; none for a word no id holds.
+  std::vector<int64_t> ids_with(const std::string& name, const std::string& word) const;
+  size_t count_with(const std::string& name, const std::string& word) const;
+  // Every word some id holds in the keyword attribute `name`, with count_with's count.
+  std::vector<std::pair<std::string, size_t>> word_counts(const std::string& name) const;
   StoreMemory memory_usage() const;
 
   void save(const std::string& path) const;
@@ -132,6 +140,11 @@ class AttributeStore {
   void check_set(const int64_t* ids, size_t n, const std::vector<ColumnValues>& columns) const;
   // Existing or new (then the caller grows the columns); caller holds the lock exclusively.
   uint32_t row_for(int64_t id);
+  // The posting list of `word` in the keyword attribute `name` (null for an
+  // unknown word); caller holds the lock.
+  const std::vector<uint32_t>* keyword_rows(const std::string& name, const std::string& word) const;
+  // The column of the keyword attribute `name`; caller holds the lock.
+  size_t keyword_column_of(const std::string& name) const;
   void clear_column(size_t column, uint32_t row, bool maintain);
   void rebuild_indexes();
 

@@ -185,7 +185,7 @@ def _build_shards(args: argparse.Namespace) -> int:
 
         spaces = tuple(SpaceConfig(name, s.dim, s.metric) for name, s in load_bundle(bundle).manifest.spaces.items())
     report = build_shards(Path(args.source), Path(args.out), n_shards=args.shards, spaces=spaces,
-                          schema=config.schema, bundle=bundle, auto_index=not config.spaces,
+                          schema=config.schema, bundle=bundle, auto_index=not config.spaces, groups=config.groups,
                           runner="ray" if args.ray else "local", encoders=args.encoders,
                           ray_address=args.ray_address, num_cpus=args.num_cpus)
     for id_, error in list(report.failed.items())[:20]:

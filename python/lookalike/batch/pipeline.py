@@ -38,6 +38,7 @@ from lookalike.batch.shard_build import build_and_publish, shard_directory
 from lookalike.batch.vectors import RowEncoder
 from lookalike.catalog_source import CatalogRow, catalog_rows
 from lookalike.index.collection import SpaceConfig
+from lookalike.index.groups import GroupConfig
 from lookalike.index.sharding import shard_of
 from lookalike.store.catalog import ProductRecord
 
@@ -63,16 +64,18 @@ class BuildSettings:
     auto_index: bool
     bundle: str | None
     encoder_threads: int = 1
+    groups: GroupConfig = GroupConfig()
 
 
 def build_shards(source: Path, out: Path, *, n_shards: int, spaces: Sequence[SpaceConfig],
                  schema: Mapping[str, str], bundle: str | Path | None = None, auto_index: bool = True,
-                 runner: str = "local", batch_size: int = 32, encoders: int = 1, encoder_threads: int = 1,
-                 ray_address: str | None = None, num_cpus: int | None = None, progress=sys.stderr) -> BuildReport:
+                 groups: GroupConfig = GroupConfig(), runner: str = "local", batch_size: int = 32,
+                 encoders: int = 1, encoder_threads: int = 1, ray_address: str | None = None, num_cpus: int | None = None, progress=sys.stderr) -> BuildReport:
     """Reads ``source`` (a folder, .csv or .jsonl, as `lookalike ingest`),
     encodes it, and publishes ``n_shards`` shard directories under ``out``.
     ``auto_index`` sizes each shard's spaces by choose_index (else ``spaces``
-    as given); ``encoders`` is the number of Ray encoding actors."""
+    as given); ``groups``: the group graphs each shard's collection keeps
+    (Collection's groups); ``encoders`` is the number of Ray encoding actors."""
     if runner not in RUNNERS:
         raise ValueError(f"runner must be one of {', '.join(RUNNERS)}, got {runner!r}")
     if isinstance(n_shards, bool) or not isinstance(n_shards, int) or n_shards < 1:
@@ -90,7 +93,7 @@ def build_shards(source: Path, out: Path, *, n_shards: int, spaces: Sequence[Spa
         raise ValueError(f"{source}: product ids must be >= 0, got {min(ids)}")
     out.mkdir(parents=True, exist_ok=True)
     settings = BuildSettings(out, n_shards, tuple(spaces), dict(schema), auto_index,
-                             None if bundle is None else str(bundle), encoder_threads)
+                             None if bundle is None else str(bundle), encoder_threads, groups)
     print(f"{len(rows)} products from {source}; encoding and building {n_shards} shard(s) with {runner}",
           file=progress, flush=True)
     run = _run_ray if runner == "ray" else _run_local
@@ -148,7 +151,7 @@ def _build_group(settings: BuildSettings, shard: int, group: dict[str, np.ndarra
     if group is None or len(group["id"]) == 0:
         empty = {s.name: np.zeros((0, s.dim), np.float32) for s in settings.spaces}
         build_and_publish(settings.out, shard, settings.n_shards, np.zeros(0, np.int64), empty, [], [],
-                          settings.spaces, settings.schema, settings.auto_index)
+                          settings.spaces, settings.schema, settings.auto_index, settings.groups)
         return shard, 0, {}
     ok = np.array([not e for e in group["error"]], dtype=bool)
     failed = {int(i): str(e) for i, e in zip(group["id"][~ok], group["error"][~ok])}
@@ -158,7 +161,7 @@ def _build_group(settings: BuildSettings, shard: int, group: dict[str, np.ndarra
     records = [ProductRecord(int(i), str(t), str(u))
                for i, t, u in zip(ids, group["title"][ok], group["image_uri"][ok])]
     build_and_publish(settings.out, shard, settings.n_shards, ids, vectors, attributes, records,
-                      settings.spaces, settings.schema, settings.auto_index)
+                      settings.spaces, settings.schema, settings.auto_index, settings.groups)
     return shard, len(ids), failed
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from lookalike.index.collection import Collection, SpaceConfig
+from lookalike.index.groups import GroupConfig
 from lookalike.index.ivf_space import TRAIN_VECTORS_PER_CELL
 from lookalike.store.catalog import Catalog, ProductRecord
 from lookalike.store.snapshots import Snapshots
@@ -48,13 +49,15 @@ def shard_spaces(spaces: Sequence[SpaceConfig], n: int, auto_index: bool) -> lis
 
 
 def build_collection(ids: np.ndarray, vectors: Mapping[str, np.ndarray], attributes: Sequence[Mapping[str, Any]],
-                     spaces: Sequence[SpaceConfig], schema: Mapping[str, str], threads: int = 0) -> Collection:
-    """A Collection of these products (any order in; built in id order)."""
+                     spaces: Sequence[SpaceConfig], schema: Mapping[str, str], threads: int = 0,
+                     groups: GroupConfig = GroupConfig()) -> Collection:
+    """A Collection of these products (any order in; built in id order), with
+    the group graphs ``groups`` asks for."""
     order = np.argsort(ids, kind="stable")
     ids = ids[order]
     vectors = {name: np.ascontiguousarray(v[order], dtype=np.float32) for name, v in vectors.items()}
     attributes = [attributes[i] for i in order]
-    collection = Collection(spaces, schema)
+    collection = Collection(spaces, schema, groups=groups.attributes, group_min_members=groups.min_members)
     for space in spaces:
         # A shard too small to train keeps the space's exact buffer (ivf_space.py).
         if space.index == "ivf_pq" and len(ids) >= max(space.nlist, 2 ** space.nbits):
@@ -105,8 +108,8 @@ def publish_shard(out: Path, shard: int, n_shards: int, collection: Collection,
 def build_and_publish(out: Path, shard: int, n_shards: int, ids: np.ndarray, vectors: Mapping[str, np.ndarray],
                       attributes: Sequence[Mapping[str, Any]], records: Sequence[ProductRecord],
                       spaces: Sequence[SpaceConfig], schema: Mapping[str, str], auto_index: bool,
-                      threads: int = 0) -> Path:
+                      groups: GroupConfig = GroupConfig(), threads: int = 0) -> Path:
     """One shard, from its products to its published directory."""
     collection = build_collection(ids, vectors, attributes, shard_spaces(spaces, len(ids), auto_index), schema,
-                                  threads)
+                                  threads, groups)
     return publish_shard(out, shard, n_shards, collection, records)

@@ -106,6 +106,24 @@ class AttributeStore:
             raise TypeError(f"id must be an integer, got {id!r}")
         return dict(self._core.get(int(id)))
 
+    def ids_with(self, name: str, value: str) -> np.ndarray:
+        """The ids whose keyword attribute ``name`` holds ``value`` (read from
+        its posting list, no scan), in no particular order. KeyError for an
+        unknown attribute, TypeError for one that is not a keyword."""
+        self._keyword_name(name)
+        return self._core.ids_with(name, value)
+
+    def count_with(self, name: str, value: str) -> int:
+        """How many ids ids_with(name, value) lists, without listing them."""
+        self._keyword_name(name)
+        return self._core.count_with(name, value)
+
+    def value_counts(self, name: str) -> dict[str, int]:
+        """Every value some id holds in the keyword attribute ``name``, with
+        count_with's count."""
+        self._keyword_name(name)
+        return dict(self._core.word_counts(name))
+
     def compile(self, filter: Filter | Mapping[str, Any]) -> _core.CompiledFilter:
         """The native predicate of a filter (a clause, or its dict form) for
         ``HnswIndex.search(filter=...)``. Unknown attribute: KeyError; a clause on
@@ -131,6 +149,10 @@ class AttributeStore:
             known = ", ".join(self._schema) or "nothing"
             raise KeyError(f"unknown attribute {name!r} (the schema has: {known})")
         return self._schema[name]
+
+    def _keyword_name(self, name: str) -> None:
+        if self._type_of(name) != "keyword":
+            raise TypeError(f"attribute '{name}' is {self._schema[name]}, not keyword")
 
     def _column(self, name: str, column: Any, n: int) -> tuple:
         """(name, values, present mask or None), as the native store takes them."""

@@ -42,6 +42,7 @@ class IvfSearchStats(NamedTuple):
     driver: int | None = None
     tested: int = 0
     fell_back: bool = False
+    group_size: int = 0         # IVF-PQ keeps no group graphs
 
 
 class IvfPqSpace:

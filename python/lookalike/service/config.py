@@ -10,6 +10,9 @@ lookalike-data/models/default` builds it offline), one index per space of it.
     [schema]
     category = "keyword"
     price = "numeric"
+    [groups]                             # group graphs per value of these keyword attributes
+    attributes = ["category"]            # (lookalike.index.groups; opt-in: 8M + 20 bytes a member)
+    min_members = 4000                   # a value's group is built once this many products hold it
     [[spaces]]                           # optional: index parameters per space
     name = "joint"
     dim = 384
@@ -66,6 +69,7 @@ from lookalike.cluster.config import ClusterConfig
 from lookalike.duplicates.finder import DuplicatesConfig
 from lookalike.encoders.zero_shot import ZeroShotConfig
 from lookalike.index.collection import SpaceConfig
+from lookalike.index.groups import GroupConfig
 from lookalike.service.colour_free import SameStyleConfig
 from lookalike.service.encoding import BatchingConfig
 from lookalike.service.relevance_feedback import FeedbackConfig
@@ -176,6 +180,10 @@ class ServiceConfig:
     spaces: tuple[SpaceConfig, ...] = ()
     default_space: str = ""              # "" = the first space
     schema: dict[str, str] = field(default_factory=dict)  # attribute name -> keyword|numeric|bool|timestamp
+    # Keyword attributes whose values get group graphs in every HNSW space, once a value has
+    # min_members products (lookalike.index.groups): a filter requiring such a value walks its
+    # products only. Applied to a collection loaded from a snapshot too (built at start).
+    groups: GroupConfig = GroupConfig()
     limits: Limits = Limits()
     durability: DurabilityConfig = DurabilityConfig()
     feedback: FeedbackConfig = FeedbackConfig()  # Rocchio weights, remembered searches, event retention
@@ -207,6 +215,8 @@ class ServiceConfig:
                              f"workers ({self.workers}), so that some threads do calls' work")
         if limits.max_in_flight < 0 or limits.max_queued < 0:
             raise ValueError("limits.max_in_flight and limits.max_queued must be >= 0")
+        if self.groups.attributes:
+            self.groups.check(self.effective_schema())
 
     def in_flight_limit(self) -> int:
         """Calls allowed to do work at once: limits.max_in_flight, at most workers -
@@ -274,7 +284,7 @@ class ServiceConfig:
                 data["durability"] = DurabilityConfig(**data["durability"])
             if "router" in data:
                 data["router"] = RouterConfig.from_toml(data["router"])
-            for key, kind in (("feedback", FeedbackConfig), ("duplicates", DuplicatesConfig),
+            for key, kind in (("feedback", FeedbackConfig), ("duplicates", DuplicatesConfig), ("groups", GroupConfig),
                               ("zero_shot", ZeroShotConfig), ("same_style", SameStyleConfig),
                               ("cluster", ClusterConfig)):
                 if key in data:

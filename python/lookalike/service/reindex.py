@@ -161,7 +161,8 @@ class Reindexer:
             try:
                 live = self._store.collection
                 spaces = self._spaces_for(encoder, live)
-                base = Collection(spaces, live.schema, self._default_for([s.name for s in spaces], live))
+                base = Collection(spaces, live.schema, self._default_for([s.name for s in spaces], live),
+                                  groups=live.groups.attributes, group_min_members=live.groups.min_members)
                 version = self._versions.create(path, encoder.model_id)
             except BaseException:
                 encoder.close()
@@ -214,6 +215,9 @@ class Reindexer:
                 if loaded is None:
                     raise JobFailed(f"version {previous} has no snapshot to roll back to")
                 base, covered = loaded
+                groups = self._store.collection.groups
+                if base.groups != groups:  # configured since that version was swapped out
+                    base.configure_groups(groups.attributes, groups.min_members)
                 since = set(self._store.catalog.ids(changed_after=covered))
                 gone = {int(i) for i in base.ids() if int(i) not in self._store.collection}
                 return base, sorted(since | gone)

@@ -157,7 +157,8 @@ class RouterServicer(search_pb2_grpc.SearchServiceServicer):
             estimated_matches=sum(r.plan.estimated_matches for r in answered),
             distances=sum(r.plan.distances for r in answered),
             filter_tests=sum(r.plan.filter_tests for r in answered),
-            fell_back=any(r.plan.fell_back for r in answered)))
+            fell_back=any(r.plan.fell_back for r in answered),
+            group_size=sum(r.plan.group_size for r in answered)))
         # Summed over the shards only when every shard counted them.
         for field in ("matches", "driver_size"):
             if all(r.plan.HasField(field) for r in answered):

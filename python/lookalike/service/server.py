@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from concurrent import futures
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -220,12 +221,12 @@ class Server:
         # data/collection: where the collection was saved before the log and snapshots.
         self.store = DurableCollection(
             data, self.config.durability, self._catalog, legacy=data / "collection",
-            new_collection=lambda: Collection(self._spaces(), self.config.effective_schema(),
-                                              self.config.default_space or None),
-            snapshots_root=self.versions.snapshots_dir(active), metrics=self.metrics)
+            new_collection=self._new_collection, snapshots_root=self.versions.snapshots_dir(active),
+            metrics=self.metrics)
         self.collection = self.store.collection
         try:
             self._check_spaces_match_the_model()
+            self._keep_configured_groups()
             self._relevance = load_relevance(self.config, self.encoder, self.collection)
         except ValueError:
             self.store.close(snapshot=False)
@@ -239,8 +240,9 @@ class Server:
         self.encoder = self._load_encoder(self.config.model_path())
         self._cluster_node = node = ReplicaNode(
             self.config, self.shard, self.address, self.encoder.model_id if self.encoder else "",
-            lambda: Collection(self._spaces(), self.config.effective_schema(), self.config.default_space or None))
+            self._new_collection)
         self.collection = node.store.collection
+        self._keep_configured_groups()
         self._servicer.attach(node.store, self.encoder)
         self.metrics.products.set_function(lambda: len(node.store.collection))
         node.observe(self.metrics)
@@ -304,6 +306,21 @@ class Server:
         if self.encoder is not None:
             for kind, depth in self.encoder.queue_depths().items():
                 self.metrics.encoder_queue.labels(kind).set_function(depth)
+
+    def _new_collection(self) -> Collection:
+        groups = self.config.groups
+        return Collection(self._spaces(), self.config.effective_schema(), self.config.default_space or None,
+                          groups=groups.attributes, group_min_members=groups.min_members)
+
+    def _keep_configured_groups(self) -> None:
+        """Gives a collection loaded from a snapshot the configured group graphs
+        (the config may have changed since it was saved): built now, before serving."""
+        wanted = self.config.groups
+        if self.collection.groups != wanted:
+            started = time.perf_counter()
+            self.collection.configure_groups(wanted.attributes, wanted.min_members)
+            log.info("group graphs of %s (from %d products a value) built in %.1f s",
+                     list(wanted.attributes) or "no attribute", wanted.min_members, time.perf_counter() - started)
 
     def _spaces(self) -> tuple[SpaceConfig, ...]:
         """The configured spaces, or one per space of the model."""

@@ -460,8 +460,9 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
 
 def _fill_plan(plan: search_pb2.QueryPlan, stats: Any) -> None:
     """A response's plan, written where it lies (building one and copying it in cost a third more)."""
-    plan.plan, plan.estimated_matches, plan.ef, plan.distances, plan.filter_tests, plan.fell_back = (
-        stats.plan, stats.estimate or 0, stats.ef, stats.distances, stats.tested, stats.fell_back)
+    (plan.plan, plan.estimated_matches, plan.ef, plan.distances, plan.filter_tests, plan.fell_back,
+     plan.group_size) = (stats.plan, stats.estimate or 0, stats.ef, stats.distances, stats.tested, stats.fell_back,
+                         stats.group_size)
     # Unset when not counted (see QueryPlan in search.proto).
     if stats.matches is not None:
         plan.matches = stats.matches

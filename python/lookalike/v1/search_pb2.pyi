@@ -208,7 +208,7 @@ class Hit(_message.Message):
     def __init__(self, id: _Optional[int] = ..., score: _Optional[float] = ..., metadata: _Optional[_Union[ProductMetadata, _Mapping]] = ...) -> None: ...
 
 class QueryPlan(_message.Message):
-    __slots__ = ("plan", "estimated_matches", "ef", "distances", "matches", "driver_size", "filter_tests", "fell_back")
+    __slots__ = ("plan", "estimated_matches", "ef", "distances", "matches", "driver_size", "filter_tests", "fell_back", "group_size")
     PLAN_FIELD_NUMBER: _ClassVar[int]
     ESTIMATED_MATCHES_FIELD_NUMBER: _ClassVar[int]
     EF_FIELD_NUMBER: _ClassVar[int]
@@ -217,6 +217,7 @@ class QueryPlan(_message.Message):
     DRIVER_SIZE_FIELD_NUMBER: _ClassVar[int]
     FILTER_TESTS_FIELD_NUMBER: _ClassVar[int]
     FELL_BACK_FIELD_NUMBER: _ClassVar[int]
+    GROUP_SIZE_FIELD_NUMBER: _ClassVar[int]
     plan: str
     estimated_matches: int
     ef: int
@@ -225,7 +226,8 @@ class QueryPlan(_message.Message):
     driver_size: int
     filter_tests: int
     fell_back: bool
-    def __init__(self, plan: _Optional[str] = ..., estimated_matches: _Optional[int] = ..., ef: _Optional[int] = ..., distances: _Optional[int] = ..., matches: _Optional[int] = ..., driver_size: _Optional[int] = ..., filter_tests: _Optional[int] = ..., fell_back: _Optional[bool] = ...) -> None: ...
+    group_size: int
+    def __init__(self, plan: _Optional[str] = ..., estimated_matches: _Optional[int] = ..., ef: _Optional[int] = ..., distances: _Optional[int] = ..., matches: _Optional[int] = ..., driver_size: _Optional[int] = ..., filter_tests: _Optional[int] = ..., fell_back: _Optional[bool] = ..., group_size: _Optional[int] = ...) -> None: ...
 
 class StageTimings(_message.Message):
     __slots__ = ("decode_us", "preprocess_us", "encode_us", "search_us", "hydrate_us", "total_us")
