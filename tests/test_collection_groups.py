@@ -106,8 +106,8 @@ def test_a_filtered_search_walking_a_group_returns_the_exact_filtered_top_k(cata
     ids = np.array(sorted(catalog.paths))
     vectors = catalog.vectors[ids]
     for clause, keep in ((Match("category", "c2"), lambda i: "c2" in catalog.paths[i]),
-                         (Must(Match("category", "c1/0"), Range("price", lt=2500)),
-                          lambda i: "c1/0" in catalog.paths[i] and i < 2500)):
+                         (Must(Match("category", "c1"), Range("price", lt=2500)),
+                          lambda i: "c1" in catalog.paths[i] and i < 2500)):
         allowed = np.array([keep(i) for i in ids.tolist()])
         found, truth = [], []
         for q in queries:

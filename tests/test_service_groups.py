@@ -12,7 +12,7 @@ from lookalike.service.config import ServiceConfig
 from lookalike.v1 import filter_pb2, search_pb2
 from test_service import start_server, stop_server
 
-N, DIM = 800, 16
+N, DIM = 3000, 16  # a group of 750: enough members that its walk beats a scan of them
 CONFIG = f"""
 [schema]
 category = "keyword"

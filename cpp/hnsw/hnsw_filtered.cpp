@@ -162,6 +162,17 @@ constexpr double kAdmitShare = 1.0;
 constexpr double kAdmitFloor = 4.0;
 // Nodes the filtered walk scores, per (walk_ef / sel x M) (measured: 0.6-0.66).
 constexpr double kWalkScored = 0.65;
+// The same for a group graph's walk, whose members keep up to 2M links from the
+// start (hnsw_groups.cpp): measured 0.84 on bench/filters.py's 10% conjunction
+// (a 41,575-member group) and 1.08 on its 1% near filter (groups of 4-15k).
+constexpr double kGroupWalkScored = 1.0;
+// A group walk runs only where it costs less than the exact scan by this factor.
+// Its recall@10 is lower: on bench/filters.py's 1% near filter (200k x 512,
+// groups of 4-8k members, 2,000 matches), 0.92-0.94 for the walk against
+// 0.99-1.0 for the scan, where the walk took ~0.8x the scan's time; without
+// this margin the planner took the walk for half the queries there, costing
+// recall for ~20% of their time.
+constexpr double kGroupWalkMargin = 1.5;
 // The other steps cost cold cache lines, read one at a time, which weigh less
 // against a distance the longer the vectors: a distance streams code_bytes / 64
 // lines (prefetched, about kStreamedLines of them cost one cold line) plus a
@@ -254,8 +265,9 @@ void HnswIndex::search_filtered(SearchScratch& s, const SearchParams& p, uint64_
     double selectivity, scan, walk_plain, walk_two_hop, two_hop_tests, listing;
     size_t walk_ef;
   };
-  // `nodes`: of the graph walked (the whole index's live ones, or a group's).
-  auto costs = [&](size_t build, size_t estimate, bool built, double nodes) {
+  // `nodes`: of the graph walked (the whole index's live ones, or a group's);
+  // `scored`: its walk's nodes scored per (walk_ef / sel x M).
+  auto costs = [&](size_t build, size_t estimate, bool built, double nodes, double scored_share) {
     Costs c;
     const bool known = estimate != Filter::kUnknown;
     c.selectivity = known ? std::clamp(double(estimate) / nodes, 1.0 / nodes, 1.0) : 1.0;
@@ -268,7 +280,7 @@ void HnswIndex::search_filtered(SearchScratch& s, const SearchParams& p, uint64_
                                  ? kSketchLines * line + kSketchReadShare * scored
                                  : scored;
     c.scan = (built ? 0.0 : c.listing) + scanned * per_match;
-    const double walk_scored = kWalkScored * double(c.walk_ef) / c.selectivity * double(config_.M);
+    const double walk_scored = scored_share * double(c.walk_ef) / c.selectivity * double(config_.M);
     // The two-hop walk gathers 2M matches a node: about 2M / sel neighbours looked at.
     const double links = double(max_links(0));
     c.two_hop_tests = unfiltered_walk / links * std::min(links / c.selectivity, links + links * links);
@@ -292,7 +304,7 @@ void HnswIndex::search_filtered(SearchScratch& s, const SearchParams& p, uint64_
   size_t build_limit =
       p.plan == Plan::ExactScan ? Filter::kUnknown : size_t(kBuildWalkShare * unfiltered_walk / listed_row_cost);
   auto scan_certain = [&](size_t driver) {  // a driver listed whole, every id a match
-    const Costs c = costs(driver, driver, false, live);
+    const Costs c = costs(driver, driver, false, live, kWalkScored);
     return c.scan <= std::min(c.walk_plain, c.walk_two_hop);
   };
   if (p.plan == Plan::Graph && scan_certain(build_limit)) {
@@ -308,22 +320,21 @@ void HnswIndex::search_filtered(SearchScratch& s, const SearchParams& p, uint64_
   st.estimate = fp.estimate;
   st.driver = fp.driver;
   if (fp.built) st.matches = s.matches.size();
-  const Costs c = costs(fp.build, fp.estimate, fp.built, live);
+  const Costs c = costs(fp.build, fp.estimate, fp.built, live, kWalkScored);
   // The filtered walk inside a group graph the filter requires (group_graph.h):
   // the same walk at the selectivity among the group's members, from its seeds.
   const std::shared_ptr<const GroupGraph> group = group_for(filter);
   if (p.plan == Plan::GroupGraph && !group)
     throw std::invalid_argument("plan group_graph: the index keeps no group graph of a value the filter requires");
   const bool grouped = group && group->size() > 0 && fp.estimate != Filter::kUnknown;
-  const Costs g = grouped ? costs(fp.build, fp.estimate, fp.built, double(group->size())) : c;
+  const Costs g = grouped ? costs(fp.build, fp.estimate, fp.built, double(group->size()), kGroupWalkScored) : c;
   const double walk_group = grouped ? g.walk_plain + double(GroupGraph::kSeeds) : kInf;
   Plan plan = p.plan;
   if (plan == Plan::Graph) {
-    const double best = std::min({c.scan, c.walk_plain, c.walk_two_hop, walk_group});
-    plan = c.scan <= best ? Plan::ExactScan
-           : walk_group <= best ? Plan::GroupGraph
-           : c.walk_two_hop <= best ? Plan::TwoHopGraph
-                                    : Plan::FilteredGraph;
+    const double best = std::min({c.scan, c.walk_plain, c.walk_two_hop});
+    plan = c.scan <= best ? Plan::ExactScan : c.walk_two_hop <= best ? Plan::TwoHopGraph : Plan::FilteredGraph;
+    const double bar = plan == Plan::ExactScan ? c.scan / kGroupWalkMargin : best;  // what the group walk must beat
+    if (walk_group < bar) plan = Plan::GroupGraph;
   }
   const size_t walk_ef = plan == Plan::GroupGraph ? g.walk_ef : c.walk_ef;
   const double tests = plan == Plan::TwoHopGraph ? c.two_hop_tests
