@@ -47,7 +47,7 @@
 // HNSW keeps) and not the two-hop walk carry the selective conjunctions with a
 // broad category: on bench/filters.py's 10% one (a top category of 21% AND a
 // price window AND in stock, 200k x 512 float16, ef 64), the group walk read
-// ~1,110 vectors a query at recall@10 0.962, ~0.7x the unfiltered walk's
+// ~1,150 vectors a query at recall@10 0.962, 0.52-0.74x the unfiltered walk's
 // rate, where the plain walk read ~4,150 (0.16x) and the two-hop walk lost
 // recall (below). The price window keeps about half the category's members
 // wherever they lie, so inside the category's graph the walk meets matches

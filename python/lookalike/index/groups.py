@@ -15,7 +15,7 @@ whose links are allocated 4,096 members at a time), and linking a member costs
 nearly what inserting its vector costs (20k x 64 vectors, each product in one
 group, took 1.8x as long to upsert, on a loaded 2-core VM).
 Measured on bench/filters.py's 10% conjunction (200k x 512): the group's walk
-ran at ~0.6-0.7x the unfiltered search's QPS, the filtered walk of the whole
+ran at ~0.5-0.74x the unfiltered search's QPS, the filtered walk of the whole
 graph at ~0.16x.
 """
 
