@@ -331,7 +331,9 @@ def test_the_router_encodes_photos_and_texts_once_for_its_shards(tiny_clip_bundl
         router = c.router(model=str(tiny_clip_bundle))
         single = c.start(ServiceConfig(address="127.0.0.1:0", data_dir=str(tmp_path / "single"),
                                        model=str(tiny_clip_bundle), limits=LIMITS))
-        with Client(router.address) as via_router, Client(single.address) as direct:
+        # A cold encoder's first run can take most of the default 10 s deadline on a loaded
+        # machine, and the router's shard writes are capped by what is left of it.
+        with Client(router.address, timeout=60) as via_router, Client(single.address, timeout=60) as direct:
             runs = router.encoder._images.batches
             for client in (via_router, direct):
                 assert [r.status_code for r in client.upsert(catalog).results] == [0] * 30
